@@ -1,0 +1,106 @@
+"""The object-store seam: one small interface, two implementations (S3 and a local directory).
+
+The reconciler never knows which one it has. Both keep the same key layout and the same
+per-object metadata (Content-Type, Cache-Control, SSE, user metadata), so the local directory
+is a faithful stand-in for S3 in the demo and in `reconcile preview`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from ..layout import ObjectMeta
+
+
+class StoreError(Exception):
+    """A store request failed after its retries; the message names the key."""
+
+
+class PreconditionFailed(StoreError):
+    """A conditional write (If-Match / If-None-Match) lost a race."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What the store says about one object.
+
+    LIST fills key, size, etag and last_modified only; HEAD/GET fill the headers too
+    (`headers_known` tells which).
+    """
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    content_type: str | None = None
+    cache_control: str | None = None
+    sse: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    headers_known: bool = False
+
+    def meta(self) -> ObjectMeta | None:
+        if not self.headers_known:
+            return None
+        return ObjectMeta(self.content_type or "", self.cache_control or "", self.sse or "")
+
+
+class Store(Protocol):
+    """Object storage as the reconciler uses it. Keys are bucket-relative, no leading slash."""
+
+    url: str
+
+    def list(self, prefix: str) -> dict[str, ObjectInfo]:
+        """Every object under prefix (all pages)."""
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Headers of one object, or None when absent."""
+
+    def get(self, key: str) -> tuple[bytes, ObjectInfo] | None:
+        """Body and headers of a small object (playlists, init files), or None when absent."""
+
+    def download(self, key: str, dest: Path) -> ObjectInfo:
+        """Stream an object to a local file without holding it in memory."""
+
+    def put_file(
+        self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None
+    ) -> None:
+        """Upload a file (multipart when large), streaming it from disk."""
+
+    def put_bytes(
+        self,
+        key: str,
+        body: bytes,
+        meta: ObjectMeta,
+        metadata: dict[str, str] | None = None,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        """Write a small object, optionally conditional; raises PreconditionFailed on 412."""
+
+    def set_meta(self, key: str, meta: ObjectMeta, metadata: dict[str, str]) -> None:
+        """Replace an object's headers in place (S3 CopyObject onto itself, no re-upload)."""
+
+    def delete(self, keys: list[str]) -> None:
+        """Delete objects; absent keys are not an error."""
+
+
+def open_store(url: str, *, workers: int = 8) -> Store:
+    """Open `file://DIR` or `s3://BUCKET` (a bare path counts as a directory)."""
+    if url.startswith("s3://"):
+        from .s3 import S3Store
+
+        bucket = url[len("s3://") :].strip("/")
+        if not bucket or "/" in bucket:
+            raise ValueError(f"store URL {url!r}: expected s3://BUCKET")
+        return S3Store(bucket, workers=workers)
+    if url.startswith("file://"):
+        url = url[len("file://") :]
+    if not url:
+        raise ValueError("store URL is empty: expected file://DIR or s3://BUCKET")
+    from .local import LocalStore
+
+    return LocalStore(Path(url))

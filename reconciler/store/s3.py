@@ -1,0 +1,203 @@
+"""S3 through boto3: default credential chain, AWS_REGION, AWS_ENDPOINT_URL (boto3 reads it)."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..layout import ObjectMeta
+from . import ObjectInfo, PreconditionFailed, StoreError
+
+MULTIPART_THRESHOLD = int(os.environ.get("RECONCILER_MULTIPART_THRESHOLD", 8 * 1024 * 1024))
+# Each request is tried at most 3 times (botocore "standard" mode: exponential backoff with jitter
+# on throttling, 5xx and connection errors).
+RETRIES = {"total_max_attempts": 3, "mode": "standard"}
+
+
+@lru_cache(maxsize=8)
+def s3_client(workers: int = 8):
+    """One client per pool size; boto3 clients are thread-safe and share their connection pool."""
+    return boto3.session.Session().client(
+        "s3",
+        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        config=Config(
+            max_pool_connections=max(10, workers * 2),
+            retries=RETRIES,
+            connect_timeout=10,
+            read_timeout=60,
+        ),
+    )
+
+
+def _etag(raw: str) -> str:
+    return raw.strip('"')
+
+
+def _code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _missing(err: ClientError) -> bool:
+    return _code(err) in {"404", "NoSuchKey", "NotFound"}
+
+
+class S3Store:
+    """A bucket. Errors surface as StoreError naming the key (never a URL or a credential)."""
+
+    def __init__(self, bucket: str, *, workers: int = 8) -> None:
+        self.bucket = bucket
+        self.url = f"s3://{bucket}"
+        self.client = s3_client(workers)
+        self.transfer = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD,
+            multipart_chunksize=max(5 * 1024 * 1024, MULTIPART_THRESHOLD),
+            max_concurrency=4,
+        )
+
+    def _fail(self, op: str, key: str, err: Exception) -> StoreError:
+        if isinstance(err, ClientError):
+            if _code(err) in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
+                return PreconditionFailed(f"{op} s3://{self.bucket}/{key}: precondition failed")
+            return StoreError(f"{op} s3://{self.bucket}/{key}: {_code(err)}")
+        return StoreError(f"{op} s3://{self.bucket}/{key}: {type(err).__name__}: {err}")
+
+    def list(self, prefix: str) -> dict[str, ObjectInfo]:
+        out: dict[str, ObjectInfo] = {}
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    out[item["Key"]] = ObjectInfo(
+                        key=item["Key"],
+                        size=item["Size"],
+                        etag=_etag(item["ETag"]),
+                        last_modified=item["LastModified"],
+                    )
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("LIST", prefix, err) from err
+        return out
+
+    def _info(self, key: str, resp: dict) -> ObjectInfo:
+        last: datetime = resp["LastModified"]
+        return ObjectInfo(
+            key=key,
+            size=resp["ContentLength"],
+            etag=_etag(resp["ETag"]),
+            last_modified=last,
+            content_type=resp.get("ContentType"),
+            cache_control=resp.get("CacheControl"),
+            sse=resp.get("ServerSideEncryption"),
+            metadata=dict(resp.get("Metadata") or {}),
+            headers_known=True,
+        )
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            return self._info(key, self.client.head_object(Bucket=self.bucket, Key=key))
+        except ClientError as err:
+            if _missing(err):
+                return None
+            raise self._fail("HEAD", key, err) from err
+        except BotoCoreError as err:
+            raise self._fail("HEAD", key, err) from err
+
+    def get(self, key: str) -> tuple[bytes, ObjectInfo] | None:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+            body = resp["Body"].read()
+        except ClientError as err:
+            if _missing(err):
+                return None
+            raise self._fail("GET", key, err) from err
+        except BotoCoreError as err:
+            raise self._fail("GET", key, err) from err
+        return body, self._info(key, resp)
+
+    def download(self, key: str, dest: Path) -> ObjectInfo:
+        info = self.head(key)
+        if info is None:
+            raise StoreError(f"GET s3://{self.bucket}/{key}: no such object")
+        try:
+            self.client.download_file(self.bucket, key, str(dest), Config=self.transfer)
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("GET", key, err) from err
+        return info
+
+    @staticmethod
+    def _headers(meta: ObjectMeta, metadata: dict[str, str] | None) -> dict:
+        return {
+            "ContentType": meta.content_type,
+            "CacheControl": meta.cache_control,
+            "ServerSideEncryption": meta.sse,
+            "Metadata": dict(metadata or {}),
+        }
+
+    def put_file(
+        self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None
+    ) -> None:
+        try:
+            self.client.upload_file(
+                str(path), self.bucket, key,
+                ExtraArgs=self._headers(meta, metadata), Config=self.transfer,
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("PUT", key, err) from err
+        except Exception as err:  # s3transfer wraps failures in its own exception types
+            raise self._fail("PUT", key, err) from err
+
+    def put_bytes(
+        self,
+        key: str,
+        body: bytes,
+        meta: ObjectMeta,
+        metadata: dict[str, str] | None = None,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        args = self._headers(meta, metadata)
+        if if_match:
+            args["IfMatch"] = f'"{if_match}"'
+        if if_none_match:
+            args["IfNoneMatch"] = "*"
+        try:
+            resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **args)
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("PUT", key, err) from err
+        return _etag(resp["ETag"])
+
+    def set_meta(self, key: str, meta: ObjectMeta, metadata: dict[str, str]) -> None:
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket, "Key": key},
+                MetadataDirective="REPLACE",
+                **self._headers(meta, metadata),
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise self._fail("COPY", key, err) from err
+
+    def delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            try:
+                resp = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            except (ClientError, BotoCoreError) as err:
+                raise self._fail("DELETE", batch[0]["Key"], err) from err
+            if resp.get("Errors"):
+                first = resp["Errors"][0]
+                raise StoreError(
+                    f"DELETE s3://{self.bucket}/{first.get('Key')}: {first.get('Code')}"
+                )
