@@ -1,0 +1,219 @@
+"""HLS playlists: parse and write media playlists, write and parse master playlists.
+
+The reconciler writes every playlist itself (ffmpeg's are rewritten) so that all playlists of a
+section share one EXT-X-TARGETDURATION, name segments by bare relative URIs and always carry
+`#EXT-X-MAP:URI="init.mp4"`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .layout import INIT
+
+AUDIO_GROUP = "aud"
+PLAYLIST_VERSION = 7  # >= 6: EXT-X-MAP in a playlist without EXT-X-I-FRAMES-ONLY
+
+
+class PlaylistError(ValueError):
+    """A playlist that does not follow RFC 8216 as the reconciler needs it."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    uri: str
+    duration: float
+
+
+@dataclass(frozen=True)
+class MediaPlaylist:
+    target_duration: int
+    segments: tuple[Segment, ...]
+    map_uri: str | None = INIT
+    endlist: bool = True
+
+    @property
+    def duration(self) -> float:
+        return sum(s.duration for s in self.segments)
+
+    @property
+    def max_segment(self) -> float:
+        return max((s.duration for s in self.segments), default=0.0)
+
+
+_ATTR = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
+
+
+def parse_attributes(text: str) -> dict[str, str]:
+    """`A=1,B="x,y"` -> {"A": "1", "B": "x,y"} (quotes removed)."""
+    return {k: v[1:-1] if v.startswith('"') else v for k, v in _ATTR.findall(text)}
+
+
+def _lines(text: str) -> list[str]:
+    lines = [line.strip() for line in text.splitlines()]
+    if not lines or lines[0] != "#EXTM3U":
+        raise PlaylistError("does not start with #EXTM3U")
+    return [line for line in lines if line]
+
+
+def parse_media(text: str) -> MediaPlaylist:
+    """Parse a VOD media playlist; PlaylistError says what is wrong."""
+    target: int | None = None
+    map_uri: str | None = None
+    segments: list[Segment] = []
+    pending: float | None = None
+    endlist = False
+    for line in _lines(text)[1:]:
+        if line.startswith("#EXT-X-TARGETDURATION:"):
+            try:
+                target = int(line.split(":", 1)[1])
+            except ValueError as err:
+                raise PlaylistError(f"bad {line!r}") from err
+        elif line.startswith("#EXT-X-MAP:"):
+            map_uri = parse_attributes(line.split(":", 1)[1]).get("URI")
+        elif line.startswith("#EXTINF:"):
+            try:
+                pending = float(line.split(":", 1)[1].split(",", 1)[0])
+            except ValueError as err:
+                raise PlaylistError(f"bad {line!r}") from err
+        elif line == "#EXT-X-ENDLIST":
+            endlist = True
+        elif line.startswith("#EXT-X-STREAM-INF") or line.startswith("#EXT-X-MEDIA:"):
+            raise PlaylistError("is a master playlist, not a media playlist")
+        elif not line.startswith("#"):
+            if pending is None:
+                raise PlaylistError(f"segment {line!r} has no #EXTINF")
+            segments.append(Segment(line, pending))
+            pending = None
+    if target is None:
+        raise PlaylistError("has no #EXT-X-TARGETDURATION")
+    return MediaPlaylist(target, tuple(segments), map_uri, endlist)
+
+
+def target_duration(durations: Iterable[float]) -> int:
+    """RFC 8216: every EXTINF rounded to the nearest integer must be <= the target."""
+    return max((math.floor(d + 0.5) for d in durations), default=1) or 1
+
+
+def render_media(playlist: MediaPlaylist) -> str:
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{PLAYLIST_VERSION}",
+        f"#EXT-X-TARGETDURATION:{playlist.target_duration}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+        f'#EXT-X-MAP:URI="{playlist.map_uri or INIT}"',
+    ]
+    for seg in playlist.segments:
+        lines += [f"#EXTINF:{seg.duration:.6f},", seg.uri]
+    if playlist.endlist:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def bitrates(playlist: MediaPlaylist, sizes: Mapping[str, int]) -> tuple[int, int]:
+    """(peak, average) bits per second from segment sizes, as BANDWIDTH and AVERAGE-BANDWIDTH
+    define them. Sizes are looked up by segment URI; a missing size raises KeyError."""
+    peak = 0.0
+    total_bytes = 0
+    total_time = 0.0
+    for seg in playlist.segments:
+        size = sizes[seg.uri]
+        total_bytes += size
+        total_time += seg.duration
+        if seg.duration > 0:
+            peak = max(peak, size * 8 / seg.duration)
+    avg = total_bytes * 8 / total_time if total_time else 0.0
+    return math.ceil(peak), math.ceil(avg)
+
+
+@dataclass(frozen=True)
+class VideoVariant:
+    """Facts of the video rendition that the EXT-X-STREAM-INF line states."""
+
+    codec: str
+    width: int
+    height: int
+    frame_rate: float | None
+    peak_bps: int
+    avg_bps: int
+    uri: str = "video/video.m3u8"
+
+
+@dataclass(frozen=True)
+class AudioRendition:
+    """One language's EXT-X-MEDIA line plus the bit rates the variant must budget for."""
+
+    language: str
+    name: str
+    default: bool
+    codec: str
+    channels: int
+    peak_bps: int
+    avg_bps: int
+    uri: str
+
+
+def render_master(video: VideoVariant, audios: list[AudioRendition]) -> str:
+    """master.m3u8: one audio group, one variant. Exactly one DEFAULT=YES when audios exist."""
+    if audios and sum(a.default for a in audios) != 1:
+        raise ValueError("exactly one audio rendition must be the default")
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{PLAYLIST_VERSION}", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    for a in audios:
+        lines.append(
+            f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP}",NAME="{a.name}",'
+            f'LANGUAGE="{a.language}",AUTOSELECT=YES,DEFAULT={"YES" if a.default else "NO"},'
+            f'CHANNELS="{a.channels}",URI="{a.uri}"'
+        )
+    codecs = [video.codec] + sorted({a.codec for a in audios})
+    peak = video.peak_bps + max((a.peak_bps for a in audios), default=0)
+    avg = video.avg_bps + max((a.avg_bps for a in audios), default=0)
+    attrs = [
+        f"BANDWIDTH={peak}",
+        f"AVERAGE-BANDWIDTH={avg}",
+        f'CODECS="{",".join(codecs)}"',
+        f"RESOLUTION={video.width}x{video.height}",
+    ]
+    if video.frame_rate:
+        attrs.append(f"FRAME-RATE={video.frame_rate:.3f}")
+    if audios:
+        attrs.append(f'AUDIO="{AUDIO_GROUP}"')
+    lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), video.uri]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class MasterPlaylist:
+    media: tuple[dict[str, str], ...]  # EXT-X-MEDIA attribute dicts
+    variants: tuple[tuple[dict[str, str], str], ...]  # (EXT-X-STREAM-INF attributes, URI)
+
+    def audio_uris(self) -> dict[str, str]:
+        """LANGUAGE -> URI of each audio rendition."""
+        return {
+            m.get("LANGUAGE", ""): m["URI"]
+            for m in self.media
+            if m.get("TYPE") == "AUDIO" and "URI" in m
+        }
+
+
+def parse_master(text: str) -> MasterPlaylist:
+    media: list[dict[str, str]] = []
+    variants: list[tuple[dict[str, str], str]] = []
+    pending: dict[str, str] | None = None
+    for line in _lines(text)[1:]:
+        if line.startswith("#EXT-X-MEDIA:"):
+            media.append(parse_attributes(line.split(":", 1)[1]))
+        elif line.startswith("#EXT-X-STREAM-INF:"):
+            pending = parse_attributes(line.split(":", 1)[1])
+        elif line.startswith("#EXTINF"):
+            raise PlaylistError("is a media playlist, not a master playlist")
+        elif not line.startswith("#") and pending is not None:
+            variants.append((pending, line))
+            pending = None
+    if not variants:
+        raise PlaylistError("has no #EXT-X-STREAM-INF variant")
+    return MasterPlaylist(tuple(media), tuple(variants))

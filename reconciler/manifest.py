@@ -1,0 +1,339 @@
+"""Manifests (YAML, one section per file) -> validated desired state.
+
+The JSON Schema in schemas/section.schema.json is the contract; this module adds what a
+schema cannot say (BCP 47 validity, uniqueness across files, one default, paths that stay
+inside the repository) and reports every problem with file, line and field path. Nothing here
+touches a store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import jsonschema
+import langcodes
+import yaml
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class ManifestError:
+    """One problem in one manifest: `file:line: field: message`."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class InvalidManifests(Exception):
+    """Raised with every problem found; the CLI prints them all and exits 1."""
+
+    def __init__(self, errors: list[ManifestError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an input lives. kind: s3 | https | file | video (the video's own audio track)."""
+
+    kind: str
+    uri: str
+    path: Path | None = None  # for kind == "file": resolved local path
+
+    def display(self) -> str:
+        """Safe to print: no query string (a presigned URL's signature lives there)."""
+        if self.kind == "https":
+            parts = urlsplit(self.uri)
+            return f"https://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
+        return self.uri
+
+
+VIDEO_TRACK = Source("video", "source")
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str
+    name: str
+    default: bool
+    audio: Source | None  # None: dubbed by ElevenLabs
+
+
+@dataclass(frozen=True)
+class DubbingSettings:
+    num_speakers: int = 0
+    watermark: bool = False
+
+
+@dataclass(frozen=True)
+class Section:
+    section_id: int
+    video: Source
+    languages: tuple[Language, ...]
+    file: str
+    source_language: str = "auto"
+    dubbing: DubbingSettings = field(default_factory=DubbingSettings)
+
+    def language(self, code: str) -> Language:
+        return next(lang for lang in self.languages if lang.code == code)
+
+
+@cache
+def schema() -> dict:
+    """The section schema: packaged copy in a wheel, else the repository's schemas/ folder."""
+    packaged = resources.files("reconciler").joinpath("schemas/section.schema.json")
+    if packaged.is_file():
+        return json.loads(packaged.read_text())
+    repo_copy = Path(__file__).resolve().parent.parent / "schemas" / "section.schema.json"
+    return json.loads(repo_copy.read_text())
+
+
+def english_name(code: str) -> str:
+    return langcodes.Language.get(code).display_name("en")
+
+
+# -- locating YAML nodes for line numbers --------------------------------------------------
+
+
+def _node_at(node: yaml.Node | None, path: list) -> yaml.Node | None:
+    """The deepest YAML node along a JSON path (keys and indexes)."""
+    for step in path:
+        if isinstance(node, yaml.MappingNode) and isinstance(step, str):
+            nxt = next((v for k, v in node.value if k.value == step), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
+            nxt = node.value[step] if step < len(node.value) else None
+        else:
+            nxt = None
+        if nxt is None:
+            break
+        node = nxt
+    return node
+
+
+def _field(path: list) -> str:
+    out = ""
+    for step in path:
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else str(step))
+    return out
+
+
+class _Context:
+    """Collects errors for one file, resolving field paths to line numbers."""
+
+    def __init__(self, file: str, root_node: yaml.Node | None) -> None:
+        self.file = file
+        self.root_node = root_node
+        self.errors: list[ManifestError] = []
+
+    def error(self, path: list, message: str) -> None:
+        node = _node_at(self.root_node, path)
+        line = node.start_mark.line + 1 if node is not None else None
+        self.errors.append(ManifestError(self.file, line, _field(path), message))
+
+
+# -- sources --------------------------------------------------------------------------------
+
+
+def _source(ctx: _Context, path: list, value: str, base: Path, root: Path) -> Source | None:
+    if "://" in value:
+        parts = urlsplit(value)
+        scheme = parts.scheme.lower()
+        if parts.username or parts.password:
+            ctx.error(path, "URL must not embed credentials (user:password@)")
+            return None
+        if scheme == "s3":
+            key = parts.path.lstrip("/")
+            if not parts.netloc or not key:
+                ctx.error(path, "expected s3://BUCKET/KEY")
+                return None
+            if ".." in unquote(key).split("/"):
+                ctx.error(path, "S3 key must not contain '..' segments")
+                return None
+            return Source("s3", value)
+        if scheme == "https":
+            if not parts.hostname:
+                ctx.error(path, "expected https://HOST/PATH")
+                return None
+            return Source("https", value)
+        ctx.error(path, f"unsupported scheme {scheme!r}: use s3://, https:// or a relative path")
+        return None
+    decoded = unquote(value)
+    if decoded.startswith(("/", "~")) or Path(decoded).is_absolute():
+        ctx.error(path, "absolute paths are not allowed: use a path relative to the manifest")
+        return None
+    resolved = (base / value).resolve()
+    if not resolved.is_relative_to(root):
+        ctx.error(path, f"path leaves the repository ({root})")
+        return None
+    return Source("file", value, resolved)
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+def find_root(start: Path) -> Path | None:
+    """The git work tree holding start, if any."""
+    for folder in [start, *start.parents]:
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def manifest_files(paths: list[Path]) -> list[Path]:
+    """Expand directories to their *.yaml/*.yml files (sorted); keep files as given."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES)
+        else:
+            files.append(path)
+    return files
+
+
+def _parse_file(file: Path, root: Path) -> tuple[Section | None, list[ManifestError]]:
+    label = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return None, [ManifestError(label, None, "", f"cannot read: {err}")]
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(err, "problem", None) or str(err)
+        return None, [ManifestError(label, line, "", f"invalid YAML: {problem}")]
+    ctx = _Context(label, node)
+    if not isinstance(data, dict):
+        ctx.error([], "expected a mapping with sectionId, video and languages")
+        return None, ctx.errors
+    validator = jsonschema.Draft202012Validator(schema())
+    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        path = list(err.absolute_path)
+        if path[-1:] == ["code"] and err.validator == "pattern":
+            ctx.error(path, f"{err.instance!r} is not a valid BCP 47 language tag")
+        else:
+            ctx.error(path, err.message)
+    if ctx.errors:
+        return None, ctx.errors
+
+    base = file.resolve().parent
+    video = _source(ctx, ["video"], data["video"], base, root)
+    languages: list[Language] = []
+    seen_codes: dict[str, int] = {}
+    seen_names: dict[str, int] = {}
+    defaults = [i for i, lang in enumerate(data["languages"]) if lang.get("default")]
+    if len(defaults) > 1:
+        ctx.error(["languages", defaults[1], "default"], "only one language may be the default")
+    default_index = defaults[0] if defaults else 0
+    for i, raw in enumerate(data["languages"]):
+        code = raw["code"]
+        if not langcodes.tag_is_valid(code):
+            ctx.error(["languages", i, "code"], f"{code!r} is not a valid BCP 47 language tag")
+            continue
+        if code.lower() in seen_codes:
+            ctx.error(
+                ["languages", i, "code"],
+                f"duplicate language {code!r} (also languages[{seen_codes[code.lower()]}])",
+            )
+            continue
+        seen_codes[code.lower()] = i
+        name = raw.get("name") or english_name(code)
+        if name in seen_names:
+            ctx.error(
+                ["languages", i, "name"],
+                f"NAME {name!r} is also used by languages[{seen_names[name]}]; set a unique name",
+            )
+        seen_names[name] = i
+        audio: Source | None = None
+        if "audio" in raw:
+            audio = (
+                VIDEO_TRACK
+                if raw["audio"] == "source"
+                else _source(ctx, ["languages", i, "audio"], raw["audio"], base, root)
+            )
+        languages.append(Language(code, name, i == default_index, audio))
+    if ctx.errors or video is None:
+        return None, ctx.errors
+    dubbing = data.get("dubbing", {})
+    return (
+        Section(
+            section_id=data["sectionId"],
+            video=video,
+            languages=tuple(languages),
+            file=label,
+            source_language=data.get("sourceLanguage", "auto"),
+            dubbing=DubbingSettings(dubbing.get("numSpeakers", 0), dubbing.get("watermark", False)),
+        ),
+        [],
+    )
+
+
+def load_manifests(paths: list[Path], *, root: Path | None = None) -> list[Section]:
+    """Load and validate every manifest; raise InvalidManifests listing every problem.
+
+    `root` bounds relative paths: by default the git work tree holding the manifests, else the
+    folder given (or the folder of the file given).
+    """
+    files = manifest_files(paths)
+    errors: list[ManifestError] = []
+    if not files:
+        raise InvalidManifests(
+            [ManifestError(", ".join(map(str, paths)) or ".", None, "", "no manifests found")]
+        )
+    sections: list[Section] = []
+    owner: dict[int, str] = {}
+    for file in files:
+        if not file.exists():
+            errors.append(ManifestError(str(file), None, "", "no such file"))
+            continue
+        start = file.resolve().parent
+        bound = root or find_root(start) or (
+            next((p.resolve() for p in paths if p.is_dir() and start.is_relative_to(p.resolve())),
+                 start)
+        )
+        section, problems = _parse_file(file, bound.resolve())
+        errors += problems
+        if section is None:
+            continue
+        if section.section_id in owner:
+            errors.append(
+                ManifestError(
+                    str(file), _section_line(file), "sectionId",
+                    f"duplicate sectionId {section.section_id} (also in {owner[section.section_id]})",
+                )
+            )
+            continue
+        owner[section.section_id] = str(file)
+        sections.append(section)
+    if errors:
+        raise InvalidManifests(errors)
+    return sorted(sections, key=lambda s: s.section_id)
+
+
+def _section_line(file: Path) -> int | None:
+    node = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    found = _node_at(node, ["sectionId"])
+    return found.start_mark.line + 1 if found is not None and found is not node else None
+
+
+def manifests_digest(sections: list[Section]) -> str:
+    """A digest of the desired state (for saved plans): changes when any manifest's meaning does."""
+    digest = hashlib.sha256()
+    for s in sections:
+        digest.update(repr(s).encode())
+    return digest.hexdigest()

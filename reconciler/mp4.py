@@ -1,0 +1,145 @@
+"""Read the facts a master playlist needs from an fMP4 init segment (ISO BMFF boxes).
+
+ffprobe reports the H.264 profile and level but not the constraint-flags byte that the
+RFC 6381 codec string carries (`avc1.PPCCLL`), so we read the avcC box ourselves; the init
+segment is a few hundred bytes, so this costs one small GET, never media bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"edts", b"dinf", b"udta"}
+
+
+class InitSegmentError(ValueError):
+    """The bytes are not an init segment we can describe."""
+
+
+@dataclass(frozen=True)
+class TrackInfo:
+    kind: str  # "video" | "audio"
+    codec: str  # RFC 6381, e.g. avc1.64001f or mp4a.40.2
+    width: int | None = None
+    height: int | None = None
+    channels: int | None = None
+    sample_rate: int | None = None
+
+
+def _boxes(data: bytes, start: int = 0, end: int | None = None):
+    """Yield (type, payload_start, box_end) for each box in data[start:end]."""
+    end = len(data) if end is None else end
+    pos = start
+    while pos + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, pos)
+        header = 8
+        if size == 1:
+            if pos + 16 > end:
+                break
+            size = struct.unpack_from(">Q", data, pos + 8)[0]
+            header = 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            raise InitSegmentError(f"truncated {kind!r} box at byte {pos}")
+        yield kind, pos + header, pos + size
+        pos += size
+
+
+def _find(data: bytes, path: list[bytes], start: int = 0, end: int | None = None):
+    """All boxes matching a path of types below [start, end)."""
+    for kind, body, box_end in _boxes(data, start, end):
+        if kind != path[0]:
+            continue
+        if len(path) == 1:
+            yield body, box_end
+        elif kind in CONTAINERS:
+            yield from _find(data, path[1:], body, box_end)
+
+
+def _descriptor(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, body_start, body_end) of an MPEG-4 descriptor (variable-length size)."""
+    tag = data[pos]
+    pos += 1
+    length = 0
+    for _ in range(4):
+        byte = data[pos]
+        pos += 1
+        length = (length << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            break
+    return tag, pos, pos + length
+
+
+def _mp4a_codec(data: bytes, esds_body: int, esds_end: int) -> str:
+    tag, pos, end = _descriptor(data, esds_body + 4)  # skip full-box version/flags
+    if tag != 0x03:
+        raise InitSegmentError("esds without ES_Descriptor")
+    flags = data[pos + 2]
+    pos += 3
+    if flags & 0x80:
+        pos += 2
+    if flags & 0x40:
+        pos += 1 + data[pos]
+    if flags & 0x20:
+        pos += 2
+    tag, pos, end = _descriptor(data, pos)
+    if tag != 0x04:
+        raise InitSegmentError("esds without DecoderConfigDescriptor")
+    oti = data[pos]
+    pos += 13
+    if pos >= end:
+        return f"mp4a.{oti:02x}"
+    tag, pos, _ = _descriptor(data, pos)
+    if tag != 0x05:
+        return f"mp4a.{oti:02x}"
+    aot = data[pos] >> 3
+    if aot == 31:
+        aot = 32 + (((data[pos] & 0x07) << 3) | (data[pos + 1] >> 5))
+    return f"mp4a.{oti:02x}.{aot}"
+
+
+def _sample_entry(data: bytes, body: int, end: int) -> TrackInfo:
+    # stsd: version/flags (4) + entry_count (4), then the first sample entry box.
+    for kind, entry, entry_end in _boxes(data, body + 8, end):
+        if kind in (b"avc1", b"avc3"):
+            width, height = struct.unpack_from(">HH", data, entry + 24)
+            for child, cbody, _ in _boxes(data, entry + 78, entry_end):
+                if child == b"avcC":
+                    profile, compat, level = data[cbody + 1 : cbody + 4]
+                    codec = f"{kind.decode()}.{profile:02x}{compat:02x}{level:02x}"
+                    return TrackInfo("video", codec, width=width, height=height)
+            raise InitSegmentError("avc1 sample entry without avcC")
+        if kind == b"mp4a":
+            channels = struct.unpack_from(">H", data, entry + 16)[0]
+            rate = struct.unpack_from(">I", data, entry + 24)[0] >> 16
+            for child, cbody, cend in _boxes(data, entry + 28, entry_end):
+                if child == b"esds":
+                    codec = _mp4a_codec(data, cbody, cend)
+                    return TrackInfo("audio", codec, channels=channels, sample_rate=rate)
+            return TrackInfo("audio", "mp4a.40.2", channels=channels, sample_rate=rate)
+        raise InitSegmentError(f"unsupported sample entry {kind.decode(errors='replace')}")
+    raise InitSegmentError("empty stsd box")
+
+
+def read_tracks(data: bytes) -> list[TrackInfo]:
+    """Every track of an init segment, in order."""
+    try:
+        tracks = [
+            _sample_entry(data, body, end)
+            for body, end in _find(data, [b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"])
+        ]
+    except (IndexError, struct.error) as err:
+        raise InitSegmentError(f"malformed init segment: {err}") from err
+    if not tracks:
+        raise InitSegmentError("no moov/trak in init segment")
+    return tracks
+
+
+def read_track(data: bytes, kind: str) -> TrackInfo:
+    """The first track of a kind ("video"/"audio"); InitSegmentError when there is none."""
+    for track in read_tracks(data):
+        if track.kind == kind:
+            return track
+    raise InitSegmentError(f"init segment has no {kind} track")
