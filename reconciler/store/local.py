@@ -42,9 +42,7 @@ class LocalStore:
     # -- paths -------------------------------------------------------------------------------
     def _path(self, key: str) -> Path:
         parts = key.split("/")
-        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or (
-            parts[0] == META_DIR
-        ):
+        if not key or any(p in ("", ".", "..") for p in parts) or parts[0].startswith("."):
             raise StoreError(f"invalid key {key!r}")
         return self.root.joinpath(*parts)
 
@@ -61,7 +59,7 @@ class LocalStore:
         for dirpath, dirnames, filenames in os.walk(top):
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
             if rel_dir == ".":
-                dirnames[:] = [d for d in dirnames if d != META_DIR]
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
                 rel_dir = ""
             for name in filenames:
                 if name.startswith(".tmp-"):

@@ -1,0 +1,394 @@
+"""Execute a Plan through the seams (store, packager, dubber), in the safe order.
+
+Within a section: init and segments, then the media playlist, then master last, so master
+never names an object that is not there. Phases run across sections: videos, then dubs (bounded
+by the dubbing plan's concurrency), then audio, then metadata fixes and masters. A failure is
+contained to its language (or, for the video, its section) and reported with the step and the
+tail of ffmpeg's stderr. The one invalidation is the caller's (engine.py) job.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import layout, media
+from .dubbing import DubbingError, ElevenLabs
+from .hls import MediaPlaylist, parse_media, render_media, target_duration
+from .inputs import InputError, fetch
+from .manifest import Section
+from .mp4 import InitSegmentError, read_track
+from .observe import (
+    STAMP_FRAME_RATE,
+    STAMP_SETTINGS,
+    STAMP_SOURCE,
+    ObservedSection,
+)
+from .plan import (
+    Action,
+    Facts,
+    Kind,
+    Plan,
+    SectionPlan,
+    compose_master,
+    dub_cache_keys,
+    dub_key,
+    observed_facts,
+)
+from .store import PreconditionFailed, Store, StoreError
+
+DUB_META = {".mp3": layout.ObjectMeta("audio/mpeg", "no-store"),
+            ".mp4": layout.ObjectMeta("audio/mp4", "no-store")}
+JOB_META = layout.ObjectMeta("application/json", "no-store")
+ALIGN_TOLERANCE = 1.0  # seconds between an audio input and the video before we say so
+EXPECTED = (media.MediaError, InputError, StoreError, DubbingError, InitSegmentError, OSError)
+
+
+@dataclass
+class Runtime:
+    """The seams and limits an apply runs with."""
+
+    store: Store
+    tmp_dir: Path
+    workers: int = 8
+    dub_concurrency: int = 2
+    dubber: Callable[[], ElevenLabs] | None = None
+    progress: Callable[[str], None] = lambda _msg: None
+
+
+@dataclass(frozen=True)
+class Failure:
+    step: str
+    language: str | None
+    message: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        who = f"{self.language}: " if self.language else ""
+        return f"{who}{self.step}: {self.message}"
+
+
+@dataclass
+class SectionResult:
+    section_id: int
+    failures: list[Failure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    uploaded: list[str] = field(default_factory=list)
+    fixed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    dubbed: list[str] = field(default_factory=list)
+    languages_ready: list[str] = field(default_factory=list)
+    master_written: bool = False
+    conflict: bool = False  # master changed under us: re-observe and re-plan
+    invalidation_paths: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.conflict
+
+    @property
+    def failed_languages(self) -> list[str]:
+        return [f.language for f in self.failures if f.language]
+
+
+class _Section:
+    """One section's apply, run phase by phase; each phase records its own failures."""
+
+    def __init__(self, rt: Runtime, uploads: ThreadPoolExecutor, section: Section,
+                 obs: ObservedSection, plan: SectionPlan) -> None:
+        self.rt = rt
+        self.uploads = uploads
+        self.s = section
+        self.o = obs
+        self.plan = plan
+        self.result = SectionResult(section.section_id)
+        self.work = Path(tempfile.mkdtemp(prefix=f"section-{section.section_id}-",
+                                          dir=rt.tmp_dir))
+        self.facts: dict[str | None, Facts] = {}
+        self.dub_files: dict[str, Path] = {}
+        self.video_failed = False
+        self._video_local: Path | None = None
+        self._lock = threading.Lock()
+        rebuilt = {a.language for a in plan.actions
+                   if a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO)}
+        for language in [None, *obs.audio]:
+            if language not in rebuilt:
+                found = observed_facts(obs, obs.rendition(language))
+                if found is not None:
+                    self.facts[language] = found
+
+    # -- helpers ---------------------------------------------------------------------------
+    def fail(self, step: str, language: str | None, err: Exception) -> None:
+        detail = getattr(err, "detail", "")
+        with self._lock:
+            self.result.failures.append(Failure(step, language, str(err), detail))
+        self.rt.progress(f"section {self.s.section_id}: {step} failed: {err}")
+
+    def video_local(self) -> Path:
+        """The section's video as a local file, fetched at most once."""
+        with self._lock:
+            if self._video_local is None:
+                self._video_local = fetch(self.s.video, self.work / "input")
+            return self._video_local
+
+    def _upload_all(self, items: Iterable[tuple[str, Path]]) -> None:
+        futures = [
+            (key, self.uploads.submit(self.rt.store.put_file, key, path, layout.meta_for(key)))
+            for key, path in items
+        ]
+        errors = []
+        for key, fut in futures:
+            try:
+                fut.result()
+                with self._lock:
+                    self.result.uploaded.append(key)
+            except StoreError as err:
+                errors.append(str(err))
+        if errors:
+            raise StoreError(f"{len(errors)} upload(s) failed; first: {errors[0]}")
+
+    def _section_target(self, own: MediaPlaylist) -> int:
+        known = [f.playlist.target_duration for f in self.facts.values()]
+        return max([target_duration(s.duration for s in own.segments), *known])
+
+    def publish(self, language: str | None, out: Path, source_id: str,
+                extra: dict[str, str]) -> Facts:
+        """Upload a packaged rendition: init + segments, then its playlist (our rewrite),
+        then remove segments the new playlist no longer names."""
+        name = layout.playlist_name(language)
+        produced = parse_media((out / name).read_text())
+        missing = [s.uri for s in produced.segments if not (out / s.uri).is_file()]
+        if missing or not (out / layout.INIT).is_file():
+            raise media.MediaError(f"ffmpeg output incomplete: {missing[:1] or layout.INIT}")
+        track = read_track((out / layout.INIT).read_bytes(), "video" if language is None
+                           else "audio")
+        playlist = replace(produced, target_duration=self._section_target(produced),
+                           map_uri=layout.INIT)
+        directory = layout.rendition_dir(self.s.section_id, language)
+        files = [layout.INIT] + [s.uri for s in playlist.segments]
+        self._upload_all((directory + f, out / f) for f in files)
+        stamp = {STAMP_SOURCE: source_id, **extra}
+        self.rt.store.put_bytes(directory + name, render_media(playlist).encode(),
+                                layout.PLAYLIST_META, stamp)
+        self.result.uploaded.append(directory + name)
+        stale = sorted(set(self.o.rendition_keys(language)) - {directory + f for f in files}
+                       - {directory + name})
+        if stale:
+            self.rt.store.delete(stale)
+            self.result.deleted += stale
+        sizes = {f: (out / f).stat().st_size for f in files[1:]}
+        rate = extra.get(STAMP_FRAME_RATE)
+        return Facts(playlist, track, sizes, float(rate) if rate else None)
+
+    # -- phases ----------------------------------------------------------------------------
+    def video(self) -> None:
+        action = next(iter(self.plan.actions_of(Kind.PACKAGE_VIDEO)), None)
+        if action is None:
+            return
+        self.rt.progress(f"section {self.s.section_id}: packaging video")
+        try:
+            out = self.work / "video"
+            info = media.package_video(self.video_local(), out)
+            extra = {STAMP_SETTINGS: media.VIDEO_SETTINGS}
+            if info.frame_rate:
+                extra[STAMP_FRAME_RATE] = f"{info.frame_rate:g}"
+            self.facts[None] = self.publish(None, out, action.source_id or "", extra)
+        except EXPECTED as err:
+            self.video_failed = True
+            self.fail("package video", None, err)
+
+    def dub(self, action: Action) -> None:
+        code = action.language or ""
+        if self.video_failed:
+            return
+        audio_prefix, job_key = dub_cache_keys(self.s.section_id, code, action.source_id or "")
+        store = self.rt.store
+        try:
+            if self.rt.dubber is None:
+                raise DubbingError("dubbing is not configured (set ELEVENLABS_API_KEY)",
+                                   language=code)
+            client = self.rt.dubber()
+            record = store.get(job_key)
+            if record is not None:
+                dubbing_id = json.loads(record[0])["dubbing_id"]
+                self.rt.progress(f"section {self.s.section_id}: {code}: resuming dub")
+            else:
+                self.rt.progress(f"section {self.s.section_id}: {code}: dubbing")
+                speech = media.extract_audio(self.video_local(), self.work / "speech.mp3") \
+                    if not (self.work / "speech.mp3").exists() else self.work / "speech.mp3"
+                dubbing_id = client.create(
+                    speech, target_lang=code, source_lang=self.s.source_language,
+                    name=f"section-{self.s.section_id}-{code}",
+                    num_speakers=self.s.dubbing.num_speakers, watermark=self.s.dubbing.watermark,
+                )
+                # Recorded at once: a crash from here on resumes this paid dub.
+                store.put_bytes(job_key, json.dumps(
+                    {"dubbing_id": dubbing_id, "language": code, "created": time.time()}
+                ).encode(), JOB_META)
+            try:
+                client.wait(dubbing_id, language=code)
+            except DubbingError:
+                store.delete([job_key])  # a failed dub is not resumable; the next apply retries
+                raise
+            path = client.download(dubbing_id, code, self.work / f"dub-{code}")
+            store.put_file(audio_prefix + path.suffix.lstrip("."), path,
+                           DUB_META.get(path.suffix, DUB_META[".mp3"]),
+                           {"dubbing-id": dubbing_id})
+            store.delete([job_key])
+            self.dub_files[code] = path
+            self.result.dubbed.append(code)
+        except EXPECTED as err:
+            self.fail("dub", code, err)
+
+    def _audio_input(self, action: Action) -> tuple[Path, bool]:
+        lang = self.s.language(action.language or "")
+        if lang.audio is None:
+            if lang.code in self.dub_files:
+                return self.dub_files[lang.code], False
+            if any(a.language == lang.code for a in self.plan.actions_of(Kind.DUB)):
+                raise DubbingError("dub did not complete", language=lang.code)
+            return self._cached_dub(lang.code), False
+        if lang.audio.kind == "video":
+            return self.video_local(), True
+        return fetch(lang.audio, self.work / "input"), False
+
+    def _cached_dub(self, code: str) -> Path:
+        assert self.o.video_input and self.o.video_input.identity
+        key = dub_key(self.s, code, self.o.video_input.identity)
+        prefix, job = dub_cache_keys(self.s.section_id, code, key)
+        cached = sorted(k for k in self.o.dub_cache if k.startswith(prefix) and k != job)
+        if not cached:
+            raise DubbingError("cached dub vanished; re-run to dub again", language=code)
+        dest = self.work / f"cached-{code}.{cached[0].rsplit('.', 1)[-1]}"
+        self.rt.store.download(cached[0], dest)
+        return dest
+
+    def audio(self, action: Action) -> None:
+        code = action.language or ""
+        if self.video_failed or None not in self.facts:
+            if not self.video_failed:
+                self.fail("package audio", code, media.MediaError("video rendition not ready"))
+            return
+        if any(f.language == code for f in self.result.failures):
+            return  # its dub failed; already reported
+        self.rt.progress(f"section {self.s.section_id}: packaging audio {code}")
+        try:
+            source, from_video = self._audio_input(action)
+            duration = self.facts[None].playlist.duration
+            out = self.work / "audio" / code
+            info = media.package_audio(source, out, duration=duration, from_video=from_video)
+            if abs(info.duration - duration) > ALIGN_TOLERANCE:
+                verb = "padded with silence" if info.duration < duration else "trimmed"
+                self.result.warnings.append(
+                    f"{code}: audio is {info.duration:.1f}s, video {duration:.1f}s: {verb}"
+                )
+            facts = self.publish(code, out, action.source_id or "",
+                                 {STAMP_SETTINGS: media.AUDIO_SETTINGS})
+            with self._lock:
+                self.facts[code] = facts
+        except EXPECTED as err:
+            self.fail("package audio", code, err)
+
+    def finish(self) -> None:
+        """Metadata fixes, playlist targets, deletions, then master last."""
+        try:
+            self._fix_metadata()
+            self._harmonize_targets()
+            for action in self.plan.actions_of(Kind.DELETE_OBJECTS):
+                self.rt.store.delete(list(action.keys))
+                self.result.deleted += list(action.keys)
+            self._master()
+        except PreconditionFailed:
+            self.result.conflict = True
+        except EXPECTED as err:
+            self.fail("finish", None, err)
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def _fix_metadata(self) -> None:
+        keys = [k for a in self.plan.actions_of(Kind.FIX_METADATA) for k in a.keys]
+        def fix(key: str) -> None:
+            info = self.o.objects[key]
+            self.rt.store.set_meta(key, layout.meta_for(key), info.metadata)
+        for key, _ in zip(keys, self.uploads.map(fix, keys), strict=True):
+            self.result.fixed.append(key)
+
+    def _harmonize_targets(self) -> None:
+        ready = {lang: f for lang, f in self.facts.items()
+                 if lang is None or lang in {x.code for x in self.s.languages}}
+        if not ready:
+            return
+        target = max(target_duration(s.duration for s in f.playlist.segments)
+                     for f in ready.values())
+        for language, facts in ready.items():
+            if facts.playlist.target_duration == target:
+                continue
+            key = (layout.rendition_dir(self.s.section_id, language)
+                   + layout.playlist_name(language))
+            current = self.rt.store.head(key)
+            stamp = current.metadata if current else {}
+            playlist = replace(facts.playlist, target_duration=target)
+            self.rt.store.put_bytes(key, render_media(playlist).encode(), layout.PLAYLIST_META,
+                                    stamp)
+            self.result.uploaded.append(key)
+            self.facts[language] = replace(facts, playlist=playlist)
+
+    def _master(self) -> None:
+        video = self.facts.get(None)
+        audio = {lang.code: self.facts[lang.code] for lang in self.s.languages
+                 if lang.code in self.facts
+                 and lang.code not in self.result.failed_languages}
+        if video is None or not audio:
+            return
+        self.result.languages_ready = [lang.code for lang in self.s.languages
+                                       if lang.code in audio]
+        text = compose_master(self.s, video, audio)
+        key = layout.master_key(self.s.section_id)
+        if text == self.o.master_text:
+            return
+        current = self.o.master
+        self.rt.store.put_bytes(
+            key, text.encode(), layout.PLAYLIST_META,
+            if_match=current.etag if current else None, if_none_match=current is None,
+        )
+        self.result.master_written = True
+        self.result.uploaded.append(key)
+        self.result.invalidation_paths.append(layout.cdn_path(key))
+        for action in self.plan.actions:
+            if action.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO) and action.change != \
+                    "create" and action.language not in self.result.failed_languages:
+                self.result.invalidation_paths.append(
+                    layout.cdn_path(layout.rendition_dir(self.s.section_id, action.language))
+                    + "*")
+
+
+def apply_plan(plan: Plan, desired: dict[int, Section], observed: dict[int, ObservedSection],
+               rt: Runtime) -> list[SectionResult]:
+    """Run every section's actions; returns one result per section that had actions."""
+    rt.tmp_dir.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=rt.workers, thread_name_prefix="upload") as uploads:
+        jobs = [
+            _Section(rt, uploads, desired[sp.section_id], observed[sp.section_id], sp)
+            for sp in plan.sections if sp.actions and not sp.errors
+        ]
+        cpu = max(1, min(2, len(jobs) or 1))
+        with ThreadPoolExecutor(max_workers=cpu, thread_name_prefix="section") as pool:
+            list(pool.map(lambda j: j.video(), jobs))
+        dubs = [(j, a) for j in jobs for a in j.plan.actions_of(Kind.DUB)]
+        if dubs:
+            with ThreadPoolExecutor(max_workers=max(1, rt.dub_concurrency),
+                                    thread_name_prefix="dub") as pool:
+                list(pool.map(lambda ja: ja[0].dub(ja[1]), dubs))
+        audio = [(j, a) for j in jobs for a in j.plan.actions_of(Kind.PACKAGE_AUDIO)]
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="audio") as pool:
+            list(pool.map(lambda ja: ja[0].audio(ja[1]), audio))
+        with ThreadPoolExecutor(max_workers=cpu, thread_name_prefix="finish") as pool:
+            list(pool.map(lambda j: j.finish(), jobs))
+    return [j.result for j in jobs]

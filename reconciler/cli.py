@@ -1,0 +1,149 @@
+"""`reconcile`: a thin click skin over reconciler.engine.
+
+    reconcile --plan  [PATHS] [--section ID]...   exit 0 no changes, 2 changes pending, 1 error
+    reconcile --apply [PATHS] [--section ID]...   exit 0 converged, 1 otherwise
+    reconcile validate | demo | verify | preview  (subcommands)
+
+Machine-readable output goes to stdout alone; progress and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import engine
+from .manifest import InvalidManifests
+from .render import OUTCOME_VIEWS, PLAN_VIEWS
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+class MainGroup(click.Group):
+    """`reconcile --plan …` runs the default command; `reconcile verify …` a subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+def progress_printer():
+    """Progress lines on an interactive terminal; quiet in CI and when stderr is a file."""
+    if sys.stderr.isatty() and not os.environ.get("CI"):
+        return lambda msg: click.echo(f"… {msg}", err=True)
+    return lambda _msg: None
+
+
+def fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def load_or_exit(paths: tuple[Path, ...], sections: tuple[int, ...]):
+    try:
+        return engine.load(list(paths) or [Path("manifests")], list(sections))
+    except InvalidManifests as err:
+        for e in err.errors:
+            click.echo(f"Error: {e}", err=True)
+        n = len(err.errors)
+        click.echo(f"{n} problem{'s' if n != 1 else ''} in manifests; nothing was read or "
+                   "written.", err=True)
+        sys.exit(EXIT_ERROR)
+    except ValueError as err:
+        fail(str(err))
+
+
+paths_argument = click.argument(
+    "paths", nargs=-1, type=click.Path(path_type=Path)
+)
+section_option = click.option(
+    "--section", "sections", multiple=True, type=int, metavar="ID",
+    help="Only this section (repeatable).",
+)
+store_option = click.option(
+    "--store", "store_url", metavar="URL",
+    help="file://DIR or s3://BUCKET (default: s3://$AWS_BUCKET_NAME).",
+)
+
+
+@click.group(cls=MainGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Keep multi-language CMAF HLS lectures in S3/CloudFront exactly as the manifests say.
+
+    \b
+    reconcile --plan  [PATHS...]   show what would change (exit 0 none, 2 pending, 1 error)
+    reconcile --apply [PATHS...]   make it so (exit 0 converged, 1 otherwise)
+    PATHS are manifest files or folders (default: manifests/). See `reconcile run --help`.
+    """
+
+
+@main.command("run")
+@paths_argument
+@click.option("--plan", "mode", flag_value="plan", help="Show the changes; write nothing.")
+@click.option("--apply", "mode", flag_value="apply", help="Make the changes.")
+@section_option
+@store_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
+              default="text", show_default=True)
+@click.option("--jobs", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Parallel uploads (and S3 connection pool size).")
+@click.option("--dub-concurrency", type=click.IntRange(1, 32), default=2, show_default=True,
+              help="Dubs in progress at once (ElevenLabs plan limit).")
+@click.option("--max-dub-minutes", type=float, default=None,
+              help="Refuse to apply when new dubbing would bill more minutes.")
+@click.option("--prune", is_flag=True, help="Delete objects of languages no manifest lists.")
+@click.option("--allow-empty", is_flag=True,
+              help="Allow pruning every language of a section.")
+@click.option("--deep", is_flag=True,
+              help="HEAD every object instead of trusting ones sealed by their playlist.")
+def run(paths, mode, sections, store_url, fmt, jobs, dub_concurrency, max_dub_minutes, prune,
+        allow_empty, deep) -> None:
+    """Plan or apply (the default command)."""
+    if mode is None:
+        fail("choose --plan or --apply")
+    desired = load_or_exit(paths, sections)
+    try:
+        settings = engine.Settings.from_env(
+            store_url, workers=jobs, dub_concurrency=dub_concurrency,
+            max_dub_minutes=max_dub_minutes, prune=prune, allow_empty=allow_empty, deep=deep,
+        )
+        rec = engine.Reconciler(settings, progress=progress_printer())
+        plan, observed = rec.plan(desired)
+        if mode == "plan":
+            click.echo(PLAN_VIEWS[fmt](plan), nl=False)
+            sys.exit(EXIT_ERROR if plan.has_errors else EXIT_CHANGES if plan.has_changes
+                     else EXIT_OK)
+        if fmt == "text":
+            click.echo(PLAN_VIEWS["text"](plan), err=True, nl=False)
+        outcome = rec.apply(desired, plan, observed)
+    except (engine.SpendLimitExceeded, ValueError) as err:
+        fail(str(err))
+    click.echo(OUTCOME_VIEWS[fmt](outcome), nl=False)
+    sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
+
+
+@main.command()
+@paths_argument
+def validate(paths) -> None:
+    """Validate manifests only (no store access): exit 0 valid, 1 otherwise."""
+    sections = load_or_exit(paths, ())
+    click.echo(f"{len(sections)} manifest(s) valid: sections "
+               f"{', '.join(str(s.section_id) for s in sections)}")
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("demo"),
+              show_default=True, help="Where to put sample media, manifests and the store.")
+def demo(directory: Path) -> None:
+    """The main job on the embedded default: sample media -> plan -> apply -> plan."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(directory, echo=click.echo))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""The library API every front end uses (CLI, GitHub Action, HTTP API):
+load manifests -> observe -> plan -> apply -> one invalidation.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import layout
+from .apply import Runtime, SectionResult, apply_plan
+from .cdn import Cdn, CdnError, Invalidation, open_cdn
+from .manifest import Section, load_manifests
+from .observe import ObservedSection, observe
+from .plan import Plan, PlanOptions, make_plan
+from .store import Store, open_store
+
+MAX_ROUNDS = 3  # re-observe and re-plan a section whose master changed under us
+
+
+@dataclass
+class Settings:
+    """Where and how to reconcile. `from_env` reads the documented environment variables."""
+
+    store_url: str
+    distribution_id: str | None = None
+    cdn_url: str | None = None
+    tmp_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    workers: int = 8
+    dub_concurrency: int = 2
+    max_dub_minutes: float | None = None
+    prune: bool = False
+    allow_empty: bool = False
+    deep: bool = False
+
+    @classmethod
+    def from_env(cls, store_url: str | None = None, **overrides) -> Settings:
+        bucket = os.environ.get("AWS_BUCKET_NAME")
+        url = store_url or (f"s3://{bucket}" if bucket else None)
+        if not url:
+            raise ValueError("no store: pass --store file://DIR or s3://BUCKET, or set "
+                             "AWS_BUCKET_NAME")
+        base = {
+            "store_url": url,
+            "distribution_id": os.environ.get("CLOUDFRONT_DISTRIBUTION_ID") or None,
+            "cdn_url": os.environ.get("NEXT_PUBLIC_CDN_URL") or None,
+            "tmp_dir": Path(os.environ.get("TMP_DIR") or tempfile.gettempdir()),
+        }
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+    @property
+    def plan_options(self) -> PlanOptions:
+        return PlanOptions(prune=self.prune, allow_empty=self.allow_empty)
+
+
+def load(paths: list[Path], section_ids: list[int] | None = None) -> list[Section]:
+    """Validate every manifest (all must be valid), then keep the requested sections."""
+    sections = load_manifests(paths)
+    if section_ids:
+        known = {s.section_id for s in sections}
+        unknown = sorted(set(section_ids) - known)
+        if unknown:
+            raise ValueError(f"--section {unknown[0]}: no manifest declares it")
+        sections = [s for s in sections if s.section_id in set(section_ids)]
+    return sections
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    results: list[SectionResult]
+    invalidation: Invalidation | None
+    cdn_url: str | None
+    store_url: str
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (not self.errors and all(r.ok for r in self.results)
+                and not self.plan.has_errors)
+
+    def master_url(self, section_id: int) -> str:
+        base = (self.cdn_url or self.store_url).rstrip("/")
+        return f"{base}/{layout.master_key(section_id)}"
+
+
+class Reconciler:
+    """One store + CDN; `plan` is read-only, `apply` converges."""
+
+    def __init__(self, settings: Settings, *, store: Store | None = None, cdn: Cdn | None = None,
+                 dubber=None, progress: Callable[[str], None] = lambda _m: None) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings.store_url, workers=settings.workers)
+        self.cdn = cdn or open_cdn(self.store.url, settings.distribution_id)
+        self.dubber = dubber
+        self.progress = progress
+
+    def observe(self, sections: list[Section]) -> dict[int, ObservedSection]:
+        return observe(self.store, sections, deep=self.settings.deep,
+                       workers=self.settings.workers)
+
+    def plan(self, sections: list[Section]) -> tuple[Plan, dict[int, ObservedSection]]:
+        observed = self.observe(sections)
+        return make_plan(sections, observed, self.settings.plan_options), observed
+
+    def _runtime(self) -> Runtime:
+        return Runtime(
+            store=self.store,
+            tmp_dir=self.settings.tmp_dir,
+            workers=self.settings.workers,
+            dub_concurrency=self.settings.dub_concurrency,
+            dubber=self.dubber or _default_dubber(),
+            progress=self.progress,
+        )
+
+    def apply(self, sections: list[Section], plan: Plan | None = None,
+              observed: dict[int, ObservedSection] | None = None) -> Outcome:
+        """Converge the sections; at most one invalidation, after every section finished."""
+        if plan is None or observed is None:
+            plan, observed = self.plan(sections)
+        first_plan = plan
+        limit = self.settings.max_dub_minutes
+        if limit is not None and plan.dub_minutes > limit:
+            raise SpendLimitExceeded(
+                f"new dubbing would bill {plan.dub_minutes:g} minutes, over --max-dub-minutes "
+                f"{limit:g}; nothing was done"
+            )
+        by_id = {s.section_id: s for s in sections}
+        rt = self._runtime()
+        results: dict[int, SectionResult] = {}
+        for _round in range(MAX_ROUNDS):
+            for r in apply_plan(plan, by_id, observed, rt):
+                previous = results.get(r.section_id)
+                if previous is not None:  # merge what the earlier round already did
+                    r.uploaded = previous.uploaded + r.uploaded
+                    r.dubbed = previous.dubbed + r.dubbed
+                    r.invalidation_paths = previous.invalidation_paths + r.invalidation_paths
+                results[r.section_id] = r
+            retry = [by_id[sid] for sid, r in results.items() if r.conflict]
+            if not retry:
+                break
+            self.progress(f"master changed under us for {len(retry)} section(s): re-planning")
+            plan, observed = self.plan(retry)
+        paths = list(dict.fromkeys(p for r in results.values() for p in r.invalidation_paths))
+        outcome = Outcome(first_plan, list(results.values()), None, self.settings.cdn_url,
+                          self.store.url)
+        for r in results.values():
+            if r.conflict:
+                r.failures.append(_conflict_failure())
+        if paths:
+            try:
+                outcome.invalidation = self.cdn.invalidate(paths, f"reconciler-{uuid.uuid4()}")
+            except CdnError as err:
+                outcome.errors.append(str(err))
+        return outcome
+
+
+class SpendLimitExceeded(Exception):
+    """Apply refused before any request: new dubbing would exceed --max-dub-minutes."""
+
+
+def _conflict_failure():
+    from .apply import Failure
+
+    return Failure("write master", None, "master.m3u8 kept changing under this run; re-run")
+
+
+def _default_dubber():
+    """ElevenLabs from the environment, created on first use (a run without dubs never needs
+    the key)."""
+    from .dubbing import ElevenLabs
+
+    client: list[ElevenLabs] = []
+
+    def get() -> ElevenLabs:
+        if not client:
+            client.append(ElevenLabs.from_env())
+        return client[0]
+
+    return get

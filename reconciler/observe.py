@@ -1,0 +1,230 @@
+"""Store (+ inputs) -> observed state of each section. Read-only.
+
+Per section: one LIST of its prefix, a GET of master, of each media playlist and of each
+init.mp4 (they are small and carry what master needs), and a HEAD only for objects whose
+headers LIST cannot vouch for. An object written by the reconciler before its rendition's
+playlist (LastModified strictly older than the playlist, whose own headers are right) still
+has the headers it was written with; anything touched later is HEADed. `deep=True` HEADs all.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from . import layout
+from .hls import MediaPlaylist, PlaylistError, parse_master, parse_media
+from .inputs import InputState, identify
+from .manifest import Section
+from .mp4 import InitSegmentError, TrackInfo, read_track
+from .store import ObjectInfo, Store, StoreError
+
+STAMP_SOURCE = "reconciler-source"
+STAMP_SETTINGS = "reconciler-settings"
+STAMP_FRAME_RATE = "reconciler-frame-rate"
+
+
+@dataclass
+class Rendition:
+    """One rendition (video, or one language's audio) as found in the store."""
+
+    language: str | None
+    playlist: MediaPlaylist | None = None
+    playlist_info: ObjectInfo | None = None
+    track: TrackInfo | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def exists(self) -> bool:
+        return self.playlist_info is not None
+
+    @property
+    def complete(self) -> bool:
+        return self.playlist is not None and self.track is not None and not self.problems
+
+    @property
+    def stamp(self) -> dict[str, str]:
+        return self.playlist_info.metadata if self.playlist_info else {}
+
+
+@dataclass
+class ObservedSection:
+    section_id: int
+    objects: dict[str, ObjectInfo]  # every object under the prefix; headers known where read
+    master_text: str | None = None
+    video: Rendition = field(default_factory=lambda: Rendition(None))
+    audio: dict[str, Rendition] = field(default_factory=dict)
+    video_input: InputState | None = None
+    audio_inputs: dict[str, InputState] = field(default_factory=dict)
+    dub_cache: dict[str, ObjectInfo] = field(default_factory=dict)
+    error: str | None = None  # the section could not be observed at all
+
+    @property
+    def master(self) -> ObjectInfo | None:
+        return self.objects.get(layout.master_key(self.section_id))
+
+    def rendition(self, language: str | None) -> Rendition:
+        return self.video if language is None else self.audio.get(language, Rendition(language))
+
+    def rendition_keys(self, language: str | None) -> list[str]:
+        prefix = layout.rendition_dir(self.section_id, language)
+        return [k for k in self.objects if k.startswith(prefix) and "/" not in k[len(prefix):]]
+
+    def sizes(self, language: str | None) -> dict[str, int]:
+        """Segment URI (bare name) -> size, for bit-rate computation."""
+        prefix = layout.rendition_dir(self.section_id, language)
+        return {k[len(prefix):]: self.objects[k].size for k in self.rendition_keys(language)}
+
+    def master_languages(self) -> list[str]:
+        if not self.master_text:
+            return []
+        try:
+            return list(parse_master(self.master_text).audio_uris())
+        except PlaylistError:
+            return []
+
+
+DUB_CACHE_ROOT = "dubbing-cache"
+
+
+def dub_cache_prefix(section_id: int) -> str:
+    return f"{DUB_CACHE_ROOT}/{section_id}/"
+
+
+def _audio_codes(section_id: int, keys: list[str]) -> set[str]:
+    prefix = layout.section_prefix(section_id) + "audio/"
+    return {k[len(prefix):].split("/", 1)[0] for k in keys if k.startswith(prefix)}
+
+
+class _SectionReader:
+    """Reads one section; each step fills in the ObservedSection."""
+
+    def __init__(self, store: Store, section_id: int, deep: bool, pool: ThreadPoolExecutor):
+        self.store = store
+        self.obs = ObservedSection(section_id, {})
+        self.deep = deep
+        self.pool = pool
+
+    def _remember(self, info: ObjectInfo) -> None:
+        self.obs.objects[info.key] = info
+
+    def read_rendition(self, language: str | None) -> Rendition:
+        sid = self.obs.section_id
+        directory = layout.rendition_dir(sid, language)
+        rend = Rendition(language)
+        playlist_key = directory + layout.playlist_name(language)
+        if playlist_key not in self.obs.objects:
+            if any(k.startswith(directory) for k in self.obs.objects):
+                rend.problems.append(f"{layout.playlist_name(language)} missing")
+            return rend
+        got = self.store.get(playlist_key)
+        if got is None:
+            rend.problems.append(f"{layout.playlist_name(language)} missing")
+            return rend
+        body, info = got
+        self._remember(info)
+        rend.playlist_info = info
+        try:
+            rend.playlist = parse_media(body.decode("utf-8", errors="replace"))
+        except PlaylistError as err:
+            rend.problems.append(f"{layout.playlist_name(language)} {err}")
+            return rend
+        if rend.playlist.map_uri != layout.INIT:
+            rend.problems.append(f'no #EXT-X-MAP:URI="{layout.INIT}"')
+        if not rend.playlist.segments:
+            rend.problems.append("playlist names no segments")
+        missing = [
+            s.uri for s in rend.playlist.segments
+            if "/" in s.uri or directory + s.uri not in self.obs.objects
+        ]
+        if missing:
+            rend.problems.append(f"{len(missing)} segment(s) missing, first {missing[0]}")
+        init = self.store.get(directory + layout.INIT)
+        if init is None:
+            rend.problems.append(f"{layout.INIT} missing")
+        else:
+            data, init_info = init
+            self._remember(init_info)
+            try:
+                rend.track = read_track(data, "video" if language is None else "audio")
+            except InitSegmentError as err:
+                rend.problems.append(f"{layout.INIT}: {err}")
+        return rend
+
+    def check_headers(self) -> None:
+        """HEAD every governed object whose headers LIST cannot vouch for."""
+        sid = self.obs.section_id
+        renditions = [self.obs.video, *self.obs.audio.values()]
+        sealed: dict[str, ObjectInfo] = {}
+        for rend in renditions:
+            info = rend.playlist_info
+            if info and STAMP_SETTINGS in info.metadata and info.meta() == layout.meta_for(info.key):
+                sealed[layout.rendition_dir(sid, rend.language)] = info
+        todo = []
+        for key, info in self.obs.objects.items():
+            if info.headers_known or layout.meta_for(key) is None:
+                continue
+            seal = sealed.get(key.rsplit("/", 1)[0] + "/")
+            if self.deep or seal is None or not info.last_modified < seal.last_modified:
+                todo.append(key)
+        for info in self.pool.map(self.store.head, todo):
+            if info is not None:
+                self._remember(info)
+
+    def run(self, section: Section | None) -> ObservedSection:
+        sid = self.obs.section_id
+        self.obs.objects = self.store.list(layout.section_prefix(sid))
+        master = layout.master_key(sid)
+        if master in self.obs.objects:
+            got = self.store.get(master)
+            if got is not None:
+                self.obs.master_text = got[0].decode("utf-8", errors="replace")
+                self._remember(got[1])
+        codes = _audio_codes(sid, list(self.obs.objects))
+        if section is not None:
+            codes |= {lang.code for lang in section.languages}
+        languages: list[str | None] = [None, *sorted(codes)]
+        for language, rend in zip(
+            languages, self.pool.map(self.read_rendition, languages), strict=True
+        ):
+            if language is None:
+                self.obs.video = rend
+            else:
+                self.obs.audio[language] = rend
+        self.check_headers()
+        if section is not None:
+            self.observe_inputs(section)
+        return self.obs
+
+    def observe_inputs(self, section: Section) -> None:
+        """Identities of the inputs, so changed ones are rebuilt; the dub cache listing."""
+        self.obs.video_input = identify(section.video)
+        remote = [lang for lang in section.languages if lang.audio and lang.audio.kind != "video"]
+        for lang, state in zip(
+            remote, self.pool.map(lambda lang: identify(lang.audio), remote), strict=True
+        ):
+            self.obs.audio_inputs[lang.code] = state
+        if any(lang.audio is None for lang in section.languages):
+            self.obs.dub_cache = self.store.list(dub_cache_prefix(section.section_id))
+
+
+def observe(
+    store: Store,
+    sections: list[Section],
+    *,
+    extra_ids: list[int] | None = None,
+    deep: bool = False,
+    workers: int = 8,
+) -> dict[int, ObservedSection]:
+    """Observe every section (and `extra_ids` with no manifest, e.g. to prune)."""
+    wanted: dict[int, Section | None] = {s.section_id: s for s in sections}
+    for sid in extra_ids or []:
+        wanted.setdefault(sid, None)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = {}
+        for sid, section in wanted.items():
+            try:
+                results[sid] = _SectionReader(store, sid, deep, pool).run(section)
+            except StoreError as err:  # one section's failure must not stop the others
+                results[sid] = ObservedSection(sid, {}, error=f"observe failed: {err}")
+        return results

@@ -1,0 +1,455 @@
+"""desired x observed -> Plan. Pure: no I/O, no clock, no randomness; exhaustively unit-tested.
+
+The plan is data. Views (render.py) print it; apply.py executes it. Each action names what it
+does to which rendition and why; its `change` (create/update/delete) gives the `+ ~ -` symbol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from . import layout, media
+from .hls import AudioRendition, MediaPlaylist, VideoVariant, bitrates, render_master
+from .hls import target_duration
+from .manifest import Language, Section
+from .mp4 import TrackInfo
+from .observe import (
+    STAMP_FRAME_RATE,
+    STAMP_SETTINGS,
+    STAMP_SOURCE,
+    ObservedSection,
+    Rendition,
+    dub_cache_prefix,
+)
+
+FORMAT_VERSION = 1
+
+
+class Kind(StrEnum):
+    PACKAGE_VIDEO = "package_video"
+    DUB = "dub"
+    PACKAGE_AUDIO = "package_audio"
+    FIX_METADATA = "fix_metadata"
+    REWRITE_PLAYLIST = "rewrite_playlist"
+    WRITE_MASTER = "write_master"
+    DELETE_OBJECTS = "delete_objects"
+
+
+CREATE, UPDATE, DELETE = "create", "update", "delete"
+
+
+@dataclass(frozen=True)
+class Action:
+    type: Kind
+    change: str  # create | update | delete
+    language: str | None = None
+    reason: str = ""
+    keys: tuple[str, ...] = ()
+    source_id: str | None = None  # identity stamped on a (re)built rendition
+    minutes: float | None = None  # billable dubbing minutes
+    detail: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class SectionPlan:
+    section_id: int
+    file: str | None
+    actions: tuple[Action, ...] = ()
+    languages_before: tuple[str, ...] = ()
+    languages_after: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def actions_of(self, kind: Kind) -> list[Action]:
+        return [a for a in self.actions if a.type == kind]
+
+
+@dataclass(frozen=True)
+class Plan:
+    sections: tuple[SectionPlan, ...]
+    invalidation_paths: tuple[str, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def has_changes(self) -> bool:
+        return any(s.actions for s in self.sections)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(s.errors for s in self.sections)
+
+    def counts(self) -> dict[str, int]:
+        out = {CREATE: 0, UPDATE: 0, DELETE: 0}
+        for s in self.sections:
+            for a in s.actions:
+                out[a.change] += 1
+        return out
+
+    @property
+    def dub_minutes(self) -> float:
+        return round(sum(a.minutes or 0 for s in self.sections for a in s.actions), 2)
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    prune: bool = False
+    allow_empty: bool = False
+
+
+# -- facts that master.m3u8 states --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Facts:
+    """A complete rendition's playlist, init track and segment sizes."""
+
+    playlist: MediaPlaylist
+    track: TrackInfo
+    sizes: Mapping[str, int]
+    frame_rate: float | None = None
+
+
+def observed_facts(obs: ObservedSection, rend: Rendition) -> Facts | None:
+    if not rend.complete:
+        return None
+    assert rend.playlist is not None and rend.track is not None
+    rate = rend.stamp.get(STAMP_FRAME_RATE)
+    return Facts(
+        rend.playlist, rend.track, obs.sizes(rend.language), float(rate) if rate else None
+    )
+
+
+def master_languages(section: Section, ready: Mapping[str, Facts]) -> list[Language]:
+    return [lang for lang in section.languages if lang.code in ready]
+
+
+def compose_master(section: Section, video: Facts, audio: Mapping[str, Facts]) -> str:
+    """master.m3u8 for the ready languages, in manifest order; the manifest's default if it is
+    ready, else the first ready language."""
+    langs = master_languages(section, audio)
+    default = next((lang.code for lang in langs if lang.default), langs[0].code if langs else None)
+    vpeak, vavg = bitrates(video.playlist, video.sizes)
+    renditions = []
+    for lang in langs:
+        facts = audio[lang.code]
+        peak, avg = bitrates(facts.playlist, facts.sizes)
+        renditions.append(
+            AudioRendition(
+                language=lang.code,
+                name=lang.name,
+                default=lang.code == default,
+                codec=facts.track.codec,
+                channels=facts.track.channels or 2,
+                peak_bps=peak,
+                avg_bps=avg,
+                uri=layout.master_uri(lang.code),
+            )
+        )
+    variant = VideoVariant(
+        codec=video.track.codec,
+        width=video.track.width or 0,
+        height=video.track.height or 0,
+        frame_rate=video.frame_rate,
+        peak_bps=vpeak,
+        avg_bps=vavg,
+    )
+    return render_master(variant, renditions)
+
+
+def section_target(playlists: list[MediaPlaylist]) -> int:
+    """The one EXT-X-TARGETDURATION all playlists of a section share."""
+    return max(target_duration(s.duration for s in p.segments) for p in playlists)
+
+
+# -- identities -----------------------------------------------------------------------------
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:20]
+
+
+def dub_key(section: Section, language: str, video_id: str) -> str:
+    """What determines a dub: the video's content, the target language, the dub settings."""
+    d = section.dubbing
+    return _digest(
+        "dub-v1", video_id, language, section.source_language, str(d.num_speakers),
+        str(d.watermark).lower(),
+    )
+
+
+def dub_cache_keys(section_id: int, language: str, key: str) -> tuple[str, str]:
+    """(prefix of the cached audio object, the job record) for one dub."""
+    base = f"{dub_cache_prefix(section_id)}{language}/{key}"
+    return base + ".", base + ".job.json"
+
+
+def audio_source_id(section: Section, lang: Language, obs: ObservedSection) -> str | None:
+    """Identity of what a language's audio is built from (None when an input is unreadable).
+    The video's identity is part of it: audio is aligned to the video's duration."""
+    video_id = obs.video_input.identity if obs.video_input else None
+    if video_id is None:
+        return None
+    if lang.audio is None:
+        return _digest("dub", dub_key(section, lang.code, video_id))
+    if lang.audio.kind == "video":
+        return _digest("video-track", video_id)
+    state = obs.audio_inputs.get(lang.code)
+    if state is None or state.identity is None:
+        return None
+    return _digest("file", state.identity, video_id)
+
+
+def video_source_id(obs: ObservedSection) -> str | None:
+    if obs.video_input is None or obs.video_input.identity is None:
+        return None
+    return _digest("video", obs.video_input.identity)
+
+
+# -- the diff -------------------------------------------------------------------------------
+
+
+def _status(rend: Rendition, source_id: str | None, settings: str) -> tuple[str | None, str]:
+    """(change, reason) for a rendition: (None, "") when it is up to date."""
+    if not rend.exists and not rend.problems:
+        return CREATE, "missing"
+    if not rend.complete:
+        return UPDATE, "incomplete: " + "; ".join(rend.problems)
+    stamp = rend.stamp
+    if STAMP_SOURCE in stamp and source_id and stamp[STAMP_SOURCE] != source_id:
+        return UPDATE, "input changed"
+    if STAMP_SETTINGS in stamp and stamp[STAMP_SETTINGS] != settings:
+        return UPDATE, f"packaging settings changed ({stamp[STAMP_SETTINGS]} -> {settings})"
+    return None, ""
+
+
+def _meta_diff(info, want: layout.ObjectMeta) -> tuple[tuple[str, str], ...]:
+    have = info.meta()
+    out = []
+    for label, a, b in (
+        ("Content-Type", have.content_type, want.content_type),
+        ("Cache-Control", have.cache_control, want.cache_control),
+        ("SSE", have.sse, want.sse),
+    ):
+        if a != b:
+            out.append((label, f"{a or '(none)'} -> {b}"))
+    return tuple(out)
+
+
+class _SectionPlanner:
+    def __init__(self, section: Section, obs: ObservedSection, options: PlanOptions) -> None:
+        self.s = section
+        self.o = obs
+        self.options = options
+        self.actions: list[Action] = []
+        self.errors: list[str] = []
+        self.notes: list[str] = []
+        self.rebuilt: set[str | None] = set()  # renditions (re)built by this plan
+        self.ready: set[str] = set()  # languages that will be listed in master
+
+    def video(self) -> bool:
+        """Plan the video rendition; False when the section cannot proceed."""
+        source_id = video_source_id(self.o)
+        change, reason = _status(self.o.video, source_id, media.VIDEO_SETTINGS)
+        if change is None:
+            return True
+        if source_id is None:
+            state = self.o.video_input
+            self.errors.append(f"video: {state.error if state else 'not observed'}")
+            return False
+        self.actions.append(
+            Action(Kind.PACKAGE_VIDEO, change, None, reason, source_id=source_id)
+        )
+        self.rebuilt.add(None)
+        return True
+
+    def language(self, lang: Language) -> None:
+        rend = self.o.rendition(lang.code)
+        source_id = audio_source_id(self.s, lang, self.o)
+        video_changed = None in self.rebuilt
+        change, reason = _status(rend, source_id, media.AUDIO_SETTINGS)
+        if change is None and video_changed and rend.stamp.get(STAMP_SOURCE) != source_id:
+            change, reason = UPDATE, "video changed"
+        if change is None:
+            self.ready.add(lang.code)
+            return
+        if source_id is None:
+            what = self.o.audio_inputs.get(lang.code)
+            self.errors.append(
+                f"{lang.code}: audio {what.error if what and what.error else 'not observable'}"
+            )
+            if rend.complete and lang.code in self.o.master_languages():
+                self.ready.add(lang.code)  # keep serving what is there
+            return
+        if lang.audio is None:
+            self._dub(lang)
+        self.actions.append(
+            Action(Kind.PACKAGE_AUDIO, change, lang.code, reason, source_id=source_id)
+        )
+        self.rebuilt.add(lang.code)
+        self.ready.add(lang.code)
+
+    def _dub(self, lang: Language) -> None:
+        assert self.o.video_input and self.o.video_input.identity
+        key = dub_key(self.s, lang.code, self.o.video_input.identity)
+        audio_prefix, job_key = dub_cache_keys(self.s.section_id, lang.code, key)
+        cached = [k for k in self.o.dub_cache if k.startswith(audio_prefix) and k != job_key]
+        if cached:
+            self.notes.append(f"{lang.code}: dub reused from cache")
+            return
+        if job_key in self.o.dub_cache:
+            self.actions.append(
+                Action(Kind.DUB, CREATE, lang.code, "resume dub already paid for",
+                       source_id=key, minutes=0.0)
+            )
+            return
+        duration = self._video_duration()
+        self.actions.append(
+            Action(Kind.DUB, CREATE, lang.code, "no audio given: dub with ElevenLabs",
+                   source_id=key, minutes=round(duration / 60, 2) if duration else None)
+        )
+
+    def _video_duration(self) -> float | None:
+        playlist = self.o.video.playlist
+        if self.o.video.complete and playlist is not None:
+            return playlist.duration
+        return None
+
+    def metadata(self) -> None:
+        rebuilt_dirs = {layout.rendition_dir(self.s.section_id, r) for r in self.rebuilt}
+        for key in sorted(self.o.objects):
+            info = self.o.objects[key]
+            want = layout.meta_for(key)
+            if want is None or not info.headers_known or key == layout.master_key(self.s.section_id):
+                continue
+            if key.rsplit("/", 1)[0] + "/" in rebuilt_dirs:
+                continue
+            diff = _meta_diff(info, want)
+            if diff:
+                self.actions.append(
+                    Action(Kind.FIX_METADATA, UPDATE, _language_of(key), "metadata differs",
+                           keys=(key,), detail=diff)
+                )
+
+    def targets(self) -> None:
+        """All playlists of the section share one target duration (when none is rebuilt)."""
+        if self.rebuilt:
+            return
+        rends = [self.o.video] + [self.o.audio[c] for c in sorted(self.ready)]
+        playlists = [r.playlist for r in rends if r.playlist is not None]
+        if not playlists:
+            return
+        target = section_target(playlists)
+        for rend in rends:
+            if rend.playlist is not None and rend.playlist.target_duration != target:
+                key = layout.rendition_dir(self.s.section_id, rend.language) + layout.playlist_name(
+                    rend.language
+                )
+                self.actions.append(
+                    Action(Kind.REWRITE_PLAYLIST, UPDATE, rend.language,
+                           f"EXT-X-TARGETDURATION {rend.playlist.target_duration} -> {target}",
+                           keys=(key,))
+                )
+
+    def master(self, languages: list[str]) -> None:
+        key = layout.master_key(self.s.section_id)
+        exists = self.o.master is not None
+        before = self.o.master_languages()
+        if not languages:
+            return
+        if self.rebuilt or set(before) != set(languages):
+            reason = "renditions changed" if self.rebuilt else "languages changed"
+        else:
+            reason = self._master_drift()
+            if reason is None:
+                info = self.o.master
+                if info is not None and info.headers_known and _meta_diff(
+                    info, layout.PLAYLIST_META
+                ):
+                    self.actions.append(
+                        Action(Kind.FIX_METADATA, UPDATE, None, "metadata differs", keys=(key,),
+                               detail=_meta_diff(info, layout.PLAYLIST_META))
+                    )
+                return
+        self.actions.append(
+            Action(Kind.WRITE_MASTER, UPDATE if exists else CREATE, None, reason, keys=(key,),
+                   detail=(("languages", f"{', '.join(before) or '(none)'} -> "
+                                         f"{', '.join(languages)}"),))
+        )
+
+    def _master_drift(self) -> str | None:
+        video = observed_facts(self.o, self.o.video)
+        audio = {c: f for c in self.ready if (f := observed_facts(self.o, self.o.audio[c]))}
+        if video is None:
+            return None
+        if compose_master(self.s, video, audio) != self.o.master_text:
+            return "content differs" if self.o.master_text else "missing"
+        return None
+
+    def removed(self) -> None:
+        gone = sorted(set(self.o.audio) - {lang.code for lang in self.s.languages})
+        gone = [code for code in gone if self.o.rendition_keys(code)]
+        for code in gone:
+            keys = tuple(sorted(self.o.rendition_keys(code)))
+            if self.options.prune:
+                self.actions.append(
+                    Action(Kind.DELETE_OBJECTS, DELETE, code, "language removed from manifest",
+                           keys=keys)
+                )
+            else:
+                self.notes.append(
+                    f"{code}: not in the manifest; dropped from master, {len(keys)} object(s) "
+                    "kept (use --prune to delete)"
+                )
+
+    def run(self) -> SectionPlan:
+        if self.o.error:
+            return SectionPlan(self.s.section_id, self.s.file, errors=(self.o.error,))
+        if self.video():
+            for lang in self.s.languages:
+                self.language(lang)
+        languages = [lang.code for lang in self.s.languages if lang.code in self.ready]
+        video_ok = None in self.rebuilt or self.o.video.complete
+        self.metadata()
+        if video_ok:
+            self.targets()
+            self.master(languages)
+        self.removed()
+        return SectionPlan(
+            self.s.section_id,
+            self.s.file,
+            tuple(self.actions),
+            tuple(self.o.master_languages()),
+            tuple(languages) if video_ok else (),
+            tuple(self.errors),
+            tuple(self.notes),
+        )
+
+
+def _language_of(key: str) -> str | None:
+    parts = key.split("/")
+    return parts[4] if len(parts) > 5 and parts[3] == "audio" else None
+
+
+def make_plan(
+    desired: list[Section],
+    observed: Mapping[int, ObservedSection],
+    options: PlanOptions = PlanOptions(),
+) -> Plan:
+    """The actions that make the store match the manifests, section by section, plus the
+    CloudFront paths the one invalidation will list."""
+    sections = [
+        _SectionPlanner(s, observed[s.section_id], options).run() for s in desired
+    ]
+    paths: list[str] = []
+    for sp in sections:
+        for a in sp.actions:
+            if a.type == Kind.WRITE_MASTER:
+                paths.append(layout.cdn_path(layout.master_key(sp.section_id)))
+            elif a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO) and a.change == UPDATE:
+                paths.append(layout.cdn_path(layout.rendition_dir(sp.section_id, a.language)) + "*")
+    opts = tuple(sorted((k, str(v)) for k, v in vars(options).items()))
+    return Plan(tuple(sections), tuple(dict.fromkeys(paths)), opts)
+

@@ -1,0 +1,273 @@
+"""Views of a Plan and of an apply's outcome: text (Terraform's `+ ~ -`), JSON, markdown.
+
+Views only read; they never compute what the plan should be. The JSON plan is also the saved
+plan format, so `plan_to_json` / `plan_from_json` round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from . import layout
+from .plan import FORMAT_VERSION, Action, Kind, Plan, SectionPlan
+
+if TYPE_CHECKING:
+    from .engine import Outcome
+
+SYMBOL = {"create": "+", "update": "~", "delete": "-"}
+LABEL = {
+    Kind.PACKAGE_VIDEO: "package video",
+    Kind.DUB: "dub",
+    Kind.PACKAGE_AUDIO: "package audio",
+    Kind.FIX_METADATA: "fix metadata",
+    Kind.REWRITE_PLAYLIST: "rewrite playlist",
+    Kind.WRITE_MASTER: "write master.m3u8",
+    Kind.DELETE_OBJECTS: "delete objects",
+}
+
+
+def _short(section_id: int, key: str) -> str:
+    prefix = layout.section_prefix(section_id)
+    return key[len(prefix):] if key.startswith(prefix) else key
+
+
+def action_line(section_id: int, a: Action) -> str:
+    what = LABEL[a.type]
+    if a.type == Kind.FIX_METADATA:
+        what += " " + ", ".join(_short(section_id, k) for k in a.keys)
+    elif a.type == Kind.DELETE_OBJECTS:
+        what += f" audio/{a.language}/ ({len(a.keys)})"
+    elif a.language:
+        what += f" {a.language}"
+    why = [a.reason] if a.reason else []
+    if a.minutes is not None and a.type == Kind.DUB:
+        why.append(f"{a.minutes:g} billable min")
+    why += [f"{k}: {v}" for k, v in a.detail]
+    return f"{SYMBOL[a.change]} {what}" + (f"  ({'; '.join(why)})" if why else "")
+
+
+def summary_line(plan: Plan) -> str:
+    if plan.has_errors and not plan.has_changes:
+        return "Plan: errors prevent some changes (see above)."
+    if not plan.has_changes:
+        n = len(plan.sections)
+        return f"No changes. {n} section{'s' if n != 1 else ''} match{'es' if n == 1 else ''} " \
+               "the manifests."
+    c = plan.counts()
+    line = f"Plan: {c['create']} to create, {c['update']} to update, {c['delete']} to delete."
+    if plan.dub_minutes:
+        line += f" Dubbing: {plan.dub_minutes:g} billable minutes."
+    return line
+
+
+def _section_lines(sp: SectionPlan) -> list[str]:
+    lines = [f"  {action_line(sp.section_id, a)}" for a in sp.actions]
+    lines += [f"  ! error: {e}" for e in sp.errors]
+    lines += [f"  note: {n}" for n in sp.notes]
+    return lines
+
+
+def plan_text(plan: Plan) -> str:
+    out: list[str] = []
+    for sp in plan.sections:
+        if not (sp.actions or sp.errors or sp.notes):
+            continue
+        out.append(f"section {sp.section_id}" + (f" ({sp.file})" if sp.file else ""))
+        out += _section_lines(sp)
+        out.append("")
+    if plan.invalidation_paths:
+        out.append("Invalidation (one, after all uploads):")
+        out += [f"  {p}" for p in plan.invalidation_paths]
+        out.append("")
+    out.append(summary_line(plan))
+    return "\n".join(out) + "\n"
+
+
+# -- JSON (also the saved-plan format) -----------------------------------------------------
+
+
+def _action_dict(a: Action) -> dict:
+    return {
+        "type": str(a.type),
+        "change": a.change,
+        "language": a.language,
+        "reason": a.reason,
+        "keys": list(a.keys),
+        "source_id": a.source_id,
+        "minutes": a.minutes,
+        "detail": dict(a.detail),
+    }
+
+
+def plan_dict(plan: Plan) -> dict:
+    counts = plan.counts()
+    return {
+        "format_version": FORMAT_VERSION,
+        "sections": [
+            {
+                "sectionId": sp.section_id,
+                "manifest": sp.file,
+                "actions": [_action_dict(a) for a in sp.actions],
+                "languages": {"before": list(sp.languages_before),
+                              "after": list(sp.languages_after)},
+                "errors": list(sp.errors),
+                "notes": list(sp.notes),
+            }
+            for sp in plan.sections
+        ],
+        "invalidation_paths": list(plan.invalidation_paths),
+        "options": dict(plan.options),
+        "summary": {**counts, "dub_minutes": plan.dub_minutes, "changes": plan.has_changes,
+                    "errors": plan.has_errors},
+    }
+
+
+def plan_from_dict(data: dict) -> Plan:
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"unsupported plan format_version {data.get('format_version')!r}")
+    sections = tuple(
+        SectionPlan(
+            section_id=s["sectionId"],
+            file=s.get("manifest"),
+            actions=tuple(
+                Action(Kind(a["type"]), a["change"], a.get("language"), a.get("reason", ""),
+                       tuple(a.get("keys", ())), a.get("source_id"), a.get("minutes"),
+                       tuple(a.get("detail", {}).items()))
+                for a in s["actions"]
+            ),
+            languages_before=tuple(s["languages"]["before"]),
+            languages_after=tuple(s["languages"]["after"]),
+            errors=tuple(s.get("errors", ())),
+            notes=tuple(s.get("notes", ())),
+        )
+        for s in data["sections"]
+    )
+    return Plan(sections, tuple(data["invalidation_paths"]),
+                tuple(sorted(data.get("options", {}).items())))
+
+
+def plan_json(plan: Plan) -> str:
+    return json.dumps(plan_dict(plan), indent=2) + "\n"
+
+
+# -- markdown (pull-request comments) ------------------------------------------------------
+
+
+def _cell(items: list[str]) -> str:
+    return ", ".join(items) if items else "—"
+
+
+def plan_markdown(plan: Plan) -> str:
+    out = ["### reconciler plan", "", f"**{summary_line(plan)}**", ""]
+    rows = [sp for sp in plan.sections if sp.actions or sp.errors]
+    if rows:
+        out += [
+            "| Section | Video | Languages added / rebuilt | Metadata fixes | Dub minutes "
+            "| Invalidation | Errors |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for sp in rows:
+            video = next((a.change for a in sp.actions_of(Kind.PACKAGE_VIDEO)), "—")
+            langs = [a.language or "" for a in sp.actions_of(Kind.PACKAGE_AUDIO)]
+            fixes = len(sp.actions_of(Kind.FIX_METADATA))
+            minutes = sum(a.minutes or 0 for a in sp.actions_of(Kind.DUB))
+            inval = [p for p in plan.invalidation_paths
+                     if p.startswith(layout.cdn_path(layout.section_prefix(sp.section_id)))]
+            out.append(
+                f"| {sp.section_id} | {video} | {_cell(langs)} | {fixes or '—'} | "
+                f"{f'{minutes:g}' if minutes else '—'} | {_cell([f'`{p}`' for p in inval])} | "
+                f"{len(sp.errors) or '—'} |"
+            )
+        out.append("")
+        for sp in rows:
+            out += [
+                f"<details><summary>Section {sp.section_id}: {len(sp.actions)} change(s)"
+                f"{f', {len(sp.errors)} error(s)' if sp.errors else ''}</summary>",
+                "",
+                "```diff",
+                *[line.strip().replace("~ ", "! ", 1) for line in _section_lines(sp)],
+                "```",
+                "",
+                "</details>",
+                "",
+            ]
+    return "\n".join(out) + "\n"
+
+
+PLAN_VIEWS = {"text": plan_text, "json": plan_json, "markdown": plan_markdown}
+
+
+# -- apply outcome -------------------------------------------------------------------------
+
+
+def outcome_dict(outcome: Outcome) -> dict:
+    inv = outcome.invalidation
+    return {
+        "format_version": FORMAT_VERSION,
+        "ok": outcome.ok,
+        "plan": plan_dict(outcome.plan),
+        "sections": [
+            {
+                "sectionId": r.section_id,
+                "ok": r.ok,
+                "languagesReady": r.languages_ready,
+                "failures": [
+                    {"step": f.step, "language": f.language, "message": f.message,
+                     "detail": f.detail}
+                    for f in r.failures
+                ],
+                "warnings": r.warnings,
+                "uploaded": len(r.uploaded),
+                "fixed": r.fixed,
+                "deleted": r.deleted,
+                "dubbed": r.dubbed,
+                "masterWritten": r.master_written,
+                "masterUrl": outcome.master_url(r.section_id),
+            }
+            for r in outcome.results
+        ],
+        "invalidation": {"id": inv.id, "paths": list(inv.paths)} if inv else None,
+        "invalidation_id": inv.id if inv else None,
+        "errors": outcome.errors,
+    }
+
+
+def outcome_text(outcome: Outcome) -> str:
+    out: list[str] = []
+    for r in outcome.results:
+        state = "ok" if r.ok else "FAILED"
+        out.append(f"section {r.section_id}: {state}; languages ready: "
+                   f"{', '.join(r.languages_ready) or '(unchanged)'}")
+        out.append(f"  uploaded {len(r.uploaded)}, metadata fixed {len(r.fixed)}, "
+                   f"deleted {len(r.deleted)}, dubbed {len(r.dubbed)}"
+                   + ("; master written" if r.master_written else ""))
+        out.append(f"  master: {outcome.master_url(r.section_id)}")
+        out += [f"  warning: {w}" for w in r.warnings]
+        for f in r.failures:
+            out.append(f"  ! {f}")
+            out += [f"    | {line}" for line in f.detail.splitlines()]
+    out += [f"! {e}" for e in outcome.errors]
+    inv = outcome.invalidation
+    if inv is not None:
+        ident = inv.id or "not sent"
+        out.append(f"Invalidation {ident}: {', '.join(inv.paths)}")
+    ok = sum(r.ok for r in outcome.results)
+    failed = len(outcome.results) - ok
+    if not outcome.results and outcome.ok:
+        out.append("Apply complete: nothing to do.")
+    else:
+        out.append(f"Apply {'complete' if outcome.ok else 'incomplete'}: {ok} section(s) "
+                   f"converged, {failed} failed.")
+    return "\n".join(out) + "\n"
+
+
+def outcome_markdown(outcome: Outcome) -> str:
+    return "### reconciler apply\n\n```\n" + outcome_text(outcome) + "```\n"
+
+
+OUTCOME_VIEWS = {
+    "text": outcome_text,
+    "json": lambda o: json.dumps(outcome_dict(o), indent=2) + "\n",
+    "markdown": outcome_markdown,
+}
