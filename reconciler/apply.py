@@ -39,7 +39,6 @@ from .plan import (
     SectionPlan,
     compose_master,
     dub_cache_keys,
-    dub_key,
     observed_facts,
 )
 from .store import PreconditionFailed, Store, StoreError
@@ -254,14 +253,12 @@ class _Section:
                 return self.dub_files[lang.code], False
             if any(a.language == lang.code for a in self.plan.actions_of(Kind.DUB)):
                 raise DubbingError("dub did not complete", language=lang.code)
-            return self._cached_dub(lang.code), False
+            return self._cached_dub(lang.code, action.source_id or ""), False
         if lang.audio.kind == "video":
             return self.video_local(), True
         return fetch(lang.audio, self.work / "input"), False
 
-    def _cached_dub(self, code: str) -> Path:
-        assert self.o.video_input and self.o.video_input.identity
-        key = dub_key(self.s, code, self.o.video_input.identity)
+    def _cached_dub(self, code: str, key: str) -> Path:
         prefix, job = dub_cache_keys(self.s.section_id, code, key)
         cached = sorted(k for k in self.o.dub_cache if k.startswith(prefix) and k != job)
         if not cached:

@@ -34,7 +34,8 @@ class ManifestError:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        field = f" {self.field}:" if self.field else ""
+        return f"{where}:{field} {self.message}"
 
 
 class InvalidManifests(Exception):
@@ -314,7 +315,8 @@ def load_manifests(paths: list[Path], *, root: Path | None = None) -> list[Secti
             errors.append(
                 ManifestError(
                     str(file), _section_line(file), "sectionId",
-                    f"duplicate sectionId {section.section_id} (also in {owner[section.section_id]})",
+                    f"duplicate sectionId {section.section_id} "
+                    f"(also in {owner[section.section_id]})",
                 )
             )
             continue

@@ -12,8 +12,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .layout import AUDIO_PLAYLIST, AUDIO_SEGMENT_TEMPLATE, INIT, VIDEO_PLAYLIST
-from .layout import VIDEO_SEGMENT_TEMPLATE
+from .layout import (
+    AUDIO_PLAYLIST,
+    AUDIO_SEGMENT_TEMPLATE,
+    INIT,
+    VIDEO_PLAYLIST,
+    VIDEO_SEGMENT_TEMPLATE,
+)
 
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"

@@ -158,7 +158,8 @@ class _SectionReader:
         sealed: dict[str, ObjectInfo] = {}
         for rend in renditions:
             info = rend.playlist_info
-            if info and STAMP_SETTINGS in info.metadata and info.meta() == layout.meta_for(info.key):
+            if (info and STAMP_SETTINGS in info.metadata
+                    and info.meta() == layout.meta_for(info.key)):
                 sealed[layout.rendition_dir(sid, rend.language)] = info
         todo = []
         for key, info in self.obs.objects.items():

@@ -12,8 +12,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from . import layout, media
-from .hls import AudioRendition, MediaPlaylist, VideoVariant, bitrates, render_master
-from .hls import target_duration
+from .hls import (
+    AudioRendition,
+    MediaPlaylist,
+    VideoVariant,
+    bitrates,
+    render_master,
+    target_duration,
+)
 from .manifest import Language, Section
 from .mp4 import TrackInfo
 from .observe import (
@@ -171,11 +177,11 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:20]
 
 
-def dub_key(section: Section, language: str, video_id: str) -> str:
+def dub_key(section: Section, language: str, video_ref: str) -> str:
     """What determines a dub: the video's content, the target language, the dub settings."""
     d = section.dubbing
     return _digest(
-        "dub-v1", video_id, language, section.source_language, str(d.num_speakers),
+        "dub-v1", video_ref, language, section.source_language, str(d.num_speakers),
         str(d.watermark).lower(),
     )
 
@@ -186,20 +192,19 @@ def dub_cache_keys(section_id: int, language: str, key: str) -> tuple[str, str]:
     return base + ".", base + ".job.json"
 
 
-def audio_source_id(section: Section, lang: Language, obs: ObservedSection) -> str | None:
-    """Identity of what a language's audio is built from (None when an input is unreadable).
-    The video's identity is part of it: audio is aligned to the video's duration."""
-    video_id = obs.video_input.identity if obs.video_input else None
-    if video_id is None:
-        return None
+def audio_source_id(section: Section, lang: Language, obs: ObservedSection,
+                    video_ref: str) -> str | None:
+    """Identity of what a language's audio is built from (None when its input is unreadable).
+    `video_ref` identifies the video rendition: audio is aligned to it, so a new video means new
+    audio. For a dubbed language this is the dub key, which also names its cache object."""
     if lang.audio is None:
-        return _digest("dub", dub_key(section, lang.code, video_id))
+        return dub_key(section, lang.code, video_ref)
     if lang.audio.kind == "video":
-        return _digest("video-track", video_id)
+        return _digest("video-track", video_ref)
     state = obs.audio_inputs.get(lang.code)
     if state is None or state.identity is None:
         return None
-    return _digest("file", state.identity, video_id)
+    return _digest("file", state.identity, video_ref)
 
 
 def video_source_id(obs: ObservedSection) -> str | None:
@@ -247,6 +252,8 @@ class _SectionPlanner:
         self.errors: list[str] = []
         self.notes: list[str] = []
         self.rebuilt: set[str | None] = set()  # renditions (re)built by this plan
+        self.video_ref: str | None = None  # identity of the video rendition audio aligns to
+        self.master_key = layout.master_key(section.section_id)
         self.ready: set[str] = set()  # languages that will be listed in master
 
     def video(self) -> bool:
@@ -254,6 +261,11 @@ class _SectionPlanner:
         source_id = video_source_id(self.o)
         change, reason = _status(self.o.video, source_id, media.VIDEO_SETTINGS)
         if change is None:
+            self.video_ref = self.o.video.stamp.get(STAMP_SOURCE) or source_id
+            if self.video_ref is None:
+                self.errors.append("video: rendition has no recorded source and the video "
+                                   "cannot be read")
+                return False
             return True
         if source_id is None:
             state = self.o.video_input
@@ -263,14 +275,15 @@ class _SectionPlanner:
             Action(Kind.PACKAGE_VIDEO, change, None, reason, source_id=source_id)
         )
         self.rebuilt.add(None)
+        self.video_ref = source_id
         return True
 
     def language(self, lang: Language) -> None:
         rend = self.o.rendition(lang.code)
-        source_id = audio_source_id(self.s, lang, self.o)
-        video_changed = None in self.rebuilt
+        assert self.video_ref is not None
+        source_id = audio_source_id(self.s, lang, self.o, self.video_ref)
         change, reason = _status(rend, source_id, media.AUDIO_SETTINGS)
-        if change is None and video_changed and rend.stamp.get(STAMP_SOURCE) != source_id:
+        if change is None and None in self.rebuilt and rend.stamp.get(STAMP_SOURCE) != source_id:
             change, reason = UPDATE, "video changed"
         if change is None:
             self.ready.add(lang.code)
@@ -284,16 +297,14 @@ class _SectionPlanner:
                 self.ready.add(lang.code)  # keep serving what is there
             return
         if lang.audio is None:
-            self._dub(lang)
+            self._dub(lang, source_id)
         self.actions.append(
             Action(Kind.PACKAGE_AUDIO, change, lang.code, reason, source_id=source_id)
         )
         self.rebuilt.add(lang.code)
         self.ready.add(lang.code)
 
-    def _dub(self, lang: Language) -> None:
-        assert self.o.video_input and self.o.video_input.identity
-        key = dub_key(self.s, lang.code, self.o.video_input.identity)
+    def _dub(self, lang: Language, key: str) -> None:
         audio_prefix, job_key = dub_cache_keys(self.s.section_id, lang.code, key)
         cached = [k for k in self.o.dub_cache if k.startswith(audio_prefix) and k != job_key]
         if cached:
@@ -322,7 +333,7 @@ class _SectionPlanner:
         for key in sorted(self.o.objects):
             info = self.o.objects[key]
             want = layout.meta_for(key)
-            if want is None or not info.headers_known or key == layout.master_key(self.s.section_id):
+            if want is None or not info.headers_known or key == self.master_key:
                 continue
             if key.rsplit("/", 1)[0] + "/" in rebuilt_dirs:
                 continue

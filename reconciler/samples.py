@@ -28,9 +28,9 @@ def make_video(dest: Path, *, seconds: float = 10, size: str = "640x360", fps: i
         args += ["-f", "lavfi", "-i",
                  f"sine=frequency={tone_hz}:sample_rate=48000:duration={seconds}"]
     args += ["-map", "0:v"] + (["-map", "1:a"] if tone_hz else [])
+    gop = str(int(fps * gop_seconds))
     args += ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt",
-             "yuv420p", "-g", str(int(fps * gop_seconds)), "-keyint_min", str(int(fps * gop_seconds)),
-             "-sc_threshold", "0", "-t", str(seconds)]
+             "yuv420p", "-g", gop, "-keyint_min", gop, "-sc_threshold", "0", "-t", str(seconds)]
     if tone_hz:
         args += ["-c:a", "aac", "-b:a", "96k"]
     return _ffmpeg(args, dest)

@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..layout import ObjectMeta
 from . import ObjectInfo, PreconditionFailed, StoreError
 
-MULTIPART_THRESHOLD = int(os.environ.get("RECONCILER_MULTIPART_THRESHOLD", 8 * 1024 * 1024))
+DEFAULT_MULTIPART_THRESHOLD = 8 * 1024 * 1024
 # Each request is tried at most 3 times (botocore "standard" mode: exponential backoff with jitter
 # on throttling, 5xx and connection errors).
 RETRIES = {"total_max_attempts": 3, "mode": "standard"}
@@ -26,7 +26,9 @@ def s3_client(workers: int = 8):
     """One client per pool size; boto3 clients are thread-safe and share their connection pool."""
     return boto3.session.Session().client(
         "s3",
-        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        region_name=os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1",
         config=Config(
             max_pool_connections=max(10, workers * 2),
             retries=RETRIES,
@@ -55,9 +57,12 @@ class S3Store:
         self.bucket = bucket
         self.url = f"s3://{bucket}"
         self.client = s3_client(workers)
+        threshold = int(
+            os.environ.get("RECONCILER_MULTIPART_THRESHOLD", DEFAULT_MULTIPART_THRESHOLD)
+        )
         self.transfer = TransferConfig(
-            multipart_threshold=MULTIPART_THRESHOLD,
-            multipart_chunksize=max(5 * 1024 * 1024, MULTIPART_THRESHOLD),
+            multipart_threshold=threshold,
+            multipart_chunksize=max(5 * 1024 * 1024, threshold),
             max_concurrency=4,
         )
 

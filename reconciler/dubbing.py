@@ -1,0 +1,470 @@
+"""ElevenLabs Dubbing API client: upload a lecture's audio, wait for the dub, stream it to disk.
+
+Only the (v1) endpoints the reconciler needs are wrapped:
+
+    POST /v1/dubbing                          create a dub (multipart upload) -> dubbing_id
+    GET  /v1/dubbing/{id}                     metadata; `status` is queued/preparing/dubbing/...,
+                                              then `dubbed` or `failed` (with `error`)
+    GET  /v1/dubbing/{id}/audio/{language}    the dubbed track (MP3, or MP4 for video input);
+                                              425 while the dub is not finished
+
+Retries live here so callers can treat every method as "it worked, or a DubbingError says why":
+429 (rate or concurrency limits), 425 (not dubbed yet), 5xx and network failures are retried with
+jittered exponential backoff that honours Retry-After; any other 4xx fails at once with the API's
+own message. The API key is sent in the `xi-api-key` header and is scrubbed from every message
+this module produces, because error texts end up in CI logs and PR comments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+__all__ = ["DEFAULT_BASE_URL", "DubbingError", "ElevenLabs"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.elevenlabs.io"
+
+DUBBED = "dubbed"
+FAILED = "failed"
+
+# Upload Content-Type by suffix; the API sniffs media itself, but a right type avoids surprises.
+_UPLOAD_TYPES = {
+    ".mp3": "audio/mpeg",
+    ".m4a": "audio/mp4",
+    ".mp4": "audio/mp4",
+    ".aac": "audio/aac",
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".webm": "audio/webm",
+}
+# The dubbed file is MP3 for audio-only input and MP4 for video input.
+_DOWNLOAD_SUFFIXES = {
+    "audio/mpeg": ".mp3",
+    "audio/mp3": ".mp3",
+    "video/mp4": ".mp4",
+    "audio/mp4": ".mp4",
+}
+
+T = TypeVar("T")
+
+
+class DubbingError(Exception):
+    """A dub that cannot be produced; `reason` is the API's own message (never the key).
+
+    `status_code` is the HTTP status behind the failure when there was one (e.g. 401 means every
+    language will fail, 400 usually only this one).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        language: str | None = None,
+        dubbing_id: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.language = language
+        self.dubbing_id = dubbing_id
+        self.status_code = status_code
+
+    def __str__(self) -> str:
+        context = [f"{k}={v}" for k, v in (("language", self.language),
+                                            ("dubbing_id", self.dubbing_id)) if v]
+        return f"{self.reason} ({', '.join(context)})" if context else self.reason
+
+
+class _Retryable(Exception):
+    """An answer worth asking again (425, 429, 5xx); converted to DubbingError before leaving."""
+
+    def __init__(self, status_code: int, reason: str, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status_code}: {reason}")
+        self.status_code = status_code
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    """Retry API back-pressure and network trouble, not a malformed URL."""
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return False
+    return isinstance(exc, _Retryable | httpx.TransportError)
+
+
+class ElevenLabs:
+    """Synchronous client for the ElevenLabs Dubbing API (one httpx connection pool).
+
+    `max_attempts` bounds every request (first try included). Between attempts it sleeps for
+    the server's Retry-After if given, else `backoff_base * 2**n` plus up to `backoff_base` of
+    jitter; either way at most `max_backoff` seconds. `timeout` applies per network operation.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        poll_interval: float = 5.0,
+        poll_timeout: float = 3600.0,
+        max_attempts: int = 6,
+        timeout: float = 60.0,
+        backoff_base: float = 1.0,
+        max_backoff: float = 60.0,
+    ) -> None:
+        if not api_key:
+            raise DubbingError("an ElevenLabs API key is required")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.poll_interval = poll_interval
+        self.poll_timeout = poll_timeout
+        self.max_attempts = max_attempts
+        self.max_backoff = max_backoff
+        self.backoff_base = backoff_base
+        # No redirects: httpx would forward the custom xi-api-key header to another host.
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"xi-api-key": api_key},
+            timeout=timeout,
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def from_env(cls, **kw: Any) -> ElevenLabs:
+        """Build a client from ELEVENLABS_API_KEY (required), ELEVENLABS_BASE_URL and the optional
+        ELEVENLABS_POLL_INTERVAL / ELEVENLABS_POLL_TIMEOUT (seconds); keyword arguments win."""
+        api_key = os.environ.get("ELEVENLABS_API_KEY", "").strip()
+        if not api_key:
+            raise DubbingError("ELEVENLABS_API_KEY is not set; it is needed to create dubs")
+        kw.setdefault("base_url", os.environ.get("ELEVENLABS_BASE_URL") or DEFAULT_BASE_URL)
+        for var, name in (("ELEVENLABS_POLL_INTERVAL", "poll_interval"),
+                          ("ELEVENLABS_POLL_TIMEOUT", "poll_timeout")):
+            raw = os.environ.get(var, "").strip()
+            if raw and name not in kw:
+                try:
+                    kw[name] = float(raw)
+                except ValueError:
+                    raise DubbingError(f"{var} must be a number of seconds, got {raw!r}") from None
+        return cls(api_key, **kw)
+
+    # -- public API ------------------------------------------------------------------------
+
+    def create(
+        self,
+        audio: Path,
+        *,
+        target_lang: str,
+        source_lang: str = "auto",
+        name: str,
+        num_speakers: int = 0,
+        watermark: bool = False,
+    ) -> str:
+        """Start dubbing `audio` into `target_lang`; returns the dubbing_id.
+
+        The file is streamed from disk (re-opened on every attempt). A create is billable, and a
+        retry after a timeout or 5xx may start a second dub if the first one was in fact accepted;
+        that is the price of not failing a whole run on one dropped connection.
+        """
+        audio = Path(audio)
+        if not audio.is_file():
+            raise DubbingError(f"audio file not found: {audio}", language=target_lang)
+        content_type = _UPLOAD_TYPES.get(audio.suffix.lower(), "application/octet-stream")
+        fields = {
+            "target_lang": target_lang,
+            "source_lang": source_lang,
+            "num_speakers": str(num_speakers),
+            "watermark": "true" if watermark else "false",
+            "name": name,
+        }
+
+        def attempt() -> dict[str, Any]:
+            with audio.open("rb") as fh:
+                resp = self._http.post(
+                    "/v1/dubbing", data=fields, files={"file": (audio.name, fh, content_type)}
+                )
+            return self._json(resp, language=target_lang)
+
+        body = self._call("create dub", attempt, language=target_lang)
+        dubbing_id = body.get("dubbing_id")
+        if not isinstance(dubbing_id, str) or not dubbing_id:
+            raise DubbingError("create answer carried no dubbing_id", language=target_lang)
+        log.info("ElevenLabs dub %s started for %s (expected %.0fs)", dubbing_id, target_lang,
+                 float(body.get("expected_duration_sec") or 0))
+        return dubbing_id
+
+    def status(self, dubbing_id: str) -> dict:
+        """The dub's metadata: dubbing_id, name, status, target_languages, error, ..."""
+        path = f"/v1/dubbing/{quote(dubbing_id, safe='')}"
+        return self._call(
+            "get dub status",
+            lambda: self._json(self._http.get(path), dubbing_id=dubbing_id),
+            dubbing_id=dubbing_id,
+        )
+
+    def wait(self, dubbing_id: str, *, language: str | None = None) -> None:
+        """Poll until the dub is `dubbed`; DubbingError on `failed` or after poll_timeout.
+
+        Unknown non-terminal statuses (the API has added some over time) just mean "keep waiting".
+        """
+        deadline = time.monotonic() + self.poll_timeout
+        while True:
+            try:
+                meta = self.status(dubbing_id)
+            except DubbingError as exc:
+                exc.language = exc.language or language
+                raise
+            state = str(meta.get("status") or "").lower()
+            if state == DUBBED:
+                return
+            if state == FAILED:
+                reason = meta.get("error") or "dubbing failed without an error message"
+                raise DubbingError(
+                    self._redact(str(reason)), language=language, dubbing_id=dubbing_id
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DubbingError(
+                    f"dub still {state or 'unknown'!r} after {self.poll_timeout:g}s of polling",
+                    language=language,
+                    dubbing_id=dubbing_id,
+                )
+            log.debug("ElevenLabs dub %s is %s", dubbing_id, state)
+            time.sleep(min(self.poll_interval, remaining))
+
+    def download(self, dubbing_id: str, language_code: str, dest: Path) -> Path:
+        """Stream the dubbed track to `dest` with the right extension; returns the path written.
+
+        The extension comes from the answer's Content-Type (.mp3 for audio/mpeg, .mp4 for
+        video/mp4): an existing .mp3/.mp4/.m4a suffix on `dest` is replaced, anything else is kept
+        and the extension appended. The body goes to a temporary file in the same directory and is
+        renamed into place, so a failed download never leaves a truncated track behind.
+        """
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        path = f"/v1/dubbing/{quote(dubbing_id, safe='')}/audio/{quote(language_code, safe='')}"
+
+        def attempt() -> Path:
+            with self._http.stream("GET", path) as resp:
+                if not resp.is_success:
+                    resp.read()
+                    self._raise_for(resp, language=language_code, dubbing_id=dubbing_id)
+                part = _stream_to_part_file(resp, dest)
+                content_type = resp.headers.get("content-type", "")
+            try:
+                final = _with_media_suffix(dest, _media_suffix(content_type, part))
+                os.replace(part, final)
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+            return final
+
+        written = self._call(
+            "download dub", attempt, language=language_code, dubbing_id=dubbing_id
+        )
+        log.info("ElevenLabs dub %s/%s saved to %s", dubbing_id, language_code, written)
+        return written
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> ElevenLabs:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ElevenLabs(base_url={self.base_url!r})"
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _call(
+        self,
+        what: str,
+        attempt: Callable[[], T],
+        *,
+        language: str | None = None,
+        dubbing_id: str | None = None,
+    ) -> T:
+        """Run `attempt` under the retry policy; whatever still fails becomes a DubbingError."""
+        retrying = Retrying(
+            retry=retry_if_exception(_is_retryable),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            before_sleep=lambda state: self._log_retry(what, state),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Retryable as exc:
+            raise DubbingError(
+                exc.reason, language=language, dubbing_id=dubbing_id, status_code=exc.status_code
+            ) from None
+        except httpx.HTTPError as exc:
+            reason = self._redact(f"{what} failed: {type(exc).__name__}: {exc}")
+            raise DubbingError(reason, language=language, dubbing_id=dubbing_id) from exc
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Honour the server's Retry-After when it gave one, else jittered exponential backoff."""
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, self.max_backoff)
+        exponential = self.backoff_base * 2 ** (state.attempt_number - 1)
+        return min(exponential + random.uniform(0, self.backoff_base), self.max_backoff)
+
+    def _log_retry(self, what: str, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        sleep = state.next_action.sleep if state.next_action else 0.0
+        log.warning("ElevenLabs %s: %s; attempt %d/%d, retrying in %.2fs", what,
+                    self._redact(str(exc)), state.attempt_number, self.max_attempts, sleep)
+
+    def _json(
+        self, resp: httpx.Response, *, language: str | None = None, dubbing_id: str | None = None
+    ) -> dict[str, Any]:
+        """The JSON object of a successful answer (raising for anything else)."""
+        self._raise_for(resp, language=language, dubbing_id=dubbing_id)
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise DubbingError(
+                f"expected a JSON object from {resp.request.url.path}, got "
+                f"{resp.headers.get('content-type', 'no content type')}",
+                language=language,
+                dubbing_id=dubbing_id,
+                status_code=resp.status_code,
+            )
+        return body
+
+    def _raise_for(
+        self, resp: httpx.Response, *, language: str | None, dubbing_id: str | None
+    ) -> None:
+        """Classify a non-2xx answer (body already read): retryable, or a DubbingError now."""
+        if resp.is_success:
+            return
+        reason = self._redact(api_message(resp))
+        if resp.status_code in (425, 429) or resp.status_code >= 500:
+            raise _Retryable(resp.status_code, reason, _retry_after(resp))
+        raise DubbingError(
+            reason, language=language, dubbing_id=dubbing_id, status_code=resp.status_code
+        )
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "[redacted]")
+
+
+def api_message(resp: httpx.Response) -> str:
+    """The API's own error text from either envelope ElevenLabs uses.
+
+    `{"detail": {"status": ..., "message": ...}}` (detail may also be a string, or FastAPI's list
+    of validation errors) and the flat `{"error": ..., "message": ...}`.
+    """
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    message = _message_from_body(body)
+    if message:
+        return message
+    text = resp.text.strip() if resp.headers.get("content-type", "").startswith("text/") else ""
+    return f"HTTP {resp.status_code} {resp.reason_phrase}" + (f": {text[:200]}" if text else "")
+
+
+def _message_from_body(body: object) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    detail = body.get("detail")
+    if isinstance(detail, dict):
+        return str(detail.get("message") or detail.get("status") or "") or None
+    if isinstance(detail, str) and detail:
+        return detail
+    if isinstance(detail, list) and detail:
+        return "; ".join(_validation_message(item) for item in detail)
+    error = body.get("error")
+    if isinstance(error, dict):  # defensive: {"error": {"message": ...}}
+        return _message_from_body({"detail": error})
+    for key in ("message", "error"):
+        if isinstance(body.get(key), str) and body[key]:
+            return body[key]
+    return None
+
+
+def _validation_message(item: object) -> str:
+    """One FastAPI validation error, e.g. `body.target_lang: Field required`."""
+    if not isinstance(item, dict):
+        return str(item)
+    loc = ".".join(str(part) for part in item.get("loc") or [])
+    msg = str(item.get("msg") or item.get("message") or item)
+    return f"{loc}: {msg}" if loc else msg
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    """Retry-After in seconds (delta-seconds or an HTTP date), or None if absent/garbled."""
+    raw = resp.headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _stream_to_part_file(resp: httpx.Response, dest: Path) -> Path:
+    """Copy the body chunk by chunk into a hidden temporary file next to `dest`."""
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    part = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in resp.iter_bytes():
+                out.write(chunk)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return part
+
+
+def _media_suffix(content_type: str, written: Path) -> str:
+    """.mp3 or .mp4 from the Content-Type; falls back to sniffing the bytes for odd types."""
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if mime in _DOWNLOAD_SUFFIXES:
+        return _DOWNLOAD_SUFFIXES[mime]
+    with written.open("rb") as fh:
+        head = fh.read(12)
+    if head[4:8] == b"ftyp":
+        return ".mp4"
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return ".mp3"
+    raise DubbingError(f"dubbed file has an unexpected Content-Type {content_type!r}")
+
+
+def _with_media_suffix(dest: Path, suffix: str) -> Path:
+    if dest.suffix.lower() in (".mp3", ".mp4", ".m4a"):
+        return dest.with_suffix(suffix)
+    return dest.with_name(dest.name + suffix)

@@ -1,0 +1,703 @@
+"""GitHub Actions glue: the sticky PR plan comment, the apply matrix, step outputs and summaries.
+
+The workflows in .github/workflows and the composite action.yml call `python -m reconciler.github`
+so that their YAML stays declarative and the decisions (exit-code mapping, truncation, which
+sections go to which job) are plain Python that the tests exercise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import httpx
+
+MARKER = "<!-- reconciler-plan -->"
+COMMENT_LIMIT = 65_536  # GitHub rejects issue-comment bodies longer than this (characters)
+# $GITHUB_STEP_SUMMARY takes at most 1 MiB per step; 250k characters stay below that even at
+# 4 UTF-8 bytes per character.
+SUMMARY_LIMIT = 250_000
+COLLAPSE_LINES = 40
+ERROR_TAIL_LINES = 40  # stderr lines shown with a failure (the full log stays in the run)
+BOT_LOGIN = "github-actions[bot]"
+MAX_MATRIX_JOBS = 256  # GitHub's limit of jobs per matrix
+ZERO_SHA = "0" * 40
+# Changes here can alter any section's plan, so --changed-since would hide work.
+FULL_PLAN_PATHS = ("schemas/", "reconciler/", "pyproject.toml")
+_SECTION_ID = re.compile(r"[1-9][0-9]*")
+_FENCE = re.compile(r"(`{3,}|~{3,})")
+
+
+class GitHubError(RuntimeError):
+    """A GitHub API call failed; the message names the request, never the token."""
+
+
+# --------------------------------------------------------------------------- exit codes
+
+
+def plan_exit_ok(code: int) -> bool:
+    """`reconcile --plan` exits 2 for "changes pending": a result, not a failure."""
+    return code in (0, 2)
+
+
+def status_line(mode: str, exit_code: int) -> str:
+    """One neutral sentence for a reconcile exit code, shared by comments and summaries."""
+    if mode == "plan":
+        if exit_code == 0:
+            return "✅ **No changes**: the store already matches the manifests."
+        if exit_code == 2:
+            return "📝 **Changes pending**: the store differs from the manifests."
+        return f"❌ **Error** (exit {exit_code}): the reconciler could not produce a plan."
+    if mode == "apply":
+        if exit_code == 0:
+            return "✅ **Converged**: the store now matches the manifests."
+        return f"❌ **Apply failed** (exit {exit_code}): the store may be partly updated."
+    if exit_code == 0:
+        return "✅ **Manifests are valid.**"
+    return f"❌ **Validation failed** (exit {exit_code})."
+
+
+# --------------------------------------------------------------------------- comment body
+
+
+def _headline(exit_code: int, validate_only: bool) -> str:
+    if validate_only:
+        return (
+            f"{status_line('validate', exit_code)}\n\n"
+            "🔒 **Validation only.** This pull request comes from a fork, so the workflow has no "
+            "AWS credentials: only `reconcile validate` ran and the store was not read. "
+            "No plan was computed. A maintainer can push the branch to this repository to get one."
+        )
+    line = status_line("plan", exit_code)
+    if exit_code == 2:
+        return line + " Merging this pull request applies the plan below."
+    if exit_code not in (0, 2):
+        return line + " See the run log."
+    return line
+
+
+def _open_fence(lines: Sequence[str]) -> str | None:
+    """The code fence left open at the end of `lines` (so a cut can close it), if any."""
+    fence: str | None = None
+    for line in lines:
+        match = _FENCE.match(line.lstrip())
+        if not match:
+            continue
+        mark = match.group(1)
+        if fence is None:
+            fence = mark
+        elif mark[0] == fence[0] and len(mark) >= len(fence) and line.strip() == mark:
+            fence = None
+    return fence
+
+
+def _render(
+    head: str,
+    lines: Sequence[str],
+    *,
+    collapsed: bool,
+    total: int,
+    footer: str,
+    note: str | None,
+) -> str:
+    parts = [head]
+    if collapsed:
+        parts.append(f"<details><summary>Show plan ({total} lines)</summary>\n")
+    parts.append("\n".join(lines))
+    fence = _open_fence(lines) if note else None
+    if fence:
+        parts.append(fence)
+    if collapsed:
+        parts.append("\n</details>")
+    if note:
+        parts.append("\n" + note)
+    elif footer:
+        parts.append("\n" + footer)
+    return "\n".join(parts) + "\n"
+
+
+def build_comment(
+    markdown: str,
+    *,
+    exit_code: int,
+    run_url: str | None,
+    validate_only: bool,
+    marker: str = MARKER,
+    limit: int = COMMENT_LIMIT,
+    commit: str | None = None,
+) -> str:
+    """The sticky comment: marker, headline, plan (collapsed if long), cut to fit `limit`.
+
+    `limit` counts characters, as GitHub does; the result never exceeds it.
+    """
+    title = "### Reconciler validation" if validate_only else "### Reconciler plan"
+    head = f"{marker}\n{title}\n\n{_headline(exit_code, validate_only)}\n"
+    lines = markdown.rstrip().splitlines() or ["_(no output)_"]
+    total = len(lines)
+    collapsed = total > COLLAPSE_LINES
+    meta = [f"commit `{commit[:12]}`"] if commit else []
+    if run_url:
+        meta.append(f"[run log]({run_url})")
+    footer = f"<sub>{' · '.join(meta)}</sub>" if meta else ""
+
+    full = _render(head, lines, collapsed=collapsed, total=total, footer=footer, note=None)
+    if len(full) <= limit:
+        return full
+
+    where = f"[job summary and artifact]({run_url})" if run_url else (
+        "this workflow run's job summary and its artifact"
+    )
+
+    def cut(kept: int) -> str:
+        note = (
+            f"⚠️ **Truncated**: {kept} of {total} lines shown (GitHub comments are limited to "
+            f"{COMMENT_LIMIT:,} characters). Full plan: {where}"
+        )
+        return _render(head, lines[:kept], collapsed=collapsed, total=total, footer="", note=note)
+
+    lo, hi = 0, total  # invariant: cut(lo) fits, unless even lo == 0 does not
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(cut(mid)) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    body = cut(lo)
+    # Only an absurd marker/run_url can make the empty cut too long; never break the limit.
+    return body if len(body) <= limit else body[:limit]
+
+
+# --------------------------------------------------------------------------- REST API
+
+
+def _headers(token: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+        "User-Agent": "lingoost-reconciler",
+    }
+
+
+def _check(resp: httpx.Response) -> httpx.Response:
+    if resp.is_success:
+        return resp
+    try:
+        message = str(resp.json().get("message", ""))
+    except (ValueError, AttributeError):
+        message = resp.text[:200]
+    path = resp.request.url.path
+    raise GitHubError(f"{resp.request.method} {path}: HTTP {resp.status_code} {message}".rstrip())
+
+
+def _same_origin(url: str, api_url: str) -> bool:
+    a, b = urlsplit(url), urlsplit(api_url)
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+
+
+def _pick(comments: Iterable[dict[str, Any]], marker: str) -> dict[str, Any] | None:
+    """The comment carrying `marker` at its start, the Actions bot's first."""
+    ours = [c for c in comments if str(c.get("body") or "").lstrip().startswith(marker)]
+    bots = [c for c in ours if (c.get("user") or {}).get("login") == BOT_LOGIN]
+    return (bots or ours or [None])[0]
+
+
+def upsert_comment(
+    repo: str,
+    pr_number: int,
+    body: str,
+    token: str,
+    api_url: str = "https://api.github.com",
+    client: httpx.Client | None = None,
+    marker: str = MARKER,
+) -> int:
+    """Update the PR's marked comment in place, or create it; returns the comment id.
+
+    One comment per PR, edited on every push, keeps the conversation readable.
+    """
+    api = api_url.rstrip("/")
+    own = client is None
+    http = client or httpx.Client(timeout=30.0)
+    try:
+        comments: list[dict[str, Any]] = []
+        url: str | None = f"{api}/repos/{repo}/issues/{pr_number}/comments"
+        params: dict[str, int] | None = {"per_page": 100}
+        while url:
+            if not _same_origin(url, api):  # never send the token to another host
+                host = urlsplit(url).netloc
+                raise GitHubError(f"refusing pagination link to another host: {host}")
+            resp = _check(http.get(url, params=params, headers=_headers(token)))
+            comments.extend(resp.json())
+            url = resp.links.get("next", {}).get("url")
+            params = None  # the next link carries its own query
+        found = _pick(comments, marker)
+        if found is not None:
+            resp = _check(
+                http.patch(
+                    f"{api}/repos/{repo}/issues/comments/{found['id']}",
+                    json={"body": body},
+                    headers=_headers(token),
+                )
+            )
+        else:
+            resp = _check(
+                http.post(
+                    f"{api}/repos/{repo}/issues/{pr_number}/comments",
+                    json={"body": body},
+                    headers=_headers(token),
+                )
+            )
+        return int(resp.json()["id"])
+    except httpx.HTTPError as err:  # transport errors: name the kind, not the request headers
+        raise GitHubError(f"GitHub API request failed: {type(err).__name__}") from None
+    finally:
+        if own:
+            http.close()
+
+
+# --------------------------------------------------------------------------- matrix
+
+
+def parse_sections(text: str | Iterable[str | int]) -> list[str]:
+    """Section ids in first-seen order, each once; rejects anything but positive integers.
+
+    The ids end up in shell command lines, so nothing else may pass.
+    """
+    items = re.split(r"[\s,]+", text) if isinstance(text, str) else [str(t) for t in text]
+    seen: dict[str, None] = {}
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        if not _SECTION_ID.fullmatch(item):
+            raise ValueError(f"not a section id: {item!r}")
+        seen.setdefault(item, None)
+    return list(seen)
+
+
+def sections_from_plan(plan: dict[str, Any]) -> list[str]:
+    """Sections of a `--format json` plan that have at least one action."""
+    return parse_sections(
+        str(s["sectionId"]) for s in plan.get("sections", []) if s.get("actions")
+    )
+
+
+def build_matrix(sections: str | Iterable[str | int], chunks: int) -> dict[str, Any]:
+    """A `strategy.matrix` splitting sections into at most `chunks` contiguous, balanced jobs.
+
+    Each section lands in exactly one job, so no two jobs of a run touch the same section.
+    """
+    if chunks < 1:
+        raise ValueError("chunks must be >= 1")
+    ids = parse_sections(sections)
+    n = min(chunks, len(ids), MAX_MATRIX_JOBS)
+    include: list[dict[str, Any]] = []
+    start = 0
+    for i in range(n):
+        size = len(ids) // n + (1 if i < len(ids) % n else 0)
+        part = ids[start : start + size]
+        start += size
+        include.append(
+            {
+                "chunk": i + 1,
+                "name": " ".join(part) if len(part) <= 3 else f"{part[0]}…{part[-1]} ({len(part)})",
+                "sections": " ".join(part),
+            }
+        )
+    return {"include": include}
+
+
+# --------------------------------------------------------------------------- runner plumbing
+
+
+def set_output(name: str, value: str) -> None:
+    """Write a step output to $GITHUB_OUTPUT (no-op outside Actions)."""
+    path = os.environ.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as fh:
+        if "\n" in value:
+            delim = f"EOF_{uuid.uuid4().hex}"
+            fh.write(f"{name}<<{delim}\n{value}\n{delim}\n")
+        else:
+            fh.write(f"{name}={value}\n")
+
+
+def fit_summary(text: str, limit: int = SUMMARY_LIMIT) -> str:
+    """`text` cut on a line boundary so the step summary upload is not rejected."""
+    if len(text) <= limit:
+        return text
+    note = "\n\n⚠️ **Truncated** for the job summary; the full report is in the run's artifact.\n"
+    cut = text[: limit - len(note)]
+    cut = cut[: cut.rfind("\n") + 1] if "\n" in cut else cut
+    return cut + note
+
+
+def append_summary(text: str) -> None:
+    """Append to $GITHUB_STEP_SUMMARY, or print when run locally."""
+    text = fit_summary(text)
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        click.echo(text)
+        return
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text if text.endswith("\n") else text + "\n")
+
+
+def _fenced(text: str) -> str:
+    if not text.strip():
+        return ""
+    longest = max((len(m) for m in re.findall(r"`{3,}", text)), default=2)
+    fence = "`" * (longest + 1)
+    return f"{fence}text\n{text.rstrip()}\n{fence}\n"
+
+
+def _run_url() -> str | None:
+    server, repo, run = (
+        os.environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    )
+    return f"{server}/{repo}/actions/runs/{run}" if server and repo and run else None
+
+
+def changed_files(base: str, cwd: Path | None = None) -> list[str] | None:
+    """Paths changed between `base` and HEAD, or None when `base` is not a usable commit."""
+    if not base or base == ZERO_SHA:
+        return None
+    verify = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"],
+        cwd=cwd, capture_output=True, text=True, check=False,
+    )
+    if verify.returncode != 0:
+        return None
+    diff = subprocess.run(
+        ["git", "diff", "--name-only", f"{base}...HEAD"],
+        cwd=cwd, capture_output=True, text=True, check=False,
+    )
+    if diff.returncode != 0:
+        return None
+    return [line for line in diff.stdout.splitlines() if line]
+
+
+def plan_scope(base: str, cwd: Path | None = None) -> tuple[str | None, str]:
+    """(--changed-since ref or None for a full plan, why), from what changed since `base`."""
+    files = changed_files(base, cwd)
+    if files is None:
+        return None, f"full: base {base or '(none)'!r} is not a known commit"
+    code = [f for f in files if f == "pyproject.toml" or f.startswith(FULL_PLAN_PATHS)]
+    if code:
+        return None, f"full: reconciler inputs changed ({', '.join(code[:5])})"
+    return base, f"changed since {base}"
+
+
+def build_command(
+    mode: str,
+    *,
+    paths: str = "",
+    store: str = "",
+    changed_since: str = "",
+    sections: str = "",
+    fmt: str = "",
+) -> list[str]:
+    """The `reconcile` argv for the composite action's inputs."""
+    targets = paths.split()
+    if mode == "validate":
+        return ["reconcile", "validate", *targets]
+    if mode not in ("plan", "apply"):
+        raise ValueError(f"mode must be plan, apply or validate, not {mode!r}")
+    argv = ["reconcile", f"--{mode}", *targets]
+    for section in parse_sections(sections):
+        argv += ["--section", section]
+    if store:
+        argv += ["--store", store]
+    if changed_since:
+        argv += ["--changed-since", changed_since]
+    if fmt:
+        argv += ["--format", fmt]
+    return argv
+
+
+def _execute(command: Sequence[str], tail_lines: int) -> tuple[int, str, list[str]]:
+    """Run `command`; return (exit code, stdout, last stderr lines).
+
+    stderr (progress, errors) is streamed live to our stderr, so long applies show progress.
+    """
+    tail: deque[str] = deque(maxlen=tail_lines)
+    try:
+        proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as err:
+        return 1, "", [f"could not run {command[0]!r}: {err.strerror or err}"]
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", errors="replace")
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            tail.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode("utf-8", errors="replace")
+    code = proc.wait()
+    reader.join()
+    return (code if code >= 0 else 1), out, list(tail)
+
+
+def _with_errors(text: str, errors: Sequence[str]) -> str:
+    if not errors:
+        return text
+    block = _fenced("\n".join(errors))
+    lead = f"{text.rstrip()}\n\n" if text.strip() else ""
+    return f"{lead}**Errors** (last {len(errors)} lines of stderr):\n\n{block}"
+
+
+def run_reconcile(
+    command: Sequence[str],
+    *,
+    mode: str,
+    report: Path,
+    fence: bool = False,
+    summary: bool = False,
+    title: str | None = None,
+    fail_on_changes: bool = False,
+    fence_summary: bool | None = None,
+    errors_in_report: bool = False,
+) -> int:
+    """Run reconcile, keep its stdout as the report, set step outputs; return the step's status.
+
+    A plan's exit 2 (changes pending) is success unless `fail_on_changes` (drift checks).
+    `fence` wraps the report file in a code block (text shown as markdown); `fence_summary`
+    (default: `fence`) does so for the job summary only, keeping e.g. JSON reports parseable.
+    On failure the tail of stderr (where reconcile writes its errors) is added to the summary,
+    and to the report file if `errors_in_report` (markdown reports meant for humans).
+    """
+    code, out, tail = _execute(command, ERROR_TAIL_LINES)
+    if mode == "plan" and code == 2 and not out.strip():
+        # click exits 2 on a usage error too; a real "changes pending" always prints a plan.
+        code = 1
+        tail.append("(exit 2 without a plan on stdout: a usage error, not pending changes)")
+    ok = plan_exit_ok(code) if mode == "plan" else code == 0
+    errors = [] if ok else tail
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    text = _fenced(out) if fence else out
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(_with_errors(text, errors) if errors_in_report else text, encoding="utf-8")
+    changes = mode == "plan" and code == 2
+    set_output("exit-code", str(code))
+    set_output("changes", "true" if changes else "false")
+    set_output("report-file", str(report.resolve()))
+    if summary:
+        heading = f"## {title}\n\n" if title else ""
+        shown = _fenced(out) if (fence if fence_summary is None else fence_summary) else out
+        body = _with_errors(shown, errors)
+        append_summary(f"{heading}{status_line(mode, code)}\n\n{body}")
+    if ok and mode == "plan":
+        return 2 if (changes and fail_on_changes) else 0
+    return code
+
+
+def pr_from_event(path: str | None) -> tuple[int, str | None]:
+    """PR number and head SHA from the workflow's event payload."""
+    if not path:
+        raise click.ClickException("GITHUB_EVENT_PATH is not set")
+    event = json.loads(Path(path).read_text(encoding="utf-8"))
+    pr = event.get("pull_request") or {}
+    number = pr.get("number") or event.get("number") or (event.get("issue") or {}).get("number")
+    if not number:
+        raise click.ClickException("the event has no pull request number")
+    return int(number), (pr.get("head") or {}).get("sha")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@click.group()
+def cli() -> None:
+    """Helpers for the reconciler's GitHub workflows."""
+
+
+@cli.command("comment")
+@click.option("--plan-file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--exit-code", type=int, required=True)
+@click.option(
+    "--validate-only", is_flag=True, envvar="RECONCILER_VALIDATE_ONLY",
+    help="Fork PR: only validation ran (env RECONCILER_VALIDATE_ONLY=true works too).",
+)
+@click.option("--run-url", default=None, help="Defaults to this workflow run's URL.")
+@click.option("--summary/--no-summary", default=True, help="Also write the job summary.")
+def comment_cmd(
+    plan_file: Path, exit_code: int, validate_only: bool, run_url: str | None, summary: bool
+) -> None:
+    """Post or update the sticky plan comment on the pull request."""
+    run_url = run_url or _run_url()
+    text = plan_file.read_text(encoding="utf-8") if plan_file.exists() else ""
+    number, sha = pr_from_event(os.environ.get("GITHUB_EVENT_PATH"))
+    kwargs: dict[str, Any] = {
+        "exit_code": exit_code, "run_url": run_url, "validate_only": validate_only, "commit": sha
+    }
+    if summary:
+        append_summary(build_comment(text, limit=SUMMARY_LIMIT, **kwargs))
+    repo, token = os.environ.get("GITHUB_REPOSITORY"), os.environ.get("GITHUB_TOKEN")
+    if not repo or not token:
+        raise click.ClickException("GITHUB_REPOSITORY and GITHUB_TOKEN must be set")
+    body = build_comment(text, **kwargs)
+    api = os.environ.get("GITHUB_API_URL", "https://api.github.com")
+    try:
+        cid = upsert_comment(repo, number, body, token, api_url=api)
+    except GitHubError as err:
+        if validate_only and "HTTP 403" in str(err):
+            # Fork PRs get a read-only token; the job summary carries the result instead.
+            click.echo(f"::warning::no PR comment (read-only token on a fork PR): {err}")
+            return
+        raise click.ClickException(str(err)) from None
+    click.echo(f"comment {cid} on {repo}#{number}")
+
+
+@cli.command("matrix")
+@click.option("--sections", default=None, help='Section ids, e.g. "11 12 13".')
+@click.option(
+    "--plan-json", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="Take the sections that have actions from a `reconcile --plan --format json` output.",
+)
+@click.option("--chunks", type=click.IntRange(1, MAX_MATRIX_JOBS), default=4, show_default=True)
+def matrix_cmd(sections: str | None, plan_json: Path | None, chunks: int) -> None:
+    """Print a JSON job matrix (also as step outputs `matrix` and `count`)."""
+    if (sections is None) == (plan_json is None):
+        raise click.UsageError("give exactly one of --sections or --plan-json")
+    try:
+        ids = (
+            sections_from_plan(json.loads(plan_json.read_text(encoding="utf-8")))
+            if plan_json
+            else parse_sections(sections or "")
+        )
+        matrix = build_matrix(ids, chunks)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise click.ClickException(f"cannot build the matrix: {err}") from None
+    text = json.dumps(matrix, ensure_ascii=False, separators=(",", ":"))
+    set_output("matrix", text)
+    set_output("count", str(len(matrix["include"])))
+    set_output("sections", " ".join(ids))
+    click.echo(text)
+
+
+@cli.command("summary")
+@click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--title", default=None)
+def summary_cmd(file: Path, title: str | None) -> None:
+    """Append a file (cut to the summary size limit) to $GITHUB_STEP_SUMMARY."""
+    text = file.read_text(encoding="utf-8") if file.exists() else f"_({file} was not written)_\n"
+    append_summary((f"## {title}\n\n" if title else "") + text)
+
+
+@cli.command("scope")
+@click.option("--base", default="", help="Ref/SHA to diff against; empty or zeros = full.")
+def scope_cmd(base: str) -> None:
+    """Decide between --changed-since BASE and a full plan (outputs `changed-since`, `full`)."""
+    ref, why = plan_scope(base)
+    set_output("changed-since", ref or "")
+    set_output("full", "false" if ref else "true")
+    click.echo(f"plan scope: {why}", err=True)
+    click.echo(ref or "")
+
+
+@cli.command(
+    "run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@click.option("--mode", type=click.Choice(["plan", "apply", "validate"]), required=True)
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--fence", is_flag=True, help="Wrap the output in a code block (text formats).")
+@click.option("--summary", is_flag=True, help="Append the report to the job summary.")
+@click.option("--title", default=None, help="Heading for the job summary.")
+@click.option("--fail-on-changes", is_flag=True, help="Plan exit 2 fails (drift checks).")
+@click.option(
+    "--errors-in-report", is_flag=True,
+    help="On failure, append the tail of stderr to the report file (markdown reports).",
+)
+@click.option(
+    "--sections", default="",
+    help='Section ids ("11 12"), validated and appended to COMMAND as --section flags.',
+)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run_cmd(
+    mode: str,
+    report: Path,
+    fence: bool,
+    summary: bool,
+    title: str | None,
+    fail_on_changes: bool,
+    errors_in_report: bool,
+    sections: str,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND (after --), map its exit code, set outputs exit-code/changes/report-file."""
+    try:
+        extra = [arg for s in parse_sections(sections) for arg in ("--section", s)]
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    sys.exit(
+        run_reconcile(
+            [*command, *extra], mode=mode, report=report, fence=fence, summary=summary,
+            title=title, fail_on_changes=fail_on_changes, errors_in_report=errors_in_report,
+        )
+    )
+
+
+@cli.command("action")
+@click.option("--mode", required=True)
+@click.option("--paths", default="manifests")
+@click.option("--store", default="")
+@click.option("--changed-since", default="")
+@click.option("--sections", default="")
+@click.option("--format", "fmt", default="markdown")
+@click.option(
+    "--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Default: $RUNNER_TEMP/reconciler-report.{md,json,txt} by format.",
+)
+def action_cmd(
+    mode: str,
+    paths: str,
+    store: str,
+    changed_since: str,
+    sections: str,
+    fmt: str,
+    report: Path | None,
+) -> None:
+    """The composite action's body: build the reconcile command from inputs and run it."""
+    try:
+        argv = build_command(
+            mode, paths=paths, store=store, changed_since=changed_since, sections=sections,
+            fmt=fmt,
+        )
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    markdown = mode != "validate" and fmt == "markdown"
+    if report is None:
+        ext = "md" if markdown else "json" if (fmt == "json" and mode != "validate") else "txt"
+        report = Path(os.environ.get("RUNNER_TEMP", ".")) / f"reconciler-report.{ext}"
+    sys.exit(
+        run_reconcile(
+            argv, mode=mode, report=report, summary=True, title=f"Reconciler {mode}",
+            fence_summary=not markdown,
+        )
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="python -m reconciler.github")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Shared fixtures: one moto server (real HTTP, real boto3 signing) per test run, generated
+media, and throw-away repositories of manifests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+
+from reconciler import samples
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto in server mode on a free loopback port; boto3 finds it through AWS_ENDPOINT_URL."""
+    port = free_port()
+    log = open(os.devnull, "wb")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/moto-api/", timeout=1).status_code < 500:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("moto server did not start")
+        time.sleep(0.1)
+    saved = {k: os.environ.get(k) for k in ENV}
+    os.environ.update(ENV | {"AWS_ENDPOINT_URL": url})
+    yield url
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIATESTMARKERKEY123",
+    "AWS_SECRET_ACCESS_KEY": "test-secret-marker-value",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture
+def s3(moto_server):
+    return boto3.client("s3", region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3, monkeypatch) -> str:
+    """A fresh, empty bucket per test (so tests never see each other's objects)."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    monkeypatch.setenv("AWS_BUCKET_NAME", name)
+    monkeypatch.delenv("CLOUDFRONT_DISTRIBUTION_ID", raising=False)
+    return name
+
+
+@pytest.fixture
+def distribution(moto_server, monkeypatch) -> str:
+    """A CloudFront distribution in moto; its id is exported as CLOUDFRONT_DISTRIBUTION_ID."""
+    cf = boto3.client("cloudfront", region_name="us-east-1")
+    ref = uuid.uuid4().hex
+    resp = cf.create_distribution(DistributionConfig={
+        "CallerReference": ref,
+        "Comment": "test",
+        "Enabled": True,
+        "Origins": {"Quantity": 1, "Items": [{
+            "Id": "s3", "DomainName": "bucket.s3.amazonaws.com",
+            "S3OriginConfig": {"OriginAccessIdentity": ""},
+        }]},
+        "DefaultCacheBehavior": {
+            "TargetOriginId": "s3", "ViewerProtocolPolicy": "redirect-to-https",
+            "MinTTL": 0,
+            "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+            "TrustedSigners": {"Enabled": False, "Quantity": 0},
+        },
+    })
+    dist_id = resp["Distribution"]["Id"]
+    monkeypatch.setenv("CLOUDFRONT_DISTRIBUTION_ID", dist_id)
+    return dist_id
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory) -> Path:
+    """Small real media, made once: an 8 s H.264 lecture with a 440 Hz track, and dubs."""
+    root = tmp_path_factory.mktemp("media")
+    samples.make_video(root / "lecture.mp4", seconds=8, size="320x180", tone_hz=440)
+    samples.make_video(root / "lecture-b.mp4", seconds=6, size="320x180", tone_hz=660)
+    samples.make_video(root / "silent.mp4", seconds=8, size="320x180", tone_hz=None)
+    samples.make_tone(root / "en.mp3", hz=880, seconds=8)
+    samples.make_tone(root / "ja.m4a", hz=1320, seconds=7.5)
+    samples.make_tone(root / "zh.mp3", hz=990, seconds=8)
+    samples.make_tone(root / "long.mp3", hz=500, seconds=11)
+    data = (root / "lecture.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    return root
+
+
+class Repo:
+    """A throw-away git-like work tree with manifests/ and media/."""
+
+    def __init__(self, root: Path, media: Path) -> None:
+        self.root = root
+        (root / ".git").mkdir(parents=True)
+        self.manifests = root / "manifests"
+        self.manifests.mkdir()
+        shutil.copytree(media, root / "media")
+
+    def write(self, section_id: int, languages: list[dict], video: str = "../media/lecture.mp4",
+              **extra) -> Path:
+        import yaml
+
+        doc = {"sectionId": section_id, "video": video, **extra, "languages": languages}
+        path = self.manifests / f"section-{section_id}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+
+@pytest.fixture
+def repo(tmp_path, media) -> Repo:
+    return Repo(tmp_path / "repo", media)
+
+
+KO_EN = [
+    {"code": "ko", "audio": "source", "default": True},
+    {"code": "en", "audio": "../media/en.mp3"},
+]

@@ -1,0 +1,464 @@
+"""A fake ElevenLabs Dubbing API on 127.0.0.1, so tests never touch the real (billable) one.
+
+It is a real HTTP server (stdlib ThreadingHTTPServer in a daemon thread) speaking the documented
+v1 dubbing shapes, so the client under test exercises its real transport, multipart encoding,
+streaming and retry code:
+
+    POST   /v1/dubbing                        multipart (file, target_lang, ...) ->
+                                              {"dubbing_id", "expected_duration_sec"}
+    GET    /v1/dubbing/{id}                   metadata; every GET advances the dub one step:
+                                              queued -> preparing -> dubbing -> dubbed (or failed)
+    GET    /v1/dubbing/{id}/audio/{lang}      real audio made by ffmpeg (a sine tone as long as
+                                              the upload); 425 until the dub is `dubbed`
+    DELETE /v1/dubbing/{id}                   {"status": "ok"}
+
+Errors use both envelopes the real API uses: `{"detail": {"status", "message"}}` (401, 429,
+status lookups), FastAPI's `{"detail": [...]}` for 422 validation, and the flat
+`{"error", "message"}` (400 unsupported language, and the audio endpoint's 404/425, as in the
+published OpenAPI examples).
+
+Typical use:
+
+    with FakeElevenLabs(steps_to_dub=3) as fake:
+        client = ElevenLabs(fake.api_key, fake.base_url, poll_interval=0.01)
+        fake.fail_next = [429]            # knobs may be changed between requests
+        ...
+        assert fake.creates[0]["target_lang"] == "de"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
+FFPROBE = shutil.which("ffprobe") or "/usr/bin/ffprobe"
+
+PROGRESS = ("queued", "preparing", "dubbing")  # non-terminal statuses, in order
+AUDIO_TYPES = {"mp3": "audio/mpeg", "mp4": "video/mp4"}
+
+_DUB = re.compile(r"^/v1/dubbing/(?P<id>[^/]+)$")
+_AUDIO = re.compile(r"^/v1/dubbing/(?P<id>[^/]+)/audio/(?P<lang>[^/]+)$")
+
+
+def default_tone_hz(lang: str) -> int:
+    """A stable, per-language tone (220..1000 Hz) so each dubbed track is recognisably different."""
+    return 220 + (zlib.crc32(lang.encode()) % 40) * 20
+
+
+def probe_duration(path: Path) -> float:
+    """Media duration in seconds according to ffprobe (raises ValueError if it is not media)."""
+    out = subprocess.run(
+        [FFPROBE, "-v", "error", "-show_entries", "format=duration",
+         "-of", "default=noprint_wrappers=1:nokey=1", str(path)],
+        capture_output=True, text=True, check=False,
+    )
+    try:
+        return float(out.stdout.strip())
+    except ValueError:
+        raise ValueError(f"ffprobe cannot read {path.name}: {out.stderr.strip()}") from None
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    file: Path | None = None  # streamed instead of `body` when set
+
+
+def _json(status: int, payload: object, **headers: str) -> _Reply:
+    return _Reply(status, json.dumps(payload).encode(), headers=headers)
+
+
+def _detail(status: int, code: str, message: str, **headers: str) -> _Reply:
+    return _json(status, {"detail": {"status": code, "message": message}}, **headers)
+
+
+def _flat(status: int, code: str, message: str) -> _Reply:
+    return _json(status, {"error": code, "message": message})
+
+
+@dataclass
+class _Dub:
+    dubbing_id: str
+    name: str
+    target_lang: str
+    source_lang: str
+    duration: float
+    content_type: str
+    created_at: str
+    status: str = "queued"
+    error: str | None = None
+    polls: int = 0
+
+
+class FakeElevenLabs:
+    """The fake server. Knobs and observations are plain attributes; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        steps_to_dub: int = 2,
+        audio_format: str = "mp3",
+        tone_hz_by_lang: dict[str, int] | None = None,
+        tone_seconds: float | None = None,
+    ) -> None:
+        if audio_format not in AUDIO_TYPES:
+            raise ValueError(f"audio_format must be one of {sorted(AUDIO_TYPES)}")
+        self.api_key = "sk_fake_" + secrets.token_hex(16)
+        self.base_url = ""
+        # knobs
+        self.steps_to_dub = steps_to_dub  # GETs of the metadata until the dub is terminal
+        self.audio_format = audio_format  # "mp3" -> audio/mpeg, "mp4" -> video/mp4 (AAC)
+        self.tone_hz_by_lang = dict(tone_hz_by_lang or {})
+        self.tone_seconds = tone_seconds  # None: as long as the uploaded file
+        self.fail_languages: dict[str, str] = {}  # lang -> `error` of a dub that ends "failed"
+        self.reject_languages: dict[str, str] = {}  # lang -> 400 message at create (flat)
+        self.concurrent_limit: int | None = None  # max dubs in progress at once, else 429
+        self.fail_next: list[int] = []  # status codes to answer the next requests with
+        self.stall_next: list[float] = []  # seconds to sit on the next requests (timeouts)
+        self.retry_after = 1  # Retry-After (seconds) sent with every 429
+        # observations
+        self.creates: list[dict] = []  # accepted (billable) creates: form fields + file facts
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request
+        self.responses: list[tuple[str, str, int]] = []  # (method, path, status) answered
+        self._dubs: dict[str, _Dub] = {}
+        self._lock = threading.Lock()  # guards knobs popped by handlers, observations, _dubs
+        self._tone_lock = threading.Lock()
+        self._tones: dict[tuple[str, float, str, int], Path] = {}
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> FakeElevenLabs:
+        self._tmp = tempfile.TemporaryDirectory(prefix="fake-elevenlabs-")
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        self._server.fake = self  # type: ignore[attr-defined]
+        host, port = self._server.server_address[:2]
+        self.base_url = f"http://{host}:{port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-elevenlabs", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+        self._tones.clear()
+
+    def __enter__(self) -> FakeElevenLabs:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Forget dubs, observations and one-shot knobs (the tone cache is kept: it is pure)."""
+        with self._lock:
+            self.fail_languages.clear()
+            self.reject_languages.clear()
+            self.concurrent_limit = None
+            self.fail_next.clear()
+            self.stall_next.clear()
+            self.creates.clear()
+            self.requests.clear()
+            self.responses.clear()
+            self._dubs.clear()
+
+    def count(self, method: str, path: str) -> int:
+        """How many requests hit exactly (method, path)."""
+        with self._lock:
+            return self.requests.count((method, path))
+
+    # -- request handling ------------------------------------------------------------------
+
+    def handle(self, handler: _Handler) -> None:
+        method = handler.command
+        path = unquote(urlsplit(handler.path).path)
+        body = _read_body(handler)
+        with self._lock:
+            self.requests.append((method, path))
+            stall = self.stall_next.pop(0) if self.stall_next else 0.0
+        if stall:
+            time.sleep(stall)
+        reply = self._route(method, path, handler, body)
+        with self._lock:
+            self.responses.append((method, path, reply.status))
+        _send(handler, reply)
+
+    def _route(self, method: str, path: str, handler: _Handler, body: bytes) -> _Reply:
+        if handler.headers.get("xi-api-key") != self.api_key:
+            return _detail(401, "invalid_api_key", "Invalid API key")
+        with self._lock:
+            injected = self.fail_next.pop(0) if self.fail_next else None
+        if injected is not None:
+            return self._injected(injected)
+        if method == "POST" and path == "/v1/dubbing":
+            return self._create(handler.headers.get("content-type", ""), body)
+        if m := _AUDIO.match(path):
+            if method == "GET":
+                return self._audio(m["id"], m["lang"])
+        elif m := _DUB.match(path):
+            if method == "GET":
+                return self._metadata(m["id"])
+            if method == "DELETE":
+                with self._lock:
+                    gone = self._dubs.pop(m["id"], None)
+                return _json(200, {"status": "ok"}) if gone else self._no_dub(m["id"])
+        return _json(404, {"detail": "Not Found"})
+
+    def _injected(self, status: int) -> _Reply:
+        if status == 429:
+            return _detail(429, "rate_limit_exceeded", "You have exceeded the rate limit.",
+                           **{"Retry-After": str(self.retry_after)})
+        if status == 503:
+            return _flat(503, "service_unavailable", "The service is temporarily unavailable.")
+        if status >= 500:
+            return _detail(status, "internal_server_error", "An internal error occurred.")
+        return _detail(status, "injected_error", f"Injected HTTP {status}.")
+
+    def _create(self, content_type: str, body: bytes) -> _Reply:
+        try:
+            parts = _parse_multipart(content_type, body)
+        except ValueError as exc:
+            return _json(422, {"detail": [{"type": "value_error", "loc": ["body"],
+                                           "msg": str(exc), "input": None}]})
+        missing = [name for name in ("file", "target_lang") if not parts.get(name)]
+        if missing:
+            return _json(422, {"detail": [{"type": "missing", "loc": ["body", name],
+                                           "msg": "Field required", "input": None}
+                                          for name in missing]})
+        upload = parts["file"]
+        fields = {name: p.text() for name, p in parts.items() if p.filename is None}
+        lang = fields["target_lang"]
+        if lang in self.reject_languages:
+            return _flat(400, "unsupported_language", self.reject_languages[lang])
+        try:
+            duration = self._probe_upload(upload)
+        except ValueError:
+            return _detail(400, "invalid_file", "The uploaded file could not be decoded as media.")
+        with self._lock:
+            in_progress = sum(d.status not in ("dubbed", "failed") for d in self._dubs.values())
+            if self.concurrent_limit is not None and in_progress >= self.concurrent_limit:
+                return _detail(
+                    429, "too_many_concurrent_requests",
+                    f"Too many concurrent dubs: {in_progress} in progress, limit "
+                    f"{self.concurrent_limit}.", **{"Retry-After": str(self.retry_after)},
+                )
+            dub = _Dub(
+                dubbing_id=secrets.token_hex(10),
+                name=fields.get("name") or upload.filename or "Untitled",
+                target_lang=lang,
+                source_lang=fields.get("source_lang") or "auto",
+                duration=duration,
+                content_type=upload.content_type,
+                created_at=datetime.now(UTC).isoformat(),
+            )
+            self._dubs[dub.dubbing_id] = dub
+            self.creates.append({
+                **fields,
+                "dubbing_id": dub.dubbing_id,
+                "file_name": upload.filename,
+                "file_content_type": upload.content_type,
+                "file_size": len(upload.data),
+                "file_sha256": hashlib.sha256(upload.data).hexdigest(),
+                "duration": duration,
+            })
+        return _json(200, {"dubbing_id": dub.dubbing_id,
+                           "expected_duration_sec": round(max(1.0, duration * 0.5), 1)})
+
+    def _metadata(self, dubbing_id: str) -> _Reply:
+        with self._lock:
+            dub = self._dubs.get(dubbing_id)
+            if dub is None:
+                return self._no_dub(dubbing_id)
+            self._advance(dub)
+            return _json(200, {
+                "dubbing_id": dub.dubbing_id,
+                "name": dub.name,
+                "status": dub.status,
+                "target_languages": [dub.target_lang],
+                "source_language": dub.source_lang,
+                "editable": False,
+                "created_at": dub.created_at,
+                "media_metadata": {"content_type": dub.content_type, "duration": dub.duration},
+                "error": dub.error,
+            })
+
+    def _advance(self, dub: _Dub) -> None:
+        """One poll's worth of progress (called with the lock held)."""
+        dub.polls += 1
+        if dub.status in ("dubbed", "failed"):
+            return
+        if dub.polls < self.steps_to_dub:
+            dub.status = PROGRESS[min(dub.polls - 1, len(PROGRESS) - 1)]
+        elif dub.target_lang in self.fail_languages:
+            dub.status, dub.error = "failed", self.fail_languages[dub.target_lang]
+        else:
+            dub.status = "dubbed"
+
+    def _audio(self, dubbing_id: str, lang: str) -> _Reply:
+        with self._lock:
+            dub = self._dubs.get(dubbing_id)
+        if dub is None:
+            return _flat(404, "dubbing_not_found", f"Dubbing {dubbing_id} not found.")
+        if lang != dub.target_lang:
+            return _flat(404, "language_not_found",
+                         f"Language {lang} not found in dubbing {dubbing_id}.")
+        if dub.status != "dubbed":
+            return _flat(425, "dubbing_not_dubbed", "Dubbing has not finished yet.")
+        fmt = self.audio_format
+        return _Reply(200, content_type=AUDIO_TYPES[fmt], file=self._tone(lang, dub.duration, fmt))
+
+    def _no_dub(self, dubbing_id: str) -> _Reply:
+        return _detail(404, "dubbing_not_found", f"Dubbing {dubbing_id} not found.")
+
+    # -- media -----------------------------------------------------------------------------
+
+    def _probe_upload(self, upload: _Part) -> float:
+        assert self._tmp is not None
+        fd, name = tempfile.mkstemp(dir=self._tmp.name, suffix=Path(upload.filename or "").suffix)
+        path = Path(name)
+        try:
+            with open(fd, "wb") as out:
+                out.write(upload.data)
+            return probe_duration(path)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _tone(self, lang: str, duration: float, fmt: str) -> Path:
+        """The dubbed track for (lang, duration), generated once and cached."""
+        assert self._tmp is not None
+        hz = self.tone_hz_by_lang.get(lang, default_tone_hz(lang))
+        seconds = round(self.tone_seconds if self.tone_seconds is not None else duration, 3)
+        key = (lang, seconds, fmt, hz)
+        with self._tone_lock:
+            if key not in self._tones:
+                out = Path(self._tmp.name) / f"tone-{lang}-{hz}hz-{seconds}s.{fmt}"
+                source = f"sine=frequency={hz}:sample_rate=44100:duration={seconds}"
+                codec = ["-c:a", "libmp3lame", "-b:a", "64k"] if fmt == "mp3" else [
+                    "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart"]
+                subprocess.run(
+                    [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+                     "-f", "lavfi", "-i", source, "-ac", "2", *codec, str(out)],
+                    check=True, capture_output=True,
+                )
+                self._tones[key] = out
+            return self._tones[key]
+
+
+# -- HTTP plumbing -------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real API; every reply has a length
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes; without this, Nagle + delayed ACKs add
+        # ~40 ms to every request.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+        self.server.fake.handle(self)  # type: ignore[attr-defined]
+
+    do_POST = do_GET  # noqa: N815
+    do_DELETE = do_GET  # noqa: N815
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass  # keep test output clean; `requests`/`responses` are the log
+
+
+@dataclass
+class _Part:
+    filename: str | None
+    content_type: str
+    data: bytes
+
+    def text(self) -> str:
+        return self.data.decode("utf-8")
+
+
+def _parse_multipart(content_type: str, body: bytes) -> dict[str, _Part]:
+    """A form body -> {field name: part}; multipart is parsed with the stdlib email parser."""
+    if content_type.lower().startswith("application/x-www-form-urlencoded"):  # no file, then
+        return {name: _Part(None, "text/plain", value.encode())
+                for name, value in parse_qsl(body.decode("latin-1"))}
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ValueError(f"expected multipart/form-data, got {content_type or 'nothing'}")
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        raise ValueError("malformed multipart body")
+    parts: dict[str, _Part] = {}
+    for part in message.iter_parts():
+        assert isinstance(part, Message)
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        parts[name] = _Part(part.get_filename(), part.get_content_type(),
+                            payload if isinstance(payload, bytes) else b"")
+    return parts
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The request body, whether sent with Content-Length or chunked."""
+    if "chunked" in handler.headers.get("transfer-encoding", "").lower():
+        chunks = []
+        while size := int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks.append(handler.rfile.read(size))
+            handler.rfile.readline()  # CRLF after each chunk
+        while handler.rfile.readline().strip():  # trailers, up to the blank line
+            pass
+        return b"".join(chunks)
+    length = int(handler.headers.get("content-length") or 0)
+    return handler.rfile.read(length) if length else b""
+
+
+def _send(handler: BaseHTTPRequestHandler, reply: _Reply) -> None:
+    try:
+        handler.send_response(reply.status)
+        handler.send_header("Content-Type", reply.content_type)
+        for name, value in reply.headers.items():
+            handler.send_header(name, value)
+        if reply.file is not None:
+            handler.send_header("Content-Length", str(reply.file.stat().st_size))
+            handler.end_headers()
+            with reply.file.open("rb") as fh:
+                shutil.copyfileobj(fh, handler.wfile, 64 * 1024)
+        else:
+            handler.send_header("Content-Length", str(len(reply.body)))
+            handler.end_headers()
+            handler.wfile.write(reply.body)
+    except (BrokenPipeError, ConnectionResetError):
+        handler.close_connection = True  # the client gave up (e.g. its timeout fired)

