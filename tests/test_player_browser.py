@@ -1,0 +1,196 @@
+"""The example player in a real Chromium, and ffprobe as a second real client.
+
+Each language's audio is a pure tone (ko 440 Hz, en 880 Hz, ja 1320 Hz), so "the learner hears
+the selected language" is measured: a WebAudio analyser on the <video> element reports the
+dominant frequency. That only works because the page uses crossorigin="anonymous" and the
+preview answers with CORS headers, as CloudFront must.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from media_helpers import make_section, running
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from reconciler import layout, preview
+from reconciler.preview import make_server
+from reconciler.store.local import LocalStore
+
+TONES = {"ko": 440, "en": 880, "ja": 1320}
+NAMES = {"ko": "Korean", "en": "English", "ja": "Japanese"}
+GOOD, BROKEN = 201, 202
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run",
+                 "--autoplay-policy=no-user-gesture-required"]
+
+# Installed in the page after it starts playing: an analyser on the media element and a
+# monitor that times each language switch from the click on its button.
+PROBE_JS = """
+() => {
+  const {hls, video} = window.player;
+  const ctx = new AudioContext();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 8192;
+  analyser.smoothingTimeConstant = 0;
+  ctx.createMediaElementSource(video).connect(analyser);
+  analyser.connect(ctx.destination);
+  const bins = new Float32Array(analyser.frequencyBinCount);
+  const probe = {click: null, switched: null, waiting: 0};
+  probe.tone = () => {
+    analyser.getFloatFrequencyData(bins);
+    let best = 0;
+    for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+    return {hz: best * ctx.sampleRate / analyser.fftSize, db: bins[best]};
+  };
+  document.getElementById("languages").addEventListener("click", () => {
+    Object.assign(probe, {click: performance.now(), switched: null, waiting: 0,
+                          clickTime: video.currentTime});
+  }, true);
+  hls.on(Hls.Events.AUDIO_TRACK_SWITCHED, () => { probe.switched = performance.now(); });
+  video.addEventListener("waiting", () => { probe.waiting += 1; });
+  // Resolves once the switch event came and the expected tone is audible, then keeps
+  // watching playback for `watchMs` more; reports timings relative to the click.
+  probe.after = (hz, timeoutMs, watchMs) => new Promise((resolve) => {
+    const out = {audibleMs: null, switchedMs: null, tones: []};
+    const tick = () => {
+      const now = performance.now();
+      const tone = probe.tone();
+      if (out.tones.length < 200) out.tones.push(Math.round(tone.hz));
+      if (probe.switched !== null) out.switchedMs = probe.switched - probe.click;
+      if (out.audibleMs === null && tone.db > -50 && Math.abs(tone.hz - hz) <= hz * 0.1) {
+        out.audibleMs = now - probe.click;
+      }
+      const done = out.audibleMs !== null && out.switchedMs !== null;
+      if (done && now - probe.click >= out.audibleMs + watchMs || now - probe.click > timeoutMs) {
+        Object.assign(out, {
+          elapsedMs: now - probe.click,
+          advanced: video.currentTime - probe.clickTime,
+          waiting: probe.waiting,
+          paused: video.paused,
+          tone,
+        });
+        resolve(out);
+      } else {
+        setTimeout(tick, 20);
+      }
+    };
+    tick();
+  });
+  window.probe = probe;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    store = LocalStore(tmp_path_factory.mktemp("player") / "bucket")
+    make_section(store, GOOD, TONES, seconds=20)
+    make_section(store, BROKEN, TONES, seconds=8)
+    store.delete([layout.audio_dir(BROKEN, "en") + layout.INIT])
+    with running(make_server(store)) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def open_player(page: Page, cdn: str, section: int) -> None:
+    page.goto(f"{cdn}/player.html?section={section}")
+    page.wait_for_function("document.body.dataset.state === 'playing'", timeout=10_000)
+
+
+def test_buttons_switch_the_audible_language_without_interrupting_video(
+    page: Page, cdn: str
+) -> None:
+    open_player(page, cdn, GOOD)
+    buttons = page.locator("#languages button")
+    assert buttons.evaluate_all("bs => bs.map(b => [b.dataset.lang, b.textContent])") == [
+        [lang, NAMES[lang]] for lang in TONES
+    ]
+    assert page.get_attribute("button[data-lang=ko]", "aria-pressed") == "true"
+    assert page.get_attribute("#error", "hidden") is not None
+    page.evaluate(PROBE_JS)
+
+    # The default (ko) is what plays before any click.
+    page.wait_for_function(
+        "() => { const t = window.probe.tone(); return t.db > -50 && Math.abs(t.hz - 440) < 44 }",
+        timeout=5_000,
+    )
+
+    for lang in ("en", "ja", "ko"):
+        hz = TONES[lang]
+        page.click(f"button[data-lang={lang}]")
+        result = page.evaluate("([hz]) => window.probe.after(hz, 5000, 1000)", [hz])
+        print(lang, {k: v for k, v in result.items() if k != "tones"})
+        where = f"switch to {lang}: {result}"
+        assert result["switchedMs"] is not None and result["switchedMs"] < 1000, where
+        assert result["audibleMs"] is not None and result["audibleMs"] < 1500, where
+        # Video kept playing through the switch: no stall, time advanced with the clock.
+        assert result["waiting"] == 0 and not result["paused"], where
+        assert result["advanced"] >= 0.8 * result["elapsedMs"] / 1000, where
+        assert page.get_attribute(f"button[data-lang={lang}]", "aria-pressed") == "true"
+        others = [o for o in TONES if o != lang]
+        for other in others:
+            assert page.get_attribute(f"button[data-lang={other}]", "aria-pressed") == "false"
+        assert page.get_attribute("#active-lang", "data-lang") == lang
+        assert NAMES[lang] in page.text_content("#active-lang")
+    assert page.is_hidden("#error")
+
+
+def test_missing_init_segment_shows_an_error(page: Page, cdn: str) -> None:
+    open_player(page, cdn, BROKEN)
+    assert page.is_hidden("#error")
+    page.click("button[data-lang=en]")
+    error = page.locator("#error")
+    error.wait_for(state="visible", timeout=5_000)
+    text = error.text_content()
+    assert "404" in text
+    assert f"{layout.audio_dir(BROKEN, 'en')}{layout.INIT}" in text
+
+
+def test_player_says_npm_ci_when_hlsjs_is_missing(
+    page: Page, cdn: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(preview.HLSJS_ENV, str(tmp_path / "absent.js"))
+    page.goto(f"{cdn}/player.html?section={GOOD}")
+    error = page.locator("#error")
+    error.wait_for(state="visible", timeout=5_000)
+    assert "npm ci" in error.text_content()
+
+
+def test_ffprobe_sees_video_and_every_language(cdn: str) -> None:
+    url = f"{cdn}/{layout.master_key(GOOD)}"
+    proc = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-show_programs", "-of", "json", url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    streams = json.loads(proc.stdout)["streams"]
+    video = [s for s in streams if s["codec_type"] == "video"]
+    audio = [s for s in streams if s["codec_type"] == "audio"]
+    assert [(s["codec_name"], s["width"], s["height"]) for s in video] == [("h264", 320, 180)]
+    # ffprobe's HLS demuxer tags each EXT-X-MEDIA rendition: LANGUAGE -> language, NAME ->
+    # comment, and the variant's BANDWIDTH -> variant_bitrate.
+    assert sorted((s["tags"]["language"], s["tags"]["comment"]) for s in audio) == sorted(
+        NAMES.items()
+    )
+    assert {s["codec_name"] for s in audio} == {"aac"}
+    assert all(int(s["tags"]["variant_bitrate"]) > 0 for s in streams)
