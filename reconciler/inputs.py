@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from .manifest import Source
+from .media import MediaError, probe
 from .store import StoreError
 
 CHUNK = 1024 * 1024
@@ -119,3 +120,22 @@ def fetch(source: Source, dest_dir: Path) -> Path:
         return dest
     raise InputError(f"cannot fetch a {source.kind} input")
 
+
+
+def duration(source: Source) -> float | None:
+    """The input's duration in seconds, read by ffprobe without downloading the whole file
+    (remote inputs through a short-lived URL that is never printed); None when unknown."""
+    try:
+        if source.kind == "file":
+            assert source.path is not None
+            return probe(source.path, source.display()).duration or None
+        if source.kind == "s3":
+            bucket, key = _s3_parts(source.uri)
+            url = _s3_store(bucket).client.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=900
+            )
+        else:
+            url = source.uri
+        return probe(url, source.display()).duration or None
+    except (MediaError, StoreError, OSError):
+        return None

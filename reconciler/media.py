@@ -83,13 +83,14 @@ def _rate(text: str | None) -> float | None:
     return round(value, 3) if value > 0 else None
 
 
-def probe(path: Path) -> MediaInfo:
-    """Duration and streams of a media file; MediaError when ffprobe cannot read it."""
+def probe(path: Path | str, label: str | None = None) -> MediaInfo:
+    """Duration and streams of a media file or URL; MediaError when ffprobe cannot read it.
+    `label` names it in errors (never put a presigned URL in a message)."""
     out = _run(
         [FFPROBE, "-v", "error", "-show_entries",
          "format=duration:stream=codec_type,codec_name,width,height,avg_frame_rate,duration",
          "-of", "json", str(path)],
-        f"probe {path.name}",
+        f"probe {label or Path(path).name}",
     )
     data = json.loads(out or "{}")
     streams = data.get("streams", [])
@@ -186,7 +187,7 @@ def loudness(path: Path) -> float:
     """Integrated loudness (LUFS) of a file's first audio track, for checks and tests."""
     proc = subprocess.run(
         [FFMPEG, "-nostdin", "-hide_banner", "-i", str(path), "-map", "0:a:0",
-         "-af", "ebur128=framelog=quiet", "-f", "null", "-"],
+         "-af", "ebur128=framelog=verbose", "-f", "null", "-"],
         capture_output=True, text=True, check=False,
     )
     for line in reversed(proc.stderr.splitlines()):

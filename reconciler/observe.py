@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from . import layout
 from .hls import MediaPlaylist, PlaylistError, parse_master, parse_media
-from .inputs import InputState, identify
+from .inputs import InputState, duration, identify
 from .manifest import Section
 from .mp4 import InitSegmentError, TrackInfo, read_track
 from .store import ObjectInfo, Store, StoreError
@@ -57,6 +57,7 @@ class ObservedSection:
     video_input: InputState | None = None
     audio_inputs: dict[str, InputState] = field(default_factory=dict)
     dub_cache: dict[str, ObjectInfo] = field(default_factory=dict)
+    video_duration: float | None = None  # probed only when dubs need it before packaging
     error: str | None = None  # the section could not be observed at all
 
     @property
@@ -207,6 +208,8 @@ class _SectionReader:
             self.obs.audio_inputs[lang.code] = state
         if any(lang.audio is None for lang in section.languages):
             self.obs.dub_cache = self.store.list(dub_cache_prefix(section.section_id))
+            if not self.obs.video.complete:
+                self.obs.video_duration = duration(section.video)
 
 
 def observe(

@@ -319,14 +319,14 @@ class _SectionPlanner:
         duration = self._video_duration()
         self.actions.append(
             Action(Kind.DUB, CREATE, lang.code, "no audio given: dub with ElevenLabs",
-                   source_id=key, minutes=round(duration / 60, 2) if duration else None)
+                   source_id=key, minutes=round(duration / 60, 4) if duration else None)
         )
 
     def _video_duration(self) -> float | None:
         playlist = self.o.video.playlist
         if self.o.video.complete and playlist is not None:
             return playlist.duration
-        return None
+        return self.o.video_duration
 
     def metadata(self) -> None:
         rebuilt_dirs = {layout.rendition_dir(self.s.section_id, r) for r in self.rebuilt}

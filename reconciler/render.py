@@ -42,7 +42,7 @@ def action_line(section_id: int, a: Action) -> str:
         what += f" {a.language}"
     why = [a.reason] if a.reason else []
     if a.minutes is not None and a.type == Kind.DUB:
-        why.append(f"{a.minutes:g} billable min")
+        why.append(f"{a.minutes:.2f} billable min")
     why += [f"{k}: {v}" for k, v in a.detail]
     return f"{SYMBOL[a.change]} {what}" + (f"  ({'; '.join(why)})" if why else "")
 
@@ -57,7 +57,7 @@ def summary_line(plan: Plan) -> str:
     c = plan.counts()
     line = f"Plan: {c['create']} to create, {c['update']} to update, {c['delete']} to delete."
     if plan.dub_minutes:
-        line += f" Dubbing: {plan.dub_minutes:g} billable minutes."
+        line += f" Dubbing: {plan.dub_minutes:.2f} billable minutes."
     return line
 
 
@@ -176,7 +176,7 @@ def plan_markdown(plan: Plan) -> str:
                      if p.startswith(layout.cdn_path(layout.section_prefix(sp.section_id)))]
             out.append(
                 f"| {sp.section_id} | {video} | {_cell(langs)} | {fixes or '—'} | "
-                f"{f'{minutes:g}' if minutes else '—'} | {_cell([f'`{p}`' for p in inval])} | "
+                f"{f'{minutes:.2f}' if minutes else '—'} | {_cell([f'`{p}`' for p in inval])} | "
                 f"{len(sp.errors) or '—'} |"
             )
         out.append("")

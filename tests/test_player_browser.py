@@ -59,7 +59,7 @@ PROBE_JS = """
     const tick = () => {
       const now = performance.now();
       const tone = probe.tone();
-      if (out.tones.length < 200) out.tones.push(Math.round(tone.hz));
+      if (out.tones.length < 40) out.tones.push(Math.round(tone.hz));
       if (probe.switched !== null) out.switchedMs = probe.switched - probe.click;
       if (out.audibleMs === null && tone.db > -50 && Math.abs(tone.hz - hz) <= hz * 0.1) {
         out.audibleMs = now - probe.click;
@@ -139,7 +139,6 @@ def test_buttons_switch_the_audible_language_without_interrupting_video(
         hz = TONES[lang]
         page.click(f"button[data-lang={lang}]")
         result = page.evaluate("([hz]) => window.probe.after(hz, 5000, 1000)", [hz])
-        print(lang, {k: v for k, v in result.items() if k != "tones"})
         where = f"switch to {lang}: {result}"
         assert result["switchedMs"] is not None and result["switchedMs"] < 1000, where
         assert result["audibleMs"] is not None and result["audibleMs"] < 1500, where

@@ -1,0 +1,174 @@
+"""Dubbing through the whole reconciler, against the fake ElevenLabs server and moto: paid
+once, resumed after a crash, isolated per language, loudness-matched, spend shown and capped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from cli_helpers import reconcile
+from fake_elevenlabs import FakeElevenLabs
+
+from reconciler import media
+
+PREFIX = "assets/curriculumsection"
+LANGS = [
+    {"code": "ko", "audio": "source", "default": True},
+    {"code": "en"},
+    {"code": "ja"},
+]
+
+
+@pytest.fixture
+def eleven(monkeypatch):
+    fake = FakeElevenLabs(steps_to_dub=3, tone_hz_by_lang={"en": 880, "ja": 1320}).start()
+    monkeypatch.setenv("ELEVENLABS_API_KEY", fake.api_key)
+    monkeypatch.setenv("ELEVENLABS_BASE_URL", fake.base_url)
+    monkeypatch.setenv("ELEVENLABS_POLL_INTERVAL", "0.05")
+    yield fake
+    fake.stop()
+
+
+def listing(s3, bucket, prefix=""):
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"]: o for p in pages for o in p.get("Contents", [])}
+
+
+def master_languages(s3, bucket, sid=11) -> list[str]:
+    import re
+
+    body = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/{sid}/master.m3u8")["Body"].read()
+    return re.findall(r'LANGUAGE="([^"]+)"', body.decode())
+
+
+def test_plan_shows_billable_minutes_and_max_dub_minutes_refuses_before_any_request(
+    repo, bucket, eleven
+):
+    repo.write(11, LANGS)
+    plan = reconcile("--plan", repo.manifests)
+    assert plan.code == 2
+    assert "+ dub en  (no audio given: dub with ElevenLabs; 0.13 billable min)" in plan.stdout
+    assert "Dubbing: 0.27 billable minutes." in plan.stdout
+    doc = reconcile("--plan", repo.manifests, "--format", "json").json()
+    assert doc["summary"]["dub_minutes"] == pytest.approx(0.27, abs=0.01)
+
+    refused = reconcile("--apply", repo.manifests, "--max-dub-minutes", "0.2")
+    assert refused.code == 1
+    assert "over --max-dub-minutes 0.2" in refused.stderr
+    assert eleven.requests == []
+
+
+def test_three_languages_converge_in_one_apply_and_the_next_apply_calls_nothing(
+    repo, bucket, eleven, s3, media
+):
+    repo.write(11, LANGS)
+    res = reconcile("--apply", repo.manifests)
+    assert res.code == 0, res.stdout + res.stderr
+    assert sorted(c["target_lang"] for c in eleven.creates) == ["en", "ja"]
+    for create in eleven.creates:
+        assert create["source_lang"] == "auto"
+        # Only the extracted speech is sent, never the video.
+        assert create["file_size"] < (media / "lecture.mp4").stat().st_size / 2
+        assert create["file_content_type"].startswith("audio/")
+    assert master_languages(s3, bucket) == ["ko", "en", "ja"]
+    cached = [k for k in listing(s3, bucket, "dubbing-cache/11/") if not k.endswith(".json")]
+    assert len(cached) == 2  # the paid dubs are kept
+
+    seen = len(eleven.requests)
+    assert reconcile("--apply", repo.manifests).code == 0
+    assert reconcile("--plan", repo.manifests).code == 0
+    assert len(eleven.requests) == seen  # no API call at all
+
+
+def test_failing_language_is_reported_others_publish_and_next_apply_dubs_only_it(
+    repo, bucket, eleven, s3
+):
+    repo.write(11, LANGS)
+    eleven.fail_languages["ja"] = "The voice could not be cloned (quota exceeded)"
+    res = reconcile("--apply", repo.manifests)
+    assert res.code == 1
+    assert "ja: dub: The voice could not be cloned (quota exceeded)" in res.stdout
+    assert master_languages(s3, bucket) == ["ko", "en"]
+
+    eleven.fail_languages.clear()
+    before = [c["target_lang"] for c in eleven.creates]
+    assert reconcile("--apply", repo.manifests).code == 0
+    assert [c["target_lang"] for c in eleven.creates][len(before):] == ["ja"]
+    assert master_languages(s3, bucket) == ["ko", "en", "ja"]
+
+
+def test_rejected_language_gives_the_apis_message(repo, bucket, eleven, s3):
+    repo.write(11, LANGS)
+    eleven.reject_languages["en"] = "Language en is not supported for this source"
+    res = reconcile("--apply", repo.manifests)
+    assert res.code == 1
+    assert "en: dub: Language en is not supported for this source" in res.stdout
+    assert master_languages(s3, bucket) == ["ko", "ja"]
+
+
+def test_killed_apply_resumes_the_dub_in_progress_instead_of_paying_again(
+    repo, bucket, eleven, s3
+):
+    eleven.steps_to_dub = 60  # ~3 s of polling: a window to kill the apply in
+    repo.write(11, [{"code": "ko", "audio": "source"}, {"code": "en"}])
+    env = dict(os.environ)
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "--apply",
+                             str(repo.manifests)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not any(k.endswith(".job.json") for k in listing(s3, bucket, "dubbing-cache/")):
+        assert time.monotonic() < deadline and proc.poll() is None, "no dub record appeared"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(eleven.creates) == 1
+
+    eleven.steps_to_dub = 2
+    plan = reconcile("--plan", repo.manifests)
+    assert "resume dub already paid for" in plan.stdout
+    assert reconcile("--apply", repo.manifests).code == 0
+    assert len(eleven.creates) == 1  # resumed by dubbing_id, not created again
+    assert master_languages(s3, bucket) == ["ko", "en"]
+
+
+def test_dub_answered_as_mp4_is_used_and_all_renditions_are_loudness_matched(
+    repo, bucket, eleven, s3, tmp_path
+):
+    eleven.audio_format = "mp4"
+    repo.write(11, LANGS + [{"code": "de", "audio": "../media/en.mp3"}])
+    assert reconcile("--apply", repo.manifests).code == 0
+    for code in ("ko", "en", "ja", "de"):
+        objs = sorted(k for k in listing(s3, bucket, f"{PREFIX}/11/audio/{code}/")
+                      if k.endswith((".mp4", ".m4s")))
+        joined = tmp_path / f"{code}.mp4"
+        with joined.open("wb") as fh:
+            for key in [k for k in objs if k.endswith("init.mp4")] + [
+                    k for k in objs if k.endswith(".m4s")]:
+                fh.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        assert abs(media.loudness(joined) - media.LOUDNESS_I) <= 1.0, code
+
+
+def test_dubbing_without_a_key_fails_that_language_clearly(repo, bucket, monkeypatch, s3):
+    monkeypatch.delenv("ELEVENLABS_API_KEY", raising=False)
+    repo.write(11, [{"code": "ko", "audio": "source"}, {"code": "en"}])
+    res = reconcile("--apply", repo.manifests)
+    assert res.code == 1
+    assert "en: dub: ELEVENLABS_API_KEY is not set" in res.stdout
+    assert master_languages(s3, bucket) == ["ko"]
+
+
+def test_api_key_never_printed(repo, bucket, eleven):
+    repo.write(11, LANGS)
+    eleven.fail_languages["en"] = "boom"
+    outputs = [reconcile("--plan", repo.manifests), reconcile("--apply", repo.manifests),
+               reconcile("--apply", repo.manifests, "--format", "json")]
+    for out in outputs:
+        assert eleven.api_key not in out.stdout + out.stderr
+        assert "test-secret-marker-value" not in out.stdout + out.stderr
+        assert "AKIATESTMARKERKEY123" not in out.stdout + out.stderr
+
+
