@@ -298,10 +298,11 @@ class _Section:
         try:
             self._fix_metadata()
             self._harmonize_targets()
+            self._master()
+            # Only now that master no longer names them.
             for action in self.plan.actions_of(Kind.DELETE_OBJECTS):
                 self.rt.store.delete(list(action.keys))
                 self.result.deleted += list(action.keys)
-            self._master()
         except PreconditionFailed:
             self.result.conflict = True
         except EXPECTED as err:
@@ -366,14 +367,36 @@ class _Section:
                     + "*")
 
 
+def delete_section(rt: Runtime, sp: SectionPlan) -> SectionResult:
+    """A section whose manifest is gone (--prune --allow-empty): master first, so it never
+    names a deleted object, then everything else."""
+    result = SectionResult(sp.section_id)
+    for action in sp.actions_of(Kind.DELETE_OBJECTS):
+        keys = list(action.keys)
+        try:
+            if keys and keys[0] == layout.master_key(sp.section_id):
+                rt.store.delete(keys[:1])
+                keys = keys[1:]
+            rt.store.delete(keys)
+            result.deleted += list(action.keys)
+            result.invalidation_paths.append(
+                layout.cdn_path(layout.section_prefix(sp.section_id)) + "*")
+        except StoreError as err:
+            result.failures.append(Failure("delete section", None, str(err)))
+    return result
+
+
 def apply_plan(plan: Plan, desired: dict[int, Section], observed: dict[int, ObservedSection],
                rt: Runtime) -> list[SectionResult]:
     """Run every section's actions; returns one result per section that had actions."""
     rt.tmp_dir.mkdir(parents=True, exist_ok=True)
+    removed = [delete_section(rt, sp) for sp in plan.sections
+               if sp.actions and sp.section_id not in desired]
     with ThreadPoolExecutor(max_workers=rt.workers, thread_name_prefix="upload") as uploads:
         jobs = [
             _Section(rt, uploads, desired[sp.section_id], observed[sp.section_id], sp)
-            for sp in plan.sections if sp.actions and not sp.errors
+            for sp in plan.sections
+            if sp.actions and sp.section_id in desired
         ]
         cpu = max(1, min(2, len(jobs) or 1))
         with ThreadPoolExecutor(max_workers=cpu, thread_name_prefix="section") as pool:
@@ -388,4 +411,4 @@ def apply_plan(plan: Plan, desired: dict[int, Section], observed: dict[int, Obse
             list(pool.map(lambda ja: ja[0].audio(ja[1]), audio))
         with ThreadPoolExecutor(max_workers=cpu, thread_name_prefix="finish") as pool:
             list(pool.map(lambda j: j.finish(), jobs))
-    return [j.result for j in jobs]
+    return [j.result for j in jobs] + removed

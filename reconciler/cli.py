@@ -9,13 +9,14 @@ Machine-readable output goes to stdout alone; progress and errors go to stderr.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from . import engine
+from . import engine, gitscope, planfile
 from .manifest import InvalidManifests
 from .render import OUTCOME_VIEWS, PLAN_VIEWS
 
@@ -84,11 +85,16 @@ def main() -> None:
 @main.command("run")
 @paths_argument
 @click.option("--plan", "mode", flag_value="plan", help="Show the changes; write nothing.")
-@click.option("--apply", "mode", flag_value="apply", help="Make the changes.")
+@click.option("--apply", "mode", flag_value="apply",
+              help="Make the changes (PATHS may be one saved plan file instead).")
 @section_option
 @store_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
               default="text", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="With --plan: save the plan to apply later with `--apply FILE`.")
+@click.option("--changed-since", metavar="REF",
+              help="Only manifests changed since this git ref (deleted ones included).")
 @click.option("--jobs", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Parallel uploads (and S3 connection pool size).")
 @click.option("--dub-concurrency", type=click.IntRange(1, 32), default=2, show_default=True,
@@ -97,30 +103,55 @@ def main() -> None:
               help="Refuse to apply when new dubbing would bill more minutes.")
 @click.option("--prune", is_flag=True, help="Delete objects of languages no manifest lists.")
 @click.option("--allow-empty", is_flag=True,
-              help="Allow pruning every language of a section.")
+              help="Allow pruning every language of a section, or a deleted section.")
 @click.option("--deep", is_flag=True,
               help="HEAD every object instead of trusting ones sealed by their playlist.")
-def run(paths, mode, sections, store_url, fmt, jobs, dub_concurrency, max_dub_minutes, prune,
-        allow_empty, deep) -> None:
+def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_concurrency,
+        max_dub_minutes, prune, allow_empty, deep) -> None:
     """Plan or apply (the default command)."""
     if mode is None:
         fail("choose --plan or --apply")
+    if out and mode != "plan":
+        fail("--out goes with --plan")
+    saved = None
+    if mode == "apply" and len(paths) == 1 and planfile.is_saved_plan(paths[0]):
+        saved = planfile.load(paths[0])
+        if store_url and store_url.rstrip("/") != saved.store_url.rstrip("/"):
+            fail(f"the saved plan is for {saved.store_url}, not {store_url}")
+        if changed_since or sections:
+            fail("a saved plan already fixes the manifests and sections")
+        options = dict(saved.plan.options)
+        paths = tuple(Path(p) for p in saved.paths)
+        sections, store_url = tuple(saved.section_ids), saved.store_url
+        prune, allow_empty = options.get("prune") == "True", options.get("allow_empty") == "True"
+    paths = paths or (Path("manifests"),)
     desired = load_or_exit(paths, sections)
+    removed: dict[int, str] = dict(saved.removed) if saved else {}
     try:
+        if changed_since:
+            changes = gitscope.changed_since(changed_since, list(paths))
+            desired = [s for s in desired if Path(s.file).resolve() in changes.files]
+            declared = {s.section_id for s in load_or_exit(paths, ())}
+            removed = {sid: p for sid, p in changes.deleted.items() if sid not in declared}
         settings = engine.Settings.from_env(
             store_url, workers=jobs, dub_concurrency=dub_concurrency,
             max_dub_minutes=max_dub_minutes, prune=prune, allow_empty=allow_empty, deep=deep,
         )
         rec = engine.Reconciler(settings, progress=progress_printer())
-        plan, observed = rec.plan(desired)
+        plan, observed = rec.plan(desired, removed)
+        if saved is not None:
+            planfile.check(saved, desired, observed, plan)
         if mode == "plan":
+            if out:
+                planfile.save(out, plan, desired, observed, store_url=rec.store.url,
+                              paths=list(paths), section_ids=list(sections), removed=removed)
             click.echo(PLAN_VIEWS[fmt](plan), nl=False)
             sys.exit(EXIT_ERROR if plan.has_errors else EXIT_CHANGES if plan.has_changes
                      else EXIT_OK)
         if fmt == "text":
             click.echo(PLAN_VIEWS["text"](plan), err=True, nl=False)
         outcome = rec.apply(desired, plan, observed)
-    except (engine.SpendLimitExceeded, ValueError) as err:
+    except (engine.SpendLimitExceeded, planfile.StalePlan, gitscope.GitError, ValueError) as err:
         fail(str(err))
     click.echo(OUTCOME_VIEWS[fmt](outcome), nl=False)
     sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
@@ -145,5 +176,69 @@ def demo(directory: Path) -> None:
     sys.exit(run_demo(directory, echo=click.echo))
 
 
+@main.command("verify")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--cdn", envvar="NEXT_PUBLIC_CDN_URL", metavar="URL",
+              help="CDN base URL (default: $NEXT_PUBLIC_CDN_URL).")
+@click.option("--origin", default="http://localhost:3000", show_default=True,
+              help="Origin header sent, as the app's pages would.")
+@section_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=16, show_default=True)
+def verify_cmd(paths, cdn, origin, sections, fmt, concurrency) -> None:
+    """Fetch everything a player would, through the CDN, and check it (exit 0 all pass, 1 not).
+
+    Every section the manifests declare (or each --section) is checked: master, every playlist,
+    init and segment; status, Content-Type, Cache-Control, CORS, and the HLS rules.
+    """
+    from .verify import render_text, to_json, verify
+
+    if not cdn:
+        fail("no CDN URL: pass --cdn URL or set NEXT_PUBLIC_CDN_URL")
+    expected: dict[int, list[str]] = {}
+    if paths or not sections:
+        declared = load_or_exit(paths, sections)
+        expected = {s.section_id: [lang.code for lang in s.languages] for s in declared}
+    ids = list(sections) or sorted(expected)
+    if not ids:
+        fail("no sections to verify")
+    report = verify(cdn, ids, origin=origin, expected_languages=expected or None,
+                    concurrency=concurrency)
+    click.echo(render_text(report) if fmt == "text" else json.dumps(to_json(report), indent=2))
+    sys.exit(EXIT_OK if report.ok else EXIT_ERROR)
+
+
+@main.command("preview")
+@store_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+def preview_cmd(store_url, host, port) -> None:
+    """Serve a store over HTTP as CloudFront would (metadata headers, CORS, Range), with a
+    player page at /player.html?section=ID."""
+    from .preview import serve
+    from .store import open_store
+
+    try:
+        settings = engine.Settings.from_env(store_url)
+    except ValueError as err:
+        fail(str(err))
+    serve(open_store(settings.store_url), host, port)
+
+
+def entry() -> None:
+    """Console script: click's usage errors exit 1, since 2 means "changes pending"."""
+    try:
+        main.main(standalone_mode=False)
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(EXIT_ERROR)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(EXIT_ERROR)
+
+
 if __name__ == "__main__":
-    main()
+    entry()

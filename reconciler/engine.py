@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,13 +100,17 @@ class Reconciler:
         self.dubber = dubber
         self.progress = progress
 
-    def observe(self, sections: list[Section]) -> dict[int, ObservedSection]:
-        return observe(self.store, sections, deep=self.settings.deep,
-                       workers=self.settings.workers)
+    def observe(self, sections: list[Section],
+                removed: Mapping[int, str] | None = None) -> dict[int, ObservedSection]:
+        return observe(self.store, sections, extra_ids=list(removed or {}),
+                       deep=self.settings.deep, workers=self.settings.workers)
 
-    def plan(self, sections: list[Section]) -> tuple[Plan, dict[int, ObservedSection]]:
-        observed = self.observe(sections)
-        return make_plan(sections, observed, self.settings.plan_options), observed
+    def plan(self, sections: list[Section], removed: Mapping[int, str] | None = None
+             ) -> tuple[Plan, dict[int, ObservedSection]]:
+        """Observe and plan. `removed`: sectionId -> path of a manifest deleted (to prune)."""
+        observed = self.observe(sections, removed)
+        plan = make_plan(sections, observed, self.settings.plan_options, removed)
+        return plan, observed
 
     def _runtime(self) -> Runtime:
         return Runtime(

@@ -400,20 +400,30 @@ class _SectionPlanner:
         return None
 
     def removed(self) -> None:
+        """Languages no longer in the manifest: dropped from master; deleted with --prune."""
         gone = sorted(set(self.o.audio) - {lang.code for lang in self.s.languages})
         gone = [code for code in gone if self.o.rendition_keys(code)]
-        for code in gone:
-            keys = tuple(sorted(self.o.rendition_keys(code)))
-            if self.options.prune:
-                self.actions.append(
-                    Action(Kind.DELETE_OBJECTS, DELETE, code, "language removed from manifest",
-                           keys=keys)
-                )
-            else:
+        if not gone:
+            return
+        if not self.options.prune:
+            for code in gone:
                 self.notes.append(
-                    f"{code}: not in the manifest; dropped from master, {len(keys)} object(s) "
-                    "kept (use --prune to delete)"
+                    f"{code}: not in the manifest; dropped from master, "
+                    f"{len(self.o.rendition_keys(code))} object(s) kept (use --prune to delete)"
                 )
+            return
+        kept = [c for c in self.ready if c not in self.rebuilt and self.o.rendition(c).complete]
+        if not kept and not self.options.allow_empty:
+            self.errors.append(
+                f"pruning {', '.join(gone)} would leave no published language; "
+                "pass --allow-empty to allow it"
+            )
+            return
+        for code in gone:
+            self.actions.append(
+                Action(Kind.DELETE_OBJECTS, DELETE, code, "language removed from manifest",
+                       keys=tuple(sorted(self.o.rendition_keys(code))))
+            )
 
     def run(self) -> SectionPlan:
         if self.o.error:
@@ -444,20 +454,49 @@ def _language_of(key: str) -> str | None:
     return parts[4] if len(parts) > 5 and parts[3] == "audio" else None
 
 
+def plan_removed_section(section_id: int, manifest: str, obs: ObservedSection,
+                         options: PlanOptions) -> SectionPlan:
+    """A section whose manifest was deleted: kept unless --prune --allow-empty."""
+    keys = sorted(obs.objects)
+    if not keys:
+        return SectionPlan(section_id, manifest)
+    if not (options.prune and options.allow_empty):
+        why = ("deleting a whole section needs --prune and --allow-empty" if options.prune
+               else "use --prune --allow-empty to delete")
+        entry = ("errors", f"manifest {manifest} was deleted; {why}") if options.prune else (
+            "notes", f"manifest {manifest} was deleted; {len(keys)} object(s) kept ({why})")
+        return SectionPlan(section_id, manifest, **{entry[0]: (entry[1],)})
+    master = layout.master_key(section_id)
+    ordered = ([master] if master in obs.objects else []) + [k for k in keys if k != master]
+    return SectionPlan(
+        section_id, manifest,
+        (Action(Kind.DELETE_OBJECTS, DELETE, None, "manifest deleted", keys=tuple(ordered)),),
+        tuple(obs.master_languages()), (),
+    )
+
+
 def make_plan(
     desired: list[Section],
     observed: Mapping[int, ObservedSection],
     options: PlanOptions = PlanOptions(),
+    removed: Mapping[int, str] | None = None,
 ) -> Plan:
     """The actions that make the store match the manifests, section by section, plus the
-    CloudFront paths the one invalidation will list."""
+    CloudFront paths the one invalidation will list. `removed` maps the ids of sections whose
+    manifest was deleted to that manifest's path."""
     sections = [
         _SectionPlanner(s, observed[s.section_id], options).run() for s in desired
+    ]
+    sections += [
+        plan_removed_section(sid, path, observed[sid], options)
+        for sid, path in sorted((removed or {}).items())
     ]
     paths: list[str] = []
     for sp in sections:
         for a in sp.actions:
-            if a.type == Kind.WRITE_MASTER:
+            if a.type == Kind.DELETE_OBJECTS and a.language is None:
+                paths.append(layout.cdn_path(layout.section_prefix(sp.section_id)) + "*")
+            elif a.type == Kind.WRITE_MASTER:
                 paths.append(layout.cdn_path(layout.master_key(sp.section_id)))
             elif a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO) and a.change == UPDATE:
                 paths.append(layout.cdn_path(layout.rendition_dir(sp.section_id, a.language)) + "*")

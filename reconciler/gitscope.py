@@ -1,0 +1,57 @@
+"""`--changed-since REF`: the manifests a git change touched, deleted ones included."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .manifest import find_root, manifest_files
+
+
+class GitError(Exception):
+    """git could not answer (not a repository, unknown ref)."""
+
+
+@dataclass(frozen=True)
+class Changes:
+    files: set[Path]  # existing manifests added or modified since REF (resolved paths)
+    deleted: dict[int, str]  # sectionId -> path of a manifest deleted since REF
+
+
+def _git(root: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise GitError(f"git {args[0]}: {proc.stderr.strip() or 'failed'}")
+    return proc.stdout
+
+
+def changed_since(ref: str, paths: list[Path]) -> Changes:
+    """Manifests under `paths` that differ between REF and the work tree."""
+    start = (paths[0] if paths else Path(".")).resolve()
+    root = find_root(start if start.is_dir() else start.parent)
+    if root is None:
+        raise GitError("--changed-since needs the manifests inside a git work tree")
+    rels = [str(p.resolve().relative_to(root)) for p in paths] or ["."]
+    out = _git(root, "diff", "--name-status", "--no-renames", ref, "--", *rels)
+    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--", *rels)
+    files: set[Path] = set()
+    deleted: dict[int, str] = {}
+    wanted = {f.resolve() for f in manifest_files(paths)}
+    for line in out.splitlines() + [f"A\t{u}" for u in untracked.splitlines()]:
+        status, _, name = line.partition("\t")
+        path = (root / name).resolve()
+        if not name.endswith((".yaml", ".yml")):
+            continue
+        if status.startswith("D"):
+            try:
+                old = yaml.safe_load(_git(root, "show", f"{ref}:{name}"))
+                deleted[int(old["sectionId"])] = name
+            except (GitError, yaml.YAMLError, KeyError, TypeError, ValueError):
+                continue  # the old file was not a valid manifest: nothing to remove
+        elif path in wanted:
+            files.add(path)
+    return Changes(files, deleted)
