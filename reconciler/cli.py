@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from . import engine, gitscope, planfile
+from .lock import LockError
 from .manifest import InvalidManifests
 from .render import OUTCOME_VIEWS, PLAN_VIEWS
 
@@ -106,8 +107,12 @@ def main() -> None:
               help="Allow pruning every language of a section, or a deleted section.")
 @click.option("--deep", is_flag=True,
               help="HEAD every object instead of trusting ones sealed by their playlist.")
+@click.option("--lock-ttl", type=click.FloatRange(5), default=300, show_default=True,
+              metavar="SECONDS", help="Length of each section's lease (renewed while working).")
+@click.option("--lock-timeout", type=click.FloatRange(0), default=600, show_default=True,
+              metavar="SECONDS", help="How long to wait for a section another run holds.")
 def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_concurrency,
-        max_dub_minutes, prune, allow_empty, deep) -> None:
+        max_dub_minutes, prune, allow_empty, deep, lock_ttl, lock_timeout) -> None:
     """Plan or apply (the default command)."""
     if mode is None:
         fail("choose --plan or --apply")
@@ -136,22 +141,29 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
         settings = engine.Settings.from_env(
             store_url, workers=jobs, dub_concurrency=dub_concurrency,
             max_dub_minutes=max_dub_minutes, prune=prune, allow_empty=allow_empty, deep=deep,
+            lock_ttl=lock_ttl, lock_timeout=lock_timeout,
         )
         rec = engine.Reconciler(settings, progress=progress_printer())
-        plan, observed = rec.plan(desired, removed)
-        if saved is not None:
-            planfile.check(saved, desired, observed, plan)
         if mode == "plan":
+            plan, observed = rec.plan(desired, removed)
             if out:
                 planfile.save(out, plan, desired, observed, store_url=rec.store.url,
                               paths=list(paths), section_ids=list(sections), removed=removed)
             click.echo(PLAN_VIEWS[fmt](plan), nl=False)
             sys.exit(EXIT_ERROR if plan.has_errors else EXIT_CHANGES if plan.has_changes
                      else EXIT_OK)
-        if fmt == "text":
-            click.echo(PLAN_VIEWS["text"](plan), err=True, nl=False)
-        outcome = rec.apply(desired, plan, observed)
-    except (engine.SpendLimitExceeded, planfile.StalePlan, gitscope.GitError, ValueError) as err:
+
+        def check(plan, observed) -> None:
+            if saved is not None:
+                planfile.check(saved, desired, observed, plan)
+
+        def show(plan) -> None:
+            if fmt == "text":
+                click.echo(PLAN_VIEWS["text"](plan), err=True, nl=False)
+
+        outcome = rec.apply(desired, removed, check=check, on_plan=show)
+    except (engine.SpendLimitExceeded, planfile.StalePlan, gitscope.GitError, LockError,
+            ValueError) as err:
         fail(str(err))
     click.echo(OUTCOME_VIEWS[fmt](outcome), nl=False)
     sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
@@ -224,6 +236,24 @@ def preview_cmd(store_url, host, port) -> None:
     except ValueError as err:
         fail(str(err))
     serve(open_store(settings.store_url), host, port)
+
+
+@main.command("unlock")
+@click.argument("section_id", type=int)
+@click.option("--lock-id", required=True, help="The id the lock error named.")
+@store_option
+def unlock_cmd(section_id, lock_id, store_url) -> None:
+    """Remove a section's lock left behind by a run that died (only with its exact id)."""
+    from .lock import unlock
+    from .store import open_store
+
+    try:
+        settings = engine.Settings.from_env(store_url)
+        lease = unlock(open_store(settings.store_url), section_id, lock_id)
+    except (LockError, ValueError) as err:
+        fail(str(err))
+    click.echo(f"unlocked section {section_id}: removed lock {lease.lock_id} "
+               f"({lease.operation}, {', '.join(f'{k} {v}' for k, v in lease.owner.items())})")
 
 
 def entry() -> None:

@@ -52,11 +52,11 @@ def run_demo(root: Path, echo: Callable[..., None] = print) -> int:
     sections = engine.load([manifests])
 
     echo("\n$ reconcile --plan   (first run: everything is missing)")
-    plan, observed = rec.plan(sections)
+    plan, _ = rec.plan(sections)
     echo(plan_text(plan), nl=False)
 
     echo("\n$ reconcile --apply")
-    outcome = rec.apply(sections, plan, observed)
+    outcome = rec.apply(sections)
     echo(outcome_text(outcome), nl=False)
 
     echo("\n$ reconcile --plan   (again: nothing left to do)")

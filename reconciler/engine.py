@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import layout
-from .apply import Runtime, SectionResult, apply_plan
+from .apply import Failure, Runtime, SectionResult, apply_plan
 from .cdn import Cdn, CdnError, Invalidation, open_cdn
+from .lock import SectionLock
 from .manifest import Section, load_manifests
 from .observe import ObservedSection, observe
 from .plan import Plan, PlanOptions, make_plan
@@ -36,6 +39,8 @@ class Settings:
     prune: bool = False
     allow_empty: bool = False
     deep: bool = False
+    lock_ttl: float = 300.0
+    lock_timeout: float = 600.0
 
     @classmethod
     def from_env(cls, store_url: str | None = None, **overrides) -> Settings:
@@ -122,21 +127,51 @@ class Reconciler:
             progress=self.progress,
         )
 
-    def apply(self, sections: list[Section], plan: Plan | None = None,
-              observed: dict[int, ObservedSection] | None = None) -> Outcome:
-        """Converge the sections; at most one invalidation, after every section finished."""
-        if plan is None or observed is None:
-            plan, observed = self.plan(sections)
-        first_plan = plan
-        limit = self.settings.max_dub_minutes
-        if limit is not None and plan.dub_minutes > limit:
-            raise SpendLimitExceeded(
-                f"new dubbing would bill {plan.dub_minutes:g} minutes, over --max-dub-minutes "
-                f"{limit:g}; nothing was done"
-            )
+    def apply(self, sections: list[Section], removed: Mapping[int, str] | None = None, *,
+              check: Callable[[Plan, dict[int, ObservedSection]], None] | None = None,
+              on_plan: Callable[[Plan], None] | None = None) -> Outcome:
+        """Converge the sections; at most one invalidation, after every section finished.
+
+        Sections with changes are locked (one lease each in the bucket), then re-observed and
+        re-planned under the lock, so a concurrent run's work is seen, not redone. `check` may
+        veto that plan (a saved plan gone stale); `on_plan` sees it before anything is done.
+        """
+        removed = dict(removed or {})
+        plan, observed = self.plan(sections, removed)
+        busy = sorted(sp.section_id for sp in plan.sections if sp.actions)
+        with ExitStack() as held:
+            locks = [held.enter_context(SectionLock(
+                self.store, sid, ttl=self.settings.lock_ttl, timeout=self.settings.lock_timeout,
+                operation="apply")) for sid in busy]
+            if busy:
+                scope = set(busy)
+                fresh, fresh_obs = self.plan([s for s in sections if s.section_id in scope],
+                                             {k: v for k, v in removed.items() if k in scope})
+                observed.update(fresh_obs)
+                renewed = {sp.section_id: sp for sp in fresh.sections}
+                plan = replace(plan, sections=tuple(renewed.get(sp.section_id, sp)
+                                                    for sp in plan.sections),
+                               invalidation_paths=fresh.invalidation_paths)
+            if check is not None:
+                check(plan, observed)
+            if on_plan is not None:
+                on_plan(plan)
+            limit = self.settings.max_dub_minutes
+            if limit is not None and plan.dub_minutes > limit:
+                raise SpendLimitExceeded(
+                    f"new dubbing would bill {plan.dub_minutes:.2f} minutes, over "
+                    f"--max-dub-minutes {limit:g}; nothing was done"
+                )
+            outcome = self._converge(sections, plan, observed)
+            outcome.errors += [lock.lost for lock in locks if lock.lost]
+        return outcome
+
+    def _converge(self, sections: list[Section], plan: Plan,
+                  observed: dict[int, ObservedSection]) -> Outcome:
         by_id = {s.section_id: s for s in sections}
         rt = self._runtime()
         results: dict[int, SectionResult] = {}
+        first_plan = plan
         for _round in range(MAX_ROUNDS):
             for r in apply_plan(plan, by_id, observed, rt):
                 previous = results.get(r.section_id)
@@ -150,12 +185,14 @@ class Reconciler:
                 break
             self.progress(f"master changed under us for {len(retry)} section(s): re-planning")
             plan, observed = self.plan(retry)
-        paths = list(dict.fromkeys(p for r in results.values() for p in r.invalidation_paths))
-        outcome = Outcome(first_plan, list(results.values()), None, self.settings.cdn_url,
-                          self.store.url)
         for r in results.values():
             if r.conflict:
-                r.failures.append(_conflict_failure())
+                r.failures.append(
+                    Failure("write master", None, "master.m3u8 kept changing under this run")
+                )
+        outcome = Outcome(first_plan, list(results.values()), None, self.settings.cdn_url,
+                          self.store.url)
+        paths = list(dict.fromkeys(p for r in results.values() for p in r.invalidation_paths))
         if paths:
             try:
                 outcome.invalidation = self.cdn.invalidate(paths, f"reconciler-{uuid.uuid4()}")
@@ -168,22 +205,18 @@ class SpendLimitExceeded(Exception):
     """Apply refused before any request: new dubbing would exceed --max-dub-minutes."""
 
 
-def _conflict_failure():
-    from .apply import Failure
-
-    return Failure("write master", None, "master.m3u8 kept changing under this run; re-run")
-
-
 def _default_dubber():
     """ElevenLabs from the environment, created on first use (a run without dubs never needs
     the key)."""
     from .dubbing import ElevenLabs
 
     client: list[ElevenLabs] = []
+    guard = threading.Lock()
 
     def get() -> ElevenLabs:
-        if not client:
-            client.append(ElevenLabs.from_env())
-        return client[0]
+        with guard:
+            if not client:
+                client.append(ElevenLabs.from_env())
+            return client[0]
 
     return get

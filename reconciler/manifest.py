@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -147,6 +148,15 @@ class _Context:
 
 # -- sources --------------------------------------------------------------------------------
 
+_CREDENTIALS = re.compile(r"(://)[^/@\s'\"]*@")
+_QUERY = re.compile(r"(https?://[^\s'\"?]*)\?[^\s'\"]*")
+
+
+def _redact(text: str) -> str:
+    """Messages may quote a manifest's value: never echo a password or a presigned query."""
+    return _QUERY.sub(r"\1?…", _CREDENTIALS.sub(r"\1…@", text))
+
+
 
 def _source(ctx: _Context, path: list, value: str, base: Path, root: Path) -> Source | None:
     if "://" in value:
@@ -176,7 +186,7 @@ def _source(ctx: _Context, path: list, value: str, base: Path, root: Path) -> So
         ctx.error(path, "absolute paths are not allowed: use a path relative to the manifest")
         return None
     resolved = (base / value).resolve()
-    if not resolved.is_relative_to(root):
+    if not (resolved.is_relative_to(root) and (base / decoded).resolve().is_relative_to(root)):
         ctx.error(path, f"path leaves the repository ({root})")
         return None
     return Source("file", value, resolved)
@@ -195,13 +205,13 @@ def find_root(start: Path) -> Path | None:
 
 def manifest_files(paths: list[Path]) -> list[Path]:
     """Expand directories to their *.yaml/*.yml files (sorted); keep files as given."""
-    files: list[Path] = []
+    files: dict[Path, Path] = {}  # resolved -> as given, so overlapping arguments count once
     for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES)
-        else:
-            files.append(path)
-    return files
+        found = sorted(p for p in path.rglob("*") if p.suffix in MANIFEST_SUFFIXES) \
+            if path.is_dir() else [path]
+        for file in found:
+            files.setdefault(file.resolve(), file)
+    return list(files.values())
 
 
 def _parse_file(file: Path, root: Path) -> tuple[Section | None, list[ManifestError]]:
@@ -227,8 +237,15 @@ def _parse_file(file: Path, root: Path) -> tuple[Section | None, list[ManifestEr
         path = list(err.absolute_path)
         if path[-1:] == ["code"] and err.validator == "pattern":
             ctx.error(path, f"{err.instance!r} is not a valid BCP 47 language tag")
+        elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            allowed = set(err.schema.get("properties", {}))
+            for key in sorted(k for k in err.instance if k not in allowed):
+                ctx.error(path + [key], f"{key!r} was unexpected (not a field of the schema)")
         else:
-            ctx.error(path, err.message)
+            ctx.error(path, _redact(err.message))
+    sid = data.get("sectionId")
+    if not ctx.errors and (not isinstance(sid, int) or isinstance(sid, bool)):
+        ctx.error(["sectionId"], f"{sid!r} is not an integer")
     if ctx.errors:
         return None, ctx.errors
 

@@ -72,7 +72,42 @@ def _descriptor(data: bytes, pos: int) -> tuple[int, int, int]:
     return tag, pos, pos + length
 
 
-def _mp4a_codec(data: bytes, esds_body: int, esds_end: int) -> str:
+@dataclass(frozen=True)
+class _AudioConfig:
+    codec: str
+    channels: int | None = None
+    sample_rate: int | None = None
+
+
+AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000,
+             7350)
+
+
+def _audio_specific_config(oti: int, data: bytes, pos: int, end: int) -> _AudioConfig:
+    """AudioSpecificConfig (ISO 14496-3): object type, sampling rate, channel configuration.
+    The sample entry's own channelcount is always 2 in ffmpeg's output, so read it here."""
+    bits = int.from_bytes(data[pos:end], "big")
+    total = (end - pos) * 8
+    cursor = 0
+
+    def take(n: int) -> int:
+        nonlocal cursor
+        if cursor + n > total:
+            raise InitSegmentError("truncated AudioSpecificConfig")
+        cursor += n
+        return (bits >> (total - cursor)) & ((1 << n) - 1)
+
+    aot = take(5)
+    if aot == 31:
+        aot = 32 + take(6)
+    index = take(4)
+    rate = take(24) if index == 0x0F else (AAC_RATES[index] if index < len(AAC_RATES) else None)
+    channel_config = take(4)
+    channels = {7: 8}.get(channel_config, channel_config) or None
+    return _AudioConfig(f"mp4a.{oti:02x}.{aot}", channels, rate)
+
+
+def _mp4a_config(data: bytes, esds_body: int, esds_end: int) -> _AudioConfig:
     tag, pos, end = _descriptor(data, esds_body + 4)  # skip full-box version/flags
     if tag != 0x03:
         raise InitSegmentError("esds without ES_Descriptor")
@@ -90,14 +125,11 @@ def _mp4a_codec(data: bytes, esds_body: int, esds_end: int) -> str:
     oti = data[pos]
     pos += 13
     if pos >= end:
-        return f"mp4a.{oti:02x}"
-    tag, pos, _ = _descriptor(data, pos)
-    if tag != 0x05:
-        return f"mp4a.{oti:02x}"
-    aot = data[pos] >> 3
-    if aot == 31:
-        aot = 32 + (((data[pos] & 0x07) << 3) | (data[pos + 1] >> 5))
-    return f"mp4a.{oti:02x}.{aot}"
+        return _AudioConfig(f"mp4a.{oti:02x}")
+    tag, pos, dsi_end = _descriptor(data, pos)
+    if tag != 0x05 or oti != 0x40:
+        return _AudioConfig(f"mp4a.{oti:02x}")
+    return _audio_specific_config(oti, data, pos, min(dsi_end, esds_end))
 
 
 def _sample_entry(data: bytes, body: int, end: int) -> TrackInfo:
@@ -107,6 +139,8 @@ def _sample_entry(data: bytes, body: int, end: int) -> TrackInfo:
             width, height = struct.unpack_from(">HH", data, entry + 24)
             for child, cbody, _ in _boxes(data, entry + 78, entry_end):
                 if child == b"avcC":
+                    if cbody + 4 > len(data):
+                        raise InitSegmentError("truncated avcC box")
                     profile, compat, level = data[cbody + 1 : cbody + 4]
                     codec = f"{kind.decode()}.{profile:02x}{compat:02x}{level:02x}"
                     return TrackInfo("video", codec, width=width, height=height)
@@ -116,9 +150,10 @@ def _sample_entry(data: bytes, body: int, end: int) -> TrackInfo:
             rate = struct.unpack_from(">I", data, entry + 24)[0] >> 16
             for child, cbody, cend in _boxes(data, entry + 28, entry_end):
                 if child == b"esds":
-                    codec = _mp4a_codec(data, cbody, cend)
-                    return TrackInfo("audio", codec, channels=channels, sample_rate=rate)
-            return TrackInfo("audio", "mp4a.40.2", channels=channels, sample_rate=rate)
+                    conf = _mp4a_config(data, cbody, cend)
+                    return TrackInfo("audio", conf.codec, channels=conf.channels or channels,
+                                     sample_rate=conf.sample_rate or rate)
+            raise InitSegmentError("mp4a sample entry without esds")
         raise InitSegmentError(f"unsupported sample entry {kind.decode(errors='replace')}")
     raise InitSegmentError("empty stsd box")
 

@@ -1,0 +1,481 @@
+"""The HTTP API, over real HTTP: uvicorn on a free loopback port, driven with httpx, against moto
+(S3 + CloudFront) and the fake ElevenLabs server. The API must be the same engine as the CLI, so
+several tests also check the manifests it writes with the CLI itself."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+from cli_helpers import reconcile
+from conftest import free_port
+from fake_elevenlabs import FakeElevenLabs
+
+from reconciler import samples
+from reconciler.api import (
+    AllowedSources,
+    ApiConfig,
+    ApiConfigError,
+    check_exposure,
+    create_app,
+    resolve_host,
+)
+from reconciler.jobs import (
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    DataDirBusy,
+    JobQueue,
+    JobStore,
+)
+
+TOKEN = "test-api-token-" + uuid.uuid4().hex
+CDN = "https://cdn.test.lingoost.example"
+PREFIX = "assets/curriculumsection"
+SPEC_LANGS = ["ko", "en", "ja"]
+
+
+class ApiServer:
+    """uvicorn serving create_app(config) in a thread (real sockets, real lifespan)."""
+
+    def __init__(self, config: ApiConfig) -> None:
+        self.config = config
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(
+            create_app(config), host="127.0.0.1", port=self.port, log_level="warning",
+            lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> ApiServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "server did not stop"
+
+    def client(self, token: str | None = TOKEN) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=150)
+
+
+@pytest.fixture
+def eleven(monkeypatch):
+    fake = FakeElevenLabs(steps_to_dub=1).start()
+    monkeypatch.setenv("ELEVENLABS_API_KEY", fake.api_key)
+    monkeypatch.setenv("ELEVENLABS_BASE_URL", fake.base_url)
+    monkeypatch.setenv("ELEVENLABS_POLL_INTERVAL", "0.05")
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """A 2 s lecture: enough for five languages to be dubbed and packaged quickly."""
+    return samples.make_video(tmp_path_factory.mktemp("clip") / "clip.mp4", seconds=2,
+                              size="160x90", tone_hz=440)
+
+
+@pytest.fixture
+def source(s3, media, clip, monkeypatch):
+    """A second bucket (the uploads bucket) holding the source videos; the only allowed one."""
+    name = f"uploads-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=name)
+    s3.upload_file(str(media / "lecture.mp4"), name, "lectures/11/source.mp4")
+    s3.upload_file(str(clip), name, "lectures/clip.mp4")
+    monkeypatch.setenv("RECONCILER_ALLOWED_SOURCES", f"s3://{name},https://media.example.com")
+    return name
+
+
+@pytest.fixture
+def api(tmp_path, bucket, distribution, source, eleven, monkeypatch):
+    """Start API servers: api(workers=2, **config overrides) -> a running ApiServer."""
+    monkeypatch.setenv("NEXT_PUBLIC_CDN_URL", CDN)
+    monkeypatch.setenv("RECONCILER_API_TOKEN", TOKEN)
+    manifests = tmp_path / "repo" / "manifests"
+    manifests.mkdir(parents=True)
+    (tmp_path / "repo" / ".git").mkdir()  # bounds relative paths, as in a checkout
+    servers: list[ApiServer] = []
+
+    def start(**overrides) -> ApiServer:
+        overrides.setdefault("workers", 2)
+        config = ApiConfig.from_env(manifests, tmp_path / "data", **overrides)
+        server = ApiServer(config).start()
+        servers.append(server)
+        return server
+
+    start.manifests = manifests  # type: ignore[attr-defined]
+    start.data = tmp_path / "data"  # type: ignore[attr-defined]
+    yield start
+    for server in servers:
+        if server.thread.is_alive():
+            server.stop()
+
+
+def spec_body(bucket: str, sid: int = 11, langs=None, key="lectures/11/source.mp4") -> dict:
+    return {"inputVideoUrl": f"s3://{bucket}/{key}", "targetLanguages": langs or SPEC_LANGS,
+            "curriculumSectionId": sid}
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = client.get(f"/api/dubbing/jobs/{job_id}").json()
+        if doc["status"] in (SUCCEEDED, FAILED):
+            return doc
+        assert time.monotonic() < deadline, f"job {job_id} still {doc['status']}"
+        time.sleep(0.1)
+
+
+def job_rows(data_dir: Path) -> int:
+    with sqlite3.connect(data_dir / "jobs.sqlite3") as db:
+        return db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+
+
+def master_languages(s3, bucket, sid=11) -> list[str]:
+    body = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/{sid}/master.m3u8")["Body"].read()
+    return re.findall(r'LANGUAGE="([^"]+)"', body.decode())
+
+
+# -- the spec's request -------------------------------------------------------------------
+
+
+def test_spec_request_end_to_end_then_identical_request_answers_at_once(
+    api, s3, bucket, source, eleven
+):
+    server = api()
+    with server.client() as client:
+        res = client.post("/api/dubbing", params={"wait": 120}, json=spec_body(source))
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert {k: body[k] for k in ("ok", "sectionId", "languagesReady", "masterUrl")} == {
+            "ok": True, "sectionId": 11, "languagesReady": SPEC_LANGS,
+            "masterUrl": f"{CDN}/{PREFIX}/11/master.m3u8",
+        }
+        assert body["languagesFailed"] == []
+        head = s3.head_object(Bucket=bucket, Key=f"{PREFIX}/11/master.m3u8")
+        assert head["ContentType"] == "application/vnd.apple.mpegurl"
+        assert master_languages(s3, bucket) == SPEC_LANGS
+        assert sorted(c["target_lang"] for c in eleven.creates) == sorted(SPEC_LANGS)
+
+        job = client.get(f"/api/dubbing/jobs/{body['jobId']}").json()
+        assert job["status"] == SUCCEEDED and job["ok"] is True
+        assert job["languagesRequested"] == SPEC_LANGS
+        assert job["startedAt"] <= job["finishedAt"]
+
+        # The manifest is an ordinary one: the CLI validates it and finds nothing to do.
+        manifest = api.manifests / "section-11.yaml"
+        text = manifest.read_text()
+        assert text.startswith("# Written by the reconciler HTTP API")
+        assert manifest.stat().st_mode & 0o777 == 0o644
+        assert [p.name for p in api.manifests.iterdir()] == ["section-11.yaml"]  # no temp left
+        assert yaml.safe_load(text) == {
+            "sectionId": 11, "video": f"s3://{source}/lectures/11/source.mp4",
+            "languages": [{"code": c} for c in SPEC_LANGS],
+        }
+        assert reconcile("--plan", api.manifests).code == 0
+
+        section = client.get("/api/sections/11").json()
+        assert [d["code"] for d in section["declaredLanguages"]] == SPEC_LANGS
+        assert all(d["dubbed"] for d in section["declaredLanguages"])
+        assert section["observedLanguages"] == SPEC_LANGS
+
+        jobs_before, creates_before = job_rows(api.data), len(eleven.creates)
+        started = time.monotonic()
+        again = client.post("/api/dubbing", json=spec_body(source))
+        assert again.status_code == 200, again.text
+        assert time.monotonic() - started < 5
+        assert again.json()["ok"] is True and again.json()["jobId"] is None
+        assert again.json()["languagesReady"] == SPEC_LANGS
+        assert job_rows(api.data) == jobs_before  # no new job
+        assert len(eleven.creates) == creates_before  # nothing paid again
+
+
+def test_twenty_concurrent_posts_for_one_section_serialize_in_arrival_order(
+    api, s3, bucket, source, eleven
+):
+    server = api(workers=2)
+    langs = ["ko", "en", "ja", "de", "fr"]
+    bodies = [spec_body(source, 21, [langs[i % 5]], key="lectures/clip.mp4") for i in range(20)]
+    with server.client() as client, ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda b: client.post("/api/dubbing", json=b), bodies))
+        assert all(a.status_code in (200, 202) for a in answers), [a.text for a in answers]
+        job_ids = [a.json()["jobId"] for a in answers if a.status_code == 202]
+        assert all(a.json()["statusUrl"] == f"/api/dubbing/jobs/{a.json()['jobId']}"
+                   for a in answers if a.status_code == 202)
+        assert len(job_ids) >= 5  # every language's first request needed a job
+        docs = [wait_job(client, j, timeout=75) for j in job_ids]
+    assert [d["status"] for d in docs] == [SUCCEEDED] * len(docs), docs
+    assert sorted(master_languages(s3, bucket, 21)) == sorted(langs)
+    declared = [d["code"] for d in yaml.safe_load(
+        (api.manifests / "section-21.yaml").read_text())["languages"]]
+    assert sorted(declared) == sorted(langs)  # each language added exactly once
+    assert sorted(c["target_lang"] for c in eleven.creates) == sorted(langs)  # paid once each
+
+    runs = sorted((datetime.fromisoformat(d["createdAt"]), datetime.fromisoformat(d["startedAt"]),
+                   datetime.fromisoformat(d["finishedAt"])) for d in docs)
+    for (_c1, s1, f1), (_c2, s2, _f2) in zip(runs, runs[1:], strict=False):
+        assert s1 <= f1 <= s2, "two jobs of one section overlapped, or ran out of order"
+
+
+# -- durability ---------------------------------------------------------------------------
+
+
+def test_a_job_accepted_by_a_stopped_server_is_run_by_the_next_one(api, s3, bucket, source):
+    first = api(workers=0)  # accepts, runs nothing: the job is only on disk
+    with first.client() as client:
+        res = client.post("/api/dubbing", json=spec_body(source, 31, ["en"], "lectures/clip.mp4"))
+        assert res.status_code == 202, res.text
+        job_id = res.json()["jobId"]
+        assert client.get(f"/api/dubbing/jobs/{job_id}").json()["status"] == QUEUED
+    first.stop()
+
+    second = api(workers=1)
+    with second.client() as client:
+        doc = wait_job(client, job_id)
+    assert doc["status"] == SUCCEEDED and doc["languagesReady"] == ["en"]
+    assert master_languages(s3, bucket, 31) == ["en"]
+
+
+def test_a_failing_job_reports_why_per_language(api, source):
+    server = api(workers=1)
+    with server.client() as client:
+        res = client.post("/api/dubbing", params={"wait": 60},
+                          json=spec_body(source, 32, ["en", "ja"], "lectures/missing.mp4"))
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert body["ok"] is False and body["languagesReady"] == []
+        assert [f["code"] for f in body["languagesFailed"]] == ["en", "ja"]
+        assert all("no such object" in f["reason"] for f in body["languagesFailed"])
+        job = client.get(f"/api/dubbing/jobs/{body['jobId']}").json()
+        assert job["status"] == FAILED and job["ok"] is False
+
+
+def test_a_job_left_running_by_a_dead_server_runs_again_before_later_ones(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    first = store.add(5, "s3://b/v.mp4", ["en"])
+    later = store.add(5, "s3://b/v.mp4", ["ja"])
+    other = store.add(6, "s3://b/w.mp4", ["ko"])
+    assert store.claim().id == first.id  # ...and then the process died
+    assert store.claim().id == other.id  # another section may run meanwhile
+    assert store.claim() is None  # section 5 is busy: `later` must wait
+    store.finish(other.id, SUCCEEDED, {})
+    store.close()
+
+    ran: list[str] = []
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    queue = JobQueue(store, lambda job: (ran.append(job.id), (SUCCEEDED, {"ok": True}))[1],
+                     workers=2)
+    queue.start()
+    deadline = time.monotonic() + 10
+    while not all(store.get(j).finished for j in (first.id, later.id)):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    queue.stop()
+    assert ran == [first.id, later.id]
+    assert store.get(first.id).attempts == 2
+    assert store.get(first.id).status == SUCCEEDED and store.get(first.id).status != RUNNING
+    owner = JobQueue(store, lambda job: (SUCCEEDED, {}), workers=0)
+    owner.start()
+    with pytest.raises(DataDirBusy):  # one server per data directory
+        JobQueue(store, lambda job: (SUCCEEDED, {}), workers=0).start()
+    owner.stop()
+
+
+# -- the contract: schema fuzzing, SSRF, auth, conflicts, limits ------------------------------
+
+
+def test_schemathesis_finds_no_server_error(api, tmp_path):
+    server = api(workers=0, allowed_sources=AllowedSources.parse("s3://fuzz-allowed-only"))
+    proc = subprocess.run(
+        [sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()",
+         "run", f"{server.url}/openapi.json",
+         "-H", f"Authorization: Bearer {TOKEN}",
+         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+                     "response_schema_conformance",
+         "--max-examples", "30", "--workers", "1", "--seed", "7",
+         "--phases", "examples,coverage,fuzzing", "--request-timeout", "20", "--no-shrink"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    counts = re.search(r"(\d+) generated, (\d+) passed", out)
+    assert counts and int(counts[1]) == int(counts[2]) >= 100, out[-3000:]
+
+
+SSRF_CASES = {
+    "http://media.example.com/v.mp4": "only s3://",
+    "ftp://media.example.com/v.mp4": "only s3://",
+    "file:///etc/passwd": "only s3://",
+    "https://127.0.0.1/x": "loopback",
+    "https://localhost/x": "loopback",
+    "https://10.0.0.1/x": "private",
+    "https://[::1]/x": "loopback",
+    "https://169.254.169.254/latest/meta-data": "link-local",
+    "https://rebind.example/x": "private",  # an allowed name that resolves inside
+    "https://user:pw@media.example.com/x": "credentials",
+    "https://other.example/x": "not an allowed source",
+    "https://media.example.com:8443/x": "not an allowed source",
+    "s3://someone-elses-bucket/x.mp4": "not an allowed source",
+}
+
+
+def test_unsafe_input_urls_are_refused_with_the_field(api, source):
+    allowed = (f"s3://{source},https://media.example.com,https://localhost,https://127.0.0.1,"
+               "https://10.0.0.1,https://[::1],https://169.254.169.254,https://rebind.example,https://boom.example")
+    fake_dns = {"rebind.example": ["10.9.8.7"], "media.example.com": ["93.184.216.34"]}
+
+    def resolver(host: str, port: int) -> list[str]:
+        if host == "boom.example":
+            raise RuntimeError("secret-internal-detail")
+        return fake_dns[host] if host in fake_dns else resolve_host(host, port)
+
+    server = api(workers=0, allowed_sources=AllowedSources.parse(allowed), resolver=resolver)
+    with server.client() as client:
+        for i, (url, why) in enumerate(SSRF_CASES.items()):
+            body = {"inputVideoUrl": url, "targetLanguages": ["en"], "curriculumSectionId": 40 + i}
+            res = client.post("/api/dubbing", json=body)
+            assert res.status_code in (400, 422), (url, res.text)
+            assert res.json()["field"] == "inputVideoUrl", (url, res.text)
+            assert why in res.json()["message"], (url, res.text)
+        assert list(api.manifests.iterdir()) == []  # nothing refused was declared
+        # A bug (here: the resolver crashing) is a bare 500: no detail, no traceback.
+        crash = client.post("/api/dubbing", json={
+            "inputVideoUrl": "https://boom.example/v.mp4", "targetLanguages": ["en"],
+            "curriculumSectionId": 59})
+        assert crash.status_code == 500
+        assert crash.json() == {"error": "internal", "message": "internal server error",
+                                "field": None}
+        # The control: an allowed public host is accepted (queued; workers=0 fetch nothing).
+        ok = client.post("/api/dubbing", json={
+            "inputVideoUrl": "https://media.example.com/lectures/v.mp4",
+            "targetLanguages": ["en"], "curriculumSectionId": 60})
+        assert ok.status_code == 202, ok.text
+
+
+def test_auth_is_required_except_for_health(api, source):
+    server = api(workers=0)
+    with server.client(token=None) as anon:
+        assert anon.get("/healthz").json() == {"ok": True}
+        assert anon.get("/openapi.json").status_code == 200
+        for res in (anon.post("/api/dubbing", json=spec_body(source)),
+                    anon.get("/api/sections/11"), anon.get("/api/dubbing/jobs/nope")):
+            assert res.status_code == 401
+            assert res.json()["error"] == "unauthorized"
+            assert res.headers["www-authenticate"] == "Bearer"
+    with server.client(token="wrong-" + TOKEN) as wrong:
+        assert wrong.post("/api/dubbing", json=spec_body(source)).status_code == 401
+    with httpx.Client(base_url=server.url, headers={"Authorization": TOKEN}) as bare:
+        assert bare.get("/api/sections/11").status_code == 401  # scheme is required
+    with server.client() as client:
+        assert client.get("/api/sections/11").status_code == 404
+        assert client.get("/api/dubbing/jobs/nope").json()["error"] == "not_found"
+    assert list(api.manifests.iterdir()) == []
+
+    config = ApiConfig(api.manifests, api.data, store_url="file:///tmp/x")
+    with pytest.raises(ApiConfigError):
+        create_app(config)  # no token, no explicit opt-out
+    insecure = ApiConfig(api.manifests, api.data, insecure_no_auth=True)
+    for host in ("127.0.0.1", "127.5.5.5", "::1", "localhost"):
+        check_exposure(insecure, host)
+    for host in ("0.0.0.0", "10.0.0.1", "::", "example.com"):
+        with pytest.raises(ApiConfigError):
+            check_exposure(insecure, host)
+    with pytest.raises(ApiConfigError):
+        check_exposure(config, "127.0.0.1")  # no token and no --insecure-no-auth
+
+
+def test_conflicting_video_replace_video_and_request_limits(api, source):
+    server = api(workers=0)
+    manifest = api.manifests / "section-12.yaml"
+    with server.client() as client:
+        first = spec_body(source, 12, ["ko", "en"], "lectures/a.mp4")
+        assert client.post("/api/dubbing", json=first).status_code == 202
+        other = spec_body(source, 12, ["ja"], "lectures/b.mp4")
+        res = client.post("/api/dubbing", json=other)
+        assert res.status_code == 409 and res.json()["field"] == "inputVideoUrl", res.text
+        assert "replaceVideo" in res.json()["message"]
+        assert "lectures/a.mp4" in manifest.read_text()
+        assert "ja" not in [lang["code"] for lang in yaml.safe_load(
+            manifest.read_text())["languages"]]
+
+        res = client.post("/api/dubbing", json={**other, "replaceVideo": True})
+        assert res.status_code == 202, res.text
+        doc = yaml.safe_load(manifest.read_text())
+        assert doc["video"] == f"s3://{source}/lectures/b.mp4"
+        assert [lang["code"] for lang in doc["languages"]] == ["ko", "en", "ja"]  # kept, added
+        assert reconcile("validate", api.manifests).code == 0
+
+        huge = {**first, "pad": "x" * 100_000}
+        res = client.post("/api/dubbing", json=huge)
+        assert res.status_code == 413 and res.json()["error"] == "body_too_large"
+        chunked = client.post("/api/dubbing", content=iter([b"{" + b" " * 70_000, b"}"]),
+                              headers={"Content-Type": "application/json"})
+        assert chunked.status_code == 413
+        bad_json = client.post("/api/dubbing", content=b"{not json",
+                               headers={"Content-Type": "application/json"})
+        assert bad_json.status_code == 400 and bad_json.json()["error"] == "invalid_json"
+        invalid = {
+            "targetLanguages[1]": {**first, "targetLanguages": ["en", "xx-!!"]},
+            "targetLanguages": {**first, "targetLanguages": ["en"] * 21},
+            "curriculumSectionId": {**first, "curriculumSectionId": "12"},
+        }
+        for field, body in invalid.items():
+            res = client.post("/api/dubbing", json=body)
+            assert res.status_code == 422 and res.json()["field"] == field, (field, res.text)
+            assert "Traceback" not in res.text
+        assert client.post("/api/dubbing", json={**first, "curriculumSectionId": 0}
+                           ).status_code == 422
+        assert client.post("/api/dubbing", json={**first, "targetLanguages": ["zz-qq-1"]}
+                           ).json()["field"] == "targetLanguages[0]"
+        for wait in ("0", "901", "nan"):
+            res = client.post("/api/dubbing", params={"wait": wait}, json=first)
+            assert res.status_code == 422 and res.json()["field"] == "wait", (wait, res.text)
+        assert client.get("/api/sections/999").status_code == 404
+        section = client.get("/api/sections/12").json()
+        assert [d["code"] for d in section["declaredLanguages"]] == ["ko", "en", "ja"]
+        assert section["observedLanguages"] == []
+
+
+def test_git_commit_records_each_change_in_the_manifests_repository(tmp_path, api, source):
+    repo = api.manifests.parent
+    (repo / ".git").rmdir()
+    git = ["git", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    server = api(workers=0, git_commit=True)
+    with server.client() as client:
+        assert client.post("/api/dubbing", json=spec_body(source, 11, ["ko", "en"])
+                           ).status_code == 202
+        assert client.post("/api/dubbing", json=spec_body(source, 11, ["en", "ja"])
+                           ).status_code == 202
+    log = subprocess.run([*git, "log", "--format=%an <%ae>|%s"], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert log == ["reconciler-api <reconciler-api@localhost>|api: section 11: add ja",
+                   "reconciler-api <reconciler-api@localhost>|api: section 11: add ko, en"]
+    status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True,
+                            check=True).stdout
+    assert status == ""
+    files = subprocess.run([*git, "show", "--name-only", "--format=", "HEAD"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert files == ["manifests/section-11.yaml"]
