@@ -35,7 +35,7 @@ LOUDNESS_LRA = 11.0
 VIDEO_SETTINGS = f"video:copy:hls{HLS_TIME}:v1"
 AUDIO_SETTINGS = (
     f"audio:aac-lc:{AUDIO_BITRATE}:{AUDIO_RATE}:{AUDIO_CHANNELS}ch:hls{HLS_TIME}"
-    f":loudnorm{LOUDNESS_I:g}/{LOUDNESS_TP:g}:v1"
+    f":loudnorm{LOUDNESS_I:g}/{LOUDNESS_TP:g}:v2"
 )
 STDERR_TAIL = 12
 
@@ -145,18 +145,63 @@ def package_video(source: Path, out_dir: Path) -> MediaInfo:
     return info
 
 
+SILENCE_LUFS = -70.0  # quieter than this integrated loudness counts as silent (EBU gate)
+MAX_AUDIO_RATIO = 2.0  # audio longer than this many times the video is a mistake, not a dub
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """ffmpeg loudnorm's first-pass measurement."""
+
+    i: float
+    tp: float
+    lra: float
+    thresh: float
+    offset: float
+
+
+def measure_loudness(source: Path) -> Loudness:
+    """First loudnorm pass: what the audio measures, so the second pass can be linear."""
+    proc = subprocess.run(
+        [FFMPEG, "-nostdin", "-hide_banner", "-i", str(source), "-map", "0:a:0", "-vn",
+         "-af", f"loudnorm=I={LOUDNESS_I}:TP={LOUDNESS_TP}:LRA={LOUDNESS_LRA}:print_format=json",
+         "-f", "null", "-"],
+        capture_output=True, text=True, check=False,
+    )
+    text = proc.stderr
+    start, end = text.rfind("{"), text.rfind("}")
+    if proc.returncode != 0 or start < 0 or end < start:
+        raise MediaError(f"measure loudness of {source.name}: ffmpeg failed", _tail(text))
+    data = json.loads(text[start : end + 1])
+    return Loudness(*(float(data[k]) for k in (
+        "input_i", "input_tp", "input_lra", "input_thresh", "target_offset")))
+
+
 def package_audio(source: Path, out_dir: Path, *, duration: float,
                   from_video: bool = False) -> MediaInfo:
-    """Encode one language: AAC-LC 128 kb/s, 48 kHz stereo, loudness-normalised, padded with
-    silence or trimmed to exactly `duration` (the video's) so it spans the whole lecture."""
+    """Encode one language: AAC-LC 128 kb/s, 48 kHz stereo, loudness-normalised (two-pass
+    loudnorm, linear where possible), padded with silence or trimmed to exactly `duration` (the
+    video's) so it spans the whole lecture. Silent, empty or far too long audio is refused."""
     info = probe(source)
     if info.audio_streams == 0:
         what = "the video has no audio track" if from_video else f"{source.name} has no audio"
         raise MediaError(what)
     if info.duration <= 0:
         raise MediaError(f"{source.name}: audio has no duration (empty or unreadable)")
+    if info.duration > MAX_AUDIO_RATIO * duration + 1:
+        raise MediaError(
+            f"{source.name}: audio is {info.duration:.1f}s but the video is {duration:.1f}s "
+            f"(more than {MAX_AUDIO_RATIO:g}x): wrong file?"
+        )
+    measured = measure_loudness(source)
+    if measured.i < SILENCE_LUFS:
+        raise MediaError(f"{source.name}: audio is silent (integrated loudness {measured.i} LUFS)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    loudnorm = f"loudnorm=I={LOUDNESS_I}:TP={LOUDNESS_TP}:LRA={LOUDNESS_LRA}"
+    loudnorm = (
+        f"loudnorm=I={LOUDNESS_I}:TP={LOUDNESS_TP}:LRA={LOUDNESS_LRA}:measured_I={measured.i}"
+        f":measured_TP={measured.tp}:measured_LRA={measured.lra}"
+        f":measured_thresh={measured.thresh}:offset={measured.offset}:linear=true"
+    )
     _run(
         [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source),
          "-map", "0:a:0", "-vn", "-sn", "-dn",

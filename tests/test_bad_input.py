@@ -1,0 +1,130 @@
+"""Bad input, end to end through the CLI on the local store: a clear error naming the section
+or language, exit 1, and nothing of the broken rendition published (master never names it)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from cli_helpers import reconcile
+
+from reconciler import samples
+
+PREFIX = "assets/curriculumsection"
+
+
+@pytest.fixture(scope="module")
+def bad_media(tmp_path_factory, media) -> Path:
+    root = tmp_path_factory.mktemp("bad")
+    samples.make_tone(root / "audio-only.m4a", hz=440, seconds=8)
+    (root / "empty.mp3").write_bytes(b"")
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                    "anullsrc=r=48000:cl=stereo", "-t", "8", "-y", str(root / "silent.wav")],
+                   check=True)
+    samples.make_tone(root / "long.mp3", hz=500, seconds=80)  # ten times the video
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=160x90:rate=24:duration=4", "-c:v", "mpeg4", "-y",
+                    str(root / "mpeg4.mp4")], check=True)
+    return root
+
+
+@pytest.fixture
+def store(tmp_path) -> str:
+    return f"file://{tmp_path / 'store'}"
+
+
+def published(store: str, sid: int) -> list[str]:
+    root = Path(store[len("file://"):]) / PREFIX / str(sid)
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) \
+        if root.exists() else []
+
+
+def master_languages(store: str, sid: int) -> list[str]:
+    master = Path(store[len("file://"):]) / PREFIX / str(sid) / "master.m3u8"
+    return re.findall(r'LANGUAGE="([^"]+)"', master.read_text()) if master.exists() else []
+
+
+@pytest.mark.parametrize("video, message", [
+    ("audio-only.m4a", "has no video stream"),
+    ("mpeg4.mp4", "only H.264 is packaged"),
+])
+def test_unusable_video_fails_the_section_and_publishes_nothing(repo, bad_media, store, video,
+                                                                message):
+    (repo.root / "media" / video).write_bytes((bad_media / video).read_bytes())
+    repo.write(11, [{"code": "en", "audio": "../media/en.mp3"}], video=f"../media/{video}")
+    res = reconcile("--apply", repo.manifests, "--store", store)
+    assert res.code == 1
+    assert "section 11: FAILED" in res.stdout and "package video" in res.stdout
+    assert message in res.stdout
+    assert published(store, 11) == []
+
+
+def test_truncated_video_reports_ffmpegs_own_words(repo, store):
+    repo.write(11, [{"code": "en", "audio": "../media/en.mp3"}], video="../media/truncated.mp4")
+    res = reconcile("--apply", repo.manifests, "--store", store)
+    assert res.code == 1 and "package video" in res.stdout
+    assert re.search(r"\| .*(moov atom not found|Invalid data)", res.stdout), res.stdout
+    assert published(store, 11) == []
+
+
+@pytest.mark.parametrize("audio, message", [
+    ("empty.mp3", "en: package audio:"),
+    ("silent.wav", "audio is silent"),
+    ("long.mp3", "more than 2x): wrong file?"),
+])
+def test_bad_audio_fails_that_language_only(repo, bad_media, store, audio, message):
+    (repo.root / "media" / audio).write_bytes((bad_media / audio).read_bytes())
+    repo.write(11, [{"code": "ko", "audio": "source", "default": True},
+                    {"code": "en", "audio": f"../media/{audio}"}])
+    res = reconcile("--apply", repo.manifests, "--store", store)
+    assert res.code == 1
+    assert message in res.stdout
+    assert master_languages(store, 11) == ["ko"]
+    assert not any(k.startswith("audio/en/") for k in published(store, 11))
+
+
+def test_video_without_audio_track_cannot_serve_source_language(repo, store):
+    repo.write(11, [{"code": "ko", "audio": "source"}, {"code": "en", "audio": "../media/en.mp3"}],
+               video="../media/silent.mp4")
+    res = reconcile("--apply", repo.manifests, "--store", store)
+    assert res.code == 1
+    assert "ko: package audio: the video has no audio track" in res.stdout
+    assert master_languages(store, 11) == ["en"]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("ftp://host/x.mp3", "unsupported scheme 'ftp'"),
+    ("http://host/x.mp3", "unsupported scheme 'http'"),
+    ("https://user:hunter2@host/x.mp3", "must not embed credentials"),
+    ("../../../etc/passwd", "path leaves the repository"),
+    ("/etc/passwd", "absolute paths are not allowed"),
+    ("%2e%2e/%2e%2e/%2e%2e/etc/passwd", "path leaves the repository"),
+    ("s3://bucket/../other/x.mp3", "must not contain '..'"),
+])
+def test_bad_sources_are_refused_before_any_store_access(repo, value, message):
+    repo.write(11, [{"code": "en", "audio": value}])
+    res = reconcile("--plan", repo.manifests, "--store", "s3://never-contacted")
+    assert res.code == 1
+    assert "languages[0].audio" in res.stderr and message in res.stderr
+    assert "hunter2" not in res.stderr + res.stdout
+
+
+def test_presigned_signature_never_printed(repo, store):
+    repo.write(11, [{"code": "ko", "audio": "source"},
+                    {"code": "en", "audio":
+                     "https://127.0.0.1:9/dub.mp3?X-Amz-Signature=SECRETSIGNATURE123"}])
+    for args in (("--plan",), ("--plan", "--format", "json"), ("--apply",)):
+        res = reconcile(*args, repo.manifests, "--store", store)
+        assert res.code == 1
+        assert "SECRETSIGNATURE123" not in res.stdout + res.stderr
+        assert "https://127.0.0.1:9/dub.mp3?" in res.stdout + res.stderr
+
+
+def test_no_subprocess_goes_through_a_shell():
+    root = Path(__file__).resolve().parent.parent / "reconciler"
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        assert "shell=True" not in text, path
+        assert "os.system(" not in text and "os.popen(" not in text, path
