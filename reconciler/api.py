@@ -54,6 +54,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import engine, layout
 from .cdn import CdnError
 from .jobs import FAILED, SUCCEEDED, Job, JobQueue, JobStore
+from .lock import LockError
 from .manifest import InvalidManifests, load_manifests, manifest_files
 from .store import StoreError
 
@@ -658,8 +659,8 @@ class DubbingService:
                             f"{failure.step}: {failure.message}")
                     else:
                         section_wide.append(str(failure))
-        except (InvalidManifests, engine.SpendLimitExceeded, StoreError, CdnError, ValueError,
-                OSError) as err:
+        except (InvalidManifests, engine.SpendLimitExceeded, LockError, StoreError, CdnError,
+                ValueError, OSError) as err:
             section_wide.append(str(err).splitlines()[0] if str(err) else type(err).__name__)
         except Exception:  # the engine's own bugs: log them, tell the client little
             log.exception("job %s: reconcile failed", job.id)
