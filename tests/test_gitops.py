@@ -1,0 +1,120 @@
+"""Saved plans, --changed-since and the markdown view, against moto and a real git repo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from cli_helpers import reconcile
+from conftest import KO_EN
+
+PREFIX = "assets/curriculumsection"
+
+
+def git(repo, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo.root), *args], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def init_git(repo) -> None:
+    (repo.root / ".git").rmdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "config", "user.name", "t")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+
+
+def test_saved_plan_applies_exactly_and_then_is_stale(repo, bucket, s3, tmp_path):
+    repo.write(11, KO_EN)
+    out = tmp_path / "plan.json"
+    plan = reconcile("--plan", repo.manifests, "--out", out)
+    assert plan.code == 2 and out.exists()
+    saved = json.loads(out.read_text())
+    assert saved["plan"]["sections"][0]["sectionId"] == 11
+    assert saved["observed"]["11"]["objects"] == {}  # an empty bucket, recorded as such
+
+    applied = reconcile("--apply", out)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert reconcile("--plan", repo.manifests).code == 0
+    # The same saved plan again: the bucket is no longer empty.
+    again = reconcile("--apply", out)
+    assert again.code == 1
+    assert again.stderr.startswith("Error: stale plan: section 11: ")
+    assert f"{PREFIX}/11/audio/en/a_000.m4s appeared" in again.stderr
+    assert "… and " in again.stderr  # long lists are cut, with a count
+
+
+def test_saved_plan_refuses_when_an_object_changed_between_plan_and_apply(repo, bucket, s3,
+                                                                         tmp_path):
+    repo.write(11, KO_EN)
+    assert reconcile("--apply", repo.manifests).code == 0
+    key = f"{PREFIX}/11/audio/en/init.mp4"
+    s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+                   MetadataDirective="REPLACE", ContentType="text/plain")
+    out = tmp_path / "plan.json"
+    assert reconcile("--plan", repo.manifests, "--out", out).code == 2
+    # Someone re-uploads the init with different bytes after the review.
+    s3.put_object(Bucket=bucket, Key=key, Body=b"not the same", ContentType="video/mp4")
+    res = reconcile("--apply", out)
+    assert res.code == 1
+    assert f"stale plan: section 11: {key} changed" in res.stderr
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert head["ContentLength"] == len(b"not the same")  # nothing was applied
+
+
+def test_saved_plan_refuses_changed_manifests(repo, bucket, tmp_path):
+    repo.write(11, KO_EN)
+    out = tmp_path / "plan.json"
+    assert reconcile("--plan", repo.manifests, "--out", out).code == 2
+    repo.write(11, KO_EN + [{"code": "ja", "audio": "../media/ja.m4a"}])
+    res = reconcile("--apply", out)
+    assert res.code == 1 and "the manifests changed" in res.stderr
+
+
+def test_changed_since_narrows_to_changed_and_reports_deleted_manifests(repo, bucket, s3):
+    repo.write(11, KO_EN)
+    repo.write(12, KO_EN)
+    repo.write(13, KO_EN)
+    init_git(repo)
+    assert reconcile("--apply", repo.manifests).code == 0
+    git(repo, "tag", "applied")
+    repo.write(12, KO_EN + [{"code": "ja", "audio": "../media/ja.m4a"}])
+    (repo.manifests / "section-13.yaml").unlink()
+    res = reconcile("--plan", repo.manifests, "--changed-since", "applied", "--format", "json")
+    assert res.code == 2, res.stderr
+    doc = res.json()
+    assert [s["sectionId"] for s in doc["sections"]] == [12, 13]
+    assert [(a["type"], a["language"]) for a in doc["sections"][0]["actions"]] == [
+        ("package_audio", "ja"), ("write_master", None)]
+    assert doc["sections"][1]["actions"] == []
+    assert "was deleted" in doc["sections"][1]["notes"][0]
+
+    pruned = reconcile("--plan", repo.manifests, "--changed-since", "applied", "--prune")
+    assert pruned.code == 1 and "needs --prune and --allow-empty" in pruned.stdout
+    gone = reconcile("--apply", repo.manifests, "--changed-since", "applied", "--prune",
+                     "--allow-empty")
+    assert gone.code == 0, gone.stdout + gone.stderr
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/13/")
+    assert listed.get("KeyCount", 0) == 0
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/11/")["KeyCount"] > 0
+
+
+def test_changed_since_unknown_ref_is_a_clear_error(repo, bucket):
+    repo.write(11, KO_EN)
+    init_git(repo)
+    res = reconcile("--plan", repo.manifests, "--changed-since", "no-such-ref")
+    assert res.code == 1 and "git diff" in res.stderr
+
+
+def test_markdown_plan_is_a_reviewable_comment(repo, bucket):
+    repo.write(11, KO_EN + [{"code": "ja"}])
+    res = reconcile("--plan", repo.manifests, "--format", "markdown")
+    assert res.code == 2
+    md = res.stdout
+    assert md.startswith("### reconciler plan")
+    assert "| Section | Video | Languages added / rebuilt | Metadata fixes | Dub minutes" in md
+    assert "| 11 | create | ko, en, ja | — | 0.13 |" in md
+    assert "<details><summary>Section 11: 6 change(s)</summary>" in md
+    assert "```diff\n+ package video  (missing)" in md
+    assert "`/assets/curriculumsection/11/master.m3u8`" in md
