@@ -114,7 +114,9 @@ class _Section:
         self.dub_files: dict[str, Path] = {}
         self.video_failed = False
         self._video_local: Path | None = None
-        self._lock = threading.Lock()
+        self._speech: Path | None = None
+        self._lock = threading.Lock()  # results and facts, written by several phase threads
+        self._fetch_lock = threading.Lock()  # inputs fetched or extracted once per section
         rebuilt = {a.language for a in plan.actions
                    if a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO)}
         for language in [None, *obs.audio]:
@@ -132,10 +134,18 @@ class _Section:
 
     def video_local(self) -> Path:
         """The section's video as a local file, fetched at most once."""
-        with self._lock:
+        with self._fetch_lock:
             if self._video_local is None:
                 self._video_local = fetch(self.s.video, self.work / "input")
             return self._video_local
+
+    def speech(self) -> Path:
+        """The video's audio track, extracted once, to send for dubbing."""
+        video = self.video_local()
+        with self._fetch_lock:
+            if self._speech is None:
+                self._speech = media.extract_audio(video, self.work / "speech.mp3")
+            return self._speech
 
     def _upload_all(self, items: Iterable[tuple[str, Path]]) -> None:
         futures = [
@@ -220,8 +230,7 @@ class _Section:
                 self.rt.progress(f"section {self.s.section_id}: {code}: resuming dub")
             else:
                 self.rt.progress(f"section {self.s.section_id}: {code}: dubbing")
-                speech = media.extract_audio(self.video_local(), self.work / "speech.mp3") \
-                    if not (self.work / "speech.mp3").exists() else self.work / "speech.mp3"
+                speech = self.speech()
                 dubbing_id = client.create(
                     speech, target_lang=code, source_lang=self.s.source_language,
                     name=f"section-{self.s.section_id}-{code}",
