@@ -187,6 +187,9 @@ class _Section:
         self.rt.store.put_bytes(directory + name, render_media(playlist).encode(),
                                 layout.PLAYLIST_META, stamp)
         self.result.uploaded.append(directory + name)
+        if self.o.rendition_keys(language):  # replaced: segment names are reused under a 1-year
+            with self._lock:                 # cache, so the CDN must drop the old ones
+                self.result.invalidation_paths.append(layout.cdn_path(directory) + "*")
         stale = sorted(set(self.o.rendition_keys(language)) - {directory + f for f in files}
                        - {directory + name})
         if stale:
@@ -368,12 +371,6 @@ class _Section:
         self.result.master_written = True
         self.result.uploaded.append(key)
         self.result.invalidation_paths.append(layout.cdn_path(key))
-        for action in self.plan.actions:
-            if action.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO) and action.change != \
-                    "create" and action.language not in self.result.failed_languages:
-                self.result.invalidation_paths.append(
-                    layout.cdn_path(layout.rendition_dir(self.s.section_id, action.language))
-                    + "*")
 
 
 def delete_section(rt: Runtime, sp: SectionPlan) -> SectionResult:

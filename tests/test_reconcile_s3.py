@@ -24,8 +24,10 @@ def keys(s3, bucket: str, prefix: str = PREFIX) -> dict[str, dict]:
 
 
 def invalidations(dist: str) -> list[list[str]]:
+    """Paths of each invalidation, oldest first."""
     cf = boto3.client("cloudfront", region_name="us-east-1")
     items = cf.list_invalidations(DistributionId=dist)["InvalidationList"].get("Items", [])
+    items.sort(key=lambda i: i["CreateTime"])
     return [
         cf.get_invalidation(DistributionId=dist, Id=i["Id"])["Invalidation"][
             "InvalidationBatch"]["Paths"]["Items"]
@@ -244,3 +246,43 @@ def test_multipart_upload_keeps_metadata(bucket, s3, tmp_path, monkeypatch):
     assert head["ETag"].strip('"').endswith("-3")
     assert head["ContentType"] == "video/iso.segment" and head["ServerSideEncryption"] == "AES256"
     assert head["ContentLength"] == big.stat().st_size
+
+
+def test_replaced_language_is_rebuilt_and_its_path_invalidated(repo, bucket, distribution, s3,
+                                                              media):
+    repo.write(11, KO_EN)
+    assert reconcile("--apply", repo.manifests).code == 0
+    video_before = s3.head_object(Bucket=bucket, Key=f"{PREFIX}/11/video/video.m3u8")
+    en_before = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/audio/en/a_000.m4s")["Body"].read()
+    # A better dub arrives under the same file name.
+    (repo.root / "media" / "en.mp3").write_bytes((media / "zh.mp3").read_bytes())
+    plan = reconcile("--plan", repo.manifests)
+    assert plan.code == 2 and "~ package audio en  (input changed)" in plan.stdout
+    assert reconcile("--apply", repo.manifests).code == 0
+    en_after = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/audio/en/a_000.m4s")["Body"].read()
+    assert en_after != en_before
+    video_after = s3.head_object(Bucket=bucket, Key=f"{PREFIX}/11/video/video.m3u8")
+    assert video_after["LastModified"] == video_before["LastModified"]  # untouched
+    last = invalidations(distribution)[-1]
+    assert "/assets/curriculumsection/11/audio/en/*" in last  # reused segment names: purge them
+    # master is listed only if its text changed (bit rates may or may not move).
+    assert set(last) <= {"/assets/curriculumsection/11/audio/en/*",
+                         "/assets/curriculumsection/11/master.m3u8"}
+    assert reconcile("--plan", repo.manifests).code == 0
+
+
+def test_removed_language_leaves_master_and_is_deleted_only_with_prune(repo, bucket, s3):
+    repo.write(11, KO_EN + [{"code": "ja", "audio": "../media/ja.m4a"}])
+    assert reconcile("--apply", repo.manifests).code == 0
+    repo.write(11, KO_EN)
+    plan = reconcile("--plan", repo.manifests)
+    assert plan.code == 2 and "use --prune to delete" in plan.stdout and "- delete" not in plan.stdout
+    assert reconcile("--apply", repo.manifests).code == 0
+    master = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/master.m3u8")["Body"].read()
+    assert b'LANGUAGE="ja"' not in master
+    assert keys(s3, bucket, f"{PREFIX}/11/audio/ja/")  # kept
+    pruned = reconcile("--plan", repo.manifests, "--prune")
+    assert pruned.code == 2 and "- delete objects audio/ja/ (" in pruned.stdout
+    assert reconcile("--apply", repo.manifests, "--prune").code == 0
+    assert keys(s3, bucket, f"{PREFIX}/11/audio/ja/") == {}
+    assert reconcile("--plan", repo.manifests, "--prune").code == 0
