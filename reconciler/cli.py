@@ -256,6 +256,38 @@ def unlock_cmd(section_id, lock_id, store_url) -> None:
                f"({lease.operation}, {', '.join(f'{k} {v}' for k, v in lease.owner.items())})")
 
 
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Bind address; without RECONCILER_API_TOKEN only loopback is allowed.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--manifests", "manifests_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("manifests"), show_default=True,
+              help="Folder of manifests the API reads and writes.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path(".reconciler-api"), show_default=True,
+              help="Where the durable job queue (SQLite) lives.")
+@click.option("--workers", type=click.IntRange(1, 32), default=2, show_default=True,
+              help="Sections reconciled at once (one section's jobs always run in order).")
+@click.option("--insecure-no-auth", is_flag=True,
+              help="Serve without RECONCILER_API_TOKEN (loopback only; local development).")
+@click.option("--git-commit", is_flag=True,
+              help="Commit each manifest the API changes to its git repository.")
+@store_option
+def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, git_commit,
+              store_url) -> None:
+    """HTTP API for the web app: POST /api/dubbing records the request in the section's
+    manifest and reconciles it with this same engine (OpenAPI at /openapi.json)."""
+    from .api import ApiConfig, serve
+
+    try:
+        config = ApiConfig.from_env(manifests_dir, data_dir, store_url=store_url,
+                                    workers=workers, insecure_no_auth=insecure_no_auth,
+                                    git_commit=git_commit)
+        serve(config, host, port)
+    except ValueError as err:  # ApiConfigError, bad RECONCILER_ALLOWED_SOURCES, no store
+        fail(str(err))
+
+
 def entry() -> None:
     """Console script: click's usage errors exit 1, since 2 means "changes pending"."""
     try:

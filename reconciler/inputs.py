@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import httpx
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .manifest import Source
 from .media import MediaError, probe
@@ -80,7 +81,10 @@ def identify(source: Source) -> InputState:
                 return InputState(None, f"{source.display()}: no such object")
             return InputState(f"s3:{info.etag}:{info.size}")
         if source.kind == "https":
-            resp = httpx.head(source.uri, follow_redirects=True, timeout=30)
+            # Redirects are not followed: a URL is checked where it points, not elsewhere.
+            resp = httpx.head(source.uri, follow_redirects=False, timeout=30)
+            if resp.is_redirect:
+                return InputState(None, f"{source.display()}: redirects are not followed")
             if resp.status_code >= 400:
                 return InputState(None, f"{source.display()}: HTTP {resp.status_code}")
             tag = resp.headers.get("etag") or resp.headers.get("last-modified") or "?"
@@ -109,8 +113,8 @@ def fetch(source: Source, dest_dir: Path) -> Path:
         return dest
     if source.kind == "https":
         try:
-            with httpx.stream("GET", source.uri, follow_redirects=True, timeout=60) as resp:
-                if resp.status_code >= 400:
+            with httpx.stream("GET", source.uri, follow_redirects=False, timeout=60) as resp:
+                if resp.status_code >= 300:
                     raise InputError(f"{source.display()}: HTTP {resp.status_code}")
                 with dest.open("wb") as fh:
                     for chunk in resp.iter_bytes(CHUNK):
@@ -137,5 +141,5 @@ def duration(source: Source) -> float | None:
         else:
             url = source.uri
         return probe(url, source.display()).duration or None
-    except (MediaError, StoreError, OSError):
+    except (MediaError, StoreError, OSError, BotoCoreError, ClientError):
         return None

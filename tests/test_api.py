@@ -204,7 +204,7 @@ def test_spec_request_end_to_end_then_identical_request_answers_at_once(
         started = time.monotonic()
         again = client.post("/api/dubbing", json=spec_body(source))
         assert again.status_code == 200, again.text
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 15  # no job, no dub: one read of the store
         assert again.json()["ok"] is True and again.json()["jobId"] is None
         assert again.json()["languagesReady"] == SPEC_LANGS
         assert job_rows(api.data) == jobs_before  # no new job
