@@ -95,12 +95,13 @@ class Section:
 
 @cache
 def schema() -> dict:
-    """The section schema: packaged copy in a wheel, else the repository's schemas/ folder."""
-    packaged = resources.files("reconciler").joinpath("schemas/section.schema.json")
-    if packaged.is_file():
-        return json.loads(packaged.read_text())
+    """The section schema: the repository's schemas/ folder in a checkout (the source of
+    truth), else the copy packaged into the wheel."""
     repo_copy = Path(__file__).resolve().parent.parent / "schemas" / "section.schema.json"
-    return json.loads(repo_copy.read_text())
+    if repo_copy.is_file():
+        return json.loads(repo_copy.read_text())
+    packaged = resources.files("reconciler").joinpath("schemas/section.schema.json")
+    return json.loads(packaged.read_text())
 
 
 def english_name(code: str) -> str:
