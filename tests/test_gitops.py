@@ -118,3 +118,29 @@ def test_markdown_plan_is_a_reviewable_comment(repo, bucket):
     assert "<details><summary>Section 11: 6 change(s)</summary>" in md
     assert "```diff\n+ package video  (missing)" in md
     assert "`/assets/curriculumsection/11/master.m3u8`" in md
+
+
+def test_workflow_glue_runs_the_real_plan_against_moto(repo, bucket, tmp_path, monkeypatch):
+    """What plan.yml does, end to end: run the plan through the glue, build the sticky comment."""
+    import sys
+
+    from reconciler import github as gh
+
+    repo.write(11, KO_EN)
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "out"))
+    report = tmp_path / "report.md"
+    cmd = [sys.executable, "-m", "reconciler.cli", "--plan", "--format", "markdown",
+           str(repo.manifests)]
+    assert gh.run_reconcile(cmd, mode="plan", report=report) == 0  # 2 = pending, not a failure
+    outputs = dict(line.split("=", 1) for line in (tmp_path / "out").read_text().splitlines()
+                   if "=" in line)
+    assert outputs["exit-code"] == "2" and outputs["changes"] == "true"
+    body = gh.build_comment(report.read_text(), exit_code=2, run_url="https://ci/run/1",
+                            validate_only=False)
+    assert body.startswith(gh.MARKER)
+    assert "| 11 | create | ko, en | — | — |" in body
+    assert len(body) <= gh.COMMENT_LIMIT
+
+    assert reconcile("--apply", repo.manifests).code == 0
+    assert gh.run_reconcile(cmd, mode="plan", report=report) == 0
+    assert "No changes." in report.read_text()
