@@ -122,6 +122,20 @@ def media(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture
+def eleven(monkeypatch):
+    """The fake ElevenLabs server, with the client's environment pointing at it. Tests tune
+    its knobs (steps_to_dub, fail_languages, audio_format …) directly."""
+    from fake_elevenlabs import FakeElevenLabs
+
+    fake = FakeElevenLabs(steps_to_dub=3, tone_hz_by_lang={"en": 880, "ja": 1320}).start()
+    monkeypatch.setenv("ELEVENLABS_API_KEY", fake.api_key)
+    monkeypatch.setenv("ELEVENLABS_BASE_URL", fake.base_url)
+    monkeypatch.setenv("ELEVENLABS_POLL_INTERVAL", "0.05")
+    yield fake
+    fake.stop()
+
+
 class Repo:
     """A throw-away git-like work tree with manifests/ and media/."""
 

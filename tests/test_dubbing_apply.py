@@ -11,7 +11,6 @@ import time
 
 import pytest
 from cli_helpers import reconcile
-from fake_elevenlabs import FakeElevenLabs
 
 from reconciler import media
 
@@ -21,16 +20,6 @@ LANGS = [
     {"code": "en"},
     {"code": "ja"},
 ]
-
-
-@pytest.fixture
-def eleven(monkeypatch):
-    fake = FakeElevenLabs(steps_to_dub=3, tone_hz_by_lang={"en": 880, "ja": 1320}).start()
-    monkeypatch.setenv("ELEVENLABS_API_KEY", fake.api_key)
-    monkeypatch.setenv("ELEVENLABS_BASE_URL", fake.base_url)
-    monkeypatch.setenv("ELEVENLABS_POLL_INTERVAL", "0.05")
-    yield fake
-    fake.stop()
 
 
 def listing(s3, bucket, prefix=""):
