@@ -370,7 +370,9 @@ class _SectionPlanner:
         before = self.o.master_languages()
         if not languages:
             return
-        if self.rebuilt or set(before) != set(languages):
+        if not exists:
+            reason = "missing"
+        elif self.rebuilt or set(before) != set(languages):
             reason = "renditions changed" if self.rebuilt else "languages changed"
         else:
             reason = self._master_drift()
