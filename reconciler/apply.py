@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -217,6 +218,9 @@ class _Section:
             self.fail("package video", None, err)
 
     def dub(self, action: Action) -> None:
+        """Dub one language, paying at most once: the job record is written *before* the paid
+        create (with the dub's unique name) and completed with its id right after, so a run
+        that dies anywhere resumes that dub instead of creating another."""
         code = action.language or ""
         if self.video_failed:
             return
@@ -227,22 +231,7 @@ class _Section:
                 raise DubbingError("dubbing is not configured (set ELEVENLABS_API_KEY)",
                                    language=code)
             client = self.rt.dubber()
-            record = store.get(job_key)
-            if record is not None:
-                dubbing_id = json.loads(record[0])["dubbing_id"]
-                self.rt.progress(f"section {self.s.section_id}: {code}: resuming dub")
-            else:
-                self.rt.progress(f"section {self.s.section_id}: {code}: dubbing")
-                speech = self.speech()
-                dubbing_id = client.create(
-                    speech, target_lang=code, source_lang=self.s.source_language,
-                    name=f"section-{self.s.section_id}-{code}",
-                    num_speakers=self.s.dubbing.num_speakers, watermark=self.s.dubbing.watermark,
-                )
-                # Recorded at once: a crash from here on resumes this paid dub.
-                store.put_bytes(job_key, json.dumps(
-                    {"dubbing_id": dubbing_id, "language": code, "created": time.time()}
-                ).encode(), JOB_META)
+            dubbing_id = self._resume_or_create(client, code, job_key, action.source_id or "")
             try:
                 client.wait(dubbing_id, language=code)
             except DubbingError:
@@ -257,6 +246,40 @@ class _Section:
             self.result.dubbed.append(code)
         except EXPECTED as err:
             self.fail("dub", code, err)
+
+    def _resume_or_create(self, client: ElevenLabs, code: str, job_key: str, key: str) -> str:
+        store = self.rt.store
+        got = store.get(job_key)
+        record = json.loads(got[0]) if got else {}
+        if record.get("dubbing_id"):
+            self.rt.progress(f"section {self.s.section_id}: {code}: resuming dub")
+            return str(record["dubbing_id"])
+        name = record.get("name")
+        if name:  # a run died around the create: did it go through?
+            found = client.find(name)
+            if found:
+                self._record(job_key, {**record, "dubbing_id": found})
+                return found
+        else:
+            name = f"section-{self.s.section_id}-{code}-{key[:10]}-{uuid.uuid4().hex[:8]}"
+            record = {"name": name, "language": code, "created": time.time()}
+            store.put_bytes(job_key, json.dumps(record).encode(), JOB_META)  # before paying
+        self.rt.progress(f"section {self.s.section_id}: {code}: dubbing")
+        dubbing_id = client.create(
+            self.speech(), target_lang=code, source_lang=self.s.source_language, name=name,
+            num_speakers=self.s.dubbing.num_speakers, watermark=self.s.dubbing.watermark,
+        )
+        self._record(job_key, {**record, "dubbing_id": dubbing_id})
+        return dubbing_id
+
+    def _record(self, job_key: str, record: dict) -> None:
+        """Complete the job record; best effort (the name already finds the dub again)."""
+        try:
+            self.rt.store.put_bytes(job_key, json.dumps(record).encode(), JOB_META)
+        except StoreError as err:
+            with self._lock:
+                self.result.warnings.append(f"{record['language']}: dub {record['dubbing_id']} "
+                                            f"not recorded ({err}); found by name on resume")
 
     def _audio_input(self, action: Action) -> tuple[Path, bool]:
         lang = self.s.language(action.language or "")

@@ -20,6 +20,7 @@ from . import engine, gitscope, planfile
 from .lock import LockError
 from .manifest import InvalidManifests
 from .render import OUTCOME_VIEWS, PLAN_VIEWS
+from .store import StoreError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -163,7 +164,7 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
 
         outcome = rec.apply(desired, removed, check=check, on_plan=show)
     except (engine.SpendLimitExceeded, planfile.StalePlan, gitscope.GitError, LockError,
-            ValueError) as err:
+            StoreError, ValueError) as err:
         fail(str(err))
     click.echo(OUTCOME_VIEWS[fmt](outcome), nl=False)
     sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)

@@ -210,6 +210,24 @@ class ElevenLabs:
                  float(body.get("expected_duration_sec") or 0))
         return dubbing_id
 
+    def find(self, name: str, *, pages: int = 5) -> str | None:
+        """The id of the newest dub called `name` (GET /v1/dubbing, newest first), or None.
+
+        Lets a run that crashed between paying for a dub and recording its id find it again."""
+        cursor: str | None = None
+        for _ in range(pages):
+            params = {"page_size": "100"} | ({"cursor": cursor} if cursor else {})
+            page = self._call(
+                "list dubs", lambda p=params: self._json(self._http.get("/v1/dubbing", params=p)),
+            )
+            for dub in page.get("dubs") or []:
+                if dub.get("name") == name and dub.get("dubbing_id"):
+                    return str(dub["dubbing_id"])
+            cursor = page.get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                return None
+        return None
+
     def status(self, dubbing_id: str) -> dict:
         """The dub's metadata: dubbing_id, name, status, target_languages, error, ..."""
         path = f"/v1/dubbing/{quote(dubbing_id, safe='')}"

@@ -164,6 +164,7 @@ class Reconciler:
                 )
             outcome = self._converge(sections, plan, observed)
             outcome.errors += [lock.lost for lock in locks if lock.lost]
+        outcome.errors += [lock.release_error for lock in locks if lock.release_error]
         return outcome
 
     def _converge(self, sections: list[Section], plan: Plan,
@@ -173,6 +174,8 @@ class Reconciler:
         results: dict[int, SectionResult] = {}
         first_plan = plan
         for _round in range(MAX_ROUNDS):
+            for r in results.values():
+                r.conflict = False  # a re-plan with nothing left to do resolves it
             for r in apply_plan(plan, by_id, observed, rt):
                 previous = results.get(r.section_id)
                 if previous is not None:  # merge what the earlier round already did

@@ -85,6 +85,7 @@ class SectionLock:
         self.lease = Lease(uuid.uuid4().hex[:16], owner(), operation, now, now + ttl)
         self.etag: str | None = None
         self.lost: str | None = None
+        self.release_error: str | None = None
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self._guard = threading.Lock()
@@ -105,6 +106,9 @@ class SectionLock:
             except PreconditionFailed:
                 pass
             held = read_lease(self.store, self.section_id)
+            if held is not None and held[0].lock_id == self.lease.lock_id:
+                self.etag = held[1]  # our write landed; only its answer was lost
+                break
             if held is not None and held[0].expires < now:
                 try:  # take over an expired lease, but only the one we just read
                     self.etag = self.store.put_bytes(self.key, self.lease.body(), LOCK_META,
@@ -135,18 +139,31 @@ class SectionLock:
                 self.etag = self.store.put_bytes(self.key, self.lease.body(), LOCK_META,
                                                  if_match=self.etag)
             except PreconditionFailed:
-                self.lost = f"lock on section {self.section_id} was taken over by another run"
+                try:
+                    held = read_lease(self.store, self.section_id)
+                except StoreError:
+                    return  # unknown: the next renewal looks again
+                if held is not None and held[0].lock_id == self.lease.lock_id:
+                    self.etag = held[1]  # our renewal landed; only its answer was lost
+                else:
+                    self.lost = (f"lock on section {self.section_id} was taken over or removed "
+                                 "by another run")
             except StoreError:
                 pass  # transient: the next renewal tries again before the lease expires
 
     def release(self) -> None:
+        """Best effort: a lease that cannot be removed simply expires; `release_error` says so."""
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
         with self._guard:
-            held = read_lease(self.store, self.section_id)
-            if held is not None and held[0].lock_id == self.lease.lock_id:
-                self.store.delete([self.key])
+            try:
+                held = read_lease(self.store, self.section_id)
+                if held is not None and held[0].lock_id == self.lease.lock_id:
+                    self.store.delete([self.key])
+            except StoreError as err:
+                self.release_error = (f"lock on section {self.section_id} not released ({err}); "
+                                      f"it expires within {self.ttl:g}s")
             self.etag = None
 
     def __enter__(self) -> SectionLock:

@@ -312,7 +312,7 @@ class _SectionPlanner:
             return
         if job_key in self.o.dub_cache:
             self.actions.append(
-                Action(Kind.DUB, CREATE, lang.code, "resume dub already paid for",
+                Action(Kind.DUB, CREATE, lang.code, "resume the dub a crashed run started",
                        source_id=key, minutes=0.0)
             )
             return

@@ -46,7 +46,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 FFPROBE = shutil.which("ffprobe") or "/usr/bin/ffprobe"
@@ -223,6 +223,8 @@ class FakeElevenLabs:
             return self._injected(injected)
         if method == "POST" and path == "/v1/dubbing":
             return self._create(handler.headers.get("content-type", ""), body)
+        if method == "GET" and path == "/v1/dubbing":
+            return self._list(parse_qs(urlsplit(handler.path).query))
         if m := _AUDIO.match(path):
             if method == "GET":
                 return self._audio(m["id"], m["lang"])
@@ -294,6 +296,22 @@ class FakeElevenLabs:
             })
         return _json(200, {"dubbing_id": dub.dubbing_id,
                            "expected_duration_sec": round(max(1.0, duration * 0.5), 1)})
+
+    def _list(self, query: dict[str, list[str]]) -> _Reply:
+        """GET /v1/dubbing: the account's dubs, newest first, cursor-paginated."""
+        size = min(200, max(1, int((query.get("page_size") or ["100"])[0])))
+        start = int((query.get("cursor") or ["0"])[0] or 0)
+        with self._lock:
+            dubs = list(reversed(self._dubs.values()))
+        page = dubs[start : start + size]
+        more = start + size < len(dubs)
+        return _json(200, {
+            "dubs": [{"dubbing_id": d.dubbing_id, "name": d.name, "status": d.status,
+                      "target_languages": [d.target_lang], "created_at": d.created_at}
+                     for d in page],
+            "next_cursor": str(start + size) if more else None,
+            "has_more": more,
+        })
 
     def _metadata(self, dubbing_id: str) -> _Reply:
         with self._lock:

@@ -307,7 +307,7 @@ def test_dub_is_an_action_with_billable_minutes_unless_cached_or_in_progress():
     audio_prefix, job = dub_cache_keys(11, "ja", key)
     obs.dub_cache = {job: info(job)}
     resumed = make_plan([sec], {11: obs})
-    assert resumed.sections[0].actions[0].reason == "resume dub already paid for"
+    assert resumed.sections[0].actions[0].reason == "resume the dub a crashed run started"
     assert resumed.dub_minutes == 0
 
     obs.dub_cache = {audio_prefix + "mp3": info(audio_prefix + "mp3")}

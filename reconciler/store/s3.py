@@ -176,7 +176,11 @@ class S3Store:
             args["IfNoneMatch"] = "*"
         try:
             resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **args)
-        except (ClientError, BotoCoreError) as err:
+        except ClientError as err:
+            if if_match and _missing(err):  # the object we matched against is gone
+                raise PreconditionFailed(f"PUT s3://{self.bucket}/{key}: object vanished") from err
+            raise self._fail("PUT", key, err) from err
+        except BotoCoreError as err:
             raise self._fail("PUT", key, err) from err
         return _etag(resp["ETag"])
 
