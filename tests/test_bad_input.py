@@ -128,3 +128,10 @@ def test_no_subprocess_goes_through_a_shell():
         text = path.read_text()
         assert "shell=True" not in text, path
         assert "os.system(" not in text and "os.popen(" not in text, path
+
+
+def test_the_repositorys_example_manifests_are_valid():
+    root = Path(__file__).resolve().parent.parent
+    res = reconcile("validate", root / "manifests")
+    assert res.code == 0, res.stderr
+    assert "sections 11, 12" in res.stdout
