@@ -161,6 +161,17 @@ def repo(tmp_path, media) -> Repo:
     return Repo(tmp_path / "repo", media)
 
 
+def master_languages(s3, bucket: str, sid: int = 11) -> list[str]:
+    """LANGUAGE of each audio rendition the section's master lists ([] when there is none)."""
+    import re
+
+    try:
+        body = s3.get_object(Bucket=bucket, Key=f"assets/curriculumsection/{sid}/master.m3u8")
+    except s3.exceptions.NoSuchKey:
+        return []
+    return re.findall(r'LANGUAGE="([^"]+)"', body["Body"].read().decode())
+
+
 KO_EN = [
     {"code": "ko", "audio": "source", "default": True},
     {"code": "en", "audio": "../media/en.mp3"},

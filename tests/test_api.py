@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 import yaml
 from cli_helpers import reconcile
-from conftest import free_port
+from conftest import free_port, master_languages
 from fake_elevenlabs import FakeElevenLabs
 
 from reconciler import samples
@@ -150,11 +150,6 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 60) -> dict:
 def job_rows(data_dir: Path) -> int:
     with sqlite3.connect(data_dir / "jobs.sqlite3") as db:
         return db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
-
-
-def master_languages(s3, bucket, sid=11) -> list[str]:
-    body = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/{sid}/master.m3u8")["Body"].read()
-    return re.findall(r'LANGUAGE="([^"]+)"', body.decode())
 
 
 # -- the spec's request -------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -18,8 +17,7 @@ import time
 import boto3
 import pytest
 from cli_helpers import reconcile
-from conftest import KO_EN
-from fake_elevenlabs import FakeElevenLabs
+from conftest import KO_EN, master_languages
 from faultproxy import ASSETS, FaultProxy, Rule, reachable_from_master
 
 from reconciler import layout
@@ -36,19 +34,7 @@ LANGS = [
 MASTER = f"{ASSETS}/11/master.m3u8"
 
 
-@pytest.fixture
-def eleven(monkeypatch):
-    fake = FakeElevenLabs(steps_to_dub=20, tone_hz_by_lang={"en": 880}).start()
-    monkeypatch.setenv("ELEVENLABS_API_KEY", fake.api_key)
-    monkeypatch.setenv("ELEVENLABS_BASE_URL", fake.base_url)
-    monkeypatch.setenv("ELEVENLABS_POLL_INTERVAL", "0.05")
-    yield fake
-    fake.stop()
 
-
-def master_languages(s3, bucket: str) -> list[str]:
-    body = s3.get_object(Bucket=bucket, Key=MASTER)["Body"].read().decode()
-    return re.findall(r'LANGUAGE="([^"]+)"', body)
 
 
 class LeaseWatcher(threading.Thread):
@@ -78,6 +64,7 @@ class LeaseWatcher(threading.Thread):
 
 
 def test_two_applies_started_together_serialize_and_lose_nothing(repo, bucket, s3, eleven):
+    eleven.steps_to_dub = 20  # a dub long enough for the two runs to overlap
     repo.write(11, LANGS)
     watcher = LeaseWatcher(bucket)
     watcher.start()

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from cli_helpers import reconcile
+from conftest import master_languages
 
 from reconciler import media
 
@@ -25,13 +26,6 @@ LANGS = [
 def listing(s3, bucket, prefix=""):
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return {o["Key"]: o for p in pages for o in p.get("Contents", [])}
-
-
-def master_languages(s3, bucket, sid=11) -> list[str]:
-    import re
-
-    body = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/{sid}/master.m3u8")["Body"].read()
-    return re.findall(r'LANGUAGE="([^"]+)"', body.decode())
 
 
 def test_plan_shows_billable_minutes_and_max_dub_minutes_refuses_before_any_request(

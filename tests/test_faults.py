@@ -14,8 +14,7 @@ import boto3
 import httpx
 import pytest
 from cli_helpers import reconcile
-from conftest import KO_EN
-from fake_elevenlabs import FakeElevenLabs
+from conftest import KO_EN, master_languages
 from faultproxy import FaultProxy, Rule, reachable_from_master
 
 from reconciler.cdn import CdnError, CloudFront
@@ -42,22 +41,7 @@ def proxy(moto_server, s3, monkeypatch):
     s3_client.cache_clear()
 
 
-@pytest.fixture
-def eleven(monkeypatch):
-    fake = FakeElevenLabs(steps_to_dub=3, tone_hz_by_lang={"en": 880, "ja": 1320}).start()
-    monkeypatch.setenv("ELEVENLABS_API_KEY", fake.api_key)
-    monkeypatch.setenv("ELEVENLABS_BASE_URL", fake.base_url)
-    monkeypatch.setenv("ELEVENLABS_POLL_INTERVAL", "0.05")
-    yield fake
-    fake.stop()
 
-
-def master_languages(s3, bucket: str, sid: int = 11) -> list[str]:
-    try:
-        body = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/{sid}/master.m3u8")["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return []
-    return re.findall(r'LANGUAGE="([^"]+)"', body.decode())
 
 
 def assert_published(s3, bucket: str, sid: int = 11) -> dict[str, dict]:
