@@ -1,0 +1,107 @@
+"""Observation's request budget and trust rule, and the lease's life cycle, on the local store
+(the same Store interface as S3, without a server)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from pathlib import Path
+
+import pytest
+from cli_helpers import reconcile
+from conftest import KO_EN
+
+from reconciler import engine, layout
+from reconciler.lock import LockError, SectionLock, lock_key, read_lease, unlock
+from reconciler.observe import observe
+from reconciler.plan import make_plan
+from reconciler.store import open_store
+from reconciler.store.local import LocalStore
+
+
+class CountingStore:
+    """Counts the requests observation makes, by method."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.url = inner, inner.url
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def __getattr__(self, name):
+        def counted(*args, **kwargs):
+            self.calls[name] += 1
+            return getattr(self.inner, name)(*args, **kwargs)
+        return counted
+
+
+@pytest.fixture
+def converged(repo, tmp_path):
+    repo.write(11, KO_EN)
+    url = f"file://{tmp_path / 'store'}"
+    assert reconcile("--apply", repo.manifests, "--store", url).code == 0
+    time.sleep(0.05)
+    return url, engine.load([repo.manifests])
+
+
+def test_converged_section_costs_one_list_and_a_few_gets(converged):
+    url, sections = converged
+    store = CountingStore(open_store(url))
+    observe(store, sections)
+    # master + (playlist + init) for the video and each of 2 languages; no HEAD at all.
+    assert dict(store.calls) == {"list": 1, "get": 1 + 2 * 3}
+
+
+def test_an_object_touched_after_its_playlist_is_headed_and_deep_heads_all(converged):
+    url, sections = converged
+    root = Path(url[len("file://"):])
+    store = LocalStore(root)
+    seg = layout.audio_dir(11, "en") + "a_001.m4s"
+    store.set_meta(seg, layout.ObjectMeta("text/plain", "no-cache"), {})
+    counting = CountingStore(store)
+    plan = make_plan(sections, observe(counting, sections))
+    assert counting.calls["head"] == 1
+    assert [a.keys for s in plan.sections for a in s.actions] == [(seg,)]
+
+    # Backdate the damage: LIST can no longer tell, so only --deep finds it.
+    side = root / ".meta" / (seg + ".json")
+    old = os.stat(root / layout.audio_dir(11, "en") / "a_000.m4s").st_mtime
+    os.utime(side, (old, old))
+    assert not make_plan(sections, observe(store, sections)).has_changes
+    deep = CountingStore(store)
+    assert make_plan(sections, observe(deep, sections, deep=True)).has_changes
+    segments = [k for k in store.list(layout.section_prefix(11)) if k.endswith(".m4s")]
+    assert deep.calls["head"] == len(segments)
+
+
+def test_lease_blocks_then_is_taken_over_after_expiry(tmp_path):
+    store = LocalStore(tmp_path)
+    now = [1000.0]
+    first = SectionLock(store, 11, ttl=30, timeout=0, clock=lambda: now[0], sleep=lambda _: None)
+    first.acquire()
+    first._stop.set()  # no background renewal in this test: time is ours
+    second = SectionLock(store, 11, ttl=30, timeout=0, clock=lambda: now[0],
+                         sleep=lambda _: None)
+    with pytest.raises(LockError, match=rf"lock {first.lease.lock_id} held by host .* pid"):
+        second.acquire()
+    now[0] += 31  # the first holder died; its lease expired
+    second.acquire()
+    second._stop.set()
+    assert read_lease(store, 11)[0].lock_id == second.lease.lock_id
+    first.renew()
+    assert first.lost and "taken over" in first.lost
+    first.release()  # must not remove the new holder's lease
+    assert read_lease(store, 11)[0].lock_id == second.lease.lock_id
+    second.release()
+    assert store.get(lock_key(11)) is None
+
+
+def test_unlock_needs_the_exact_lock_id(tmp_path):
+    store = LocalStore(tmp_path)
+    lock = SectionLock(store, 12, ttl=30)
+    lock.acquire()
+    lock._stop.set()
+    with pytest.raises(LockError, match="held by lock"):
+        unlock(store, 12, "not-it")
+    assert unlock(store, 12, lock.lease.lock_id).lock_id == lock.lease.lock_id
+    with pytest.raises(LockError, match="not locked"):
+        unlock(store, 12, lock.lease.lock_id)
