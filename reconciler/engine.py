@@ -82,6 +82,7 @@ class Outcome:
     invalidation: Invalidation | None
     cdn_url: str | None
     store_url: str
+    cdn: str = ""  # where the invalidation went (or why it did not)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -194,7 +195,7 @@ class Reconciler:
                     Failure("write master", None, "master.m3u8 kept changing under this run")
                 )
         outcome = Outcome(first_plan, list(results.values()), None, self.settings.cdn_url,
-                          self.store.url)
+                          self.store.url, self.cdn.description)
         paths = list(dict.fromkeys(p for r in results.values() for p in r.invalidation_paths))
         if paths:
             try:

@@ -39,10 +39,6 @@ class MediaPlaylist:
     def duration(self) -> float:
         return sum(s.duration for s in self.segments)
 
-    @property
-    def max_segment(self) -> float:
-        return max((s.duration for s in self.segments), default=0.0)
-
 
 _ATTR = re.compile(r'([A-Z0-9-]+)=("[^"]*"|[^,]*)')
 

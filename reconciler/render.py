@@ -227,7 +227,8 @@ def outcome_dict(outcome: Outcome) -> dict:
             }
             for r in outcome.results
         ],
-        "invalidation": {"id": inv.id, "paths": list(inv.paths)} if inv else None,
+        "invalidation": {"id": inv.id, "paths": list(inv.paths), "cdn": outcome.cdn}
+        if inv else None,
         "invalidation_id": inv.id if inv else None,
         "errors": outcome.errors,
     }
@@ -251,7 +252,7 @@ def outcome_text(outcome: Outcome) -> str:
     inv = outcome.invalidation
     if inv is not None:
         ident = inv.id or "not sent"
-        out.append(f"Invalidation {ident}: {', '.join(inv.paths)}")
+        out.append(f"Invalidation {ident} ({outcome.cdn}): {', '.join(inv.paths)}")
     ok = sum(r.ok for r in outcome.results)
     failed = len(outcome.results) - ok
     if not outcome.results and outcome.ok:

@@ -187,8 +187,9 @@ def test_apply_waits_2_to_5_s_after_too_many_invalidations_and_sends_one(
     assert proxy.invalidations_forwarded == 1
     cf = boto3.client("cloudfront", region_name="us-east-1", endpoint_url=moto_server)
     assert len(cf.list_invalidations(DistributionId=distribution)["InvalidationList"]["Items"]) == 1
-    assert re.search(r"^Invalidation \S+: /assets/curriculumsection/11/master.m3u8$",
-                     res.stdout, re.M), res.stdout
+    line = (rf"^Invalidation \S+ \(CloudFront distribution {distribution}\): "
+            r"/assets/curriculumsection/11/master.m3u8$")
+    assert re.search(line, res.stdout, re.M), res.stdout
 
 
 def test_dub_throttled_and_store_faults_converge_and_pay_once(repo, bucket, s3, proxy, eleven):

@@ -55,7 +55,6 @@ def test_parse_media_reads_an_ffmpeg_style_playlist():
         endlist=True,
     )
     assert playlist.duration == pytest.approx(9.666667)
-    assert playlist.max_segment == 4.166667
 
 
 def test_render_media_writes_the_reconcilers_header_and_six_decimals():
