@@ -119,7 +119,7 @@ class RecordedCdn:
 class NoCdn:
     """No distribution configured: paths are reported, nothing is sent."""
 
-    description = "no CDN (CLOUDFRONT_DISTRIBUTION_ID not set): invalidation skipped"
+    description = "CLOUDFRONT_DISTRIBUTION_ID not set"
 
     def invalidate(self, paths: list[str], caller_reference: str) -> Invalidation:
         return Invalidation("", tuple(paths))
