@@ -131,14 +131,15 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
         sections, store_url = tuple(saved.section_ids), saved.store_url
         prune, allow_empty = options.get("prune") == "True", options.get("allow_empty") == "True"
     paths = paths or (Path("manifests"),)
-    desired = load_or_exit(paths, sections)
+    declared = load_or_exit(paths, ())
     removed: dict[int, str] = dict(saved.removed) if saved else {}
     try:
+        desired = engine.select(declared, list(sections))
         if changed_since:
             changes = gitscope.changed_since(changed_since, list(paths))
             desired = [s for s in desired if Path(s.file).resolve() in changes.files]
-            declared = {s.section_id for s in load_or_exit(paths, ())}
-            removed = {sid: p for sid, p in changes.deleted.items() if sid not in declared}
+            ids = {s.section_id for s in declared}
+            removed = {sid: p for sid, p in changes.deleted.items() if sid not in ids}
         settings = engine.Settings.from_env(
             store_url, workers=jobs, dub_concurrency=dub_concurrency,
             max_dub_minutes=max_dub_minutes, prune=prune, allow_empty=allow_empty, deep=deep,

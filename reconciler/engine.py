@@ -65,14 +65,17 @@ class Settings:
 
 def load(paths: list[Path], section_ids: list[int] | None = None) -> list[Section]:
     """Validate every manifest (all must be valid), then keep the requested sections."""
-    sections = load_manifests(paths)
-    if section_ids:
-        known = {s.section_id for s in sections}
-        unknown = sorted(set(section_ids) - known)
-        if unknown:
-            raise ValueError(f"--section {unknown[0]}: no manifest declares it")
-        sections = [s for s in sections if s.section_id in set(section_ids)]
-    return sections
+    return select(load_manifests(paths), section_ids)
+
+
+def select(sections: list[Section], section_ids: list[int] | None) -> list[Section]:
+    """The sections with these ids (all when none are given); an unknown id is an error."""
+    if not section_ids:
+        return sections
+    unknown = sorted(set(section_ids) - {s.section_id for s in sections})
+    if unknown:
+        raise ValueError(f"--section {unknown[0]}: no manifest declares it")
+    return [s for s in sections if s.section_id in set(section_ids)]
 
 
 @dataclass

@@ -378,12 +378,12 @@ class _SectionPlanner:
             reason = self._master_drift()
             if reason is None:
                 info = self.o.master
-                if info is not None and info.headers_known and _meta_diff(
-                    info, layout.PLAYLIST_META
-                ):
+                diff = _meta_diff(info, layout.PLAYLIST_META) if (
+                    info is not None and info.headers_known) else ()
+                if diff:
                     self.actions.append(
                         Action(Kind.FIX_METADATA, UPDATE, None, "metadata differs", keys=(key,),
-                               detail=_meta_diff(info, layout.PLAYLIST_META))
+                               detail=diff)
                     )
                 return
         self.actions.append(
