@@ -94,6 +94,30 @@ def target_duration(durations: Iterable[float]) -> int:
     return max((math.floor(d + 0.5) for d in durations), default=1) or 1
 
 
+def _splits(char: str) -> bool:
+    """A character a line splitter (str.splitlines, RFC 8216's CR/LF) would break a line on."""
+    return len(f"a{char}b".splitlines()) > 1
+
+
+def _line_safe(value: str, what: str) -> str:
+    """A value that stays on its own line: no line break of any kind and no control character
+    (C0, DEL, C1). Refused, never escaped: HLS has no escape syntax."""
+    bad = next((c for c in value if _splits(c) or ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F), None)
+    if bad is not None:
+        raise PlaylistError(f"{what} {value[:80]!r} contains {bad!r}, which a playlist cannot "
+                            "carry")
+    return value
+
+
+def quoted(value: str, what: str) -> str:
+    """An RFC 8216 quoted-string: `"value"`; a DQUOTE, CR, LF, any other line break or control
+    character in the value is refused (PlaylistError)."""
+    if '"' in value:
+        raise PlaylistError(f"{what} {value[:80]!r} contains '\"', which a quoted-string "
+                            "cannot carry")
+    return f'"{_line_safe(value, what)}"'
+
+
 def render_media(playlist: MediaPlaylist) -> str:
     lines = [
         "#EXTM3U",
@@ -102,10 +126,10 @@ def render_media(playlist: MediaPlaylist) -> str:
         "#EXT-X-MEDIA-SEQUENCE:0",
         "#EXT-X-PLAYLIST-TYPE:VOD",
         "#EXT-X-INDEPENDENT-SEGMENTS",
-        f'#EXT-X-MAP:URI="{playlist.map_uri or INIT}"',
+        f"#EXT-X-MAP:URI={quoted(playlist.map_uri or INIT, 'EXT-X-MAP URI')}",
     ]
     for seg in playlist.segments:
-        lines += [f"#EXTINF:{seg.duration:.6f},", seg.uri]
+        lines += [f"#EXTINF:{seg.duration:.6f},", _line_safe(seg.uri, "segment URI")]
     if playlist.endlist:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
@@ -155,15 +179,17 @@ class AudioRendition:
 
 
 def render_master(video: VideoVariant, audios: list[AudioRendition]) -> str:
-    """master.m3u8: one audio group, one variant. Exactly one DEFAULT=YES when audios exist."""
+    """master.m3u8: one audio group, one variant. Exactly one DEFAULT=YES when audios exist.
+    A value a quoted-string cannot carry raises PlaylistError (nothing is escaped)."""
     if audios and sum(a.default for a in audios) != 1:
         raise ValueError("exactly one audio rendition must be the default")
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{PLAYLIST_VERSION}", "#EXT-X-INDEPENDENT-SEGMENTS"]
     for a in audios:
         lines.append(
-            f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP}",NAME="{a.name}",'
-            f'LANGUAGE="{a.language}",AUTOSELECT=YES,DEFAULT={"YES" if a.default else "NO"},'
-            f'CHANNELS="{a.channels}",URI="{a.uri}"'
+            f'#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="{AUDIO_GROUP}",NAME={quoted(a.name, "NAME")},'
+            f'LANGUAGE={quoted(a.language, "LANGUAGE")},AUTOSELECT=YES,'
+            f'DEFAULT={"YES" if a.default else "NO"},'
+            f'CHANNELS="{a.channels}",URI={quoted(a.uri, "URI")}'
         )
     codecs = [video.codec] + sorted({a.codec for a in audios})
     peak = video.peak_bps + max((a.peak_bps for a in audios), default=0)
@@ -171,14 +197,14 @@ def render_master(video: VideoVariant, audios: list[AudioRendition]) -> str:
     attrs = [
         f"BANDWIDTH={peak}",
         f"AVERAGE-BANDWIDTH={avg}",
-        f'CODECS="{",".join(codecs)}"',
+        f'CODECS={quoted(",".join(codecs), "CODECS")}',
         f"RESOLUTION={video.width}x{video.height}",
     ]
     if video.frame_rate:
         attrs.append(f"FRAME-RATE={video.frame_rate:.3f}")
     if audios:
         attrs.append(f'AUDIO="{AUDIO_GROUP}"')
-    lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), video.uri]
+    lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), _line_safe(video.uri, "variant URI")]
     return "\n".join(lines) + "\n"
 
 

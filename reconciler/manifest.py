@@ -22,6 +22,7 @@ import langcodes
 import yaml
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+MAX_MESSAGE = 240  # characters of one error message (values in it are cut to SHOWN_CHARS)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,8 @@ class _Context:
     def error(self, path: list, message: str) -> None:
         node = _node_at(self.root_node, path)
         line = node.start_mark.line + 1 if node is not None else None
+        if len(message) > MAX_MESSAGE:  # one line each, however large the offending value
+            message = message[: MAX_MESSAGE - 1] + "…"
         self.errors.append(ManifestError(self.file, line, _field(path), message))
 
 
@@ -157,6 +160,24 @@ def _redact(text: str) -> str:
     """Messages may quote a manifest's value: never echo a password or a presigned query."""
     return _QUERY.sub(r"\1?…", _CREDENTIALS.sub(r"\1…@", text))
 
+
+
+_PATTERN_MESSAGES = {
+    "code": "{} is not a valid BCP 47 language tag",
+    "sourceLanguage": "{} is not 'auto' or a BCP 47 language tag",
+    "name": "{} contains a double quote, a line break or a control character (NAME is a "
+            "quoted-string in master.m3u8)",
+    "video": "{} contains whitespace, a line break or a control character",
+    "audio": "{} contains whitespace, a line break or a control character",
+}
+SHOWN_CHARS = 80
+
+
+def shown(value: object) -> str:
+    """A value as an error message may echo it: repr (so line breaks stay visible), at most
+    SHOWN_CHARS characters, credentials and presigned queries removed."""
+    text = _redact(repr(value))
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
 def _source(ctx: _Context, path: list, value: str, base: Path, root: Path) -> Source | None:
@@ -180,7 +201,8 @@ def _source(ctx: _Context, path: list, value: str, base: Path, root: Path) -> So
                 ctx.error(path, "expected https://HOST/PATH")
                 return None
             return Source("https", value)
-        ctx.error(path, f"unsupported scheme {scheme!r}: use s3://, https:// or a relative path")
+        ctx.error(path, f"unsupported scheme {shown(scheme)}: use s3://, https:// or a "
+                        "relative path")
         return None
     decoded = unquote(value)
     if decoded.startswith(("/", "~")) or Path(decoded).is_absolute():
@@ -236,17 +258,19 @@ def _parse_file(file: Path, root: Path) -> tuple[Section | None, list[ManifestEr
     validator = jsonschema.Draft202012Validator(schema())
     for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         path = list(err.absolute_path)
-        if path[-1:] == ["code"] and err.validator == "pattern":
-            ctx.error(path, f"{err.instance!r} is not a valid BCP 47 language tag")
+        if err.validator == "pattern":
+            ctx.error(path, _PATTERN_MESSAGES.get(str(path[-1]), "{} is not allowed here")
+                      .format(shown(err.instance)))
         elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
             allowed = set(err.schema.get("properties", {}))
             for key in sorted(k for k in err.instance if k not in allowed):
-                ctx.error(path + [key], f"{key!r} was unexpected (not a field of the schema)")
+                ctx.error(path + [key], f"{shown(key)} was unexpected (not a field of the schema)")
         else:
-            ctx.error(path, _redact(err.message))
+            message = err.message.replace(repr(err.instance), shown(err.instance))
+            ctx.error(path, _redact(message))
     sid = data.get("sectionId")
     if not ctx.errors and (not isinstance(sid, int) or isinstance(sid, bool)):
-        ctx.error(["sectionId"], f"{sid!r} is not an integer")
+        ctx.error(["sectionId"], f"{shown(sid)} is not an integer")
     if ctx.errors:
         return None, ctx.errors
 
@@ -262,12 +286,12 @@ def _parse_file(file: Path, root: Path) -> tuple[Section | None, list[ManifestEr
     for i, raw in enumerate(data["languages"]):
         code = raw["code"]
         if not langcodes.tag_is_valid(code):
-            ctx.error(["languages", i, "code"], f"{code!r} is not a valid BCP 47 language tag")
+            ctx.error(["languages", i, "code"], f"{shown(code)} is not a valid BCP 47 language tag")
             continue
         if code.lower() in seen_codes:
             ctx.error(
                 ["languages", i, "code"],
-                f"duplicate language {code!r} (also languages[{seen_codes[code.lower()]}])",
+                f"duplicate language {shown(code)} (also languages[{seen_codes[code.lower()]}])",
             )
             continue
         seen_codes[code.lower()] = i
@@ -275,7 +299,8 @@ def _parse_file(file: Path, root: Path) -> tuple[Section | None, list[ManifestEr
         if name in seen_names:
             ctx.error(
                 ["languages", i, "name"],
-                f"NAME {name!r} is also used by languages[{seen_names[name]}]; set a unique name",
+                f"NAME {shown(name)} is also used by languages[{seen_names[name]}]; "
+                "set a unique name",
             )
         seen_names[name] = i
         audio: Source | None = None

@@ -41,6 +41,21 @@ def published(store: str, sid: int) -> list[str]:
         if root.exists() else []
 
 
+def listing(store: str) -> dict[str, bytes]:
+    """Every file of a local store (objects and their metadata), with its bytes."""
+    root = Path(store[len("file://"):])
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()} if root.exists() else {}
+
+
+def refused(res, *needles: str) -> None:
+    """Exit 1 and one clear line on stderr naming what is wrong (no traceback)."""
+    assert res.code == 1, (res.stdout, res.stderr)
+    assert "Traceback" not in res.stdout + res.stderr
+    line = next((x for x in res.stderr.splitlines() if all(n in x for n in needles)), None)
+    assert line is not None, (needles, res.stderr)
+
+
 def master_languages(store: str, sid: int) -> list[str]:
     master = Path(store[len("file://"):]) / PREFIX / str(sid) / "master.m3u8"
     return re.findall(r'LANGUAGE="([^"]+)"', master.read_text()) if master.exists() else []
@@ -135,3 +150,33 @@ def test_the_repositorys_example_manifests_are_valid():
     res = reconcile("validate", root / "manifests")
     assert res.code == 0, res.stderr
     assert "sections 11, 12" in res.stdout
+
+
+@pytest.mark.parametrize("name", ["Korean\n", "Ko\u2028rean", "Korean\x85", "Ko\x00rean"])
+def test_language_name_that_would_break_master_is_refused(repo, store, name):
+    repo.write(11, [{"code": "ko", "audio": "source", "default": True},
+                    {"code": "en", "audio": "../media/en.mp3"}])
+    assert reconcile("--apply", repo.manifests, "--store", store).code == 0
+    before = listing(store)
+    path = repo.write(11, [{"code": "ko", "audio": "source", "default": True, "name": name},
+                           {"code": "en", "audio": "../media/en.mp3"}])
+    res = reconcile("--apply", repo.manifests, "--store", store)
+    refused(res, str(path), "languages[0].name", "line break")
+    assert listing(store) == before
+
+
+@pytest.mark.parametrize("field, value", [("code", "en\n"), ("video", "../media/lecture.mp4\n"),
+                                          ("sourceLanguage", "ko\n"), ("audio", "../m.mp3\x00")])
+def test_trailing_newline_or_control_in_any_anchored_field_is_refused(repo, store, field, value):
+    lang = {"code": "en", "audio": "../media/en.mp3"}
+    extra: dict = {}
+    if field in ("code", "audio"):
+        lang[field] = value
+    elif field == "video":
+        extra["video"] = value
+    else:
+        extra[field] = value
+    path = repo.write(11, [lang], **extra)
+    res = reconcile("--apply", repo.manifests, "--store", store)
+    refused(res, str(path), field)
+    assert listing(store) == {}

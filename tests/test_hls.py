@@ -324,3 +324,28 @@ def test_bitrates_of_an_empty_playlist_and_a_missing_size():
     assert bitrates(MediaPlaylist(1, ()), {}) == (0, 0)
     with pytest.raises(KeyError):
         bitrates(MediaPlaylist(4, (Segment("a.m4s", 4.0),)), {"b.m4s": 1})
+
+
+# -- the writer refuses what a quoted-string or a line cannot carry (issue 11) ----------------
+
+LINE_BREAKERS = ["\n", "\r", "\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x00", "\x1f",
+                 "\x7f", "\x9f"]
+
+
+@pytest.mark.parametrize("bad", [*LINE_BREAKERS, '"'])
+@pytest.mark.parametrize("field", ["name", "language", "uri"])
+def test_render_master_refuses_values_a_quoted_string_cannot_carry(bad, field):
+    video = VideoVariant("avc1.64001e", 640, 360, 24.0, 800_000, 700_000)
+    good = dict(language="ko", name="Korean", default=True, codec="mp4a.40.2", channels=2,
+                peak_bps=1, avg_bps=1, uri="audio/ko/audio.m3u8")
+    good[field] = f"Ko{bad}x"
+    with pytest.raises(PlaylistError, match=field.upper()):
+        render_master(video, [AudioRendition(**good)])
+
+
+@pytest.mark.parametrize("bad", LINE_BREAKERS)
+def test_render_media_and_variant_refuse_uris_a_line_splitter_would_split(bad):
+    with pytest.raises(PlaylistError, match="segment URI"):
+        render_media(MediaPlaylist(4, (Segment(f"a{bad}b.m4s", 4.0),)))
+    with pytest.raises(PlaylistError, match="variant URI"):
+        render_master(VideoVariant("avc1.64001e", 640, 360, None, 1, 1, uri=f"v{bad}.m3u8"), [])

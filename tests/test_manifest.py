@@ -600,3 +600,72 @@ def test_arbitrary_codes_are_accepted_only_when_valid_else_named(code):
     assert BCP47_SHAPE.fullmatch(code)
     assert langcodes.tag_is_valid(code)
     assert section.languages[0].code == code
+
+
+# -- NAMEs and codes from the whole of Unicode: refused, or master carries exactly them --------
+
+HOSTILE = ["\n", "\r", "\r\n", "\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x00", "\x1c",
+           "\x1f", "\x7f", "\x9f", '"', ",", "=", "\\", " ", "#EXT-X-MEDIA:", "\ufeff"]
+ANY_CHAR = st.characters(blacklist_categories=("Cs",))  # every code point UTF-8 can carry
+UNICODE_TEXT = st.lists(st.one_of(ANY_CHAR, st.sampled_from(HOSTILE)), min_size=0,
+                        max_size=12).map("".join)
+
+
+def _facts(uri: str, codec: str, kind: str):
+    from reconciler.hls import MediaPlaylist, Segment
+    from reconciler.mp4 import TrackInfo
+    from reconciler.plan import Facts
+
+    playlist = MediaPlaylist(4, (Segment(uri, 4.0),))
+    track = TrackInfo(kind, codec, width=320 if kind == "video" else None,
+                      height=180 if kind == "video" else None, channels=2)
+    return Facts(playlist, track, {uri: 1000})
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.one_of(UNICODE_TEXT, st.sampled_from(["ko", "en", "ja", "pt-BR"]),
+                                    st.sampled_from(["ko", "en"]).map(lambda c: c + "\n")),
+                          st.one_of(UNICODE_TEXT, st.none())),
+                min_size=1, max_size=4))
+def test_every_master_written_parses_back_to_exactly_the_declared_languages(langs):
+    """Property (issue 11): whatever NAME and code a manifest declares, from the full Unicode
+    range, either the manifest is refused or master.m3u8 parses back to exactly those
+    languages and NAMEs, in order (no injected line, no lost track)."""
+    from reconciler.hls import parse_master
+    from reconciler.plan import compose_master
+
+    doc_langs = [{"code": code, **({"name": name} if name is not None else {})}
+                 for code, name in langs]
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Tree(Path(tmp) / "repo")
+        path = tree.manifests / "s.yaml"
+        path.write_text(yaml.safe_dump({"sectionId": 1, "video": "v.mp4",
+                                        "languages": doc_langs}), encoding="utf-8")
+        try:
+            [section] = load_manifests([path])
+        except InvalidManifests as exc:
+            assert all(e.file == str(path) and "\n" not in str(e) for e in exc.errors)
+            return
+    declared = [(lang.code, lang.name) for lang in section.languages]
+    assert [code for code, _ in declared] == [code for code, _ in langs]
+    assert [name for (_, name), (_, raw) in zip(declared, langs, strict=True)
+            if raw is not None] == [raw for _, raw in langs if raw is not None]
+    video = _facts("v_000.m4s", "avc1.64001e", "video")
+    audio = {code: _facts("a_000.m4s", "mp4a.40.2", "audio") for code, _ in declared}
+    master = parse_master(compose_master(section, video, audio))
+    assert [(m["LANGUAGE"], m["NAME"]) for m in master.media] == declared
+    assert [m["DEFAULT"] for m in master.media].count("YES") == 1
+    assert [uri for _, uri in master.variants] == ["video/video.m3u8"]
+
+
+@pytest.mark.parametrize("name", ["Korean\n", "Korean\r", "Ko\u2028rean", "Ko\u2029rean",
+                                  "Korean\x85", "Ko\x0brean", "Ko\x0crean", "Ko\x00rean",
+                                  "Ko\x1frean", "Ko\x7frean", "Ko\x9frean", 'Ko"rean'])
+def test_name_with_a_line_break_quote_or_control_character_is_refused(tree, name):
+    path = tree.write("s.yaml", yaml.safe_dump({"sectionId": 1, "video": "v.mp4",
+                                                "languages": [{"code": "ko", "name": name}]}))
+    with pytest.raises(InvalidManifests) as exc:
+        load_manifests([path])
+    [error] = exc.value.errors
+    assert error.field == "languages[0].name" and "line break" in error.message
+    assert "\n" not in str(error) and "\r" not in str(error)
