@@ -8,6 +8,9 @@ directory otherwise, which is how the hand-run commands scattered segments and c
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +33,11 @@ AUDIO_CHANNELS = 2
 # language never jumps in volume.
 LOUDNESS_I = -16.0
 LOUDNESS_TP = -1.0
-LOUDNESS_LRA = 11.0
 # Recorded on each rendition; bump when packaging changes so renditions are rebuilt.
 VIDEO_SETTINGS = f"video:copy:hls{HLS_TIME}:v1"
 AUDIO_SETTINGS = (
     f"audio:aac-lc:{AUDIO_BITRATE}:{AUDIO_RATE}:{AUDIO_CHANNELS}ch:hls{HLS_TIME}"
-    f":loudnorm{LOUDNESS_I:g}/{LOUDNESS_TP:g}:v2"
+    f":gain{LOUDNESS_I:g}/{LOUDNESS_TP:g}:v3"
 )
 STDERR_TAIL = 12
 
@@ -62,14 +64,15 @@ def _tail(stderr: str) -> str:
     return "\n".join(stderr.strip().splitlines()[-STDERR_TAIL:])
 
 
-def _run(args: list[str], what: str) -> str:
+def _run(args: list[str], what: str, *, log: bool = False) -> str:
+    """Run ffmpeg/ffprobe; stdout, or with `log` stderr (where ffmpeg's filters report)."""
     try:
         proc = subprocess.run(args, capture_output=True, text=True, check=False)
     except FileNotFoundError as err:
         raise MediaError(f"{what}: {args[0]} is not installed") from err
     if proc.returncode != 0:
         raise MediaError(f"{what}: {args[0]} exited with {proc.returncode}", _tail(proc.stderr))
-    return proc.stdout
+    return proc.stderr if log else proc.stdout
 
 
 def _rate(text: str | None) -> float | None:
@@ -149,39 +152,111 @@ SILENCE_LUFS = -70.0  # quieter than this integrated loudness counts as silent (
 MAX_AUDIO_RATIO = 2.0  # audio longer than this many times the video is a mistake, not a dub
 
 
+BLOCK_GATE_LUFS = -70.0  # BS.1770 absolute gate for 400 ms blocks
+RELATIVE_GATE_LU = 10.0  # BS.1770 relative gate below the absolutely gated loudness
+# The limiter works on sample peaks at 48 kHz; this headroom below the true-peak ceiling covers
+# inter-sample peaks and the AAC encoder's overshoot (the tests measure true peak on the output).
+PEAK_HEADROOM_DB = 1.0
+SPLIT_MIN_SECONDS = 60.0  # shorter inputs are measured by one process
+_BLOCK = re.compile(r"\bt:\s*([0-9.]+)\s.*?\bM:\s*(-?[0-9.]+)")
+_PEAK = re.compile(r"Peak:\s*(-?[0-9.]+|-inf)\s*dBFS")
+
+
 @dataclass(frozen=True)
 class Loudness:
-    """ffmpeg loudnorm's first-pass measurement."""
+    """What one measurement of the input found: integrated loudness and sample peak."""
 
-    i: float
-    tp: float
-    lra: float
-    thresh: float
-    offset: float
+    i: float  # LUFS, BS.1770 gated
+    peak: float  # dBFS, highest sample
+
+    @property
+    def gain(self) -> float:
+        """Linear gain (dB) that brings the input to the target loudness."""
+        return LOUDNESS_I - self.i
+
+    @property
+    def needs_limiter(self) -> bool:
+        """True when that gain would push peaks into the true-peak ceiling's headroom."""
+        return self.peak + self.gain > LOUDNESS_TP - PEAK_HEADROOM_DB
 
 
-def measure_loudness(source: Path) -> Loudness:
-    """First loudnorm pass: what the audio measures, so the second pass can be linear."""
-    proc = subprocess.run(
-        [FFMPEG, "-nostdin", "-hide_banner", "-i", str(source), "-map", "0:a:0", "-vn",
-         "-af", f"loudnorm=I={LOUDNESS_I}:TP={LOUDNESS_TP}:LRA={LOUDNESS_LRA}:print_format=json",
-         "-f", "null", "-"],
-        capture_output=True, text=True, check=False,
+def integrated(blocks: list[float]) -> float:
+    """BS.1770 integrated loudness from the momentary loudness of every 400 ms block (75 %
+    overlap): absolute gate, then the relative gate 10 LU below."""
+    def mean(values: list[float]) -> float:
+        return -0.691 + 10 * math.log10(sum(10 ** ((m + 0.691) / 10) for m in values)
+                                        / len(values))
+
+    gated = [m for m in blocks if m > BLOCK_GATE_LUFS]
+    if not gated:
+        return -math.inf
+    floor = mean(gated) - RELATIVE_GATE_LU
+    return mean([m for m in gated if m > floor])
+
+
+def _measure_span(source: Path, start: float, length: float | None) -> subprocess.Popen:
+    span = ["-ss", f"{start:.3f}"] if start else []
+    span += ["-t", f"{length:.3f}"] if length is not None else []
+    return subprocess.Popen(
+        [FFMPEG, "-nostdin", "-hide_banner", "-nostats", *span, "-i", str(source),
+         "-map", "0:a:0", "-vn", "-sn", "-dn",
+         "-af", "ebur128=peak=sample:framelog=info", "-f", "null", "-"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    text = proc.stderr
-    start, end = text.rfind("{"), text.rfind("}")
-    if proc.returncode != 0 or start < 0 or end < start:
-        raise MediaError(f"measure loudness of {source.name}: ffmpeg failed", _tail(text))
-    data = json.loads(text[start : end + 1])
-    return Loudness(*(float(data[k]) for k in (
-        "input_i", "input_tp", "input_lra", "input_thresh", "target_offset")))
+
+
+def measure_loudness(source: Path, duration: float, parts: int | None = None) -> Loudness:
+    """Integrated loudness and sample peak in one decode at the input's own rate (ffmpeg
+    ebur128, not loudnorm's 192 kHz path). Long inputs are measured in `parts` spans at once
+    (one per core): every 400 ms block lies wholly inside one span, so the gated result is that
+    of one pass over the whole file (up to where each span's 100 ms block grid starts)."""
+    parts = parts or (min(os.cpu_count() or 1, 4) if duration >= SPLIT_MIN_SECONDS else 1)
+    step = round(duration / parts, 1)
+    starts = [round(k * step, 1) for k in range(parts)]
+    # Span k covers [start_k, start_k+1 + 0.3]: its blocks end from start_k + 0.4 on, so the
+    # spans' complete blocks tile the file without gap or overlap.
+    procs = [_measure_span(source, start, None if k == parts - 1 else step + 0.3)
+             for k, start in enumerate(starts)]
+    blocks: list[float] = []
+    peak = -math.inf
+    for proc in procs:
+        text = proc.communicate()[1]
+        if proc.returncode != 0:
+            raise MediaError(f"measure loudness of {source.name}: ffmpeg failed", _tail(text))
+        blocks += [float(m) for t, m in _BLOCK.findall(text) if float(t) > 0.35]
+        peaks = _PEAK.findall(text)
+        if peaks:
+            peak = max(peak, float(peaks[-1]))
+    return Loudness(integrated(blocks), peak)
+
+
+LIMITED_TOLERANCE_LU = 0.3  # a limited encode further than this from the target is redone
+
+
+def loudness_filter(measured: Loudness, correction: float = 0.0) -> str:
+    """The encode pass's filters: a linear gain to the target and, only when the gain would
+    push peaks over the ceiling, a look-ahead limiter (delay compensated, no make-up gain)
+    followed by a measurement of what the limiter left."""
+    chain = [f"aresample={AUDIO_RATE}", f"volume={measured.gain + correction:.2f}dB"]
+    if measured.needs_limiter:
+        limit = 10 ** ((LOUDNESS_TP - PEAK_HEADROOM_DB) / 20)
+        chain += [f"alimiter=limit={limit:.4f}:attack=5:release=50:level=0:latency=1",
+                  "ebur128"]
+    return ",".join([*chain, "apad"])
+
+
+def _summary_i(text: str) -> float | None:
+    found = re.search(r"I:\s*(-?[0-9.]+) LUFS", text[text.rfind("Summary:"):])
+    return float(found.group(1)) if "Summary:" in text and found else None
 
 
 def package_audio(source: Path, out_dir: Path, *, duration: float,
                   from_video: bool = False) -> MediaInfo:
-    """Encode one language: AAC-LC 128 kb/s, 48 kHz stereo, loudness-normalised (two-pass
-    loudnorm, linear where possible), padded with silence or trimmed to exactly `duration` (the
-    video's) so it spans the whole lecture. Silent, empty or far too long audio is refused."""
+    """Encode one language: AAC-LC 128 kb/s, 48 kHz stereo, loudness-normalised (one
+    measurement, then a linear gain in the encode pass; limited only when peaks need it, and
+    re-encoded once with a corrected gain if the limiter took the loudness off target), padded
+    with silence or trimmed to exactly `duration` (the video's) so it spans the whole lecture.
+    Silent, empty or far too long audio is refused."""
     info = probe(source)
     if info.audio_streams == 0:
         what = "the video has no audio track" if from_video else f"{source.name} has no audio"
@@ -193,25 +268,27 @@ def package_audio(source: Path, out_dir: Path, *, duration: float,
             f"{source.name}: audio is {info.duration:.1f}s but the video is {duration:.1f}s "
             f"(more than {MAX_AUDIO_RATIO:g}x): wrong file?"
         )
-    measured = measure_loudness(source)
+    measured = measure_loudness(source, info.duration)
     if measured.i < SILENCE_LUFS:
-        raise MediaError(f"{source.name}: audio is silent (integrated loudness {measured.i} LUFS)")
+        raise MediaError(f"{source.name}: audio is silent (integrated loudness "
+                         f"{measured.i:.1f} LUFS)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    loudnorm = (
-        f"loudnorm=I={LOUDNESS_I}:TP={LOUDNESS_TP}:LRA={LOUDNESS_LRA}:measured_I={measured.i}"
-        f":measured_TP={measured.tp}:measured_LRA={measured.lra}"
-        f":measured_thresh={measured.thresh}:offset={measured.offset}:linear=true"
-    )
-    _run(
-        [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source),
-         "-map", "0:a:0", "-vn", "-sn", "-dn",
-         "-af", f"{loudnorm},aresample={AUDIO_RATE},apad",
-         "-t", f"{duration:.3f}",
-         "-c:a", "aac", "-profile:a", "aac_low", "-b:a", AUDIO_BITRATE,
-         "-ar", str(AUDIO_RATE), "-ac", str(AUDIO_CHANNELS),
-         *_hls_args(out_dir, AUDIO_PLAYLIST, AUDIO_SEGMENT_TEMPLATE)],
-        "package audio",
-    )
+    correction = 0.0
+    for _attempt in range(2):
+        log = _run(
+            [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-y", "-i", str(source),
+             "-map", "0:a:0", "-vn", "-sn", "-dn",
+             "-af", loudness_filter(measured, correction),
+             "-t", f"{duration:.3f}",
+             "-c:a", "aac", "-profile:a", "aac_low", "-b:a", AUDIO_BITRATE,
+             "-ar", str(AUDIO_RATE), "-ac", str(AUDIO_CHANNELS),
+             *_hls_args(out_dir, AUDIO_PLAYLIST, AUDIO_SEGMENT_TEMPLATE)],
+            "package audio", log=True,
+        )
+        achieved = _summary_i(log) if measured.needs_limiter else None
+        if achieved is None or abs(achieved - LOUDNESS_I) <= LIMITED_TOLERANCE_LU:
+            break
+        correction += LOUDNESS_I - achieved
     return info
 
 
@@ -228,15 +305,17 @@ def extract_audio(source: Path, dest: Path) -> Path:
     return dest
 
 
-def loudness(path: Path) -> float:
-    """Integrated loudness (LUFS) of a file's first audio track, for checks and tests."""
+def loudness(path: Path) -> tuple[float, float]:
+    """Integrated loudness (LUFS) and true peak (dBTP) of a file's first audio track, as
+    ffmpeg's ebur128 reports them in one pass: for checks and tests of the packaged output."""
     proc = subprocess.run(
-        [FFMPEG, "-nostdin", "-hide_banner", "-i", str(path), "-map", "0:a:0",
-         "-af", "ebur128=framelog=verbose", "-f", "null", "-"],
+        [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-i", str(path), "-map", "0:a:0",
+         "-af", "ebur128=peak=true", "-f", "null", "-"],
         capture_output=True, text=True, check=False,
     )
-    for line in reversed(proc.stderr.splitlines()):
-        line = line.strip()
-        if line.startswith("I:") and "LUFS" in line:
-            return float(line.split()[1])
-    raise MediaError(f"loudness of {path.name}: no measurement", _tail(proc.stderr))
+    text = proc.stderr
+    lufs = _summary_i(text)
+    peak = re.search(r"Peak:\s*(-?[0-9.]+|-inf) dBFS", text[text.rfind("True peak:"):])
+    if proc.returncode != 0 or lufs is None or not peak:
+        raise MediaError(f"loudness of {path.name}: no measurement", _tail(text))
+    return lufs, float(peak.group(1))
