@@ -41,6 +41,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import langcodes
+import uvicorn
 import yaml
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
@@ -1003,8 +1004,6 @@ def _install_openapi(app: FastAPI, secured: bool) -> None:
 
 def serve(config: ApiConfig, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Run the API with uvicorn until interrupted; refuses unsafe exposure first."""
-    import uvicorn
-
     check_exposure(config, host)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -16,20 +16,22 @@ from pathlib import Path
 
 import click
 
-from . import engine, gitscope, planfile
+from . import __version__, engine, gitscope, planfile
 from .lock import LockError
 from .manifest import InvalidManifests
 from .render import OUTCOME_VIEWS, PLAN_VIEWS
 from .store import StoreError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+DISTRIBUTION = "lingoost-reconciler"
 
 
 class MainGroup(click.Group):
     """`reconcile --plan …` runs the default command; `reconcile verify …` a subcommand."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+        if not args or (args[0] not in self.commands
+                        and args[0] not in ("--help", "-h", "--version")):
             args = ["run", *args]
         return super().parse_args(ctx, args)
 
@@ -74,6 +76,7 @@ store_option = click.option(
 
 
 @click.group(cls=MainGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reconcile")  # = the package metadata's version
 def main() -> None:
     """Keep multi-language CMAF HLS lectures in S3/CloudFront exactly as the manifests say.
 
@@ -187,7 +190,9 @@ def demo(directory: Path) -> None:
     """The main job on the embedded default: sample media -> plan -> apply -> plan."""
     from .demo import run_demo
 
-    sys.exit(run_demo(directory, echo=click.echo))
+    # Called as .venv/bin/reconcile (scripts/demo.sh), the hint says so.
+    program = sys.argv[0] if Path(sys.argv[0]).name == "reconcile" else "reconcile"
+    sys.exit(run_demo(directory, echo=click.echo, program=program))
 
 
 @main.command("verify")
@@ -279,7 +284,10 @@ def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, gi
               store_url) -> None:
     """HTTP API for the web app: POST /api/dubbing records the request in the section's
     manifest and reconciles it with this same engine (OpenAPI at /openapi.json)."""
-    from .api import ApiConfig, serve
+    try:
+        from .api import ApiConfig, serve
+    except ModuleNotFoundError as err:  # fastapi/uvicorn are the optional [api] extra
+        fail(f"`reconcile serve` needs {err.name}: install {DISTRIBUTION}[api]")
 
     try:
         config = ApiConfig.from_env(manifests_dir, data_dir, store_url=store_url,

@@ -43,7 +43,8 @@ def prepare(root: Path, sections: tuple[int, ...] = (11, 12)) -> Path:
     return manifests
 
 
-def run_demo(root: Path, echo: Callable[..., None] = print) -> int:
+def run_demo(root: Path, echo: Callable[..., None] = print, program: str = "reconcile") -> int:
+    """Runs the demo; `program` is how the user calls the CLI, for the closing hint."""
     root = root.resolve()
     echo(f"Preparing sample media and manifests in {root} …")
     manifests = prepare(root)
@@ -66,6 +67,6 @@ def run_demo(root: Path, echo: Callable[..., None] = print) -> int:
     master = root / "store" / "assets" / "curriculumsection" / "11" / "master.m3u8"
     if master.exists():
         echo(f"\n{master}:\n{master.read_text()}")
-    echo(f"Store: {root / 'store'}  (preview it with: reconcile preview --store "
+    echo(f"Store: {root / 'store'}  (preview it with: {program} preview --store "
          f"file://{root / 'store'})")
     return 0 if outcome.ok and not again.has_changes and not again.has_errors else 1

@@ -9,13 +9,12 @@ echoed). HEAD, GET with a single byte range, and OPTIONS preflights are supporte
 Three extra paths make it a local test bench for the front end:
   /                       index of the sections found under assets/curriculumsection/
   /player.html?section=ID the example hls.js player (reconciler/player.html)
-  /hls.min.js             hls.js from node_modules (run `npm ci` in the repository)
+  /hls.min.js             hls.js, shipped inside this package (reconciler/static/, pinned version)
 """
 
 from __future__ import annotations
 
 import html
-import os
 import re
 import sys
 from email.utils import formatdate
@@ -28,30 +27,16 @@ from . import layout
 from .store import ObjectInfo, Store, StoreError
 
 PLAYER_FILE = Path(__file__).with_name("player.html")
-HLSJS_RELATIVE = Path("node_modules/hls.js/dist/hls.min.js")
-HLSJS_ENV = "RECONCILER_HLSJS"
+# Package data, so the player works from a wheel, pipx or the image without npm; the version
+# and Apache-2.0 licence sit beside it. tests/test_packaging.py checks it is byte-identical to
+# the npm package of that version.
+HLSJS_FILE = Path(__file__).parent / "static" / "hls.min.js"
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"  # what S3 answers for an object stored without one
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
 EXPOSED_HEADERS = "Content-Length, Content-Range, ETag"
 CORS_MAX_AGE = "3000"
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def find_hlsjs(start: Path | None = None) -> Path | None:
-    """hls.min.js: $RECONCILER_HLSJS, else node_modules/hls.js/dist/hls.min.js in this package's
-    directory or any parent, else the same below the working directory or any parent."""
-    env = os.environ.get(HLSJS_ENV)
-    if env:
-        path = Path(env)
-        return path if path.is_file() else None
-    roots = [Path(__file__).resolve().parent, (start or Path.cwd()).resolve()]
-    for root in roots:
-        for directory in (root, *root.parents):
-            candidate = directory / HLSJS_RELATIVE
-            if candidate.is_file():
-                return candidate
-    return None
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None | str:
@@ -219,15 +204,7 @@ class PreviewHandler(BaseHTTPRequestHandler):
         self._object(key, head)
 
     def _hlsjs(self, head: bool) -> None:
-        found = find_hlsjs()
-        if found is None:
-            self._plain(
-                HTTPStatus.NOT_FOUND,
-                "// hls.js not found: run `npm ci` in the repository (or set RECONCILER_HLSJS)\n",
-                content_type="text/javascript; charset=utf-8",
-            )
-            return
-        body = found.read_bytes()
+        body = HLSJS_FILE.read_bytes()
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/javascript; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -327,8 +304,6 @@ def serve(store: Store, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until interrupted (Ctrl-C)."""
     server = make_server(store, host, port, log=True)
     sys.stderr.write(f"preview of {store.url} at {server.url}/ (Ctrl-C to stop)\n")
-    if find_hlsjs() is None:
-        sys.stderr.write("warning: hls.js not found; run `npm ci` for the player page\n")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

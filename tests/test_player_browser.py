@@ -16,7 +16,7 @@ import pytest
 from media_helpers import make_section, running
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from reconciler import layout, preview
+from reconciler import layout
 from reconciler.preview import make_server
 from reconciler.store.local import LocalStore
 
@@ -163,16 +163,6 @@ def test_missing_init_segment_shows_an_error(page: Page, cdn: str) -> None:
     text = error.text_content()
     assert "404" in text
     assert f"{layout.audio_dir(BROKEN, 'en')}{layout.INIT}" in text
-
-
-def test_player_says_npm_ci_when_hlsjs_is_missing(
-    page: Page, cdn: str, tmp_path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(preview.HLSJS_ENV, str(tmp_path / "absent.js"))
-    page.goto(f"{cdn}/player.html?section={GOOD}")
-    error = page.locator("#error")
-    error.wait_for(state="visible", timeout=5_000)
-    assert "npm ci" in error.text_content()
 
 
 def test_ffprobe_sees_video_and_every_language(cdn: str) -> None:

@@ -170,17 +170,8 @@ def test_player_page_and_hlsjs_are_served(cdn: str) -> None:
     script = httpx.get(f"{cdn}/hls.min.js")
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]
-    assert script.content == preview.find_hlsjs().read_bytes()
+    assert script.content == preview.HLSJS_FILE.read_bytes()
     assert b"audioTrack" in script.content
-
-
-def test_missing_hlsjs_says_run_npm_ci(cdn: str, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(preview.HLSJS_ENV, str(tmp_path / "nowhere" / "hls.min.js"))
-    script = httpx.get(f"{cdn}/hls.min.js")
-    assert script.status_code == 404
-    assert "npm ci" in script.text
-    assert "npm ci" in httpx.get(f"{cdn}/player.html").text
 
 
 def test_index_lists_sections(cdn: str, store: LocalStore) -> None:
