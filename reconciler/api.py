@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import tempfile
 import threading
@@ -57,6 +56,7 @@ from .cdn import CdnError
 from .jobs import FAILED, SUCCEEDED, Job, JobQueue, JobStore
 from .lock import LockError
 from .manifest import InvalidManifests, load_manifests, manifest_files
+from .sources import FetchPolicy, SourceRefused, resolve_host
 from .store import StoreError
 
 log = logging.getLogger(__name__)
@@ -122,12 +122,6 @@ class AllowedSources:
 
 def _norm_host(host: str) -> str:
     return host.lower().rstrip(".")
-
-
-def resolve_host(host: str, port: int) -> list[str]:
-    """Every address the host resolves to (what a later fetch could connect to)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({str(info[4][0]) for info in infos})
 
 
 @dataclass
@@ -332,21 +326,6 @@ class Health(BaseModel):
 # -- input URL policy (SSRF) ------------------------------------------------------------------
 
 
-def _address_refused(address: str) -> str | None:
-    """Why connecting to this address is refused, or None when it is a public one."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for attr, what in (("is_loopback", "loopback"), ("is_link_local", "link-local"),
-                       ("is_unspecified", "unspecified"), ("is_multicast", "multicast"),
-                       ("is_private", "private"), ("is_reserved", "reserved")):
-        if getattr(ip, attr):
-            return what
-    if not ip.is_global:
-        return "non-public"
-    return None
-
-
 def check_source(url: str, allowed: AllowedSources,
                  resolver: Callable[[str, int], list[str]]) -> None:
     """Raise ApiError(422, field inputVideoUrl) unless the URL is an allowed, public input."""
@@ -376,24 +355,10 @@ def check_source(url: str, allowed: AllowedSources,
         raise refuse("expected https://HOST/PATH")
     if (host, port) not in allowed.hosts:
         raise refuse(f"host {host}:{port} is not an allowed source")
-    try:
-        addresses = [str(ipaddress.ip_address(host))]
-        verb = "is"
-    except ValueError:
-        verb = "resolves to"
-        try:
-            addresses = resolver(host, port)
-        except (OSError, UnicodeError):
-            raise refuse(f"cannot resolve {host}") from None
-    if not addresses:
-        raise refuse(f"cannot resolve {host}")
-    for address in addresses:
-        try:
-            why = _address_refused(address)
-        except ValueError:
-            why = "unparsable"
-        if why:
-            raise refuse(f"{host} {verb} a {why} address; refused")
+    try:  # the same address rule every fetch enforces again when it connects (sources.py)
+        FetchPolicy(resolver=resolver).addresses(host, port)
+    except SourceRefused as exc:
+        raise refuse(str(exc)) from None
 
 
 # -- the service: manifests + jobs --------------------------------------------------------------

@@ -42,6 +42,7 @@ from .plan import (
     dub_cache_keys,
     observed_facts,
 )
+from .sources import STRICT, FetchPolicy
 from .store import PreconditionFailed, Store, StoreError
 
 DUB_META = {".mp3": layout.ObjectMeta("audio/mpeg", "no-store"),
@@ -61,6 +62,7 @@ class Runtime:
     dub_concurrency: int = 2
     dubber: Callable[[], ElevenLabs] | None = None
     progress: Callable[[str], None] = lambda _msg: None
+    fetch_policy: FetchPolicy = STRICT
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ class _Section:
         """The section's video as a local file, fetched at most once."""
         with self._fetch_lock:
             if self._video_local is None:
-                self._video_local = fetch(self.s.video, self.work / "input")
+                self._video_local = fetch(self.s.video, self.work / "input", self.rt.fetch_policy)
             return self._video_local
 
     def speech(self) -> Path:
@@ -291,7 +293,7 @@ class _Section:
             return self._cached_dub(lang.code, action.source_id or ""), False
         if lang.audio.kind == "video":
             return self.video_local(), True
-        return fetch(lang.audio, self.work / "input"), False
+        return fetch(lang.audio, self.work / "input", self.rt.fetch_policy), False
 
     def _cached_dub(self, code: str, key: str) -> Path:
         prefix, job = dub_cache_keys(self.s.section_id, code, key)

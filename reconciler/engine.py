@@ -20,6 +20,7 @@ from .lock import SectionLock
 from .manifest import Section, load_manifests
 from .observe import ObservedSection, observe
 from .plan import Plan, PlanOptions, make_plan
+from .sources import STRICT, FetchPolicy
 from .store import Store, open_store
 
 MAX_ROUNDS = 3  # re-observe and re-plan a section whose master changed under us
@@ -41,6 +42,8 @@ class Settings:
     deep: bool = False
     lock_ttl: float = 300.0
     lock_timeout: float = 600.0
+    # Where remote inputs may be fetched from; only code (tests) ever relaxes it.
+    fetch_policy: FetchPolicy = STRICT
 
     @classmethod
     def from_env(cls, store_url: str | None = None, **overrides) -> Settings:
@@ -112,7 +115,8 @@ class Reconciler:
     def observe(self, sections: list[Section],
                 removed: Mapping[int, str] | None = None) -> dict[int, ObservedSection]:
         return observe(self.store, sections, extra_ids=list(removed or {}),
-                       deep=self.settings.deep, workers=self.settings.workers)
+                       deep=self.settings.deep, workers=self.settings.workers,
+                       policy=self.settings.fetch_policy)
 
     def plan(self, sections: list[Section], removed: Mapping[int, str] | None = None
              ) -> tuple[Plan, dict[int, ObservedSection]]:
@@ -127,6 +131,7 @@ class Reconciler:
             tmp_dir=self.settings.tmp_dir,
             workers=self.settings.workers,
             dub_concurrency=self.settings.dub_concurrency,
+            fetch_policy=self.settings.fetch_policy,
             dubber=self.dubber or _default_dubber(),
             progress=self.progress,
         )

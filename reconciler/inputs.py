@@ -2,22 +2,22 @@
 
 Observation (`identify`) is cheap and read-only: a HEAD for remote inputs, a content hash for
 local files. It yields the identity recorded on every rendition, so a changed input is rebuilt.
-`fetch` streams an input to a local file for ffmpeg.
+`fetch` streams an input to a local file: ffmpeg and ffprobe only ever read local files, and
+https inputs are fetched under the one address policy of sources.py.
 """
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import httpx
-from botocore.exceptions import BotoCoreError, ClientError
-
 from .manifest import Source
 from .media import MediaError, probe
+from .sources import STRICT, FetchError, FetchPolicy, request
 from .store import StoreError
 
 CHUNK = 1024 * 1024
@@ -66,7 +66,7 @@ def _sha256(path: Path) -> str:
     return value
 
 
-def identify(source: Source) -> InputState:
+def identify(source: Source, policy: FetchPolicy = STRICT) -> InputState:
     """Identity of an input (content hash, or ETag and size), or the reason it is unreadable."""
     try:
         if source.kind == "file":
@@ -81,20 +81,17 @@ def identify(source: Source) -> InputState:
                 return InputState(None, f"{source.display()}: no such object")
             return InputState(f"s3:{info.etag}:{info.size}")
         if source.kind == "https":
-            # Redirects are not followed: a URL is checked where it points, not elsewhere.
-            resp = httpx.head(source.uri, follow_redirects=False, timeout=30)
-            if resp.is_redirect:
-                return InputState(None, f"{source.display()}: redirects are not followed")
-            if resp.status_code >= 400:
-                return InputState(None, f"{source.display()}: HTTP {resp.status_code}")
+            resp = request(policy, "HEAD", source.uri, source.display())
             tag = resp.headers.get("etag") or resp.headers.get("last-modified") or "?"
             return InputState(f"https:{tag.strip(chr(34))}:{resp.headers.get('content-length')}")
-    except (StoreError, httpx.HTTPError, OSError) as err:
+    except FetchError as err:
+        return InputState(None, str(err))
+    except (StoreError, OSError) as err:
         return InputState(None, f"{source.display()}: {type(err).__name__}")
     raise ValueError(f"cannot identify a {source.kind} input")
 
 
-def fetch(source: Source, dest_dir: Path) -> Path:
+def fetch(source: Source, dest_dir: Path, policy: FetchPolicy = STRICT) -> Path:
     """A local file with the input's bytes (the file itself for repository files)."""
     if source.kind == "file":
         assert source.path is not None
@@ -112,34 +109,28 @@ def fetch(source: Source, dest_dir: Path) -> Path:
             raise InputError(f"{source.display()}: {err}") from err
         return dest
     if source.kind == "https":
+
+        def save(resp) -> None:
+            with dest.open("wb") as fh:
+                for chunk in resp.iter_bytes(CHUNK):
+                    fh.write(chunk)
+
         try:
-            with httpx.stream("GET", source.uri, follow_redirects=False, timeout=60) as resp:
-                if resp.status_code >= 300:
-                    raise InputError(f"{source.display()}: HTTP {resp.status_code}")
-                with dest.open("wb") as fh:
-                    for chunk in resp.iter_bytes(CHUNK):
-                        fh.write(chunk)
-        except httpx.HTTPError as err:
-            raise InputError(f"{source.display()}: {type(err).__name__}") from err
+            request(policy, "GET", source.uri, source.display(), consume=save)
+        except FetchError as err:
+            dest.unlink(missing_ok=True)
+            raise InputError(str(err)) from None
         return dest
     raise InputError(f"cannot fetch a {source.kind} input")
 
 
-
-def duration(source: Source) -> float | None:
-    """The input's duration in seconds, read by ffprobe without downloading the whole file
-    (remote inputs through a short-lived URL that is never printed); None when unknown."""
+def duration(source: Source, policy: FetchPolicy = STRICT) -> float | None:
+    """The input's duration in seconds, or None when unknown. ffprobe reads local files only:
+    a remote input is downloaded (under the policy) into a temporary folder first."""
     try:
         if source.kind == "file":
-            assert source.path is not None
-            return probe(source.path, source.display()).duration or None
-        if source.kind == "s3":
-            bucket, key = _s3_parts(source.uri)
-            url = _s3_store(bucket).client.generate_presigned_url(
-                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=900
-            )
-        else:
-            url = source.uri
-        return probe(url, source.display()).duration or None
-    except (MediaError, StoreError, OSError, BotoCoreError, ClientError):
+            return probe(fetch(source, Path()), source.display()).duration or None
+        with tempfile.TemporaryDirectory(prefix="reconciler-probe-") as tmp:
+            return probe(fetch(source, Path(tmp), policy), source.display()).duration or None
+    except (MediaError, InputError, OSError):
         return None

@@ -17,6 +17,7 @@ from .hls import MediaPlaylist, PlaylistError, parse_master, parse_media
 from .inputs import InputState, duration, identify
 from .manifest import Section
 from .mp4 import InitSegmentError, TrackInfo, read_track
+from .sources import STRICT, FetchPolicy
 from .store import ObjectInfo, Store, StoreError
 
 STAMP_SOURCE = "reconciler-source"
@@ -100,10 +101,12 @@ def _audio_codes(section_id: int, keys: list[str]) -> set[str]:
 class _SectionReader:
     """Reads one section; each step fills in the ObservedSection."""
 
-    def __init__(self, store: Store, section_id: int, deep: bool, pool: ThreadPoolExecutor):
+    def __init__(self, store: Store, section_id: int, deep: bool, pool: ThreadPoolExecutor,
+                 policy: FetchPolicy = STRICT):
         self.store = store
         self.obs = ObservedSection(section_id, {})
         self.deep = deep
+        self.policy = policy
         self.pool = pool
 
     def _remember(self, info: ObjectInfo) -> None:
@@ -200,16 +203,15 @@ class _SectionReader:
 
     def observe_inputs(self, section: Section) -> None:
         """Identities of the inputs, so changed ones are rebuilt; the dub cache listing."""
-        self.obs.video_input = identify(section.video)
+        self.obs.video_input = identify(section.video, self.policy)
         remote = [lang for lang in section.languages if lang.audio and lang.audio.kind != "video"]
-        for lang, state in zip(
-            remote, self.pool.map(lambda lang: identify(lang.audio), remote), strict=True
-        ):
+        states = self.pool.map(lambda lang: identify(lang.audio, self.policy), remote)
+        for lang, state in zip(remote, states, strict=True):
             self.obs.audio_inputs[lang.code] = state
         if any(lang.audio is None for lang in section.languages):
             self.obs.dub_cache = self.store.list(dub_cache_prefix(section.section_id))
             if not self.obs.video.complete:
-                self.obs.video_duration = duration(section.video)
+                self.obs.video_duration = duration(section.video, self.policy)
 
 
 def observe(
@@ -218,6 +220,7 @@ def observe(
     *,
     extra_ids: list[int] | None = None,
     deep: bool = False,
+    policy: FetchPolicy = STRICT,
     workers: int = 8,
 ) -> dict[int, ObservedSection]:
     """Observe every section (and `extra_ids` with no manifest, e.g. to prune)."""
@@ -228,7 +231,7 @@ def observe(
         results = {}
         for sid, section in wanted.items():
             try:
-                results[sid] = _SectionReader(store, sid, deep, pool).run(section)
+                results[sid] = _SectionReader(store, sid, deep, pool, policy).run(section)
             except StoreError as err:  # one section's failure must not stop the others
                 results[sid] = ObservedSection(sid, {}, error=f"observe failed: {err}")
         return results

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli_helpers import reconcile
+from cli_helpers import reconcile, store_listing
 
 from reconciler import samples
 
@@ -39,13 +39,6 @@ def published(store: str, sid: int) -> list[str]:
     root = Path(store[len("file://"):]) / PREFIX / str(sid)
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) \
         if root.exists() else []
-
-
-def listing(store: str) -> dict[str, bytes]:
-    """Every file of a local store (objects and their metadata), with its bytes."""
-    root = Path(store[len("file://"):])
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()} if root.exists() else {}
 
 
 def refused(res, *needles: str) -> None:
@@ -157,12 +150,12 @@ def test_language_name_that_would_break_master_is_refused(repo, store, name):
     repo.write(11, [{"code": "ko", "audio": "source", "default": True},
                     {"code": "en", "audio": "../media/en.mp3"}])
     assert reconcile("--apply", repo.manifests, "--store", store).code == 0
-    before = listing(store)
+    before = store_listing(store)
     path = repo.write(11, [{"code": "ko", "audio": "source", "default": True, "name": name},
                            {"code": "en", "audio": "../media/en.mp3"}])
     res = reconcile("--apply", repo.manifests, "--store", store)
     refused(res, str(path), "languages[0].name", "line break")
-    assert listing(store) == before
+    assert store_listing(store) == before
 
 
 @pytest.mark.parametrize("field, value", [("code", "en\n"), ("video", "../media/lecture.mp4\n"),
@@ -179,4 +172,4 @@ def test_trailing_newline_or_control_in_any_anchored_field_is_refused(repo, stor
     path = repo.write(11, [lang], **extra)
     res = reconcile("--apply", repo.manifests, "--store", store)
     refused(res, str(path), field)
-    assert listing(store) == {}
+    assert store_listing(store) == {}

@@ -1,0 +1,183 @@
+"""The one address policy for fetching remote inputs (videos, supplied dubs) over the network.
+
+Every remote input the reconciler reads over HTTP goes through `client(policy)`: https only, no
+redirects, and the address actually connected to is checked **at connect time** (the host is
+resolved once, every address it resolves to must be public, and the socket connects to that
+checked address), so DNS rebinding between a check and the fetch cannot reach loopback,
+private, link-local or metadata addresses. ffmpeg and ffprobe never fetch anything: inputs are
+downloaded through this client first and the tools read local files only (media.py).
+
+The CLI and the HTTP API share it; api.py adds its allow-list on top. The only way to relax the
+policy is to construct a `FetchPolicy` in code (the tests' loopback servers do): no environment
+variable or flag does, so a production process cannot be talked into it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+ATTEMPTS = 3  # per remote request, first try included (as S3 requests)
+TIMEOUT = httpx.Timeout(30.0, read=60.0)
+
+
+class FetchError(Exception):
+    """A remote input could not be fetched (after retries); the message carries no secret."""
+
+
+class SourceRefused(FetchError):
+    """The policy forbids this URL or the address it resolves to; never retried."""
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """Every address the host resolves to (what a connection could go to)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def address_refused(address: str) -> str | None:
+    """Why connecting to this address is refused (loopback, private, link-local - which holds
+    the cloud metadata service -, ...), or None when it is a public one."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for attr, what in (("is_loopback", "loopback"), ("is_link_local", "link-local"),
+                       ("is_unspecified", "unspecified"), ("is_multicast", "multicast"),
+                       ("is_private", "private"), ("is_reserved", "reserved")):
+        if getattr(ip, attr):
+            return what
+    if not ip.is_global:
+        return "non-public"
+    return None
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """What remote fetches may reach: https only, always. The default is the production policy;
+    `exempt_addresses` and `ssl_context` (trusting a test CA) exist so a test can reach its own
+    loopback server, explicitly and in code."""
+
+    exempt_addresses: frozenset[str] = frozenset()
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
+    resolver: Callable[[str, int], list[str]] = field(default=resolve_host, compare=False)
+
+    def check_url(self, url: str) -> None:
+        """Refuse a URL by its shape: scheme, embedded credentials, missing host."""
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "https":
+            raise SourceRefused("only https inputs are fetched")
+        if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+            raise SourceRefused("URL must not embed credentials (user:password@)")
+        if not parts.hostname:
+            raise SourceRefused("URL has no host")
+
+    def addresses(self, host: str, port: int) -> list[str]:
+        """The addresses `host` resolves to, all of them allowed; SourceRefused otherwise."""
+        try:
+            found = [str(ipaddress.ip_address(host.strip("[]")))]
+            verb = "is"
+        except ValueError:
+            verb = "resolves to"
+            try:
+                found = self.resolver(host, port)
+            except (OSError, UnicodeError):
+                raise SourceRefused(f"cannot resolve {host}") from None
+        if not found:
+            raise SourceRefused(f"cannot resolve {host}")
+        for address in found:
+            if address in self.exempt_addresses:
+                continue
+            try:
+                why = address_refused(address)
+            except ValueError:
+                why = "unparsable"
+            if why:
+                raise SourceRefused(f"{host} {verb} a {why} address ({address}); refused")
+        return found
+
+
+STRICT = FetchPolicy()
+
+
+class _CheckedBackend(httpcore.SyncBackend):
+    """Connects only to addresses the policy allows, checked when the socket is opened (TLS
+    still verifies, and SNI still names, the URL's host)."""
+
+    def __init__(self, policy: FetchPolicy) -> None:
+        self.policy = policy
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Iterable | None = None) -> httpcore.NetworkStream:
+        address = self.policy.addresses(host, port)[0]
+        return super().connect_tcp(address, port, timeout, local_address, socket_options)
+
+
+class _CheckedTransport(httpx.HTTPTransport):
+    def __init__(self, policy: FetchPolicy) -> None:
+        super().__init__(trust_env=False)
+        # httpx offers no public hook for the network backend; its connection pool takes one.
+        self._pool = httpcore.ConnectionPool(ssl_context=policy.ssl_context
+                                             or httpx.create_ssl_context(),
+                                             network_backend=_CheckedBackend(policy))
+
+
+def client(policy: FetchPolicy = STRICT) -> httpx.Client:
+    """An httpx client under the policy: no redirects, no proxies from the environment."""
+    return httpx.Client(transport=_CheckedTransport(policy), follow_redirects=False,
+                        trust_env=False, timeout=TIMEOUT)
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, _ServerBusy):
+        return True
+    return isinstance(exc, httpx.TransportError) and not isinstance(
+        exc, httpx.UnsupportedProtocol)
+
+
+class _ServerBusy(Exception):
+    """429 or 5xx: worth asking again."""
+
+
+def _answer(resp: httpx.Response, label: str) -> httpx.Response:
+    if resp.is_redirect:
+        raise FetchError(f"{label}: redirects are not followed (HTTP {resp.status_code})")
+    if resp.status_code == 429 or resp.status_code >= 500:
+        raise _ServerBusy(f"HTTP {resp.status_code}")
+    if resp.status_code >= 300:
+        raise FetchError(f"{label}: HTTP {resp.status_code}")
+    return resp
+
+
+def request(policy: FetchPolicy, method: str, url: str, label: str,
+            consume: Callable[[httpx.Response], object] | None = None) -> httpx.Response:
+    """One remote request under the policy and the retry policy (at most ATTEMPTS tries with
+    jittered exponential backoff, on network errors, 429 and 5xx). `consume` reads a streamed
+    body inside the attempt, so a broken download is retried whole. `label` names the input in
+    errors (a presigned URL's signature never goes into one)."""
+    def attempt() -> httpx.Response:
+        with client(policy) as http, http.stream(method, url) as resp:
+            _answer(resp, label)
+            if consume is not None:
+                consume(resp)
+            return resp
+
+    retrying = Retrying(retry=retry_if_exception(_retryable), stop=stop_after_attempt(ATTEMPTS),
+                        wait=wait_random_exponential(multiplier=0.5, max=5), reraise=True)
+    try:
+        policy.check_url(url)
+        return retrying(attempt)
+    except SourceRefused as exc:
+        raise SourceRefused(f"{label}: {exc}") from None
+    except _ServerBusy as exc:
+        raise FetchError(f"{label}: {exc} after {ATTEMPTS} attempts") from None
+    except httpx.HTTPError as exc:
+        raise FetchError(f"{label}: {type(exc).__name__}") from None
