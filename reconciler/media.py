@@ -40,6 +40,12 @@ AUDIO_SETTINGS = (
     f":gain{LOUDNESS_I:g}/{LOUDNESS_TP:g}:v3"
 )
 STDERR_TAIL = 12
+# The only demuxers an input is opened with, and the only protocol: a "video" that is really an
+# HLS playlist, an ffconcat list or an image pattern would make ffmpeg read other files
+# (outside the repository, or over the network). Names as ffmpeg's -format_whitelist matches
+# them: mov covers mp4/m4a, matroska covers webm.
+INPUT_FORMATS = ("mov", "matroska", "mp3", "wav", "aac", "flac", "ogg")
+_NOT_ALLOWED = re.compile(r"\[(\w+) @ [^\]]*\] Format not on whitelist")
 
 
 class MediaError(Exception):
@@ -64,6 +70,21 @@ def _tail(stderr: str) -> str:
     return "\n".join(stderr.strip().splitlines()[-STDERR_TAIL:])
 
 
+def input_args(path: Path) -> list[str]:
+    """`-i` for a local media file, opened only with the allowed demuxers and the file
+    protocol (`file:` also keeps a name like `x:y.mp4` from reading as a protocol)."""
+    return ["-protocol_whitelist", "file", "-format_whitelist", ",".join(INPUT_FORMATS),
+            "-i", f"file:{Path(path).resolve()}"]
+
+
+def _refused_format(stderr: str) -> str | None:
+    found = _NOT_ALLOWED.search(stderr)
+    if found is None:
+        return None
+    return (f"is {found[1]!r} data, not a media file (read only as "
+            f"{', '.join(INPUT_FORMATS)}: playlists, concat lists and image sequences are refused)")
+
+
 def _run(args: list[str], what: str, *, log: bool = False) -> str:
     """Run ffmpeg/ffprobe; stdout, or with `log` stderr (where ffmpeg's filters report)."""
     try:
@@ -71,6 +92,9 @@ def _run(args: list[str], what: str, *, log: bool = False) -> str:
     except FileNotFoundError as err:
         raise MediaError(f"{what}: {args[0]} is not installed") from err
     if proc.returncode != 0:
+        refused = _refused_format(proc.stderr)
+        if refused:
+            raise MediaError(f"{what}: {refused}")
         raise MediaError(f"{what}: {args[0]} exited with {proc.returncode}", _tail(proc.stderr))
     return proc.stderr if log else proc.stdout
 
@@ -86,13 +110,13 @@ def _rate(text: str | None) -> float | None:
     return round(value, 3) if value > 0 else None
 
 
-def probe(path: Path | str, label: str | None = None) -> MediaInfo:
-    """Duration and streams of a media file or URL; MediaError when ffprobe cannot read it.
+def probe(path: Path, label: str | None = None) -> MediaInfo:
+    """Duration and streams of a local media file; MediaError when ffprobe cannot read it.
     `label` names it in errors (never put a presigned URL in a message)."""
     out = _run(
         [FFPROBE, "-v", "error", "-show_entries",
          "format=duration:stream=codec_type,codec_name,width,height,avg_frame_rate,duration",
-         "-of", "json", str(path)],
+         "-of", "json", *input_args(path)],
         f"probe {label or Path(path).name}",
     )
     data = json.loads(out or "{}")
@@ -140,7 +164,7 @@ def package_video(source: Path, out_dir: Path) -> MediaInfo:
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     _run(
-        [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source),
+        [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *input_args(source),
          "-map", "0:v:0", "-c:v", "copy", "-an", "-sn", "-dn",
          *_hls_args(out_dir, VIDEO_PLAYLIST, VIDEO_SEGMENT_TEMPLATE)],
         "package video",
@@ -198,7 +222,7 @@ def _measure_span(source: Path, start: float, length: float | None) -> subproces
     span = ["-ss", f"{start:.3f}"] if start else []
     span += ["-t", f"{length:.3f}"] if length is not None else []
     return subprocess.Popen(
-        [FFMPEG, "-nostdin", "-hide_banner", "-nostats", *span, "-i", str(source),
+        [FFMPEG, "-nostdin", "-hide_banner", "-nostats", *span, *input_args(source),
          "-map", "0:a:0", "-vn", "-sn", "-dn",
          "-af", "ebur128=peak=sample:framelog=info", "-f", "null", "-"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -276,7 +300,7 @@ def package_audio(source: Path, out_dir: Path, *, duration: float,
     correction = 0.0
     for _attempt in range(2):
         log = _run(
-            [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-y", "-i", str(source),
+            [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-y", *input_args(source),
              "-map", "0:a:0", "-vn", "-sn", "-dn",
              "-af", loudness_filter(measured, correction),
              "-t", f"{duration:.3f}",
@@ -298,7 +322,7 @@ def extract_audio(source: Path, dest: Path) -> Path:
         raise MediaError("the video has no audio track to dub")
     dest.parent.mkdir(parents=True, exist_ok=True)
     _run(
-        [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", str(source),
+        [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *input_args(source),
          "-map", "0:a:0", "-vn", "-c:a", "libmp3lame", "-b:a", "128k", str(dest)],
         "extract audio",
     )
@@ -309,7 +333,7 @@ def loudness(path: Path) -> tuple[float, float]:
     """Integrated loudness (LUFS) and true peak (dBTP) of a file's first audio track, as
     ffmpeg's ebur128 reports them in one pass: for checks and tests of the packaged output."""
     proc = subprocess.run(
-        [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-i", str(path), "-map", "0:a:0",
+        [FFMPEG, "-nostdin", "-hide_banner", "-nostats", *input_args(path), "-map", "0:a:0",
          "-af", "ebur128=peak=true", "-f", "null", "-"],
         capture_output=True, text=True, check=False,
     )

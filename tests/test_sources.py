@@ -18,6 +18,7 @@ from cli_helpers import reconcile, store_listing
 from reconciler import engine
 from reconciler.inputs import InputError, fetch, identify
 from reconciler.manifest import Source
+from reconciler.media import MediaError, probe
 from reconciler.sources import STRICT, FetchPolicy, SourceRefused, request
 
 
@@ -202,3 +203,40 @@ def test_cli_refuses_a_loopback_or_redirecting_input_and_publishes_nothing(repo,
     assert store_listing(store) == {}
     assert origin.requests == []  # refused before any byte went out
     assert manifest.exists()
+
+
+# -- item 3: inputs are opened with an allow-list of demuxers, from local files only ------------
+
+PLAYLIST = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\n{target}\n#EXT-X-ENDLIST\n"
+CONCAT = "ffconcat version 1.0\nfile '{target}'\n"
+
+
+@pytest.mark.parametrize("kind, text, target", [
+    ("hls", PLAYLIST, "/etc/passwd"),
+    ("hls", PLAYLIST, "../../../../etc/hostname"),
+    ("concat", CONCAT, "/etc/hostname"),
+])
+def test_probe_refuses_playlists_and_concat_lists(tmp_path, kind, text, target):
+    fake = tmp_path / "video.mp4"
+    fake.write_text(text.format(target=target))
+    with pytest.raises(MediaError, match=f"is '{kind}' data, not a media file"):
+        probe(fake)
+
+
+@pytest.mark.parametrize("field", ["video", "audio"])
+def test_a_playlist_given_as_an_input_is_refused_and_nothing_published(repo, tmp_path, field):
+    (repo.root / "media" / "evil.mp4").write_text(PLAYLIST.format(target="/etc/passwd"))
+    store = f"file://{tmp_path / 'store'}"
+    if field == "video":
+        repo.write(11, [{"code": "en", "audio": "../media/en.mp3"}], video="../media/evil.mp4")
+    else:
+        repo.write(11, [{"code": "en", "audio": "../media/evil.mp4"}])
+    res = reconcile("--apply", repo.manifests, "--store", store)
+    assert res.code == 1
+    assert "is 'hls' data, not a media file" in res.stdout
+    assert "root:" not in res.stdout + res.stderr
+    files = store_listing(store)
+    if field == "video":
+        assert files == {}
+    else:  # the video is published; the language whose input was a playlist is not
+        assert not any("/audio/en/" in k for k in files)
