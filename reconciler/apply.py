@@ -171,11 +171,17 @@ class _Section:
         return max([target_duration(s.duration for s in own.segments), *known])
 
     def publish(self, language: str | None, out: Path, source_id: str,
-                extra: dict[str, str]) -> Facts:
+                extra: dict[str, str], expected: float) -> Facts:
         """Upload a packaged rendition: init + segments, then its playlist (our rewrite),
-        then remove segments the new playlist no longer names."""
+        then remove segments the new playlist no longer names. A rendition more than
+        media.MAX_SHORTFALL seconds shorter than `expected` (what the input says it lasts) is
+        refused before any upload: ffmpeg exits 0 on a file cut short."""
         name = layout.playlist_name(language)
         produced = parse_media((out / name).read_text())
+        if expected - produced.duration > media.MAX_SHORTFALL:
+            raise media.MediaError(
+                f"packaged {produced.duration:.1f}s but the input lasts {expected:.1f}s "
+                "(truncated or damaged?); not published")
         missing = [s.uri for s in produced.segments if not (out / s.uri).is_file()]
         if missing or not (out / layout.INIT).is_file():
             raise media.MediaError(f"ffmpeg output incomplete: {missing[:1] or layout.INIT}")
@@ -214,7 +220,8 @@ class _Section:
             extra = {STAMP_SETTINGS: media.VIDEO_SETTINGS}
             if info.frame_rate:
                 extra[STAMP_FRAME_RATE] = f"{info.frame_rate:g}"
-            self.facts[None] = self.publish(None, out, action.source_id or "", extra)
+            self.facts[None] = self.publish(None, out, action.source_id or "", extra,
+                                            info.duration)
         except EXPECTED as err:
             self.video_failed = True
             self.fail("package video", None, err)
@@ -324,7 +331,7 @@ class _Section:
                     f"{code}: audio is {info.duration:.1f}s, video {duration:.1f}s: {verb}"
                 )
             facts = self.publish(code, out, action.source_id or "",
-                                 {STAMP_SETTINGS: media.AUDIO_SETTINGS})
+                                 {STAMP_SETTINGS: media.AUDIO_SETTINGS}, duration)
             with self._lock:
                 self.facts[code] = facts
         except EXPECTED as err:

@@ -40,6 +40,9 @@ AUDIO_SETTINGS = (
     f":gain{LOUDNESS_I:g}/{LOUDNESS_TP:g}:v3"
 )
 STDERR_TAIL = 12
+# A packaged rendition this many seconds shorter than its input is incomplete (a file cut short
+# with its index intact makes ffmpeg package what is there and exit 0).
+MAX_SHORTFALL = 1.0
 # The only demuxers an input is opened with, and the only protocol: a "video" that is really an
 # HLS playlist, an ffconcat list or an image pattern would make ffmpeg read other files
 # (outside the repository, or over the network). Names as ffmpeg's -format_whitelist matches

@@ -27,6 +27,10 @@ def bad_media(tmp_path_factory, media) -> Path:
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
                     "testsrc2=size=160x90:rate=24:duration=4", "-c:v", "mpeg4", "-y",
                     str(root / "mpeg4.mp4")], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(media / "lecture.mp4"), "-c", "copy",
+                    "-movflags", "+faststart", "-y", str(root / "faststart.mp4")], check=True)
+    whole = (root / "faststart.mp4").read_bytes()  # index first: ffmpeg packages what is there
+    (root / "half.mp4").write_bytes(whole[: len(whole) // 2])
     return root
 
 
@@ -172,4 +176,16 @@ def test_trailing_newline_or_control_in_any_anchored_field_is_refused(repo, stor
     path = repo.write(11, [lang], **extra)
     res = reconcile("--apply", repo.manifests, "--store", store)
     refused(res, str(path), field)
+    assert store_listing(store) == {}
+
+
+def test_video_cut_short_with_its_index_intact_is_refused_not_published(repo, bad_media, store):
+    """ffmpeg exits 0 on an mp4 cut in half whose moov comes first; the packaged rendition is
+    compared with what the input says it lasts."""
+    (repo.root / "media" / "half.mp4").write_bytes((bad_media / "half.mp4").read_bytes())
+    repo.write(11, [{"code": "ko", "audio": "source"}], video="../media/half.mp4")
+    res = reconcile("--apply", repo.manifests, "--store", store)
+    assert res.code == 1
+    assert re.search(r"package video: packaged \d\.\ds but the input lasts 8\.0s", res.stdout), \
+        res.stdout
     assert store_listing(store) == {}
