@@ -243,8 +243,11 @@ class _Section:
             dubbing_id = self._resume_or_create(client, code, job_key, action.source_id or "")
             try:
                 client.wait(dubbing_id, language=code)
-            except DubbingError:
-                store.delete([job_key])  # a failed dub is not resumable; the next apply retries
+            except DubbingError as err:
+                if err.final:  # ElevenLabs gave up on it (or forgot it): the next apply pays anew
+                    store.delete([job_key])
+                else:  # still working, maybe: keep the record, the next apply resumes polling
+                    err.reason += "; the dub is kept and the next apply resumes it unpaid"
                 raise
             path = client.download(dubbing_id, code, self.work / f"dub-{code}")
             store.put_file(audio_prefix + path.suffix.lstrip("."), path,
@@ -261,7 +264,8 @@ class _Section:
         got = store.get(job_key)
         record = json.loads(got[0]) if got else {}
         if record.get("dubbing_id"):
-            self.rt.progress(f"section {self.s.section_id}: {code}: resuming dub")
+            self.rt.progress(f"section {self.s.section_id}: {code}: resuming dub "
+                             f"{record['dubbing_id']}")
             return str(record["dubbing_id"])
         name = record.get("name")
         if name:  # a run died around the create: did it go through?

@@ -68,7 +68,9 @@ class DubbingError(Exception):
     """A dub that cannot be produced; `reason` is the API's own message (never the key).
 
     `status_code` is the HTTP status behind the failure when there was one (e.g. 401 means every
-    language will fail, 400 usually only this one).
+    language will fail, 400 usually only this one). `state` is the dub's last known status at
+    ElevenLabs; only `final` errors (the dub `failed`, or its id is unknown: 404) mean the dub is
+    over. Anything else (a poll timeout, the network) leaves it possibly still working, and paid.
     """
 
     def __init__(
@@ -78,12 +80,19 @@ class DubbingError(Exception):
         language: str | None = None,
         dubbing_id: str | None = None,
         status_code: int | None = None,
+        state: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.language = language
         self.dubbing_id = dubbing_id
         self.status_code = status_code
+        self.state = state
+
+    @property
+    def final(self) -> bool:
+        """ElevenLabs said the dub failed, or does not know its id: it will never finish."""
+        return self.state == FAILED or self.status_code == 404
 
     def __str__(self) -> str:
         context = [f"{k}={v}" for k, v in (("language", self.language),
@@ -255,7 +264,8 @@ class ElevenLabs:
             if state == FAILED:
                 reason = meta.get("error") or "dubbing failed without an error message"
                 raise DubbingError(
-                    self._redact(str(reason)), language=language, dubbing_id=dubbing_id
+                    self._redact(str(reason)), language=language, dubbing_id=dubbing_id,
+                    state=FAILED,
                 )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -263,6 +273,7 @@ class ElevenLabs:
                     f"dub still {state or 'unknown'!r} after {self.poll_timeout:g}s of polling",
                     language=language,
                     dubbing_id=dubbing_id,
+                    state=state or None,
                 )
             log.debug("ElevenLabs dub %s is %s", dubbing_id, state)
             time.sleep(min(self.poll_interval, remaining))

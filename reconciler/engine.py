@@ -114,9 +114,32 @@ class Reconciler:
 
     def observe(self, sections: list[Section],
                 removed: Mapping[int, str] | None = None) -> dict[int, ObservedSection]:
-        return observe(self.store, sections, extra_ids=list(removed or {}),
-                       deep=self.settings.deep, workers=self.settings.workers,
-                       policy=self.settings.fetch_policy)
+        observed = observe(self.store, sections, extra_ids=list(removed or {}),
+                           deep=self.settings.deep, workers=self.settings.workers,
+                           policy=self.settings.fetch_policy)
+        self._find_unrecorded_dubs(observed)
+        return observed
+
+    def _find_unrecorded_dubs(self, observed: dict[int, ObservedSection]) -> None:
+        """A job record with a name but no dubbing_id is a create whose answer never reached
+        the bucket: ask ElevenLabs for that name, so a dub it did accept is resumed (unpaid)
+        rather than billed again. Without a key, or when ElevenLabs cannot say, the record stays
+        as it is and the plan bills the dub in full (never under-counts)."""
+        pending = [(rec, rec["name"]) for obs in observed.values()
+                   for rec in obs.dub_jobs.values()
+                   if rec.get("name") and not rec.get("dubbing_id")]
+        if not pending:
+            return
+        from .dubbing import DubbingError
+
+        try:
+            client = (self.dubber or _default_dubber())()
+            for record, name in pending:
+                found = client.find(name)
+                if found:
+                    record["dubbing_id"] = found
+        except DubbingError as err:
+            self.progress(f"could not look up unrecorded dubs at ElevenLabs: {err}")
 
     def plan(self, sections: list[Section], removed: Mapping[int, str] | None = None
              ) -> tuple[Plan, dict[int, ObservedSection]]:
@@ -165,12 +188,7 @@ class Reconciler:
                 check(plan, observed)
             if on_plan is not None:
                 on_plan(plan)
-            limit = self.settings.max_dub_minutes
-            if limit is not None and plan.dub_minutes > limit:
-                raise SpendLimitExceeded(
-                    f"new dubbing would bill {plan.dub_minutes:.2f} minutes, over "
-                    f"--max-dub-minutes {limit:g}; nothing was done"
-                )
+            check_spend(plan, self.settings.max_dub_minutes)
             outcome = self._converge(sections, plan, observed)
             outcome.errors += [lock.lost for lock in locks if lock.lost]
         outcome.errors += [lock.release_error for lock in locks if lock.release_error]
@@ -215,6 +233,22 @@ class Reconciler:
 
 class SpendLimitExceeded(Exception):
     """Apply refused before any request: new dubbing would exceed --max-dub-minutes."""
+
+
+def check_spend(plan: Plan, limit: float | None) -> None:
+    """Refuse a plan whose new dubbing bills over `limit` minutes, or cannot be priced."""
+    if limit is None:
+        return
+    if plan.unpriced_dubs:
+        raise SpendLimitExceeded(
+            f"billable dubbing minutes unknown for {', '.join(plan.unpriced_dubs)}, so "
+            f"--max-dub-minutes {limit:g} cannot be checked; nothing was done"
+        )
+    if plan.dub_minutes > limit:
+        raise SpendLimitExceeded(
+            f"new dubbing would bill {plan.dub_minutes:.2f} minutes, over "
+            f"--max-dub-minutes {limit:g}; nothing was done"
+        )
 
 
 def _default_dubber():

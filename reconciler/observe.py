@@ -9,6 +9,7 @@ has the headers it was written with; anything touched later is HEADed. `deep=Tru
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -58,6 +59,7 @@ class ObservedSection:
     video_input: InputState | None = None
     audio_inputs: dict[str, InputState] = field(default_factory=dict)
     dub_cache: dict[str, ObjectInfo] = field(default_factory=dict)
+    dub_jobs: dict[str, dict] = field(default_factory=dict)  # job record key -> its content
     video_duration: float | None = None  # probed only when dubs need it before packaging
     error: str | None = None  # the section could not be observed at all
 
@@ -91,6 +93,19 @@ DUB_CACHE_ROOT = "dubbing-cache"
 
 def dub_cache_prefix(section_id: int) -> str:
     return f"{DUB_CACHE_ROOT}/{section_id}/"
+
+
+JOB_SUFFIX = ".job.json"
+
+
+def _job_record(body: bytes) -> dict:
+    """A dub's job record (written around the paid create); {} when unreadable, which the
+    planner treats like a record without a dubbing_id: billed in full."""
+    try:
+        record = json.loads(body)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _audio_codes(section_id: int, keys: list[str]) -> set[str]:
@@ -210,6 +225,9 @@ class _SectionReader:
             self.obs.audio_inputs[lang.code] = state
         if any(lang.audio is None for lang in section.languages):
             self.obs.dub_cache = self.store.list(dub_cache_prefix(section.section_id))
+            jobs = [k for k in self.obs.dub_cache if k.endswith(JOB_SUFFIX)]
+            for key, got in zip(jobs, self.pool.map(self.store.get, jobs), strict=True):
+                self.obs.dub_jobs[key] = _job_record(got[0] if got else b"")
             if not self.obs.video.complete:
                 self.obs.video_duration = duration(section.video, self.policy)
 

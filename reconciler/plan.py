@@ -23,6 +23,7 @@ from .hls import (
 from .manifest import Language, Section
 from .mp4 import TrackInfo
 from .observe import (
+    JOB_SUFFIX,
     STAMP_FRAME_RATE,
     STAMP_SETTINGS,
     STAMP_SOURCE,
@@ -68,6 +69,7 @@ class SectionPlan:
     languages_after: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    unpriced: tuple[str, ...] = ()  # languages to dub whose billable minutes are unknown
 
     def actions_of(self, kind: Kind) -> list[Action]:
         return [a for a in self.actions if a.type == kind]
@@ -97,6 +99,11 @@ class Plan:
     @property
     def dub_minutes(self) -> float:
         return round(sum(a.minutes or 0 for s in self.sections for a in s.actions), 2)
+
+    @property
+    def unpriced_dubs(self) -> list[str]:
+        """`section 11: ja` for each dub left out because its minutes are unknown."""
+        return [f"section {s.section_id}: {code}" for s in self.sections for code in s.unpriced]
 
 
 @dataclass(frozen=True)
@@ -189,7 +196,7 @@ def dub_key(section: Section, language: str, video_ref: str) -> str:
 def dub_cache_keys(section_id: int, language: str, key: str) -> tuple[str, str]:
     """(prefix of the cached audio object, the job record) for one dub."""
     base = f"{dub_cache_prefix(section_id)}{language}/{key}"
-    return base + ".", base + ".job.json"
+    return base + ".", base + JOB_SUFFIX
 
 
 def audio_source_id(section: Section, lang: Language, obs: ObservedSection,
@@ -251,6 +258,7 @@ class _SectionPlanner:
         self.actions: list[Action] = []
         self.errors: list[str] = []
         self.notes: list[str] = []
+        self.unpriced: list[str] = []  # dubbed languages whose billable minutes are unknown
         self.rebuilt: set[str | None] = set()  # renditions (re)built by this plan
         self.video_ref: str | None = None  # identity of the video rendition audio aligns to
         self.master_key = layout.master_key(section.section_id)
@@ -296,31 +304,48 @@ class _SectionPlanner:
             if rend.complete and lang.code in self.o.master_languages():
                 self.ready.add(lang.code)  # keep serving what is there
             return
-        if lang.audio is None:
-            self._dub(lang, source_id)
+        if lang.audio is None and not self._dub(lang, source_id):
+            if rend.complete and lang.code in self.o.master_languages():
+                self.ready.add(lang.code)  # keep serving what is there
+            return
         self.actions.append(
             Action(Kind.PACKAGE_AUDIO, change, lang.code, reason, source_id=source_id)
         )
         self.rebuilt.add(lang.code)
         self.ready.add(lang.code)
 
-    def _dub(self, lang: Language, key: str) -> None:
+    def _dub(self, lang: Language, key: str) -> bool:
+        """Plan a language's dub; False when it cannot be priced (so is not paid for).
+
+        A dub an earlier run started is resumed at no cost only when its record holds the
+        dubbing_id (observation fills it in when ElevenLabs knows the record's name); a record
+        with a name alone is a create that may never have reached ElevenLabs: billed in full."""
         audio_prefix, job_key = dub_cache_keys(self.s.section_id, lang.code, key)
         cached = [k for k in self.o.dub_cache if k.startswith(audio_prefix) and k != job_key]
         if cached:
             self.notes.append(f"{lang.code}: dub reused from cache")
-            return
-        if job_key in self.o.dub_cache:
+            return True
+        dubbing_id = self.o.dub_jobs.get(job_key, {}).get("dubbing_id")
+        if job_key in self.o.dub_cache and dubbing_id:
             self.actions.append(
-                Action(Kind.DUB, CREATE, lang.code, "resume the dub a crashed run started",
-                       source_id=key, minutes=0.0)
+                Action(Kind.DUB, CREATE, lang.code,
+                       f"resume dub {dubbing_id} an earlier run started", source_id=key,
+                       minutes=0.0)
             )
-            return
+            return True
         duration = self._video_duration()
+        if not duration:
+            self.errors.append(f"{lang.code}: dub: billable minutes unknown (the video's "
+                               "duration cannot be read); not dubbed")
+            self.unpriced.append(lang.code)
+            return False
+        reason = ("an earlier create left no dub id: dub again" if job_key in self.o.dub_cache
+                  else "no audio given: dub with ElevenLabs")
         self.actions.append(
-            Action(Kind.DUB, CREATE, lang.code, "no audio given: dub with ElevenLabs",
-                   source_id=key, minutes=round(duration / 60, 4) if duration else None)
+            Action(Kind.DUB, CREATE, lang.code, reason, source_id=key,
+                   minutes=round(duration / 60, 4))
         )
+        return True
 
     def _video_duration(self) -> float | None:
         playlist = self.o.video.playlist
@@ -448,6 +473,7 @@ class _SectionPlanner:
             tuple(languages) if video_ok else (),
             tuple(self.errors),
             tuple(self.notes),
+            tuple(self.unpriced),
         )
 
 

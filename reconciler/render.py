@@ -113,6 +113,7 @@ def plan_dict(plan: Plan) -> dict:
                               "after": list(sp.languages_after)},
                 "errors": list(sp.errors),
                 "notes": list(sp.notes),
+                "unpriced": list(sp.unpriced),
             }
             for sp in plan.sections
         ],
@@ -140,6 +141,7 @@ def plan_from_dict(data: dict) -> Plan:
             languages_after=tuple(s["languages"]["after"]),
             errors=tuple(s.get("errors", ())),
             notes=tuple(s.get("notes", ())),
+            unpriced=tuple(s.get("unpriced", ())),
         )
         for s in data["sections"]
     )

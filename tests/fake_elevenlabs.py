@@ -8,6 +8,7 @@ streaming and retry code:
                                               {"dubbing_id", "expected_duration_sec"}
     GET    /v1/dubbing/{id}                   metadata; every GET advances the dub one step:
                                               queued -> preparing -> dubbing -> dubbed (or failed)
+                                              after `steps_to_dub` (per language: steps_by_lang)
     GET    /v1/dubbing/{id}/audio/{lang}      real audio made by ffmpeg (a sine tone as long as
                                               the upload); 425 until the dub is `dubbed`
     DELETE /v1/dubbing/{id}                   {"status": "ok"}
@@ -22,6 +23,9 @@ Typical use:
     with FakeElevenLabs(steps_to_dub=3) as fake:
         client = ElevenLabs(fake.api_key, fake.base_url, poll_interval=0.01)
         fake.fail_next = [429]            # knobs may be changed between requests
+        fake.steps_by_lang["ja"] = 1000   # per language: slow (ja stays `dubbing`) ...
+        fake.flaky_languages["en"] = [503, 429]  # ... flaky (en's next two requests fail) ...
+        fake.fail_languages["de"] = "voice clone failed"  # ... or failing
         ...
         assert fake.creates[0]["target_lang"] == "de"
 """
@@ -131,6 +135,9 @@ class FakeElevenLabs:
         self.audio_format = audio_format  # "mp3" -> audio/mpeg, "mp4" -> video/mp4 (AAC)
         self.tone_hz_by_lang = dict(tone_hz_by_lang or {})
         self.tone_seconds = tone_seconds  # None: as long as the uploaded file
+        self.steps_by_lang: dict[str, int] = {}  # lang -> its own steps_to_dub (a slow dub)
+        self.flaky_languages: dict[str, list[int]] = {}  # lang -> statuses for the next requests
+        #   about that language's dubs (create, status, audio; 0 = answer normally)
         self.fail_languages: dict[str, str] = {}  # lang -> `error` of a dub that ends "failed"
         self.reject_languages: dict[str, str] = {}  # lang -> 400 message at create (flat)
         self.concurrent_limit: int | None = None  # max dubs in progress at once, else 429
@@ -183,6 +190,8 @@ class FakeElevenLabs:
     def reset(self) -> None:
         """Forget dubs, observations and one-shot knobs (the tone cache is kept: it is pure)."""
         with self._lock:
+            self.steps_by_lang.clear()
+            self.flaky_languages.clear()
             self.fail_languages.clear()
             self.reject_languages.clear()
             self.concurrent_limit = None
@@ -261,6 +270,8 @@ class FakeElevenLabs:
         upload = parts["file"]
         fields = {name: p.text() for name, p in parts.items() if p.filename is None}
         lang = fields["target_lang"]
+        if flaky := self._flaky(lang):
+            return flaky
         if lang in self.reject_languages:
             return _flat(400, "unsupported_language", self.reject_languages[lang])
         try:
@@ -313,11 +324,21 @@ class FakeElevenLabs:
             "has_more": more,
         })
 
+    def _flaky(self, lang: str) -> _Reply | None:
+        """The injected answer for the next request about `lang`, if one is pending."""
+        with self._lock:
+            queue = self.flaky_languages.get(lang)
+            status = queue.pop(0) if queue else None
+        return self._injected(status) if status else None
+
     def _metadata(self, dubbing_id: str) -> _Reply:
         with self._lock:
             dub = self._dubs.get(dubbing_id)
-            if dub is None:
-                return self._no_dub(dubbing_id)
+        if dub is None:
+            return self._no_dub(dubbing_id)
+        if flaky := self._flaky(dub.target_lang):
+            return flaky
+        with self._lock:
             self._advance(dub)
             return _json(200, {
                 "dubbing_id": dub.dubbing_id,
@@ -336,7 +357,7 @@ class FakeElevenLabs:
         dub.polls += 1
         if dub.status in ("dubbed", "failed"):
             return
-        if dub.polls < self.steps_to_dub:
+        if dub.polls < self.steps_by_lang.get(dub.target_lang, self.steps_to_dub):
             dub.status = PROGRESS[min(dub.polls - 1, len(PROGRESS) - 1)]
         elif dub.target_lang in self.fail_languages:
             dub.status, dub.error = "failed", self.fail_languages[dub.target_lang]
@@ -348,6 +369,8 @@ class FakeElevenLabs:
             dub = self._dubs.get(dubbing_id)
         if dub is None:
             return _flat(404, "dubbing_not_found", f"Dubbing {dubbing_id} not found.")
+        if flaky := self._flaky(dub.target_lang):
+            return flaky
         if lang != dub.target_lang:
             return _flat(404, "language_not_found",
                          f"Language {lang} not found in dubbing {dubbing_id}.")

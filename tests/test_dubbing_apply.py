@@ -112,7 +112,7 @@ def test_killed_apply_resumes_the_dub_in_progress_instead_of_paying_again(
 
     eleven.steps_to_dub = 2
     plan = reconcile("--plan", repo.manifests)
-    assert "resume the dub a crashed run started" in plan.stdout
+    assert f"resume dub {eleven.creates[0]['dubbing_id']} an earlier run started" in plan.stdout
     assert reconcile("--apply", repo.manifests).code == 0
     assert len(eleven.creates) == 1  # resumed by dubbing_id, not created again
     assert master_languages(s3, bucket) == ["ko", "en"]
@@ -157,3 +157,131 @@ def test_api_key_never_printed(repo, bucket, eleven):
         assert "AKIATESTMARKERKEY123" not in out.stdout + out.stderr
 
 
+
+
+def job_records(s3, bucket) -> dict[str, dict]:
+    import json
+
+    return {k: json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read())
+            for k in listing(s3, bucket, "dubbing-cache/") if k.endswith(".job.json")}
+
+
+KO_DUB_EN = [{"code": "ko", "audio": "source", "default": True}, {"code": "en"}]
+
+
+@pytest.mark.parametrize("how", ["poll timeout", "network errors"])
+def test_dub_still_working_when_the_apply_gives_up_is_resumed_not_paid_twice(
+    repo, bucket, eleven, s3, monkeypatch, how
+):
+    """A slow dub (or one ElevenLabs cannot be asked about) is still paid for and working:
+    its record is kept, the next apply resumes polling it, unpaid and under a zero cap."""
+    repo.write(11, KO_DUB_EN)
+    if how == "poll timeout":
+        monkeypatch.setenv("ELEVENLABS_POLL_TIMEOUT", "0.5")
+        eleven.steps_by_lang["en"] = 10_000  # stays `dubbing` far longer than 0.5 s
+        said = "en: dub: dub still 'dubbing' after 0.5s of polling"
+    else:
+        eleven.retry_after = 0
+        eleven.flaky_languages["en"] = [0] + [429] * 6  # the create passes; every poll fails
+        said = "en: dub: You have exceeded the rate limit."
+    res = reconcile("--apply", repo.manifests)
+    assert res.code == 1
+    assert said in res.stdout and "the next apply resumes it unpaid" in res.stdout, res.stdout
+    assert master_languages(s3, bucket) == ["ko"]
+    [record] = job_records(s3, bucket).values()
+    assert record["dubbing_id"] == eleven.creates[0]["dubbing_id"]
+
+    eleven.steps_by_lang.clear()  # ElevenLabs finishes
+    plan = reconcile("--plan", repo.manifests)
+    assert f"+ dub en  (resume dub {record['dubbing_id']} an earlier run started; " \
+        "0.00 billable min)" in plan.stdout
+    res = reconcile("--apply", repo.manifests, "--max-dub-minutes", "0")
+    assert res.code == 0, res.stdout + res.stderr
+    assert len(eleven.creates) == 1
+    assert master_languages(s3, bucket) == ["ko", "en"]
+    assert job_records(s3, bucket) == {}
+
+
+def test_failed_dub_is_forgotten_and_paid_again_only_when_elevenlabs_says_failed(
+    repo, bucket, eleven, s3
+):
+    repo.write(11, KO_DUB_EN)
+    eleven.fail_languages["en"] = "voice clone failed"
+    assert reconcile("--apply", repo.manifests).code == 1
+    assert job_records(s3, bucket) == {}  # over at ElevenLabs: the next apply creates anew
+    eleven.fail_languages.clear()
+    assert "no audio given" in reconcile("--plan", repo.manifests).stdout
+    assert reconcile("--apply", repo.manifests).code == 0
+    assert len(eleven.creates) == 2
+
+
+def test_failed_create_is_billed_in_full_and_capped_not_resumed_for_free(
+    repo, bucket, eleven, s3
+):
+    repo.write(11, KO_DUB_EN)
+    eleven.retry_after = 0
+    eleven.flaky_languages["en"] = [429] * 6  # the create runs out of retries
+    res = reconcile("--apply", repo.manifests)
+    assert res.code == 1 and eleven.creates == []
+    [record] = job_records(s3, bucket).values()
+    assert record["name"] and "dubbing_id" not in record
+
+    plan = reconcile("--plan", repo.manifests)
+    assert "+ dub en  (an earlier create left no dub id: dub again; 0.13 billable min)" \
+        in plan.stdout
+    assert "Dubbing: 0.13 billable minutes." in plan.stdout
+    refused = reconcile("--apply", repo.manifests, "--max-dub-minutes", "0")
+    assert refused.code == 1 and "over --max-dub-minutes 0" in refused.stderr
+    assert eleven.creates == []
+    assert reconcile("--apply", repo.manifests).code == 0
+    assert len(eleven.creates) == 1
+    assert master_languages(s3, bucket) == ["ko", "en"]
+
+
+def test_record_without_id_whose_name_elevenlabs_knows_is_resumed_unpaid(
+    repo, bucket, eleven, s3, media
+):
+    """The create went through but its answer was lost: the record names the dub, ElevenLabs
+    lists that name, so the plan resumes it at 0 minutes and nothing is paid again."""
+    from reconciler.dubbing import ElevenLabs
+
+    repo.write(11, KO_DUB_EN)
+    eleven.retry_after = 0
+    eleven.flaky_languages["en"] = [429] * 6
+    assert reconcile("--apply", repo.manifests).code == 1
+    [record] = job_records(s3, bucket).values()
+    with ElevenLabs(eleven.api_key, eleven.base_url) as client:  # the lost create's dub
+        lost = client.create(media / "en.mp3", target_lang="en", name=record["name"])
+    plan = reconcile("--plan", repo.manifests)
+    assert f"+ dub en  (resume dub {lost} an earlier run started; 0.00 billable min)" \
+        in plan.stdout
+    res = reconcile("--apply", repo.manifests, "--max-dub-minutes", "0")
+    assert res.code == 0, res.stdout + res.stderr
+    assert [c["dubbing_id"] for c in eleven.creates] == [lost]
+
+
+def test_unknown_video_duration_is_a_plan_error_and_the_cap_refuses(repo, bucket, eleven):
+    (repo.root / "media" / "unreadable.mp4").write_bytes(b"not a video at all" * 100)
+    repo.write(11, KO_DUB_EN, video="../media/unreadable.mp4")
+    plan = reconcile("--plan", repo.manifests)
+    assert plan.code == 1
+    assert "! error: en: dub: billable minutes unknown (the video's duration cannot be read)" \
+        in plan.stdout
+    refused = reconcile("--apply", repo.manifests, "--max-dub-minutes", "100")
+    assert refused.code == 1
+    assert "billable dubbing minutes unknown for section 11: en" in refused.stderr
+    assert eleven.requests == []
+
+
+def test_flaky_and_failing_languages_are_isolated_and_each_dub_is_paid_once(
+    repo, bucket, eleven, s3
+):
+    repo.write(11, LANGS + [{"code": "de"}])
+    eleven.retry_after = 0
+    eleven.flaky_languages["en"] = [503, 429, 0, 500]  # create retried; a poll retried
+    eleven.steps_by_lang["ja"] = 8  # slower than the others
+    eleven.fail_languages["de"] = "voice clone failed"
+    res = reconcile("--apply", repo.manifests)
+    assert res.code == 1 and "de: dub: voice clone failed" in res.stdout
+    assert master_languages(s3, bucket) == ["ko", "en", "ja"]
+    assert sorted(c["target_lang"] for c in eleven.creates) == ["de", "en", "ja"]

@@ -30,6 +30,7 @@ from reconciler.plan import (
     observed_facts,
     video_source_id,
 )
+from reconciler.render import plan_dict, plan_from_dict
 from reconciler.store import ObjectInfo
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -306,14 +307,47 @@ def test_dub_is_an_action_with_billable_minutes_unless_cached_or_in_progress():
     key = plan.sections[0].actions[0].source_id
     audio_prefix, job = dub_cache_keys(11, "ja", key)
     obs.dub_cache = {job: info(job)}
+    obs.dub_jobs = {job: {"name": "section-11-ja-x", "dubbing_id": "d1"}}
     resumed = make_plan([sec], {11: obs})
-    assert resumed.sections[0].actions[0].reason == "resume the dub a crashed run started"
+    assert resumed.sections[0].actions[0].reason == "resume dub d1 an earlier run started"
     assert resumed.dub_minutes == 0
 
     obs.dub_cache = {audio_prefix + "mp3": info(audio_prefix + "mp3")}
     cached = make_plan([sec], {11: obs})
     assert kinds(cached) == [("package_audio", "create", "ja"), ("write_master", "update", None)]
     assert any("reused from cache" in n for n in cached.sections[0].notes)
+
+
+def test_dub_record_without_an_id_is_billed_in_full_not_resumed_for_free():
+    """A create that failed (or whose answer was lost, and ElevenLabs does not know its name)
+    leaves a record with a name only: the next dub is a paid create, and the plan says so."""
+    sec = section(KO, JA_DUB)
+    obs = converged(section(KO))
+    obs.video.playlist = MediaPlaylist(4, tuple(Segment(f"v_{i:03d}.m4s", 4.0)
+                                                for i in range(2)))
+    key = make_plan([sec], {11: obs}).sections[0].actions[0].source_id
+    _, job = dub_cache_keys(11, "ja", key)
+    for record in ({"name": "section-11-ja-x"}, {}):  # name only; unreadable record
+        obs.dub_cache = {job: info(job)}
+        obs.dub_jobs = {job: record}
+        plan = make_plan([sec], {11: obs})
+        dub = plan.sections[0].actions[0]
+        assert (dub.type, dub.reason) == (Kind.DUB, "an earlier create left no dub id: dub again")
+        assert plan.dub_minutes == pytest.approx(8 / 60, abs=0.01)
+
+
+def test_dub_with_unknown_minutes_is_a_named_error_and_not_planned():
+    sec = section(KO, JA_DUB)
+    obs = converged(section(KO))
+    obs.video = Rendition(None)  # not packaged yet, and the video's duration is unreadable
+    obs.video_duration = None
+    plan = make_plan([sec], {11: obs})
+    sp = plan.sections[0]
+    assert "ja: dub: billable minutes unknown (the video's duration cannot be read); " \
+        "not dubbed" in sp.errors
+    assert not sp.actions_of(Kind.DUB) and "ja" not in sp.languages_after
+    assert plan.unpriced_dubs == ["section 11: ja"] and plan.has_errors
+    assert plan_from_dict(plan_dict(plan)).unpriced_dubs == ["section 11: ja"]
 
 
 def test_dub_key_depends_on_video_language_and_settings():
