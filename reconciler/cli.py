@@ -91,7 +91,8 @@ def main() -> None:
 @paths_argument
 @click.option("--plan", "mode", flag_value="plan", help="Show the changes; write nothing.")
 @click.option("--apply", "mode", flag_value="apply",
-              help="Make the changes (PATHS may be one saved plan file instead).")
+              help="Make the changes (PATHS may be one saved plan file instead; --section "
+                   "then narrows it to some of the sections it covers).")
 @section_option
 @store_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
@@ -124,20 +125,26 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
         fail("--out goes with --plan")
     saved = None
     if mode == "apply" and len(paths) == 1 and planfile.is_saved_plan(paths[0]):
-        saved = planfile.load(paths[0])
+        try:
+            saved = planfile.load(paths[0])
+            saved = saved.narrow(list(sections)) if sections else saved
+        except ValueError as err:
+            fail(str(err))
         if store_url and store_url.rstrip("/") != saved.store_url.rstrip("/"):
             fail(f"the saved plan is for {saved.store_url}, not {store_url}")
-        if changed_since or sections:
+        if changed_since:
             fail("a saved plan already fixes the manifests and sections")
         options = dict(saved.plan.options)
-        paths = tuple(Path(p) for p in saved.paths)
-        sections, store_url = tuple(saved.section_ids), saved.store_url
+        paths, store_url = tuple(Path(p) for p in saved.paths), saved.store_url
         prune, allow_empty = options.get("prune") == "True", options.get("allow_empty") == "True"
     paths = paths or (Path("manifests"),)
     declared = load_or_exit(paths, ())
     removed: dict[int, str] = dict(saved.removed) if saved else {}
     try:
-        desired = engine.select(declared, list(sections))
+        if saved is not None:  # exactly the sections the plan covers, however it chose them
+            desired = planfile.covered(saved, declared)
+        else:
+            desired = engine.select(declared, list(sections))
         if changed_since:
             changes = gitscope.changed_since(changed_since, list(paths))
             desired = [s for s in desired if Path(s.file).resolve() in changes.files]
@@ -153,7 +160,7 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
             plan, observed = rec.plan(desired, removed)
             if out:
                 planfile.save(out, plan, desired, observed, store_url=rec.store.url,
-                              paths=list(paths), section_ids=list(sections), removed=removed)
+                              paths=list(paths), removed=removed)
             click.echo(PLAN_VIEWS[fmt](plan), nl=False)
             sys.exit(EXIT_ERROR if plan.has_errors else EXIT_CHANGES if plan.has_changes
                      else EXIT_OK)

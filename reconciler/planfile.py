@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from . import layout
 from .manifest import Section
 from .observe import ObservedSection
 from .plan import Plan
@@ -76,25 +77,48 @@ def moved(saved: dict[str, dict], now: dict[str, dict], limit: int = 10) -> list
 
 @dataclass
 class SavedPlan:
+    """A saved plan; `section_ids` are the sections it covers (what `--section` or
+    `--changed-since` selected when it was made), `removed` the deleted manifests it covers."""
+
     plan: Plan
     store_url: str
     paths: list[str]
     section_ids: list[int]
     removed: dict[int, str]
-    digest: str
+    digests: dict[str, str]  # sectionId -> manifests_digest of that section
     observed: dict[str, dict]
+
+    def narrow(self, ids: list[int]) -> SavedPlan:
+        """The part of this plan covering `ids` only (one job of a matrix applies its chunk).
+        Raises ValueError naming an id the plan does not cover."""
+        covered = set(self.section_ids) | set(self.removed)
+        outside = [i for i in ids if i not in covered]
+        if outside:
+            raise ValueError(f"--section {outside[0]}: not covered by the saved plan")
+        keep = set(ids)
+        prefixes = tuple(layout.cdn_path(layout.section_prefix(i)) for i in keep)
+        plan = replace(self.plan,
+                       sections=tuple(sp for sp in self.plan.sections if sp.section_id in keep),
+                       invalidation_paths=tuple(p for p in self.plan.invalidation_paths
+                                                if p.startswith(prefixes)))
+        return replace(self, plan=plan, section_ids=[i for i in self.section_ids if i in keep],
+                       removed={k: v for k, v in self.removed.items() if k in keep},
+                       digests={k: v for k, v in self.digests.items() if int(k) in keep},
+                       observed={k: v for k, v in self.observed.items() if int(k) in keep})
 
 
 def save(path: Path, plan: Plan, sections: list[Section], observed: dict[int, ObservedSection],
-         *, store_url: str, paths: list[Path], section_ids: list[int],
-         removed: dict[int, str]) -> None:
+         *, store_url: str, paths: list[Path], removed: dict[int, str]) -> None:
+    """Write the plan with what it covers: exactly `sections` (the ones planned, however they
+    were selected) and `removed`, so applying it never widens to other manifests."""
     doc = {
         "kind": KIND,
         "plan": plan_dict(plan),
         "store": store_url,
-        "manifests": {"paths": [str(p) for p in paths], "sections": section_ids,
+        "manifests": {"paths": [str(p) for p in paths],
+                      "sections": [s.section_id for s in sections],
                       "removed": {str(k): v for k, v in removed.items()},
-                      "digest": manifests_digest(sections)},
+                      "digests": {str(s.section_id): manifests_digest([s]) for s in sections}},
         "observed": fingerprint(observed),
     }
     path.write_text(json.dumps(doc, indent=1) + "\n")
@@ -111,25 +135,33 @@ def is_saved_plan(path: Path) -> bool:
 
 def load(path: Path) -> SavedPlan:
     doc = json.loads(path.read_text())
-    if doc.get("kind") != KIND:
-        raise ValueError(f"{path}: not a saved plan")
+    if doc.get("kind") != KIND or "digests" not in doc.get("manifests", {}):
+        raise ValueError(f"{path}: not a saved plan of this version; plan again")
     return SavedPlan(
         plan=plan_from_dict(doc["plan"]),
         store_url=doc["store"],
         paths=doc["manifests"]["paths"],
-        section_ids=doc["manifests"]["sections"],
+        section_ids=[int(i) for i in doc["manifests"]["sections"]],
         removed={int(k): v for k, v in doc["manifests"].get("removed", {}).items()},
-        digest=doc["manifests"]["digest"],
+        digests=doc["manifests"]["digests"],
         observed=doc["observed"],
     )
+
+
+def covered(saved: SavedPlan, declared: list[Section]) -> list[Section]:
+    """The declared sections the saved plan covers; StalePlan when one is no longer declared."""
+    by_id = {s.section_id: s for s in declared}
+    gone = [i for i in saved.section_ids if i not in by_id]
+    if gone:
+        raise StalePlan(f"stale plan: section {gone[0]}: no manifest declares it any more")
+    return [by_id[i] for i in saved.section_ids]
 
 
 def check(saved: SavedPlan, sections: list[Section], observed: dict[int, ObservedSection],
           replanned: Plan) -> None:
     """Raise StalePlan naming what moved; silent when the saved plan is still exactly right."""
-    problems: list[str] = []
-    if manifests_digest(sections) != saved.digest:
-        problems.append("the manifests changed")
+    problems = [f"section {s.section_id}: its manifest changed" for s in sections
+                if manifests_digest([s]) != saved.digests.get(str(s.section_id))]
     problems += moved(saved.observed, fingerprint(observed))
     if not problems and plan_dict(replanned) != plan_dict(saved.plan):
         problems.append("re-planning gives a different plan")

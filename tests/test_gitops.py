@@ -69,7 +69,7 @@ def test_saved_plan_refuses_changed_manifests(repo, bucket, tmp_path):
     assert reconcile("--plan", repo.manifests, "--out", out).code == 2
     repo.write(11, KO_EN + [{"code": "ja", "audio": "../media/ja.m4a"}])
     res = reconcile("--apply", out)
-    assert res.code == 1 and "the manifests changed" in res.stderr
+    assert res.code == 1 and "stale plan: section 11: its manifest changed" in res.stderr
 
 
 def test_changed_since_narrows_to_changed_and_reports_deleted_manifests(repo, bucket, s3):
@@ -98,6 +98,52 @@ def test_changed_since_narrows_to_changed_and_reports_deleted_manifests(repo, bu
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/13/")
     assert listed.get("KeyCount", 0) == 0
     assert s3.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/11/")["KeyCount"] > 0
+
+
+def test_saved_plan_made_with_changed_since_applies_exactly_the_sections_it_covers(
+    repo, bucket, s3, tmp_path
+):
+    """The plan file records the sections the plan covered (and deleted manifests), not the
+    flags: applying it neither widens to every manifest nor calls the others 'appeared'."""
+    from conftest import master_languages
+
+    for sid in (11, 12, 13):
+        repo.write(sid, KO_EN)
+    init_git(repo)
+    assert reconcile("--apply", repo.manifests).code == 0
+    git(repo, "tag", "applied")
+    repo.write(12, KO_EN + [{"code": "ja", "audio": "../media/ja.m4a"}])
+    (repo.manifests / "section-13.yaml").unlink()
+    out = tmp_path / "plan.json"
+    assert reconcile("--plan", repo.manifests, "--changed-since", "applied", "--out",
+                     out).code == 2
+    saved = json.loads(out.read_text())["manifests"]
+    assert (saved["sections"], list(saved["removed"])) == ([12], ["13"])
+    repo.write(11, KO_EN + [{"code": "ja", "audio": "../media/ja.m4a"}])  # not in the plan
+
+    refused = reconcile("--apply", out, "--section", "11")
+    assert refused.code == 1 and "--section 11: not covered by the saved plan" in refused.stderr
+    applied = reconcile("--apply", out)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert master_languages(s3, bucket, 12) == ["ko", "en", "ja"]
+    assert master_languages(s3, bucket, 11) == ["ko", "en"]  # exactly the plan's sections
+    assert master_languages(s3, bucket, 13) == ["ko", "en"]  # deleted manifest: objects kept
+
+
+def test_saved_plan_narrowed_to_one_section_applies_only_it(repo, bucket, s3, tmp_path):
+    """What one job of the apply matrix does with the reviewed plan: its own sections only."""
+    from conftest import master_languages
+
+    repo.write(11, KO_EN)
+    repo.write(12, KO_EN)
+    out = tmp_path / "plan.json"
+    assert reconcile("--plan", repo.manifests, "--out", out).code == 2
+    res = reconcile("--apply", out, "--section", "12")
+    assert res.code == 0, res.stdout + res.stderr
+    assert (master_languages(s3, bucket, 11), master_languages(s3, bucket, 12)) == (
+        [], ["ko", "en"])
+    assert reconcile("--apply", out, "--section", "11").code == 0  # 11 untouched: still valid
+    assert reconcile("--plan", repo.manifests).code == 0
 
 
 def test_changed_since_unknown_ref_is_a_clear_error(repo, bucket):
