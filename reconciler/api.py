@@ -144,12 +144,14 @@ class ApiConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY
     jobs: int = 8
     dub_concurrency: int = 2
+    max_dub_minutes: float | None = None  # per job: a job whose dubbing would bill more fails
+    source_language: str | None = None  # spoken language when neither request nor manifest says
     resolver: Callable[[str, int], list[str]] = resolve_host
 
     @classmethod
     def from_env(cls, manifests_dir: Path, data_dir: Path, **overrides: Any) -> ApiConfig:
-        """RECONCILER_API_TOKEN, RECONCILER_ALLOWED_SOURCES, RECONCILER_GIT_AUTHOR_NAME and
-        RECONCILER_GIT_AUTHOR_EMAIL; keyword arguments win."""
+        """RECONCILER_API_TOKEN, RECONCILER_ALLOWED_SOURCES, RECONCILER_GIT_AUTHOR_NAME,
+        RECONCILER_GIT_AUTHOR_EMAIL and RECONCILER_SOURCE_LANGUAGE; keyword arguments win."""
         author = (os.environ.get("RECONCILER_GIT_AUTHOR_NAME") or DEFAULT_GIT_AUTHOR[0],
                   os.environ.get("RECONCILER_GIT_AUTHOR_EMAIL") or DEFAULT_GIT_AUTHOR[1])
         base: dict[str, Any] = {
@@ -157,6 +159,7 @@ class ApiConfig:
             "allowed_sources": AllowedSources.parse(
                 os.environ.get("RECONCILER_ALLOWED_SOURCES", "")),
             "git_author": author,
+            "source_language": os.environ.get("RECONCILER_SOURCE_LANGUAGE", "").strip() or None,
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(Path(manifests_dir), Path(data_dir), **base)
@@ -259,6 +262,10 @@ class DubbingRequest(BaseModel):
     replaceVideo: bool = Field(
         False, strict=True,
         description="Allow replacing the video of a section that already has another one.")
+    sourceLanguage: LanguageCode | None = Field(
+        None, description="The language spoken in the video (default: the manifest's, else the "
+                          "server's RECONCILER_SOURCE_LANGUAGE). A target language equal to it "
+                          "is served from the video's own audio track, not dubbed.")
 
 
 class JobAccepted(BaseModel):
@@ -398,7 +405,8 @@ class DubbingService:
         if not self.manifests_dir.is_dir():
             raise ApiConfigError(f"manifests directory {config.manifests_dir} does not exist")
         self.settings = engine.Settings.from_env(
-            config.store_url, workers=config.jobs, dub_concurrency=config.dub_concurrency)
+            config.store_url, workers=config.jobs, dub_concurrency=config.dub_concurrency,
+            max_dub_minutes=config.max_dub_minutes)
         self.git_root = self._git_root() if config.git_commit else None
         self.jobs = JobStore(config.data_dir / "jobs.sqlite3")
         self.queue = JobQueue(self.jobs, self.run_job, workers=config.workers,
@@ -478,6 +486,9 @@ class DubbingService:
         else:
             doc = dict(current)
         replaced = False
+        source = self._source_language(sid, doc, req)
+        if current is None and source:
+            doc["sourceLanguage"] = source
         if current is not None and doc.get("video") != req.inputVideoUrl:
             if not req.replaceVideo:
                 raise ApiError(
@@ -494,7 +505,8 @@ class DubbingService:
         for code in requested:
             have = next((c for c in spelled if _same(c, code)), None)
             if have is None:
-                languages.append({"code": code})
+                same = source is not None and _same(code, source)
+                languages.append({"code": code, "audio": "source"} if same else {"code": code})
                 spelled.append(code)
                 added.append(code)
                 have = code
@@ -502,6 +514,18 @@ class DubbingService:
                 codes.append(have)
         doc["languages"] = languages
         return doc, codes, added, replaced
+
+    def _source_language(self, sid: int, doc: dict[str, Any], req: DubbingRequest) -> str | None:
+        """The video's spoken language: the manifest's, else the request's, else the server's
+        default. An existing manifest's is never changed (it is part of every dub's identity:
+        changing it would pay for each dub again)."""
+        declared = doc.get("sourceLanguage")
+        declared = None if declared in (None, "auto") else str(declared)
+        if declared and req.sourceLanguage and not _same(declared, req.sourceLanguage):
+            raise ApiError(409, "source_language_conflict",
+                           f"section {sid} declares sourceLanguage {declared}, not "
+                           f"{req.sourceLanguage}; change it in its manifest", "sourceLanguage")
+        return declared or req.sourceLanguage or self.config.source_language
 
     def _write_manifest(self, path: Path, doc: dict[str, Any]) -> None:
         """Validate the result with every other manifest, then replace the file atomically:

@@ -286,9 +286,13 @@ def unlock_cmd(section_id, lock_id, store_url) -> None:
               help="Serve without RECONCILER_API_TOKEN (loopback only; local development).")
 @click.option("--git-commit", is_flag=True,
               help="Commit each manifest the API changes to its git repository.")
+@click.option("--max-dub-minutes", type=click.FloatRange(0), default=None,
+              envvar="RECONCILER_MAX_DUB_MINUTES", metavar="N",
+              help="Per job: a job whose new dubbing would bill more minutes (or an unknown "
+                   "number) fails before paying [env RECONCILER_MAX_DUB_MINUTES].")
 @store_option
 def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, git_commit,
-              store_url) -> None:
+              max_dub_minutes, store_url) -> None:
     """HTTP API for the web app: POST /api/dubbing records the request in the section's
     manifest and reconciles it with this same engine (OpenAPI at /openapi.json)."""
     try:
@@ -299,7 +303,7 @@ def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, gi
     try:
         config = ApiConfig.from_env(manifests_dir, data_dir, store_url=store_url,
                                     workers=workers, insecure_no_auth=insecure_no_auth,
-                                    git_commit=git_commit)
+                                    git_commit=git_commit, max_dub_minutes=max_dub_minutes)
         serve(config, host, port)
     except ValueError as err:  # ApiConfigError, bad RECONCILER_ALLOWED_SOURCES, no store
         fail(str(err))

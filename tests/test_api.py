@@ -156,8 +156,9 @@ def job_rows(data_dir: Path) -> int:
 
 
 def test_spec_request_end_to_end_then_identical_request_answers_at_once(
-    api, s3, bucket, source, eleven
+    api, s3, bucket, source, eleven, monkeypatch
 ):
+    monkeypatch.setenv("RECONCILER_SOURCE_LANGUAGE", "ko")  # the lectures are Korean
     server = api()
     with server.client() as client:
         res = client.post("/api/dubbing", params={"wait": 120}, json=spec_body(source))
@@ -171,7 +172,9 @@ def test_spec_request_end_to_end_then_identical_request_answers_at_once(
         head = s3.head_object(Bucket=bucket, Key=f"{PREFIX}/11/master.m3u8")
         assert head["ContentType"] == "application/vnd.apple.mpegurl"
         assert master_languages(s3, bucket) == SPEC_LANGS
-        assert sorted(c["target_lang"] for c in eleven.creates) == sorted(SPEC_LANGS)
+        # Korean is the video's own track (not dubbed Korean into Korean): two paid dubs.
+        assert sorted(c["target_lang"] for c in eleven.creates) == ["en", "ja"]
+        assert {c["source_lang"] for c in eleven.creates} == {"ko"}
 
         job = client.get(f"/api/dubbing/jobs/{body['jobId']}").json()
         assert job["status"] == SUCCEEDED and job["ok"] is True
@@ -186,13 +189,14 @@ def test_spec_request_end_to_end_then_identical_request_answers_at_once(
         assert [p.name for p in api.manifests.iterdir()] == ["section-11.yaml"]  # no temp left
         assert yaml.safe_load(text) == {
             "sectionId": 11, "video": f"s3://{source}/lectures/11/source.mp4",
-            "languages": [{"code": c} for c in SPEC_LANGS],
+            "sourceLanguage": "ko",
+            "languages": [{"code": "ko", "audio": "source"}, {"code": "en"}, {"code": "ja"}],
         }
         assert reconcile("--plan", api.manifests).code == 0
 
         section = client.get("/api/sections/11").json()
         assert [d["code"] for d in section["declaredLanguages"]] == SPEC_LANGS
-        assert all(d["dubbed"] for d in section["declaredLanguages"])
+        assert [d["dubbed"] for d in section["declaredLanguages"]] == [False, True, True]
         assert section["observedLanguages"] == SPEC_LANGS
 
         jobs_before, creates_before = job_rows(api.data), len(eleven.creates)
@@ -250,6 +254,38 @@ def test_a_job_accepted_by_a_stopped_server_is_run_by_the_next_one(api, s3, buck
         doc = wait_job(client, job_id)
     assert doc["status"] == SUCCEEDED and doc["languagesReady"] == ["en"]
     assert master_languages(s3, bucket, 31) == ["en"]
+
+
+def test_request_source_language_is_served_from_the_video_and_never_dubbed(api, source, eleven,
+                                                                          s3, bucket):
+    server = api(workers=1)
+    with server.client() as client:
+        body = {**spec_body(source, 12, ["ja", "ko"]), "sourceLanguage": "ko"}
+        res = client.post("/api/dubbing", params={"wait": 120}, json=body)
+        assert res.status_code == 200, res.text
+        assert res.json()["ok"] is True and res.json()["languagesReady"] == ["ja", "ko"]
+        assert [c["target_lang"] for c in eleven.creates] == ["ja"]  # one paid dub
+        doc = yaml.safe_load((api.manifests / "section-12.yaml").read_text())
+        assert doc["sourceLanguage"] == "ko" and {"code": "ko", "audio": "source"} in \
+            doc["languages"]
+        conflict = client.post("/api/dubbing", json={**body, "sourceLanguage": "en"})
+        assert conflict.status_code == 409 and conflict.json()["field"] == "sourceLanguage"
+        assert len(eleven.creates) == 1
+
+
+def test_job_over_the_spend_cap_fails_with_the_figure_and_pays_nothing(api, source, eleven):
+    server = api(workers=1, max_dub_minutes=0.1)
+    with server.client() as client:
+        res = client.post("/api/dubbing", params={"wait": 60},
+                          json=spec_body(source, 13, ["en", "ja"]))
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert body["ok"] is False and body["languagesReady"] == []
+        reasons = {f["code"]: f["reason"] for f in body["languagesFailed"]}
+        assert set(reasons) == {"en", "ja"}
+        assert all("new dubbing would bill 0.27 minutes, over --max-dub-minutes 0.1" in r
+                   for r in reasons.values()), reasons
+        assert eleven.creates == [] and eleven.requests == []
 
 
 def test_a_failing_job_reports_why_per_language(api, source):
