@@ -55,7 +55,7 @@ from . import engine, layout
 from .cdn import CdnError
 from .jobs import FAILED, SUCCEEDED, Job, JobQueue, JobStore
 from .lock import LockError
-from .manifest import InvalidManifests, load_manifests, manifest_files
+from .manifest import InvalidManifests, load_manifests, manifest_files, read_yaml
 from .sources import FetchPolicy, SourceRefused, resolve_host
 from .store import StoreError
 
@@ -441,10 +441,14 @@ class DubbingService:
 
     def find_manifest(self, section_id: int) -> tuple[Path, dict[str, Any] | None]:
         """The file declaring the section (any name), else where the API would create it."""
+        own = self.manifests_dir / f"section-{section_id}.yaml"
         for path in manifest_files([self.manifests_dir]):
             try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                _node, data = read_yaml(path.read_text(encoding="utf-8"), str(path))
+            except (OSError, UnicodeDecodeError, InvalidManifests) as err:
+                if path.resolve() == own.resolve():  # never overwrite it unread
+                    raise ApiError(409, "manifest_invalid", "the section's manifest is invalid: "
+                                   f"{getattr(err, 'errors', [err])[0]}; fix it first") from None
                 continue
             if isinstance(data, dict) and data.get("sectionId") == section_id:
                 return path, data

@@ -48,9 +48,11 @@ def fail(message: str) -> None:
     sys.exit(EXIT_ERROR)
 
 
-def load_or_exit(paths: tuple[Path, ...], sections: tuple[int, ...]):
+def load_or_exit(paths: tuple[Path, ...], sections: tuple[int, ...], *,
+                 check_files: bool = False):
     try:
-        return engine.load(list(paths) or [Path("manifests")], list(sections))
+        return engine.load(list(paths) or [Path("manifests")], list(sections),
+                           check_files=check_files)
     except InvalidManifests as err:
         for e in err.errors:
             click.echo(f"Error: {e}", err=True)
@@ -184,8 +186,9 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
 @main.command()
 @paths_argument
 def validate(paths) -> None:
-    """Validate manifests only (no store access): exit 0 valid, 1 otherwise."""
-    sections = load_or_exit(paths, ())
+    """Validate manifests and that their relative input files exist (no store access): exit 0
+    valid, 1 otherwise."""
+    sections = load_or_exit(paths, (), check_files=True)
     click.echo(f"{len(sections)} manifest(s) valid: sections "
                f"{', '.join(str(s.section_id) for s in sections)}")
 

@@ -66,9 +66,11 @@ class Settings:
         return PlanOptions(prune=self.prune, allow_empty=self.allow_empty)
 
 
-def load(paths: list[Path], section_ids: list[int] | None = None) -> list[Section]:
-    """Validate every manifest (all must be valid), then keep the requested sections."""
-    return select(load_manifests(paths), section_ids)
+def load(paths: list[Path], section_ids: list[int] | None = None, *,
+         check_files: bool = False) -> list[Section]:
+    """Validate every manifest (all must be valid), then keep the requested sections.
+    `check_files`: every relative input must be an existing regular file too."""
+    return select(load_manifests(paths, check_files=check_files), section_ids)
 
 
 def select(sections: list[Section], section_ids: list[int] | None) -> list[Section]:

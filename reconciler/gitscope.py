@@ -6,9 +6,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from .manifest import find_root, manifest_files
+from .manifest import InvalidManifests, find_root, manifest_files, read_yaml
 
 
 class GitError(Exception):
@@ -48,9 +46,9 @@ def changed_since(ref: str, paths: list[Path]) -> Changes:
             continue
         if status.startswith("D"):
             try:
-                old = yaml.safe_load(_git(root, "show", f"{ref}:{name}"))
-                deleted[int(old["sectionId"])] = name
-            except (GitError, yaml.YAMLError, KeyError, TypeError, ValueError):
+                _node, old = read_yaml(_git(root, "show", f"{ref}:{name}"), name)
+                deleted[int(old["sectionId"])] = name  # type: ignore[index]
+            except (GitError, InvalidManifests, KeyError, TypeError, ValueError):
                 continue  # the old file was not a valid manifest: nothing to remove
         elif path in wanted:
             files.add(path)

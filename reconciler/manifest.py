@@ -180,7 +180,8 @@ def shown(value: object) -> str:
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
-def _source(ctx: _Context, path: list, value: str, base: Path, root: Path) -> Source | None:
+def _source(ctx: _Context, path: list, value: str, base: Path, root: Path,
+            check_files: bool = False) -> Source | None:
     if "://" in value:
         parts = urlsplit(value)
         scheme = parts.scheme.lower()
@@ -212,6 +213,9 @@ def _source(ctx: _Context, path: list, value: str, base: Path, root: Path) -> So
     if not (resolved.is_relative_to(root) and (base / decoded).resolve().is_relative_to(root)):
         ctx.error(path, f"path leaves the repository ({root})")
         return None
+    if check_files and not resolved.is_file():
+        ctx.error(path, "no such file" if not resolved.exists() else "not a regular file")
+        return None
     return Source("file", value, resolved)
 
 
@@ -237,27 +241,124 @@ def manifest_files(paths: list[Path]) -> list[Path]:
     return list(files.values())
 
 
-def _parse_file(file: Path, root: Path) -> tuple[Section | None, list[ManifestError]]:
-    label = str(file)
+MAX_MANIFEST_BYTES = 64 * 1024  # a section's manifest is a few hundred bytes
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 core scalars, no anchors or aliases.
+
+    PyYAML resolves YAML 1.1: `013` is octal 11, `0x0B` and `1_1` are ints, `no` is False.
+    Here only plain decimals are ints and floats need a point or an exponent (`013` stays a
+    string, which the schema refuses), only
+    true/false are booleans, and an alias - the way a 449-byte file expands to gigabytes - is
+    refused outright."""
+
+    yaml_implicit_resolvers: dict = {}
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&, *) are not allowed in manifests",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+
+for _tag, _pattern, _first in [
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"^[-+]?(?:0|[1-9][0-9]*)$", list("-+0123456789")),
+    ("tag:yaml.org,2002:float",
+     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+"
+     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", list("-+.0123456789")),
+]:
+    _Loader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+
+
+def _duplicate_keys(node: yaml.Node | None) -> list[tuple[yaml.Node, str]]:
+    """(key node, key) for every key that repeats one earlier in the same mapping."""
+    found: list[tuple[yaml.Node, str]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                found.append((key, key.value))
+            seen.add(key.value)
+            found += _duplicate_keys(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found += _duplicate_keys(item)
+    return found
+
+
+def _check_size(size: int, label: str) -> None:
+    if size > MAX_MANIFEST_BYTES:
+        raise InvalidManifests([ManifestError(
+            label, None, "", f"manifest is {size} bytes; the limit is {MAX_MANIFEST_BYTES}")])
+
+
+def read_yaml(text: str, label: str) -> tuple[yaml.Node | None, object]:
+    """Parse one manifest's text safely: at most MAX_MANIFEST_BYTES, YAML 1.2 core scalars, no
+    anchors/aliases, no duplicate keys. Raises InvalidManifests naming every such problem."""
+    _check_size(len(text.encode("utf-8")), label)
+    loader = _Loader(text)
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        return None, [ManifestError(label, None, "", f"cannot read: {err}")]
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        duplicates = _duplicate_keys(node)
+        if duplicates:
+            raise InvalidManifests([
+                ManifestError(label, key.start_mark.line + 1, "",
+                              f"duplicate key {shown(name)} (a key may appear once)")
+                for key, name in duplicates])
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(err, "problem", None) or str(err)
-        return None, [ManifestError(label, line, "", f"invalid YAML: {problem}")]
+        raise InvalidManifests([ManifestError(label, line, "", f"invalid YAML: {problem}")]) \
+            from None
+    finally:
+        loader.dispose()
+    return node, data
+
+
+Declared = tuple[int, int | None]  # (sectionId, its line): for the check across files
+
+
+def _declared(node: yaml.Node | None, data: object) -> Declared | None:
+    sid = data.get("sectionId") if isinstance(data, dict) else None
+    if not isinstance(sid, int) or isinstance(sid, bool):
+        return None
+    found = _node_at(node, ["sectionId"])
+    return sid, (found.start_mark.line + 1 if found is not None and found is not node else None)
+
+
+def _parse_file(file: Path, root: Path, check_files: bool
+                ) -> tuple[Section | None, list[ManifestError], Declared | None]:
+    """The section a manifest declares, or its problems; and its sectionId whenever it has a
+    usable one (so a duplicate is reported even beside other problems)."""
+    label = str(file)
+    try:
+        _check_size(file.stat().st_size, label)  # before reading it into memory
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return None, [ManifestError(label, None, "", f"cannot read: {err}")], None
+    except InvalidManifests as err:
+        return None, err.errors, None
+    try:
+        node, data = read_yaml(text, label)
+    except InvalidManifests as err:
+        return None, err.errors, None
+    declared = _declared(node, data)
     ctx = _Context(label, node)
     if not isinstance(data, dict):
         ctx.error([], "expected a mapping with sectionId, video and languages")
-        return None, ctx.errors
+        return None, ctx.errors, None
     validator = jsonschema.Draft202012Validator(schema())
+    schema_paths: list[list] = []
     for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         path = list(err.absolute_path)
+        schema_paths.append(path)
         if err.validator == "pattern":
             ctx.error(path, _PATTERN_MESSAGES.get(str(path[-1]), "{} is not allowed here")
                       .format(shown(err.instance)))
@@ -268,22 +369,29 @@ def _parse_file(file: Path, root: Path) -> tuple[Section | None, list[ManifestEr
         else:
             message = err.message.replace(repr(err.instance), shown(err.instance))
             ctx.error(path, _redact(message))
+    flagged = {tuple(e) for e in schema_paths}
+
+    def valid(*path: str | int) -> bool:
+        """No schema error at, around or inside this field: its value has the schema's shape."""
+        return not any(f[: len(path)] == path or path[: len(f)] == f for f in flagged)
+
     sid = data.get("sectionId")
-    if not ctx.errors and (not isinstance(sid, int) or isinstance(sid, bool)):
-        ctx.error(["sectionId"], f"{shown(sid)} is not an integer")
-    if ctx.errors:
-        return None, ctx.errors
+    if valid("sectionId") and (not isinstance(sid, int) or isinstance(sid, bool)):
+        ctx.error(["sectionId"], f"{shown(sid)} is not an integer")  # the schema takes 1.0
 
     base = file.resolve().parent
-    video = _source(ctx, ["video"], data["video"], base, root)
+    video = (_source(ctx, ["video"], data["video"], base, root, check_files)
+             if "video" in data and valid("video") else None)
+    raw_languages = [(i, raw) for i, raw in enumerate(data.get("languages") or [])
+                     if valid("languages", i)]
     languages: list[Language] = []
     seen_codes: dict[str, int] = {}
     seen_names: dict[str, int] = {}
-    defaults = [i for i, lang in enumerate(data["languages"]) if lang.get("default")]
+    defaults = [i for i, lang in raw_languages if lang.get("default")]
     if len(defaults) > 1:
         ctx.error(["languages", defaults[1], "default"], "only one language may be the default")
     default_index = defaults[0] if defaults else 0
-    for i, raw in enumerate(data["languages"]):
+    for i, raw in raw_languages:
         code = raw["code"]
         if not langcodes.tag_is_valid(code):
             ctx.error(["languages", i, "code"], f"{shown(code)} is not a valid BCP 47 language tag")
@@ -308,11 +416,12 @@ def _parse_file(file: Path, root: Path) -> tuple[Section | None, list[ManifestEr
             audio = (
                 VIDEO_TRACK
                 if raw["audio"] == "source"
-                else _source(ctx, ["languages", i, "audio"], raw["audio"], base, root)
+                else _source(ctx, ["languages", i, "audio"], raw["audio"], base, root,
+                             check_files)
             )
         languages.append(Language(code, name, i == default_index, audio))
     if ctx.errors or video is None:
-        return None, ctx.errors
+        return None, ctx.errors, declared
     dubbing = data.get("dubbing", {})
     return (
         Section(
@@ -324,14 +433,18 @@ def _parse_file(file: Path, root: Path) -> tuple[Section | None, list[ManifestEr
             dubbing=DubbingSettings(dubbing.get("numSpeakers", 0), dubbing.get("watermark", False)),
         ),
         [],
+        declared,
     )
 
 
-def load_manifests(paths: list[Path], *, root: Path | None = None) -> list[Section]:
-    """Load and validate every manifest; raise InvalidManifests listing every problem.
+def load_manifests(paths: list[Path], *, root: Path | None = None,
+                   check_files: bool = False) -> list[Section]:
+    """Load and validate every manifest; raise InvalidManifests listing every problem of every
+    file (a sectionId two files declare is reported even when one of them has other problems).
 
     `root` bounds relative paths: by default the git work tree holding the manifests, else the
-    folder given (or the folder of the file given).
+    folder given (or the folder of the file given). `check_files` also requires every relative
+    input to be an existing regular file (`reconcile validate`; a plan reports it per section).
     """
     files = manifest_files(paths)
     errors: list[ManifestError] = []
@@ -350,30 +463,20 @@ def load_manifests(paths: list[Path], *, root: Path | None = None) -> list[Secti
             next((p.resolve() for p in paths if p.is_dir() and start.is_relative_to(p.resolve())),
                  start)
         )
-        section, problems = _parse_file(file, bound.resolve())
+        section, problems, declared = _parse_file(file, bound.resolve(), check_files)
         errors += problems
-        if section is None:
+        if declared is not None and declared[0] in owner:
+            errors.append(ManifestError(str(file), declared[1], "sectionId",
+                                        f"duplicate sectionId {declared[0]} "
+                                        f"(also in {owner[declared[0]]})"))
             continue
-        if section.section_id in owner:
-            errors.append(
-                ManifestError(
-                    str(file), _section_line(file), "sectionId",
-                    f"duplicate sectionId {section.section_id} "
-                    f"(also in {owner[section.section_id]})",
-                )
-            )
-            continue
-        owner[section.section_id] = str(file)
-        sections.append(section)
+        if declared is not None:
+            owner[declared[0]] = str(file)
+        if section is not None:
+            sections.append(section)
     if errors:
         raise InvalidManifests(errors)
     return sorted(sections, key=lambda s: s.section_id)
-
-
-def _section_line(file: Path) -> int | None:
-    node = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    found = _node_at(node, ["sectionId"])
-    return found.start_mark.line + 1 if found is not None and found is not node else None
 
 
 def manifests_digest(sections: list[Section]) -> str:

@@ -510,3 +510,20 @@ def test_git_commit_records_each_change_in_the_manifests_repository(tmp_path, ap
     files = subprocess.run([*git, "show", "--name-only", "--format=", "HEAD"],
                            capture_output=True, text=True, check=True).stdout.split()
     assert files == ["manifests/section-11.yaml"]
+
+
+def test_an_alias_bomb_manifest_is_refused_not_expanded_nor_overwritten(api, source):
+    """Issue 11: the API reads manifests with the same safe loader as the CLI (no anchors or
+    aliases, 64 KiB cap), and never overwrites a manifest it could not read."""
+    bomb = ("a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+            "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+            "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+            "sectionId: 11\nvideo: v.mp4\nlanguages: *f\n")
+    manifest = api.manifests / "section-11.yaml"
+    manifest.write_text(bomb)
+    server = api(workers=0)
+    with server.client() as client:
+        res = client.post("/api/dubbing", json=spec_body(source))
+    assert res.status_code == 409, res.text
+    assert "anchors and aliases" in res.json()["message"] and len(res.text) < 1000
+    assert manifest.read_text() == bomb

@@ -189,3 +189,54 @@ def test_video_cut_short_with_its_index_intact_is_refused_not_published(repo, ba
     assert re.search(r"package video: packaged \d\.\ds but the input lasts 8\.0s", res.stdout), \
         res.stdout
     assert store_listing(store) == {}
+
+
+# -- hostile manifests, through the CLI: one line each, exit 1, the store untouched -----------
+
+BOMB = ("a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+        "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+        "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+        "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n")
+HEAD = "video: ../media/lecture.mp4\nlanguages:\n  - code: en\n    audio: ../media/en.mp3\n"
+MANIFESTS = {
+    "alias bomb": (BOMB + "sectionId: 11\n" + HEAD, ":1:", "anchors and aliases"),
+    "too big": ("sectionId: 11\n" + HEAD + "#" + "x" * 66_000 + "\n", "", "the limit is 65536"),
+    "octal-looking id": ("sectionId: 013\n" + HEAD, "sectionId", "not of type 'integer'"),
+    "hex id": ("sectionId: 0x0B\n" + HEAD, "sectionId", "not of type 'integer'"),
+    "underscore id": ("sectionId: 1_1\n" + HEAD, "sectionId", "not of type 'integer'"),
+    "id over 2^31-1": ("sectionId: 2147483648\n" + HEAD, "sectionId", "maximum"),
+    "duplicate key": ("sectionId: 11\nsectionId: 12\n" + HEAD, ":2:", "duplicate key"),
+    "long value": ("sectionId: 11\nvideo: ftp://" + "a" * 5000 + "\nlanguages:\n  - code: en\n",
+                   "video", "is too long"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MANIFESTS))
+def test_hostile_manifest_is_refused_in_one_line_and_nothing_is_written(repo, store, case):
+    text, where, message = MANIFESTS[case]
+    repo.write(12, [{"code": "en", "audio": "../media/en.mp3"}])
+    assert reconcile("--apply", repo.manifests, "--store", store).code == 0
+    before = store_listing(store)
+    path = repo.manifests / "section-11.yaml"
+    path.write_text(text)
+    for args in (("validate", repo.manifests), ("--apply", repo.manifests, "--store", store)):
+        res = reconcile(*args)
+        refused(res, str(path), where, message)
+        assert len(res.stderr) < 2000, res.stderr[:500]
+        assert all(len(line) < 400 for line in res.stderr.splitlines())
+    assert store_listing(store) == before
+
+
+def test_validate_reports_every_problem_of_every_manifest_in_one_run(repo, tmp_path):
+    (repo.root / "media" / "dir.mp3").mkdir()
+    a = repo.write(11, [{"code": "en", "audio": "../media/missing.mp3"}])
+    b = repo.write(12, [{"code": "en_US"}, {"code": "ja", "audio": "../media/dir.mp3"}])
+    b.write_text(b.read_text().replace("sectionId: 12", "sectionId: 11"))
+    res = reconcile("validate", repo.manifests)
+    assert res.code == 1
+    lines = [x for x in res.stderr.splitlines() if x.startswith("Error:")]
+    assert any(str(a) in x and "languages[0].audio: no such file" in x for x in lines)
+    assert any(str(b) in x and "languages[0].code" in x for x in lines)
+    assert any(str(b) in x and "languages[1].audio: not a regular file" in x for x in lines)
+    assert any(str(b) in x and "duplicate sectionId 11" in x for x in lines)
+    assert "4 problems in manifests" in res.stderr

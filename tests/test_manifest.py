@@ -517,6 +517,7 @@ def test_every_problem_is_reported_in_one_raise(tree):
     found = errors([tree.manifests])
     assert {(e.file, e.line, e.field) for e in found} == {
         (str(a), 5, "languages[0].code"),
+        (str(a), 7, "languages[1].audio"),  # reported beside the schema error (issue 11)
         (str(b), 1, "sectionId"),
         (str(c), 6, "languages[0].audio"),
         (str(c), 7, "languages[1].code"),
@@ -669,3 +670,113 @@ def test_name_with_a_line_break_quote_or_control_character_is_refused(tree, name
     [error] = exc.value.errors
     assert error.field == "languages[0].name" and "line break" in error.message
     assert "\n" not in str(error) and "\r" not in str(error)
+
+
+# -- hostile YAML (issue 11 items 4 and 7) ------------------------------------------------------
+
+ALIAS_BOMB = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+sectionId: 1
+video: v.mp4
+languages: *h
+"""
+
+
+def test_alias_bomb_is_refused_at_its_first_anchor(tree):
+    path = tree.write("s.yaml", ALIAS_BOMB)
+    err = only_error(path)
+    assert err.line == 1 and "anchors and aliases (&, *) are not allowed" in err.message
+    assert len(str(err)) < 300
+
+
+def test_a_single_anchor_or_alias_is_refused_too(tree):
+    path = tree.write("s.yaml", manifest("- &x {code: en}\n- code: ja"))
+    assert "anchors and aliases" in only_error(path).message
+
+
+def test_manifest_over_64_kib_is_refused_unread(tree):
+    path = tree.write("s.yaml", manifest("- code: en") + "# " + "x" * 70_000 + "\n")
+    err = only_error(path)
+    assert err.message == f"manifest is {path.stat().st_size} bytes; the limit is 65536"
+
+
+def test_echoed_values_are_cut_to_80_characters(tree):
+    path = tree.write("s.yaml", manifest(f"- code: en\n  audio: ftp://{'a' * 3000}/x.mp3"))
+    err = only_error(path)
+    assert len(err.message) < 160 and "…" in err.message, err.message
+    long_code = tree.write("t.yaml", manifest(f"- code: {'q' * 3000}", section_id=2))
+    assert len(only_error(long_code).message) < 160
+
+
+@pytest.mark.parametrize("value", ["013", "0x0B", "1_1", "0o13", "1:20", "+013"])
+def test_section_id_is_a_plain_decimal_yaml_1_2_integer(tree, value):
+    path = tree.write("s.yaml", f"sectionId: {value}\nvideo: v.mp4\nlanguages:\n  - code: en\n")
+    err = only_error(path)
+    assert (err.line, err.field) == (1, "sectionId") and "is not of type 'integer'" in err.message
+
+
+def test_yaml_1_1_booleans_are_plain_strings(tree):
+    """`no` is Norwegian, not False; only true/false are booleans."""
+    path = tree.write("s.yaml", manifest("- code: no\n- code: en\n  default: yes"))
+    assert [(e.field, e.message) for e in errors([path])] == [
+        ("languages[1].default", "'yes' is not of type 'boolean'")]
+    ok = tree.write("s.yaml", manifest("- code: no\n- code: en\n  default: true"))
+    [section] = load_manifests([ok])
+    assert [lang.code for lang in section.languages] == ["no", "en"]
+
+
+def test_duplicate_keys_are_refused_not_last_wins(tree):
+    path = tree.write("s.yaml", "sectionId: 1\nvideo: v.mp4\nsectionId: 2\nlanguages:\n"
+                                "  - code: en\n    code: ja\n")
+    found = errors([path])
+    assert [(e.line, e.message) for e in found] == [
+        (3, "duplicate key 'sectionId' (a key may appear once)"),
+        (6, "duplicate key 'code' (a key may appear once)")]
+
+
+@pytest.mark.parametrize("sid, ok", [(2**31 - 1, True), (2**31, False), (10**30, False)])
+def test_section_id_upper_bound_is_the_apis(tree, sid, ok):
+    path = tree.write("s.yaml", f"sectionId: {sid}\nvideo: v.mp4\nlanguages:\n  - code: en\n")
+    if ok:
+        assert load_manifests([path])[0].section_id == sid
+    else:
+        assert only_error(path).field == "sectionId"
+
+
+def test_duplicate_section_id_is_reported_beside_other_problems(tree):
+    a = tree.write("a.yaml", manifest("- code: en", section_id=7))
+    b = tree.write("b.yaml", manifest("- code: en_US\n- code: ja\n  audio: ftp://x/y.mp3",
+                                      section_id=7))
+    assert {(e.file, e.field) for e in errors([tree.manifests])} == {
+        (str(b), "languages[0].code"), (str(b), "languages[1].audio"), (str(b), "sectionId")}
+    assert a.exists()
+
+
+def test_check_files_requires_regular_files_inside_the_repository(tree, tmp_path):
+    (tree.root / "media" / "lecture.mp4").write_bytes(b"x")
+    (tree.root / "media" / "folder.mp3").mkdir()
+    outside = tmp_path / "outside.mp3"
+    outside.write_bytes(b"x")
+    (tree.root / "media" / "link.mp3").symlink_to(outside)
+    path = tree.write("s.yaml", manifest("""
+        - code: en
+          audio: ../media/missing.mp3
+        - code: ja
+          audio: ../media/folder.mp3
+        - code: fr
+          audio: ../media/link.mp3
+    """))
+    found = {(e.field, e.message.split(" (")[0]) for e in errors([path], check_files=True)}
+    assert found == {("languages[0].audio", "no such file"),
+                     ("languages[1].audio", "not a regular file"),
+                     ("languages[2].audio", "path leaves the repository")}
+    missing = tree.write("t.yaml", manifest("- code: en\n  audio: ../media/missing.mp3",
+                                            section_id=2))
+    assert load_manifests([missing])  # without check_files the plan reports it per section
