@@ -10,13 +10,14 @@ tail of ffmpeg's stderr. The one invalidation is the caller's (engine.py) job.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -63,6 +64,9 @@ class Runtime:
     dubber: Callable[[], ElevenLabs] | None = None
     progress: Callable[[str], None] = lambda _msg: None
     fetch_policy: FetchPolicy = STRICT
+    # ffmpeg runs (measure, encode, copy) at once: one per core.
+    cpu: threading.Semaphore = field(
+        default_factory=lambda: threading.Semaphore(os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class _Section:
         self.facts: dict[str | None, Facts] = {}
         self.dub_files: dict[str, Path] = {}
         self.video_failed = False
+        self.video_ready = threading.Event()  # the video phase is over (done, failed or none)
         self._video_local: Path | None = None
         self._speech: Path | None = None
         self._lock = threading.Lock()  # results and facts, written by several phase threads
@@ -150,11 +155,37 @@ class _Section:
                 self._speech = media.extract_audio(video, self.work / "speech.mp3")
             return self._speech
 
-    def _upload_all(self, items: Iterable[tuple[str, Path]]) -> None:
-        futures = [
-            (key, self.uploads.submit(self.rt.store.put_file, key, path, layout.meta_for(key)))
-            for key, path in items
-        ]
+    def _submit(self, key: str, path: Path) -> Future:
+        return self.uploads.submit(self.rt.store.put_file, key, path, layout.meta_for(key))
+
+    def _streamer(self, language: str | None) -> tuple[dict[str, Future], media.OnSegment | None]:
+        """Uploads started while ffmpeg still writes, and the callback that starts them. Only
+        for a new rendition: a replaced one's segments are uploaded after its encode succeeded,
+        so a failed encode never mixes new segments into the rendition players still get."""
+        early: dict[str, Future] = {}
+        if self.o.rendition_keys(language):
+            return early, None
+        directory = layout.rendition_dir(self.s.section_id, language)
+
+        def on_segment(path: Path) -> None:
+            early[directory + path.name] = self._submit(directory + path.name, path)
+
+        return early, on_segment
+
+    def _discard(self, early: dict[str, Future]) -> None:
+        """Delete the segments a failed rendition uploaded early (no playlist names them)."""
+        wait(early.values())
+        landed = [key for key, fut in early.items() if fut.exception() is None]
+        try:
+            self.rt.store.delete(landed)
+        except StoreError as err:
+            with self._lock:
+                self.result.warnings.append(f"left {len(landed)} unnamed segment(s): {err}")
+
+    def _upload_all(self, items: Iterable[tuple[str, Path]],
+                    early: dict[str, Future] | None = None) -> None:
+        early = early or {}
+        futures = [(key, early.get(key) or self._submit(key, path)) for key, path in items]
         errors = []
         for key, fut in futures:
             try:
@@ -171,11 +202,13 @@ class _Section:
         return max([target_duration(s.duration for s in own.segments), *known])
 
     def publish(self, language: str | None, out: Path, source_id: str,
-                extra: dict[str, str], expected: float) -> Facts:
-        """Upload a packaged rendition: init + segments, then its playlist (our rewrite),
-        then remove segments the new playlist no longer names. A rendition more than
-        media.MAX_SHORTFALL seconds shorter than `expected` (what the input says it lasts) is
-        refused before any upload: ffmpeg exits 0 on a file cut short."""
+                extra: dict[str, str], expected: float,
+                early: dict[str, Future] | None = None) -> Facts:
+        """Upload a packaged rendition: init + segments (those in `early` are already on their
+        way), then its playlist (our rewrite), then remove segments the new playlist no longer
+        names. A rendition more than media.MAX_SHORTFALL seconds shorter than `expected` (what
+        the input says it lasts) is refused and nothing of it is left published: ffmpeg exits 0
+        on a file cut short."""
         name = layout.playlist_name(language)
         produced = parse_media((out / name).read_text())
         if expected - produced.duration > media.MAX_SHORTFALL:
@@ -191,7 +224,7 @@ class _Section:
                            map_uri=layout.INIT)
         directory = layout.rendition_dir(self.s.section_id, language)
         files = [layout.INIT] + [s.uri for s in playlist.segments]
-        self._upload_all((directory + f, out / f) for f in files)
+        self._upload_all(((directory + f, out / f) for f in files), early)
         stamp = {STAMP_SOURCE: source_id, **extra}
         self.rt.store.put_bytes(directory + name, render_media(playlist).encode(),
                                 layout.PLAYLIST_META, stamp)
@@ -210,21 +243,30 @@ class _Section:
 
     # -- phases ----------------------------------------------------------------------------
     def video(self) -> None:
+        try:
+            self._video()
+        finally:
+            self.video_ready.set()
+
+    def _video(self) -> None:
         action = next(iter(self.plan.actions_of(Kind.PACKAGE_VIDEO)), None)
         if action is None:
             return
         self.rt.progress(f"section {self.s.section_id}: packaging video")
+        early, on_segment = self._streamer(None)
         try:
             out = self.work / "video"
-            info = media.package_video(self.video_local(), out)
+            with self.rt.cpu:
+                info = media.package_video(self.video_local(), out, on_segment)
             extra = {STAMP_SETTINGS: media.VIDEO_SETTINGS}
             if info.frame_rate:
                 extra[STAMP_FRAME_RATE] = f"{info.frame_rate:g}"
             self.facts[None] = self.publish(None, out, action.source_id or "", extra,
-                                            info.duration)
+                                            info.duration, early)
         except EXPECTED as err:
             self.video_failed = True
             self.fail("package video", None, err)
+            self._discard(early)
 
     def dub(self, action: Action) -> None:
         """Dub one language, paying at most once: the job record is written *before* the paid
@@ -316,30 +358,45 @@ class _Section:
         return dest
 
     def audio(self, action: Action) -> None:
+        """Examine the input (needs nothing from the video, so it overlaps the video's
+        packaging), then encode it to the video's duration, uploading while ffmpeg writes."""
         code = action.language or ""
+        if any(f.language == code for f in self.result.failures):
+            return  # its dub failed; already reported
+        examined: media.Examined | Exception
+        try:
+            source, from_video = self._audio_input(action)
+            with self.rt.cpu:
+                examined = media.examine_audio(source, from_video=from_video)
+        except EXPECTED as err:
+            examined = err
+        self.video_ready.wait()
         if self.video_failed or None not in self.facts:
             if not self.video_failed:
                 self.fail("package audio", code, media.MediaError("video rendition not ready"))
             return
-        if any(f.language == code for f in self.result.failures):
-            return  # its dub failed; already reported
         self.rt.progress(f"section {self.s.section_id}: packaging audio {code}")
+        early, on_segment = self._streamer(code)
         try:
-            source, from_video = self._audio_input(action)
+            if isinstance(examined, Exception):
+                raise examined
             duration = self.facts[None].playlist.duration
             out = self.work / "audio" / code
-            info = media.package_audio(source, out, duration=duration, from_video=from_video)
+            with self.rt.cpu:
+                info = media.encode_audio(examined, out, duration=duration,
+                                          on_segment=on_segment)
             if abs(info.duration - duration) > ALIGN_TOLERANCE:
                 verb = "padded with silence" if info.duration < duration else "trimmed"
                 self.result.warnings.append(
                     f"{code}: audio is {info.duration:.1f}s, video {duration:.1f}s: {verb}"
                 )
             facts = self.publish(code, out, action.source_id or "",
-                                 {STAMP_SETTINGS: media.AUDIO_SETTINGS}, duration)
+                                 {STAMP_SETTINGS: media.AUDIO_SETTINGS}, duration, early)
             with self._lock:
                 self.facts[code] = facts
         except EXPECTED as err:
             self.fail("package audio", code, err)
+            self._discard(early)
 
     def finish(self) -> None:
         """Metadata fixes, playlist targets, deletions, then master last."""
@@ -428,6 +485,28 @@ def delete_section(rt: Runtime, sp: SectionPlan) -> SectionResult:
     return result
 
 
+def _package(rt: Runtime, jobs: list[_Section]) -> None:
+    """Videos, dubs and audio of every section at once, ffmpeg bounded by `rt.cpu`: audio
+    inputs are measured while videos are copied; a dub starts once its section's video is
+    packaged (a broken video is not worth paying for), its audio once the dub is in. Videos are
+    queued first, so an audio task waiting for its video never holds up that video."""
+    dubs = [(j, a) for j in jobs for a in j.plan.actions_of(Kind.DUB)]
+    dubbed = {(id(j), a.language) for j, a in dubs}
+    audio = [(j, a) for j in jobs for a in j.plan.actions_of(Kind.PACKAGE_AUDIO)]
+    workers = 2 * (os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="media") as pool, \
+            ThreadPoolExecutor(max_workers=max(1, rt.dub_concurrency),
+                               thread_name_prefix="dub") as dub_pool:
+        tasks = [pool.submit(j.video) for j in jobs]
+        paid = [dub_pool.submit(lambda j=j, a=a: (j.video_ready.wait(), j.dub(a)))
+                for j, a in dubs]
+        tasks += [pool.submit(j.audio, a) for j, a in audio if (id(j), a.language) not in dubbed]
+        wait(paid)
+        tasks += [pool.submit(j.audio, a) for j, a in audio if (id(j), a.language) in dubbed]
+    for task in [*tasks, *paid]:
+        task.result()  # an unexpected error (a bug) surfaces, as it did before
+
+
 def apply_plan(plan: Plan, desired: dict[int, Section], observed: dict[int, ObservedSection],
                rt: Runtime) -> list[SectionResult]:
     """Run every section's actions; returns one result per section that had actions."""
@@ -440,17 +519,8 @@ def apply_plan(plan: Plan, desired: dict[int, Section], observed: dict[int, Obse
             for sp in plan.sections
             if sp.actions and sp.section_id in desired
         ]
+        _package(rt, jobs)
         cpu = max(1, min(2, len(jobs) or 1))
-        with ThreadPoolExecutor(max_workers=cpu, thread_name_prefix="section") as pool:
-            list(pool.map(lambda j: j.video(), jobs))
-        dubs = [(j, a) for j in jobs for a in j.plan.actions_of(Kind.DUB)]
-        if dubs:
-            with ThreadPoolExecutor(max_workers=max(1, rt.dub_concurrency),
-                                    thread_name_prefix="dub") as pool:
-                list(pool.map(lambda ja: ja[0].dub(ja[1]), dubs))
-        audio = [(j, a) for j in jobs for a in j.plan.actions_of(Kind.PACKAGE_AUDIO)]
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="audio") as pool:
-            list(pool.map(lambda ja: ja[0].audio(ja[1]), audio))
         with ThreadPoolExecutor(max_workers=cpu, thread_name_prefix="finish") as pool:
             list(pool.map(lambda j: j.finish(), jobs))
     return [j.result for j in jobs] + removed

@@ -12,6 +12,9 @@ import math
 import os
 import re
 import subprocess
+import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,6 +145,39 @@ def probe(path: Path, label: str | None = None) -> MediaInfo:
     )
 
 
+OnSegment = Callable[[Path], None]
+WATCH_INTERVAL = 0.1  # seconds between looks at ffmpeg's output folder
+
+
+def _run_streaming(args: list[str], what: str, out_dir: Path, prefix: str,
+                   on_segment: OnSegment | None) -> str:
+    """Run ffmpeg writing HLS into out_dir; while it runs, hand each finished segment to
+    `on_segment` (segment N is finished once N+1 exists: ffmpeg writes them in order), so
+    uploading overlaps encoding. The last segment is left for the caller. Returns stderr."""
+    if on_segment is None:
+        return _run(args, what, log=True)
+    with tempfile.TemporaryFile("w+") as err:
+        try:
+            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        except FileNotFoundError as exc:
+            raise MediaError(f"{what}: {args[0]} is not installed") from exc
+        handed = 0
+        while True:
+            done = proc.poll() is not None
+            names = sorted(p.name for p in out_dir.glob(f"{prefix}*.m4s"))
+            while handed < len(names) - 1 and proc.returncode in (None, 0):
+                on_segment(out_dir / names[handed])
+                handed += 1
+            if done:
+                break
+            time.sleep(WATCH_INTERVAL)
+        err.seek(0)
+        text = err.read()
+    if proc.returncode != 0:
+        raise MediaError(f"{what}: {args[0]} exited with {proc.returncode}", _tail(text))
+    return text
+
+
 def _hls_args(out_dir: Path, playlist: str, segment_template: str) -> list[str]:
     return [
         "-f", "hls",
@@ -155,8 +191,10 @@ def _hls_args(out_dir: Path, playlist: str, segment_template: str) -> list[str]:
     ]
 
 
-def package_video(source: Path, out_dir: Path) -> MediaInfo:
-    """Copy the first video stream (H.264, never re-encoded) into fMP4 HLS in out_dir."""
+def package_video(source: Path, out_dir: Path, on_segment: OnSegment | None = None
+                  ) -> MediaInfo:
+    """Copy the first video stream (H.264, never re-encoded) into fMP4 HLS in out_dir;
+    `on_segment` receives finished segments while ffmpeg runs."""
     info = probe(source)
     if info.video_codec is None:
         raise MediaError(f"{source.name} has no video stream")
@@ -166,11 +204,11 @@ def package_video(source: Path, out_dir: Path) -> MediaInfo:
             "(copied, never re-encoded)"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    _run(
+    _run_streaming(
         [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *input_args(source),
          "-map", "0:v:0", "-c:v", "copy", "-an", "-sn", "-dn",
          *_hls_args(out_dir, VIDEO_PLAYLIST, VIDEO_SEGMENT_TEMPLATE)],
-        "package video",
+        "package video", out_dir, VIDEO_SEGMENT_TEMPLATE.split("%")[0], on_segment,
     )
     return info
 
@@ -277,32 +315,49 @@ def _summary_i(text: str) -> float | None:
     return float(found.group(1)) if "Summary:" in text and found else None
 
 
-def package_audio(source: Path, out_dir: Path, *, duration: float,
-                  from_video: bool = False) -> MediaInfo:
-    """Encode one language: AAC-LC 128 kb/s, 48 kHz stereo, loudness-normalised (one
-    measurement, then a linear gain in the encode pass; limited only when peaks need it, and
-    re-encoded once with a corrected gain if the limiter took the loudness off target), padded
-    with silence or trimmed to exactly `duration` (the video's) so it spans the whole lecture.
-    Silent, empty or far too long audio is refused."""
+@dataclass(frozen=True)
+class Examined:
+    """An audio input probed and measured: what the encode pass needs besides the duration."""
+
+    source: Path
+    info: MediaInfo
+    loudness: Loudness
+
+
+def examine_audio(source: Path, *, from_video: bool = False) -> Examined:
+    """Probe and measure one language's input (needs nothing from the video, so it can run
+    while the video is packaged). Inputs without audio, empty or silent are refused."""
     info = probe(source)
     if info.audio_streams == 0:
         what = "the video has no audio track" if from_video else f"{source.name} has no audio"
         raise MediaError(what)
     if info.duration <= 0:
         raise MediaError(f"{source.name}: audio has no duration (empty or unreadable)")
+    measured = measure_loudness(source, info.duration)
+    if measured.i < SILENCE_LUFS:
+        raise MediaError(f"{source.name}: audio is silent (integrated loudness "
+                         f"{measured.i:.1f} LUFS)")
+    return Examined(source, info, measured)
+
+
+def encode_audio(examined: Examined, out_dir: Path, *, duration: float,
+                 on_segment: OnSegment | None = None) -> MediaInfo:
+    """Encode one language: AAC-LC 128 kb/s, 48 kHz stereo, at the target loudness (the
+    measured linear gain; limited only when peaks need it, and re-encoded once with a corrected
+    gain if the limiter took the loudness off target), padded with silence or trimmed to exactly
+    `duration` (the video's) so it spans the whole lecture. Far too long audio is refused.
+    `on_segment` receives finished segments while ffmpeg runs (not on the limited path, whose
+    segments a correction may rewrite)."""
+    source, info, measured = examined.source, examined.info, examined.loudness
     if info.duration > MAX_AUDIO_RATIO * duration + 1:
         raise MediaError(
             f"{source.name}: audio is {info.duration:.1f}s but the video is {duration:.1f}s "
             f"(more than {MAX_AUDIO_RATIO:g}x): wrong file?"
         )
-    measured = measure_loudness(source, info.duration)
-    if measured.i < SILENCE_LUFS:
-        raise MediaError(f"{source.name}: audio is silent (integrated loudness "
-                         f"{measured.i:.1f} LUFS)")
     out_dir.mkdir(parents=True, exist_ok=True)
     correction = 0.0
     for _attempt in range(2):
-        log = _run(
+        log = _run_streaming(
             [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-y", *input_args(source),
              "-map", "0:a:0", "-vn", "-sn", "-dn",
              "-af", loudness_filter(measured, correction),
@@ -310,13 +365,21 @@ def package_audio(source: Path, out_dir: Path, *, duration: float,
              "-c:a", "aac", "-profile:a", "aac_low", "-b:a", AUDIO_BITRATE,
              "-ar", str(AUDIO_RATE), "-ac", str(AUDIO_CHANNELS),
              *_hls_args(out_dir, AUDIO_PLAYLIST, AUDIO_SEGMENT_TEMPLATE)],
-            "package audio", log=True,
+            "package audio", out_dir, AUDIO_SEGMENT_TEMPLATE.split("%")[0],
+            None if measured.needs_limiter else on_segment,
         )
         achieved = _summary_i(log) if measured.needs_limiter else None
         if achieved is None or abs(achieved - LOUDNESS_I) <= LIMITED_TOLERANCE_LU:
             break
         correction += LOUDNESS_I - achieved
     return info
+
+
+def package_audio(source: Path, out_dir: Path, *, duration: float,
+                  from_video: bool = False) -> MediaInfo:
+    """Examine, then encode, one language's audio (see the two steps)."""
+    return encode_audio(examine_audio(source, from_video=from_video), out_dir,
+                        duration=duration)
 
 
 def extract_audio(source: Path, dest: Path) -> Path:
