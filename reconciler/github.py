@@ -7,13 +7,16 @@ sections go to which job) are plain Python that the tests exercise.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
 import uuid
+import zipfile
 from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -24,6 +27,10 @@ import click
 import httpx
 
 MARKER = "<!-- reconciler-plan -->"
+STALE_MARKER = "<!-- reconciler-stale-plan"  # + the job's sections + " -->": one per apply job
+PLAN_WORKFLOW = "plan.yml"  # the workflow whose artifact holds a pull request's reviewed plan
+PLAN_ARTIFACT = "reconciler-plan"
+MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
 COMMENT_LIMIT = 65_536  # GitHub rejects issue-comment bodies longer than this (characters)
 # $GITHUB_STEP_SUMMARY takes at most 1 MiB per step; 250k characters stay below that even at
 # 4 UTF-8 bytes per character.
@@ -287,7 +294,8 @@ def parse_sections(text: str | Iterable[str | int]) -> list[str]:
 
 
 def sections_from_plan(plan: dict[str, Any]) -> list[str]:
-    """Sections of a `--format json` plan that have at least one action."""
+    """Sections of a `--format json` plan (or a saved plan file) that have actions."""
+    plan = plan.get("plan", plan) if plan.get("kind") == "reconciler-saved-plan" else plan
     return parse_sections(
         str(s["sectionId"]) for s in plan.get("sections", []) if s.get("actions")
     )
@@ -408,6 +416,7 @@ def build_command(
     changed_since: str = "",
     sections: str = "",
     fmt: str = "",
+    max_dub_minutes: str = "",
 ) -> list[str]:
     """The `reconcile` argv for the composite action's inputs."""
     targets = paths.split()
@@ -424,6 +433,8 @@ def build_command(
         argv += ["--changed-since", changed_since]
     if fmt:
         argv += ["--format", fmt]
+    if max_dub_minutes and mode == "apply":
+        argv += ["--max-dub-minutes", str(float(max_dub_minutes))]
     return argv
 
 
@@ -474,6 +485,7 @@ def run_reconcile(
     fail_on_changes: bool = False,
     fence_summary: bool | None = None,
     errors_in_report: bool = False,
+    stderr_tail: list[str] | None = None,
 ) -> int:
     """Run reconcile, keep its stdout as the report, set step outputs; return the step's status.
 
@@ -482,8 +494,11 @@ def run_reconcile(
     (default: `fence`) does so for the job summary only, keeping e.g. JSON reports parseable.
     On failure the tail of stderr (where reconcile writes its errors) is added to the summary,
     and to the report file if `errors_in_report` (markdown reports meant for humans).
+    `stderr_tail`, when given, receives the last lines of stderr.
     """
     code, out, tail = _execute(command, ERROR_TAIL_LINES)
+    if stderr_tail is not None:
+        stderr_tail[:] = tail
     if mode == "plan" and code == 2 and not out.strip():
         # click exits 2 on a usage error too; a real "changes pending" always prints a plan.
         code = 1
@@ -521,6 +536,150 @@ def pr_from_event(path: str | None) -> tuple[int, str | None]:
     return int(number), (pr.get("head") or {}).get("sha")
 
 
+# --------------------------------------------------------------------------- reviewed plan
+
+
+def _get(http: httpx.Client, api: str, path: str, token: str,
+         params: dict[str, Any] | None = None) -> Any:
+    return _check(http.get(f"{api}{path}", params=params, headers=_headers(token))).json()
+
+
+def _download_artifact(http: httpx.Client, url: str, api: str, token: str) -> bytes:
+    """The artifact's zip. GitHub answers with a redirect to short-lived blob storage on
+    another host, which is followed *without* the token."""
+    if not _same_origin(url, api):
+        raise GitHubError(f"refusing artifact URL on another host: {urlsplit(url).netloc}")
+    resp = http.get(url, headers=_headers(token), follow_redirects=False)
+    if resp.is_redirect:
+        location = resp.headers["location"]
+        resp = http.get(location, headers={"User-Agent": "lingoost-reconciler"},
+                        follow_redirects=False)
+    _check(resp)
+    if len(resp.content) > MAX_ARTIFACT_BYTES:
+        raise GitHubError("the plan artifact is implausibly large")
+    return resp.content
+
+
+def fetch_reviewed_plan(
+    repo: str,
+    sha: str,
+    token: str,
+    dest: Path,
+    api_url: str = "https://api.github.com",
+    client: httpx.Client | None = None,
+) -> tuple[int | None, str]:
+    """Find the plan reviewed in the pull request merged as `sha` and write it to `dest`.
+
+    The plan is the `plan.json` in the `reconciler-plan` artifact of the newest successful
+    `plan` workflow run for the pull request's head commit: exactly what the sticky comment
+    showed. Returns (pull request number or None, what happened, in words); `dest` is
+    written only when the plan was found.
+    """
+    api = api_url.rstrip("/")
+    own = client is None
+    http = client or httpx.Client(timeout=60.0)
+    try:
+        pulls = _get(http, api, f"/repos/{repo}/commits/{sha}/pulls", token)
+        merged = [p for p in pulls if p.get("merged_at")]
+        if not merged:
+            return None, f"no merged pull request for commit {sha[:12]}"
+        pr = merged[0]
+        number, head = int(pr["number"]), str(pr["head"]["sha"])
+        runs = _get(http, api, f"/repos/{repo}/actions/workflows/{PLAN_WORKFLOW}/runs", token,
+                    {"head_sha": head, "event": "pull_request", "status": "success",
+                     "per_page": 10})
+        found = runs.get("workflow_runs") or []
+        if not found:
+            return number, f"no successful plan run for #{number} at {head[:12]}"
+        run_id = int(found[0]["id"])
+        artifacts = _get(http, api, f"/repos/{repo}/actions/runs/{run_id}/artifacts", token,
+                         {"name": PLAN_ARTIFACT})
+        usable = [a for a in artifacts.get("artifacts") or [] if not a.get("expired")]
+        if not usable:
+            return number, f"plan run {run_id} of #{number} has no {PLAN_ARTIFACT} artifact " \
+                           "(expired?)"
+        data = _download_artifact(http, usable[0]["archive_download_url"], api, token)
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                plan = archive.read("plan.json")
+        except (zipfile.BadZipFile, KeyError):
+            return number, f"the {PLAN_ARTIFACT} artifact of run {run_id} holds no plan.json " \
+                           "(the plan had errors?)"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(plan)
+        return number, f"the plan reviewed in #{number} (plan run {run_id})"
+    except httpx.HTTPError as err:
+        raise GitHubError(f"GitHub API request failed: {type(err).__name__}") from None
+    finally:
+        if own:
+            http.close()
+
+
+def stale_comment(reason: str, sections: Sequence[str], new_plan: str, *, replanned: bool,
+                  run_url: str | None) -> str:
+    """What the merged pull request is told when its reviewed plan can no longer be applied."""
+    ids = " ".join(sections)
+    action = ("`RECONCILER_REPLAN_ON_STALE` is on, so the plan below was applied instead."
+              if replanned else
+              "Nothing was applied for these sections and the job failed. Review the plan "
+              "below, then re-run the apply workflow (workflow_dispatch) or open a pull "
+              "request that fixes it.")
+    link = f"\n\n[Workflow run]({run_url})" if run_url else ""
+    head = (f"{STALE_MARKER} {ids} -->\n### ⚠️ Reviewed plan is stale (sections {ids})\n\n"
+            f"{reason}.\n\n{action}\n\n#### The plan now\n\n")
+    room = COMMENT_LIMIT - len(head) - len(link) - 100
+    body = new_plan if len(new_plan) <= room else new_plan[:room] + "\n\n…(truncated)"
+    return head + body + link
+
+
+def apply_reviewed(
+    reconcile: Sequence[str],
+    plan_file: Path,
+    sections: Sequence[str],
+    *,
+    report: Path,
+    missing_reason: str = "",
+    replan_on_stale: bool = False,
+    extra: Sequence[str] = (),
+    post: Any = None,
+) -> int:
+    """Apply the reviewed plan to this job's sections; when it is stale (or missing), post the
+    plan as it is now (job summary, and `post(body)`: the merged PR's comment) and fail, or
+    with `replan_on_stale` apply that new plan. Returns the job's exit status."""
+    scope = [arg for s in sections for arg in ("--section", s)]
+    title = f"Apply: sections {' '.join(sections)}"
+    paths: list[str] = []  # the manifests the reviewed plan read (default: manifests/)
+    if plan_file.is_file():
+        try:
+            paths = list(json.loads(plan_file.read_text(encoding="utf-8"))["manifests"]["paths"])
+        except (ValueError, KeyError, TypeError):
+            paths = []  # not a plan: reconcile says so below
+        tail: list[str] = []
+        code = run_reconcile([*reconcile, "--apply", str(plan_file), *scope, "--format",
+                              "markdown", *extra], mode="apply", report=report, summary=True,
+                             title=title, stderr_tail=tail)
+        stale = [line for line in tail if line.startswith("Error: stale plan:")]
+        if not stale:
+            return code
+        reason = stale[-1].removeprefix("Error: ")
+    else:
+        reason = f"no reviewed plan: {missing_reason or f'{plan_file} not found'}"
+    new_report = report.with_name("replan-" + report.name)
+    run_reconcile([*reconcile, "--plan", *paths, "--format", "markdown", *scope], mode="plan",
+                  report=new_report, errors_in_report=True)
+    body = stale_comment(reason, sections, new_report.read_text(encoding="utf-8"),
+                         replanned=replan_on_stale, run_url=_run_url())
+    append_summary(body)
+    if post is not None:
+        post(body)
+    if not replan_on_stale:
+        click.echo(f"::error::{reason}; sections {' '.join(sections)} not applied", err=True)
+        return 1
+    return run_reconcile([*reconcile, "--apply", *paths, *scope, "--format", "markdown", *extra],
+                         mode="apply", report=report, summary=True,
+                         title=f"{title} (re-planned)")
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -550,11 +709,8 @@ def comment_cmd(
     }
     if summary:
         append_summary(build_comment(text, limit=SUMMARY_LIMIT, **kwargs))
-    repo, token = os.environ.get("GITHUB_REPOSITORY"), os.environ.get("GITHUB_TOKEN")
-    if not repo or not token:
-        raise click.ClickException("GITHUB_REPOSITORY and GITHUB_TOKEN must be set")
+    repo, token, api = _repo_token()
     body = build_comment(text, **kwargs)
-    api = os.environ.get("GITHUB_API_URL", "https://api.github.com")
     try:
         cid = upsert_comment(repo, number, body, token, api_url=api)
     except GitHubError as err:
@@ -564,6 +720,63 @@ def comment_cmd(
             return
         raise click.ClickException(str(err)) from None
     click.echo(f"comment {cid} on {repo}#{number}")
+
+
+def _repo_token() -> tuple[str, str, str]:
+    repo, token = os.environ.get("GITHUB_REPOSITORY"), os.environ.get("GITHUB_TOKEN")
+    if not repo or not token:
+        raise click.ClickException("GITHUB_REPOSITORY and GITHUB_TOKEN must be set")
+    return repo, token, os.environ.get("GITHUB_API_URL", "https://api.github.com")
+
+
+@cli.command("reviewed-plan")
+@click.option("--sha", required=True, help="The merge commit on the default branch.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def reviewed_plan_cmd(sha: str, out: Path) -> None:
+    """Fetch the plan reviewed in the pull request merged as SHA (outputs found, pr, reason)."""
+    repo, token, api = _repo_token()
+    try:
+        number, what = fetch_reviewed_plan(repo, sha, token, out, api_url=api)
+    except GitHubError as err:
+        number, what = None, str(err)
+    found = out.is_file()
+    set_output("found", "true" if found else "false")
+    set_output("pr", str(number or ""))
+    set_output("reason", what)
+    click.echo(f"reviewed plan: {what}", err=True)
+
+
+@cli.command("apply-reviewed")
+@click.option("--plan-file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--sections", required=True, help='This job\'s section ids ("11 12").')
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--pr", type=int, default=None, help="The merged pull request to tell.")
+@click.option("--missing-reason", default="", help="Why there is no plan file, if there is none.")
+@click.option("--replan-on-stale", is_flag=True, envvar="RECONCILER_REPLAN_ON_STALE",
+              help="Apply a fresh plan when the reviewed one is stale (default: fail).")
+@click.option("--max-dub-minutes", default="", help="Passed to reconcile --apply.")
+@click.option("--reconcile", "reconcile_cmd", default="reconcile", hidden=True)
+def apply_reviewed_cmd(plan_file: Path, sections: str, report: Path, pr: int | None,
+                       missing_reason: str, replan_on_stale: bool, max_dub_minutes: str,
+                       reconcile_cmd: str) -> None:
+    """Apply the merged pull request's reviewed plan to these sections (see docs/github.md)."""
+    try:
+        ids = parse_sections(sections)
+        extra = ["--max-dub-minutes", str(float(max_dub_minutes))] if max_dub_minutes else []
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+
+    def post(body: str) -> None:
+        repo, token, api = _repo_token()
+        try:
+            upsert_comment(repo, pr, body, token, api_url=api,
+                           marker=f"{STALE_MARKER} {' '.join(ids)} -->")
+        except GitHubError as err:  # the job summary still has it
+            click.echo(f"::warning::could not comment on #{pr}: {err}", err=True)
+
+    sys.exit(apply_reviewed(shlex.split(reconcile_cmd), plan_file, ids, report=report,
+                            missing_reason=missing_reason, replan_on_stale=replan_on_stale,
+                            extra=extra, post=post if pr else None))
 
 
 @cli.command("matrix")
@@ -662,6 +875,7 @@ def run_cmd(
 @click.option("--changed-since", default="")
 @click.option("--sections", default="")
 @click.option("--format", "fmt", default="markdown")
+@click.option("--max-dub-minutes", default="")
 @click.option(
     "--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
     help="Default: $RUNNER_TEMP/reconciler-report.{md,json,txt} by format.",
@@ -673,13 +887,14 @@ def action_cmd(
     changed_since: str,
     sections: str,
     fmt: str,
+    max_dub_minutes: str,
     report: Path | None,
 ) -> None:
     """The composite action's body: build the reconcile command from inputs and run it."""
     try:
         argv = build_command(
             mode, paths=paths, store=store, changed_since=changed_since, sections=sections,
-            fmt=fmt,
+            fmt=fmt, max_dub_minutes=max_dub_minutes,
         )
     except ValueError as err:
         raise click.UsageError(str(err)) from None

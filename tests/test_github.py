@@ -319,6 +319,12 @@ def test_build_command_for_the_composite_action() -> None:
         "--store", "s3://b", "--changed-since", "origin/main", "--format", "markdown",
     ]
     assert gh.build_command("apply", fmt="json") == ["reconcile", "--apply", "--format", "json"]
+    assert gh.build_command("apply", max_dub_minutes="30") == [  # the action's spend cap
+        "reconcile", "--apply", "--max-dub-minutes", "30.0"]
+    assert gh.build_command("plan", max_dub_minutes="30") == ["reconcile", "--plan"]
+    for junk in ("lots", "5 --prune"):
+        with pytest.raises(ValueError):
+            gh.build_command("apply", max_dub_minutes=junk)
     with pytest.raises(ValueError):
         gh.build_command("destroy")
     with pytest.raises(ValueError):
@@ -376,6 +382,12 @@ class FakeGitHub:
     foreign_next: bool = False
     base_url: str = ""
     next_id: int = 900
+    # the reviewed-plan lookup: merge sha -> PRs, plan runs, run id -> artifacts, zips
+    pulls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    blob_auth: list[str | None] = field(default_factory=list)  # Authorization seen by storage
 
     def add(self, issue: int, body: str, login: str) -> int:
         self.next_id += 1
@@ -420,10 +432,44 @@ def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
         def _json(self) -> dict[str, Any]:
             return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
 
+        def _blob(self, name: str) -> None:
+            state.requests.append((self.command, self.path))
+            state.blob_auth.append(self.headers.get("Authorization"))
+            data = state.blobs[name]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/zip")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _actions(self, path: str, query: dict[str, list[str]]) -> bool:
+            """The reviewed-plan endpoints; False when `path` is none of them."""
+            if m := re.fullmatch(r"/repos/[^/]+/[^/]+/commits/(\w+)/pulls", path):
+                self._send(200, state.pulls.get(m.group(1), []))
+            elif re.fullmatch(r"/repos/[^/]+/[^/]+/actions/workflows/plan\.yml/runs", path):
+                runs = [r for r in state.runs if r["head_sha"] == query["head_sha"][0]
+                        and r["conclusion"] == query["status"][0]]
+                self._send(200, {"total_count": len(runs), "workflow_runs": runs})
+            elif m := re.fullmatch(r"/repos/[^/]+/[^/]+/actions/runs/(\d+)/artifacts", path):
+                arts = [a for a in state.artifacts.get(int(m.group(1)), [])
+                        if a["name"] == query["name"][0]]
+                self._send(200, {"total_count": len(arts), "artifacts": arts})
+            elif m := re.fullmatch(r"/repos/[^/]+/[^/]+/actions/artifacts/(\d+)/zip", path):
+                # Like GitHub: a redirect to blob storage on another origin.
+                other = state.base_url.replace("127.0.0.1", "localhost")
+                self._send(302, {}, {"Location": f"{other}/blob/{m.group(1)}?sig=x"})
+            else:
+                return False
+            return True
+
         def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            if url.path.startswith("/blob/"):
+                return self._blob(url.path.removeprefix("/blob/"))
             if not self._gate():
                 return
-            url = urlsplit(self.path)
+            if self._actions(url.path, parse_qs(url.query)):
+                return
             m = list_re.fullmatch(url.path)
             if not m:
                 return self._send(404, {"message": "Not Found"})
@@ -675,6 +721,19 @@ def test_workflow_guarantees() -> None:
     uses = [s.get("with", {}).get("role-to-assume") for s in matrix_job["steps"]]
     assert "${{ vars.RECONCILER_APPLY_ROLE_ARN }}" in uses
     assert "workflow_dispatch" in apply["on"]
+    # On merge: the reviewed plan, capped; stale fails unless the repository opts in.
+    steps = {s.get("name"): s for s in matrix_job["steps"]}
+    reviewed = steps["Apply the reviewed plan"]
+    assert "apply-reviewed --plan-file reviewed/plan.json" in reviewed["run"]
+    assert reviewed["env"]["RECONCILER_REPLAN_ON_STALE"] == \
+        "${{ vars.RECONCILER_REPLAN_ON_STALE }}"
+    for step in (reviewed, steps["Apply (manual run, fresh plan)"]):
+        assert step["env"]["MAX_DUB_MINUTES"] == "${{ vars.RECONCILER_MAX_DUB_MINUTES }}"
+        assert '${MAX_DUB_MINUTES:+--max-dub-minutes "$MAX_DUB_MINUTES"}' in step["run"]
+    assert matrix_job["permissions"]["pull-requests"] == "write"
+    changes = apply["jobs"]["changes"]
+    assert changes["permissions"]["actions"] == "read"
+    assert any("reviewed-plan --sha" in s.get("run", "") for s in changes["steps"])
 
     drift = _load(WORKFLOWS / "drift.yml")
     assert drift["on"]["schedule"] and "workflow_dispatch" in drift["on"]
@@ -686,7 +745,8 @@ def test_composite_action_metadata() -> None:
     action = yaml.safe_load((ROOT / "action.yml").read_text())
     assert action["runs"]["using"] == "composite"
     assert set(action["inputs"]) == {
-        "mode", "paths", "store", "changed-since", "sections", "format", "python-version"
+        "mode", "paths", "store", "changed-since", "sections", "format", "python-version",
+        "max-dub-minutes",
     }
     assert action["inputs"]["paths"]["default"] == "manifests"
     assert action["inputs"]["format"]["default"] == "markdown"
@@ -700,3 +760,105 @@ def test_composite_action_metadata() -> None:
         if "run" in step:
             assert step["shell"] == "bash"
             assert "${{ inputs." not in step["run"]  # inputs reach scripts via env only
+
+
+# --------------------------------------------------------------------------- reviewed plan on merge
+
+
+MERGE_SHA, HEAD_SHA = "m" * 40, "h" * 40
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buf.getvalue()
+
+
+def _publish_plan(fake: FakeGitHub, plan: bytes, *, expired: bool = False) -> None:
+    """What plan.yml leaves behind for PR 7: a successful run with the plan artifact."""
+    fake.pulls[MERGE_SHA] = [{"number": 7, "merged_at": "2026-12-01T00:00:00Z",
+                              "head": {"sha": HEAD_SHA}}]
+    fake.runs.append({"id": 55, "head_sha": HEAD_SHA, "conclusion": "success"})
+    fake.artifacts[55] = [{"id": 9, "name": gh.PLAN_ARTIFACT, "expired": expired,
+                           "archive_download_url":
+                               f"{fake.base_url}/repos/o/r/actions/artifacts/9/zip"}]
+    fake.blobs["9"] = _zip({"plan.json": plan, "report.md": b"### plan"})
+
+
+def test_reviewed_plan_comes_from_the_merged_prs_plan_artifact(fake_github, tmp_path,
+                                                              monkeypatch):
+    dest = tmp_path / "reviewed" / "plan.json"
+    assert gh.fetch_reviewed_plan("o/r", MERGE_SHA, TOKEN, dest, api_url=fake_github.base_url) \
+        == (None, f"no merged pull request for commit {MERGE_SHA[:12]}")
+    _publish_plan(fake_github, b'{"kind": "reconciler-saved-plan"}', expired=True)
+    number, why = gh.fetch_reviewed_plan("o/r", MERGE_SHA, TOKEN, dest,
+                                         api_url=fake_github.base_url)
+    assert number == 7 and "expired" in why and not dest.exists()
+
+    fake_github.artifacts[55][0]["expired"] = False
+    out = tmp_path / "out"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    monkeypatch.setenv("GITHUB_REPOSITORY", "o/r")
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("GITHUB_API_URL", fake_github.base_url)
+    res = CliRunner().invoke(gh.cli, ["reviewed-plan", "--sha", MERGE_SHA, "--out", str(dest)])
+    assert res.exit_code == 0, res.output
+    assert dest.read_bytes() == b'{"kind": "reconciler-saved-plan"}'
+    outputs = _outputs(out)
+    assert (outputs["found"], outputs["pr"]) == ("true", "7")
+    assert outputs["reason"] == "the plan reviewed in #7 (plan run 55)"
+    assert fake_github.blob_auth == [None]  # the token never went to blob storage
+    assert TOKEN not in res.output
+
+
+def test_merge_applies_the_reviewed_plan_and_a_stale_one_is_posted_not_applied(
+    fake_github, repo, bucket, s3, tmp_path, monkeypatch
+):
+    from cli_helpers import reconcile
+    from conftest import KO_EN, master_languages
+
+    repo.write(11, KO_EN)
+    repo.write(12, KO_EN)
+    reviewed = tmp_path / "plan.json"
+    assert reconcile("--plan", repo.manifests, "--out", reviewed).code == 2
+    # After the review, someone writes into section 12: its part of the plan is stale.
+    s3.put_object(Bucket=bucket, Key="assets/curriculumsection/12/video/init.mp4", Body=b"x")
+    summary = tmp_path / "summary.md"
+    for var, value in {"GITHUB_STEP_SUMMARY": str(summary), "GITHUB_REPOSITORY": "o/r",
+                       "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": fake_github.base_url}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("RECONCILER_REPLAN_ON_STALE", raising=False)
+
+    def job(sections: str, *extra: str):
+        return CliRunner().invoke(gh.cli, [
+            "apply-reviewed", "--plan-file", str(reviewed), "--sections", sections, "--pr", "7",
+            "--report", str(tmp_path / f"apply-{sections}.md"),
+            "--reconcile", f"{sys.executable} -m reconciler.cli", *extra])
+
+    ok = job("11")
+    assert ok.exit_code == 0, ok.output
+    assert master_languages(s3, bucket, 11) == ["ko", "en"]
+    assert fake_github.comments == []
+
+    stale = job("12", "--max-dub-minutes", "5")
+    assert stale.exit_code == 1, stale.output
+    assert master_languages(s3, bucket, 12) == []  # nothing of the stale plan was applied
+    [comment] = [c for c in fake_github.comments if c["issue"] == 7]
+    body = comment["body"]
+    assert body.startswith(f"{gh.STALE_MARKER} 12 -->")
+    assert "stale plan: section 12: assets/curriculumsection/12/video/init.mp4 appeared" in body
+    assert "Nothing was applied for these sections and the job failed" in body
+    assert "package video" in body and "+ write master.m3u8" in body  # the plan now
+    assert "Reviewed plan is stale (sections 12)" in summary.read_text()
+
+    monkeypatch.setenv("RECONCILER_REPLAN_ON_STALE", "true")  # the repository opted in
+    replanned = job("12")
+    assert replanned.exit_code == 0, replanned.output
+    assert master_languages(s3, bucket, 12) == ["ko", "en"]
+    [comment] = [c for c in fake_github.comments if c["issue"] == 7]  # the same one, edited
+    assert "so the plan below was applied instead" in comment["body"]
