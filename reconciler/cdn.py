@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -55,17 +56,25 @@ class CloudFront:
                  wait_min: float = 2.0, wait_max: float = 5.0) -> None:
         self.distribution_id = distribution_id
         self.description = f"CloudFront distribution {distribution_id}"
-        self.client = boto3.session.Session().client(
+        # Made in the background (botocore loads the service model: a few hundred ms that
+        # overlap observing and packaging instead of delaying them); needed only at the end.
+        maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudfront-client")
+        self._client = maker.submit(lambda: boto3.session.Session().client(
             "cloudfront",
             region_name="us-east-1",  # CloudFront is global; its API lives in us-east-1
             config=Config(retries={"total_max_attempts": 3, "mode": "standard"}),
-        )
+        ))
+        maker.shutdown(wait=False)  # the one task still runs; the thread ends with it
         self.retrying = Retrying(
             retry=retry_if_exception(_too_many),
             wait=wait_random(wait_min, wait_max),
             stop=stop_after_attempt(attempts),
             reraise=True,
         )
+
+    @property
+    def client(self):
+        return self._client.result()
 
     def invalidate(self, paths: list[str], caller_reference: str) -> Invalidation:
         batch = {

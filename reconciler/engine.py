@@ -114,11 +114,12 @@ class Reconciler:
         self.dubber = dubber
         self.progress = progress
 
-    def observe(self, sections: list[Section],
-                removed: Mapping[int, str] | None = None) -> dict[int, ObservedSection]:
+    def observe(self, sections: list[Section], removed: Mapping[int, str] | None = None,
+                previous: dict[int, ObservedSection] | None = None
+                ) -> dict[int, ObservedSection]:
         observed = observe(self.store, sections, extra_ids=list(removed or {}),
                            deep=self.settings.deep, workers=self.settings.workers,
-                           policy=self.settings.fetch_policy)
+                           policy=self.settings.fetch_policy, previous=previous)
         self._find_unrecorded_dubs(observed)
         return observed
 
@@ -143,10 +144,12 @@ class Reconciler:
         except DubbingError as err:
             self.progress(f"could not look up unrecorded dubs at ElevenLabs: {err}")
 
-    def plan(self, sections: list[Section], removed: Mapping[int, str] | None = None
+    def plan(self, sections: list[Section], removed: Mapping[int, str] | None = None,
+             previous: dict[int, ObservedSection] | None = None
              ) -> tuple[Plan, dict[int, ObservedSection]]:
-        """Observe and plan. `removed`: sectionId -> path of a manifest deleted (to prune)."""
-        observed = self.observe(sections, removed)
+        """Observe and plan. `removed`: sectionId -> path of a manifest deleted (to prune);
+        `previous`: this run's earlier observation, reused where a LIST shows no change."""
+        observed = self.observe(sections, removed, previous)
         plan = make_plan(sections, observed, self.settings.plan_options, removed)
         return plan, observed
 
@@ -180,7 +183,8 @@ class Reconciler:
             if busy:
                 scope = set(busy)
                 fresh, fresh_obs = self.plan([s for s in sections if s.section_id in scope],
-                                             {k: v for k, v in removed.items() if k in scope})
+                                             {k: v for k, v in removed.items() if k in scope},
+                                             previous=observed)
                 observed.update(fresh_obs)
                 renewed = {sp.section_id: sp for sp in fresh.sections}
                 plan = replace(plan, sections=tuple(renewed.get(sp.section_id, sp)

@@ -191,9 +191,12 @@ class _SectionReader:
             if info is not None:
                 self._remember(info)
 
-    def run(self, section: Section | None) -> ObservedSection:
+    def run(self, section: Section | None,
+            previous: ObservedSection | None = None) -> ObservedSection:
         sid = self.obs.section_id
         self.obs.objects = self.store.list(layout.section_prefix(sid))
+        if _unchanged(previous, self.obs.objects, section):
+            return previous
         master = layout.master_key(sid)
         if master in self.obs.objects:
             got = self.store.get(master)
@@ -232,6 +235,21 @@ class _SectionReader:
                 self.obs.video_duration = duration(section.video, self.policy)
 
 
+def _unchanged(previous: ObservedSection | None, listing: dict[str, ObjectInfo],
+               section: Section | None) -> bool:
+    """True when a LIST shows exactly what `previous` (this run's own observation) saw: same
+    keys, ETags, sizes and LastModified, so its GETs and HEADs need not be repeated. Sections
+    with dubs are always read again (their cache lives outside the prefix)."""
+    if previous is None or previous.error is not None:
+        return False
+    if section is not None and any(lang.audio is None for lang in section.languages):
+        return False
+    seen = previous.objects
+    return seen.keys() == listing.keys() and all(
+        (seen[k].etag, seen[k].size, seen[k].last_modified)
+        == (info.etag, info.size, info.last_modified) for k, info in listing.items())
+
+
 def observe(
     store: Store,
     sections: list[Section],
@@ -240,8 +258,11 @@ def observe(
     deep: bool = False,
     policy: FetchPolicy = STRICT,
     workers: int = 8,
+    previous: dict[int, ObservedSection] | None = None,
 ) -> dict[int, ObservedSection]:
-    """Observe every section (and `extra_ids` with no manifest, e.g. to prune)."""
+    """Observe every section (and `extra_ids` with no manifest, e.g. to prune). With
+    `previous` (an observation made moments ago by this run, e.g. before taking the locks), a
+    section whose LIST is unchanged is not read again: observe once."""
     wanted: dict[int, Section | None] = {s.section_id: s for s in sections}
     for sid in extra_ids or []:
         wanted.setdefault(sid, None)
@@ -249,7 +270,8 @@ def observe(
         results = {}
         for sid, section in wanted.items():
             try:
-                results[sid] = _SectionReader(store, sid, deep, pool, policy).run(section)
+                results[sid] = _SectionReader(store, sid, deep, pool, policy).run(
+                    section, (previous or {}).get(sid))
             except StoreError as err:  # one section's failure must not stop the others
                 results[sid] = ObservedSection(sid, {}, error=f"observe failed: {err}")
         return results

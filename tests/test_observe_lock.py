@@ -105,3 +105,20 @@ def test_unlock_needs_the_exact_lock_id(tmp_path):
     assert unlock(store, 12, lock.lease.lock_id).lock_id == lock.lease.lock_id
     with pytest.raises(LockError, match="not locked"):
         unlock(store, 12, lock.lease.lock_id)
+
+
+def test_an_unchanged_listing_reuses_this_runs_observation_and_a_changed_one_is_read(converged):
+    """The re-plan under the lock observes once: one LIST shows nothing moved, so the GETs
+    made moments ago are not repeated; anything moved is read again."""
+    url, sections = converged
+    store = LocalStore(Path(url[len("file://"):]))
+    first = observe(store, sections)
+    again = CountingStore(store)
+    assert observe(again, sections, previous=first)[11] is first[11]
+    assert dict(again.calls) == {"list": 1}
+    seg = layout.audio_dir(11, "en") + "a_001.m4s"
+    time.sleep(0.01)
+    store.set_meta(seg, layout.ObjectMeta("text/plain", "no-cache"), {})
+    moved = CountingStore(store)
+    fresh = observe(moved, sections, previous=first)[11]
+    assert fresh is not first[11] and moved.calls["get"] == 7 and moved.calls["head"] == 1
