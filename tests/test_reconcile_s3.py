@@ -4,6 +4,7 @@ invalidation, minimal changes, in-place metadata repair, failure isolation."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import boto3
 import pytest
@@ -11,6 +12,7 @@ from cli_helpers import reconcile
 from conftest import KO_EN
 
 from reconciler import layout
+from reconciler.store.s3 import s3_client
 
 PREFIX = "assets/curriculumsection"
 
@@ -287,3 +289,23 @@ def test_removed_language_leaves_master_and_is_deleted_only_with_prune(repo, buc
     assert reconcile("--apply", repo.manifests, "--prune").code == 0
     assert keys(s3, bucket, f"{PREFIX}/11/audio/ja/") == {}
     assert reconcile("--plan", repo.manifests, "--prune").code == 0
+
+
+def test_s3_region_comes_from_boto3s_chain_not_a_forced_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A profile's region is used (the old code forced us-east-1); AWS_REGION still wins."""
+    config = tmp_path / "aws-config"
+    config.write_text("[profile seoul]\nregion = ap-northeast-2\n")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_PROFILE", "seoul")
+    try:
+        s3_client.cache_clear()
+        assert s3_client().meta.region_name == "ap-northeast-2"
+        monkeypatch.setenv("AWS_REGION", "eu-west-1")
+        s3_client.cache_clear()
+        assert s3_client().meta.region_name == "eu-west-1"
+    finally:
+        s3_client.cache_clear()

@@ -23,12 +23,15 @@ RETRIES = {"total_max_attempts": 3, "mode": "standard"}
 
 @lru_cache(maxsize=8)
 def s3_client(workers: int = 8):
-    """One client per pool size; boto3 clients are thread-safe and share their connection pool."""
-    return boto3.session.Session().client(
+    """One client per pool size; boto3 clients are thread-safe and share their connection pool.
+
+    The region is boto3's own chain (AWS_DEFAULT_REGION, the profile in ~/.aws/config, ...),
+    with AWS_REGION first as the other AWS SDKs read it; none is forced, so a bucket in Seoul
+    is addressed in Seoul without a redirect."""
+    session = boto3.session.Session()
+    return session.client(
         "s3",
-        region_name=os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or "us-east-1",
+        region_name=os.environ.get("AWS_REGION") or session.region_name,
         config=Config(
             max_pool_connections=max(10, workers * 2),
             retries=RETRIES,
