@@ -19,11 +19,17 @@ import click
 from . import __version__, engine, gitscope, planfile
 from .lock import LockError
 from .manifest import InvalidManifests
-from .render import OUTCOME_VIEWS, PLAN_VIEWS
+from .plan import Kind, Plan
+from .render import OUTCOME_VIEWS, PLAN_VIEWS, colorize
 from .store import StoreError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 DISTRIBUTION = "lingoost-reconciler"
+APPROVE_PROMPT = "Apply these changes? Only 'yes' will be accepted"
+
+
+class Cancelled(Exception):
+    """The user did not answer 'yes' to the apply prompt."""
 
 
 class MainGroup(click.Group):
@@ -41,6 +47,27 @@ def progress_printer():
     if sys.stderr.isatty() and not os.environ.get("CI"):
         return lambda msg: click.echo(f"… {msg}", err=True)
     return lambda _msg: None
+
+
+def use_color(stream) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def echo_view(text: str, fmt: str, *, err: bool = False) -> None:
+    """A rendered view on stdout (or stderr); text views are coloured on a terminal."""
+    color = fmt == "text" and use_color(sys.stderr if err else sys.stdout)
+    click.echo(colorize(text) if color else text, err=err, nl=False, color=color)
+
+
+def needs_approval(plan: Plan, approved: bool) -> bool:
+    """On a terminal an apply is confirmed first, unless approved (--auto-approve, a saved
+    plan); deleting objects or paying for dubbing is confirmed even then."""
+    if not plan.has_changes:
+        return False
+    costly = plan.counts()["delete"] > 0 or any(
+        sp.actions_of(Kind.DUB) for sp in plan.sections)
+    return costly or not approved
 
 
 def fail(message: str) -> None:
@@ -118,8 +145,11 @@ def main() -> None:
               metavar="SECONDS", help="Length of each section's lease (renewed while working).")
 @click.option("--lock-timeout", type=click.FloatRange(0), default=600, show_default=True,
               metavar="SECONDS", help="How long to wait for a section another run holds.")
+@click.option("--auto-approve", is_flag=True,
+              help="On a terminal, apply without asking (pruning and dubbing are still "
+                   "confirmed). Without a terminal an apply never asks.")
 def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_concurrency,
-        max_dub_minutes, prune, allow_empty, deep, lock_ttl, lock_timeout) -> None:
+        max_dub_minutes, prune, allow_empty, deep, lock_ttl, lock_timeout, auto_approve) -> None:
     """Plan or apply (the default command)."""
     if mode is None:
         fail("choose --plan or --apply")
@@ -127,8 +157,8 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
         fail("--out goes with --plan")
     saved = None
     if mode == "apply" and len(paths) == 1 and planfile.is_saved_plan(paths[0]):
+        saved = load_plan_or_exit(paths[0])
         try:
-            saved = planfile.load(paths[0])
             saved = saved.narrow(list(sections)) if sections else saved
         except ValueError as err:
             fail(str(err))
@@ -163,7 +193,7 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
             if out:
                 planfile.save(out, plan, desired, observed, store_url=rec.store.url,
                               paths=list(paths), removed=removed)
-            click.echo(PLAN_VIEWS[fmt](plan), nl=False)
+            echo_view(PLAN_VIEWS[fmt](plan), fmt)
             sys.exit(EXIT_ERROR if plan.has_errors else EXIT_CHANGES if plan.has_changes
                      else EXIT_OK)
 
@@ -172,15 +202,39 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
                 planfile.check(saved, desired, observed, plan)
 
         def show(plan) -> None:
-            if fmt == "text":
-                click.echo(PLAN_VIEWS["text"](plan), err=True, nl=False)
+            """The plan on stderr; on a terminal, ask before anything is done (under the
+            sections' locks, so what is approved is what gets applied)."""
+            ask = sys.stdin.isatty() and needs_approval(plan, auto_approve or saved is not None)
+            if fmt == "text" or ask:
+                echo_view(PLAN_VIEWS["text"](plan), "text", err=True)
+            if ask and click.prompt(APPROVE_PROMPT, default="", show_default=False,
+                                    err=True) != "yes":
+                raise Cancelled
 
         outcome = rec.apply(desired, removed, check=check, on_plan=show)
+    except Cancelled:
+        fail("apply cancelled; nothing was changed")
     except (engine.SpendLimitExceeded, planfile.StalePlan, gitscope.GitError, LockError,
             StoreError, ValueError) as err:
         fail(str(err))
-    click.echo(OUTCOME_VIEWS[fmt](outcome), nl=False)
+    echo_view(OUTCOME_VIEWS[fmt](outcome), fmt)
     sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
+
+
+def load_plan_or_exit(path: Path) -> planfile.SavedPlan:
+    try:
+        return planfile.load(path)
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as err:
+        fail(f"{path}: not a readable saved plan ({err})")
+
+
+@main.command("show")
+@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
+              default="text", show_default=True)
+def show_cmd(plan_file, fmt) -> None:
+    """Show a saved plan (`reconcile --plan --out FILE`) without reading the store."""
+    echo_view(PLAN_VIEWS[fmt](load_plan_or_exit(plan_file).plan), fmt)
 
 
 @main.command()

@@ -31,6 +31,13 @@ STALE_MARKER = "<!-- reconciler-stale-plan"  # + the job's sections + " -->": on
 PLAN_WORKFLOW = "plan.yml"  # the workflow whose artifact holds a pull request's reviewed plan
 PLAN_ARTIFACT = "reconciler-plan"
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
+DRIFT_MARKER = "<!-- reconciler-drift -->"
+DRIFT_TITLE = "Drift: the store no longer matches the manifests on main"
+DRIFT_HEADLINE = (
+    "📝 **Drift**: the nightly plan found changes pending. Re-run the apply workflow (Actions → "
+    "apply → Run workflow) or change the manifests. This issue is updated by each drift check "
+    "and closed by the first one that finds none."
+)
 COMMENT_LIMIT = 65_536  # GitHub rejects issue-comment bodies longer than this (characters)
 # $GITHUB_STEP_SUMMARY takes at most 1 MiB per step; 250k characters stay below that even at
 # 4 UTF-8 bytes per character.
@@ -143,13 +150,16 @@ def build_comment(
     marker: str = MARKER,
     limit: int = COMMENT_LIMIT,
     commit: str | None = None,
+    heading: tuple[str, str] | None = None,
 ) -> str:
     """The sticky comment: marker, headline, plan (collapsed if long), cut to fit `limit`.
 
-    `limit` counts characters, as GitHub does; the result never exceeds it.
+    `limit` counts characters, as GitHub does; the result never exceeds it. `heading`
+    (title, headline) replaces the PR comment's, e.g. for the drift issue's body.
     """
     title = "### Reconciler validation" if validate_only else "### Reconciler plan"
-    head = f"{marker}\n{title}\n\n{_headline(exit_code, validate_only)}\n"
+    title, headline = heading or (title, _headline(exit_code, validate_only))
+    head = f"{marker}\n{title}\n\n{headline}\n"
     lines = markdown.rstrip().splitlines() or ["_(no output)_"]
     total = len(lines)
     collapsed = total > COLLAPSE_LINES
@@ -220,6 +230,23 @@ def _pick(comments: Iterable[dict[str, Any]], marker: str) -> dict[str, Any] | N
     return (bots or ours or [None])[0]
 
 
+def _list_all(http: httpx.Client, api: str, url: str, token: str,
+              params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every item of a paginated GET, following Link: next on the API's own host only."""
+    items: list[dict[str, Any]] = []
+    next_url: str | None = url
+    query: dict[str, Any] | None = {"per_page": 100, **params}
+    while next_url:
+        if not _same_origin(next_url, api):  # never send the token to another host
+            host = urlsplit(next_url).netloc
+            raise GitHubError(f"refusing pagination link to another host: {host}")
+        resp = _check(http.get(next_url, params=query, headers=_headers(token)))
+        items.extend(resp.json())
+        next_url = resp.links.get("next", {}).get("url")
+        query = None  # the next link carries its own query
+    return items
+
+
 def upsert_comment(
     repo: str,
     pr_number: int,
@@ -237,17 +264,8 @@ def upsert_comment(
     own = client is None
     http = client or httpx.Client(timeout=30.0)
     try:
-        comments: list[dict[str, Any]] = []
-        url: str | None = f"{api}/repos/{repo}/issues/{pr_number}/comments"
-        params: dict[str, int] | None = {"per_page": 100}
-        while url:
-            if not _same_origin(url, api):  # never send the token to another host
-                host = urlsplit(url).netloc
-                raise GitHubError(f"refusing pagination link to another host: {host}")
-            resp = _check(http.get(url, params=params, headers=_headers(token)))
-            comments.extend(resp.json())
-            url = resp.links.get("next", {}).get("url")
-            params = None  # the next link carries its own query
+        comments = _list_all(http, api, f"{api}/repos/{repo}/issues/{pr_number}/comments",
+                             token, {})
         found = _pick(comments, marker)
         if found is not None:
             resp = _check(
@@ -267,6 +285,55 @@ def upsert_comment(
             )
         return int(resp.json()["id"])
     except httpx.HTTPError as err:  # transport errors: name the kind, not the request headers
+        raise GitHubError(f"GitHub API request failed: {type(err).__name__}") from None
+    finally:
+        if own:
+            http.close()
+
+
+def sync_drift_issue(
+    repo: str,
+    exit_code: int,
+    report: str,
+    token: str,
+    api_url: str = "https://api.github.com",
+    run_url: str | None = None,
+    client: httpx.Client | None = None,
+) -> str:
+    """Keep one open issue for drift, as tfaction does: opened (or its body updated with the
+    latest plan) when the nightly plan exits 2, closed with a comment when it exits 0, left
+    alone on an error (exit 1: nothing is known). Returns what was done, for the log."""
+    api = api_url.rstrip("/")
+    own = client is None
+    http = client or httpx.Client(timeout=30.0)
+    try:
+        issues = [i for i in _list_all(http, api, f"{api}/repos/{repo}/issues", token,
+                                       {"state": "open"})
+                  if "pull_request" not in i]
+        found = _pick(issues, DRIFT_MARKER)
+        if exit_code == 2:
+            body = build_comment(report, exit_code=2, run_url=run_url, validate_only=False,
+                                 marker=DRIFT_MARKER, heading=("### Reconciler drift",
+                                                               DRIFT_HEADLINE))
+            if found is not None:
+                _check(http.patch(f"{api}/repos/{repo}/issues/{found['number']}",
+                                  json={"body": body}, headers=_headers(token)))
+                return f"updated drift issue #{found['number']}"
+            resp = _check(http.post(f"{api}/repos/{repo}/issues",
+                                    json={"title": DRIFT_TITLE, "body": body},
+                                    headers=_headers(token)))
+            return f"opened drift issue #{resp.json()['number']}"
+        if exit_code == 0 and found is not None:
+            where = f" ([run]({run_url}))" if run_url else ""
+            _check(http.post(f"{api}/repos/{repo}/issues/{found['number']}/comments",
+                             json={"body": f"✅ No drift any more{where}: closing."},
+                             headers=_headers(token)))
+            _check(http.patch(f"{api}/repos/{repo}/issues/{found['number']}",
+                              json={"state": "closed", "state_reason": "completed"},
+                              headers=_headers(token)))
+            return f"closed drift issue #{found['number']}"
+        return "no drift issue to change" if exit_code == 0 else "plan failed: issue left as is"
+    except httpx.HTTPError as err:
         raise GitHubError(f"GitHub API request failed: {type(err).__name__}") from None
     finally:
         if own:
@@ -777,6 +844,22 @@ def apply_reviewed_cmd(plan_file: Path, sections: str, report: Path, pr: int | N
     sys.exit(apply_reviewed(shlex.split(reconcile_cmd), plan_file, ids, report=report,
                             missing_reason=missing_reason, replan_on_stale=replan_on_stale,
                             extra=extra, post=post if pr else None))
+
+
+@cli.command("drift-issue")
+@click.option("--plan-file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--exit-code", type=int, required=True, help="The drift plan's exit code.")
+def drift_issue_cmd(plan_file: Path, exit_code: int) -> None:
+    """Open, update or close the repository's one drift issue (needs issues: write)."""
+    repo, token, api = _repo_token()
+    text = plan_file.read_text(encoding="utf-8") if plan_file.exists() else ""
+    try:
+        click.echo(sync_drift_issue(repo, exit_code, text, token, api_url=api,
+                                    run_url=_run_url()))
+    except GitHubError as err:
+        raise click.ClickException(str(err)) from None
+
+
 
 
 @cli.command("matrix")

@@ -32,7 +32,7 @@ from .observe import (
     dub_cache_prefix,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every JSON key camelCase
 
 
 class Kind(StrEnum):

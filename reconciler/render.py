@@ -1,21 +1,27 @@
-"""Views of a Plan and of an apply's outcome: text (Terraform's `+ ~ -`), JSON, markdown.
+"""Views of a Plan and of an apply's outcome: text (Terraform's `+ ~ - -/+`), JSON, markdown.
 
 Views only read; they never compute what the plan should be. The JSON plan is also the saved
-plan format, so `plan_to_json` / `plan_from_json` round-trip exactly.
+plan format, so `plan_dict` / `plan_from_dict` round-trip exactly. Every key of the CLI's JSON
+is camelCase (formatVersion 2; version 1 mixed in snake_case), like the manifests' sectionId.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 
+import click
+
 from . import layout
-from .plan import FORMAT_VERSION, Action, Kind, Plan, SectionPlan
+from .plan import FORMAT_VERSION, UPDATE, Action, Kind, Plan, SectionPlan
 
 if TYPE_CHECKING:
     from .engine import Outcome
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-"}
+REPLACE = "-/+"  # a rendition rebuilt: its objects are replaced, as Terraform marks a replacement
+COLOR = {"+": "green", "~": "yellow", "-": "red", "!": "red"}
 LABEL = {
     Kind.PACKAGE_VIDEO: "package video",
     Kind.DUB: "dub",
@@ -32,6 +38,38 @@ def _short(section_id: int, key: str) -> str:
     return key[len(prefix):] if key.startswith(prefix) else key
 
 
+def camel(key: str) -> str:
+    """allow_empty -> allowEmpty: the one key style of the CLI's JSON."""
+    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key)
+
+
+def snake(key: str) -> str:
+    return re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), key)
+
+
+def symbol(a: Action) -> str:
+    if a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO) and a.change == UPDATE:
+        return REPLACE
+    return SYMBOL[a.change]
+
+
+def colorize(text: str) -> str:
+    """ANSI colour for a text view's change markers, errors and summary (for a terminal)."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        body = line.lstrip(" ")
+        indent = line[: len(line) - len(body)]
+        mark = body.split(" ", 1)[0]
+        if mark == REPLACE:
+            body = click.style("-", fg="red") + click.style("/+", fg="green") + body[3:]
+        elif mark in COLOR:
+            body = click.style(mark, fg=COLOR[mark], bold=(mark == "!") or None) + body[len(mark):]
+        elif body.startswith(("Plan:", "No changes.", "Apply complete")):
+            body = click.style(body.rstrip("\n"), bold=True) + "\n" * body.endswith("\n")
+        out.append(indent + body)
+    return "".join(out)
+
+
 def action_line(section_id: int, a: Action) -> str:
     what = LABEL[a.type]
     if a.type == Kind.FIX_METADATA:
@@ -44,7 +82,7 @@ def action_line(section_id: int, a: Action) -> str:
     if a.minutes is not None and a.type == Kind.DUB:
         why.append(f"{a.minutes:.2f} billable min")
     why += [f"{k}: {v}" for k, v in a.detail]
-    return f"{SYMBOL[a.change]} {what}" + (f"  ({'; '.join(why)})" if why else "")
+    return f"{symbol(a)} {what}" + (f"  ({'; '.join(why)})" if why else "")
 
 
 def summary_line(plan: Plan) -> str:
@@ -94,7 +132,7 @@ def _action_dict(a: Action) -> dict:
         "language": a.language,
         "reason": a.reason,
         "keys": list(a.keys),
-        "source_id": a.source_id,
+        "sourceId": a.source_id,
         "minutes": a.minutes,
         "detail": dict(a.detail),
     }
@@ -103,7 +141,7 @@ def _action_dict(a: Action) -> dict:
 def plan_dict(plan: Plan) -> dict:
     counts = plan.counts()
     return {
-        "format_version": FORMAT_VERSION,
+        "formatVersion": FORMAT_VERSION,
         "sections": [
             {
                 "sectionId": sp.section_id,
@@ -117,23 +155,25 @@ def plan_dict(plan: Plan) -> dict:
             }
             for sp in plan.sections
         ],
-        "invalidation_paths": list(plan.invalidation_paths),
-        "options": dict(plan.options),
-        "summary": {**counts, "dub_minutes": plan.dub_minutes, "changes": plan.has_changes,
+        "invalidationPaths": list(plan.invalidation_paths),
+        "options": {camel(k): v for k, v in plan.options},
+        "summary": {**counts, "dubMinutes": plan.dub_minutes, "changes": plan.has_changes,
                     "errors": plan.has_errors},
     }
 
 
 def plan_from_dict(data: dict) -> Plan:
-    if data.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"unsupported plan format_version {data.get('format_version')!r}")
+    version = data.get("formatVersion", data.get("format_version"))
+    if version != FORMAT_VERSION:
+        raise ValueError(f"plan formatVersion {version!r} is not {FORMAT_VERSION}, the one this "
+                         "reconciler reads: plan again")
     sections = tuple(
         SectionPlan(
             section_id=s["sectionId"],
             file=s.get("manifest"),
             actions=tuple(
                 Action(Kind(a["type"]), a["change"], a.get("language"), a.get("reason", ""),
-                       tuple(a.get("keys", ())), a.get("source_id"), a.get("minutes"),
+                       tuple(a.get("keys", ())), a.get("sourceId"), a.get("minutes"),
                        tuple(a.get("detail", {}).items()))
                 for a in s["actions"]
             ),
@@ -145,8 +185,8 @@ def plan_from_dict(data: dict) -> Plan:
         )
         for s in data["sections"]
     )
-    return Plan(sections, tuple(data["invalidation_paths"]),
-                tuple(sorted(data.get("options", {}).items())))
+    return Plan(sections, tuple(data["invalidationPaths"]),
+                tuple(sorted((snake(k), v) for k, v in data.get("options", {}).items())))
 
 
 def plan_json(plan: Plan) -> str:
@@ -161,7 +201,8 @@ def _cell(items: list[str]) -> str:
 
 
 def plan_markdown(plan: Plan) -> str:
-    out = ["### reconciler plan", "", f"**{summary_line(plan)}**", ""]
+    # No heading: the PR comment and the job summary put their own above it.
+    out = [f"**{summary_line(plan)}**", ""]
     rows = [sp for sp in plan.sections if sp.actions or sp.errors]
     if rows:
         out += [
@@ -206,7 +247,7 @@ PLAN_VIEWS = {"text": plan_text, "json": plan_json, "markdown": plan_markdown}
 def outcome_dict(outcome: Outcome) -> dict:
     inv = outcome.invalidation
     return {
-        "format_version": FORMAT_VERSION,
+        "formatVersion": FORMAT_VERSION,
         "ok": outcome.ok,
         "plan": plan_dict(outcome.plan),
         "sections": [
@@ -231,7 +272,7 @@ def outcome_dict(outcome: Outcome) -> dict:
         ],
         "invalidation": {"id": inv.id, "paths": list(inv.paths), "cdn": outcome.cdn}
         if inv else None,
-        "invalidation_id": inv.id if inv else None,
+        "invalidationId": inv.id if inv else None,
         "errors": outcome.errors,
     }
 
@@ -266,7 +307,7 @@ def outcome_text(outcome: Outcome) -> str:
 
 
 def outcome_markdown(outcome: Outcome) -> str:
-    return "### reconciler apply\n\n```\n" + outcome_text(outcome) + "```\n"
+    return "```\n" + outcome_text(outcome) + "```\n"  # the job summary has the heading
 
 
 OUTCOME_VIEWS = {

@@ -349,13 +349,13 @@ def to_json(report: VerifyReport) -> dict:
         "ok": report.ok,
         "cdn": report.cdn_base,
         "origin": report.origin,
-        "objects_checked": report.objects_checked,
+        "objectsChecked": report.objects_checked,
         "sections": [
             {
-                "section": s.section_id,
+                "sectionId": s.section_id,
                 "master": s.master_url,
                 "ok": s.ok,
-                "objects_checked": s.objects_checked,
+                "objectsChecked": s.objects_checked,
                 "languages": list(s.languages),
                 "failures": [f.to_json() for f in s.failures],
             }

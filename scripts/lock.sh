@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Regenerate constraints.txt from a clean resolve: a throw-away venv gets the package with every
-# extra at the newest versions pyproject.toml allows, and pip freeze records what it got.
-# scripts/setup.sh, the workflows, action.yml and the Dockerfile all install with
-# `-c constraints.txt`, so CI, GitHub Actions and the image run the same versions.
-# Dependabot (pip) proposes updates to this file; rerun this after changing dependencies.
+# Regenerate requirements-constraints.txt from a clean resolve: a throw-away venv gets the
+# package with every extra at the newest versions pyproject.toml allows, and pip freeze records
+# what it got. scripts/setup.sh, the workflows, action.yml and the Dockerfile all install with
+# `-c requirements-constraints.txt`, so CI, GitHub Actions and the image run the same versions.
+# Dependabot (pip) proposes updates to it (it only reads files named *requirements*); rerun
+# this after changing dependencies in pyproject.toml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
@@ -15,5 +16,5 @@ trap 'rm -rf "$tmp"' EXIT
   echo "# on Python $("$tmp/venv/bin/python" -c 'import platform; print(platform.python_version())'), Linux. Do not edit by hand."
   "$tmp/venv/bin/python" -m pip freeze --exclude lingoost-reconciler --exclude pip \
     --exclude setuptools
-} >constraints.txt
-echo "constraints.txt: $(grep -vc '^#' constraints.txt) pinned packages" >&2
+} >requirements-constraints.txt
+echo "requirements-constraints.txt: $(grep -vc '^#' requirements-constraints.txt) pinned packages" >&2

@@ -6,7 +6,7 @@
 #                             check the copy shipped in reconciler/static/), the [test] extras
 # The system Python is externally managed (PEP 668), so everything Python goes into .venv,
 # made with `python3 -m venv` (Debian's python3-venv is installed when missing). Versions are
-# pinned by constraints.txt (regenerate with scripts/lock.sh).
+# pinned by requirements-constraints.txt (regenerate with scripts/lock.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,12 +59,12 @@ extras=api
 $want_tests && extras=test
 # Skip pip when nothing it depends on changed since the last successful install.
 stamp="$venv/.reconciler-setup"
-inputs=$(cat pyproject.toml constraints.txt | sha256sum)
+inputs=$(cat pyproject.toml requirements-constraints.txt | sha256sum)
 have_stamp=$(cat "$stamp" 2>/dev/null || true)
 want_stamp="$extras $inputs"
 if [ "$have_stamp" != "$want_stamp" ] && [ "$have_stamp" != "test $inputs" ]; then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check \
-    -c constraints.txt -e ".[$extras]"
+    -c requirements-constraints.txt -e ".[$extras]"
   echo "$want_stamp" >"$stamp"
 fi
 

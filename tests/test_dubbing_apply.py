@@ -37,7 +37,7 @@ def test_plan_shows_billable_minutes_and_max_dub_minutes_refuses_before_any_requ
     assert "+ dub en  (no audio given: dub with ElevenLabs; 0.13 billable min)" in plan.stdout
     assert "Dubbing: 0.27 billable minutes." in plan.stdout
     doc = reconcile("--plan", repo.manifests, "--format", "json").json()
-    assert doc["summary"]["dub_minutes"] == pytest.approx(0.27, abs=0.01)
+    assert doc["summary"]["dubMinutes"] == pytest.approx(0.27, abs=0.01)
 
     refused = reconcile("--apply", repo.manifests, "--max-dub-minutes", "0.2")
     assert refused.code == 1

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,7 @@ def test_matrix_cli_from_plan_json_sets_outputs(tmp_path: Path, monkeypatch) -> 
     out = tmp_path / "out.txt"
     monkeypatch.setenv("GITHUB_OUTPUT", str(out))
     plan = {
-        "format_version": 1,
+        "formatVersion": 2,
         "sections": [
             {"sectionId": 11, "actions": [{"type": "upload", "language": "en"}]},
             {"sectionId": 12, "actions": []},
@@ -372,11 +373,12 @@ def test_plan_scope_is_full_unless_only_manifests_changed(tmp_path: Path) -> Non
 
 @dataclass
 class FakeGitHub:
-    """Issue-comment endpoints of the GitHub REST API, with Link-header pagination."""
+    """Issue and issue-comment endpoints of the GitHub REST API, with Link-header pagination."""
 
     token: str
     page_size: int = 2
     comments: list[dict[str, Any]] = field(default_factory=list)
+    issues: list[dict[str, Any]] = field(default_factory=list)  # pull requests too, as GitHub
     requests: list[tuple[str, str]] = field(default_factory=list)
     fail: dict[str, int] = field(default_factory=dict)  # method -> status to answer
     foreign_next: bool = False
@@ -400,10 +402,20 @@ class FakeGitHub:
     def by_id(self, cid: int) -> dict[str, Any]:
         return next(c for c in self.comments if c["id"] == cid)
 
+    def add_issue(self, body: str, login: str, *, pull_request: bool = False) -> dict[str, Any]:
+        issue = {"number": len(self.issues) + 1, "title": "t", "body": body, "state": "open",
+                 "user": {"login": login}}
+        if pull_request:
+            issue["pull_request"] = {"url": "…"}
+        self.issues.append(issue)
+        return issue
+
 
 def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
     list_re = re.compile(r"/repos/([^/]+/[^/]+)/issues/(\d+)/comments")
     edit_re = re.compile(r"/repos/([^/]+/[^/]+)/issues/comments/(\d+)")
+    issues_re = re.compile(r"/repos/([^/]+/[^/]+)/issues")
+    issue_re = re.compile(r"/repos/([^/]+/[^/]+)/issues/(\d+)")
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -471,12 +483,16 @@ def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             if self._actions(url.path, parse_qs(url.query)):
                 return
             m = list_re.fullmatch(url.path)
-            if not m:
-                return self._send(404, {"message": "Not Found"})
             query = parse_qs(url.query)
+            if m:
+                items = [c for c in state.comments if c["issue"] == int(m.group(2))]
+            elif issues_re.fullmatch(url.path):
+                wanted = query.get("state", ["open"])[0]
+                items = [i for i in state.issues if wanted in ("all", i["state"])]
+            else:
+                return self._send(404, {"message": "Not Found"})
             per = min(int(query.get("per_page", ["30"])[0]), state.page_size)
             page = int(query.get("page", ["1"])[0])
-            items = [c for c in state.comments if c["issue"] == int(m.group(2))]
             headers = {}
             if page * per < len(items):
                 host = "https://evil.example" if state.foreign_next else state.base_url
@@ -488,6 +504,11 @@ def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             if not self._gate():
                 return
             m = list_re.fullmatch(urlsplit(self.path).path)
+            if issues_re.fullmatch(urlsplit(self.path).path):
+                data = self._json()
+                issue = state.add_issue(data["body"], "github-actions[bot]")
+                issue["title"] = data["title"]
+                return self._send(201, issue)
             if not m:
                 return self._send(404, {"message": "Not Found"})
             cid = state.add(int(m.group(2)), self._json()["body"], "github-actions[bot]")
@@ -497,6 +518,11 @@ def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             if not self._gate():
                 return
             m = edit_re.fullmatch(urlsplit(self.path).path)
+            issue = issue_re.fullmatch(urlsplit(self.path).path)
+            if issue:
+                found = state.issues[int(issue.group(2)) - 1]
+                found.update(self._json())
+                return self._send(200, found)
             if not m:
                 return self._send(404, {"message": "Not Found"})
             comment = state.by_id(int(m.group(2)))
@@ -746,7 +772,7 @@ def test_composite_action_metadata() -> None:
     assert action["runs"]["using"] == "composite"
     assert set(action["inputs"]) == {
         "mode", "paths", "store", "changed-since", "sections", "format", "python-version",
-        "max-dub-minutes",
+        "max-dub-minutes", "image",
     }
     assert action["inputs"]["paths"]["default"] == "manifests"
     assert action["inputs"]["format"]["default"] == "markdown"
@@ -862,3 +888,95 @@ def test_merge_applies_the_reviewed_plan_and_a_stale_one_is_posted_not_applied(
     assert master_languages(s3, bucket, 12) == ["ko", "en"]
     [comment] = [c for c in fake_github.comments if c["issue"] == 7]  # the same one, edited
     assert "so the plan below was applied instead" in comment["body"]
+
+
+def test_drift_issue_is_opened_updated_then_closed_once(fake_github: FakeGitHub) -> None:
+    """One issue for drift, as tfaction keeps: opened, updated in place, closed when gone."""
+    fake_github.add_issue(gh.DRIFT_MARKER + "\nan open PR quoting it", "bob", pull_request=True)
+    human = fake_github.add_issue("Section 12 sounds off", "alice")
+    sync = partial(gh.sync_drift_issue, "lingoost/content", token=TOKEN,
+                   api_url=fake_github.base_url, run_url="https://github.example/run/1")
+
+    assert sync(0, "") == "no drift issue to change"
+    assert sync(2, "**Plan: 1 to create, 0 to update, 0 to delete.**\n") == "opened drift issue #3"
+    assert sync(2, "**Plan: 2 to create, 0 to update, 0 to delete.**\n") == "updated drift issue #3"
+    drift = fake_github.issues[2]
+    assert drift["title"] == gh.DRIFT_TITLE and drift["state"] == "open"
+    assert drift["body"].startswith(gh.DRIFT_MARKER + "\n### Reconciler drift\n")
+    assert "Plan: 2 to create" in drift["body"] and "Plan: 1 to create" not in drift["body"]
+    assert sync(1, "") == "plan failed: issue left as is" and drift["state"] == "open"
+
+    assert sync(0, "**No changes.**\n") == "closed drift issue #3"
+    assert drift["state"] == "closed" and drift["state_reason"] == "completed"
+    assert [c["body"] for c in fake_github.comments if c["issue"] == 3] == [
+        "✅ No drift any more ([run](https://github.example/run/1)): closing."]
+    assert human["state"] == "open" and fake_github.issues[0]["body"].endswith("quoting it")
+    assert sync(2, "**Plan: 1 to create, 0 to update, 0 to delete.**\n") == "opened drift issue #4"
+
+
+def test_action_runs_from_the_image_with_names_of_secrets_only(tmp_path: Path) -> None:
+    """action.yml's `image` mode: a real bash runs the step's script; `docker` is a stand-in
+    that records its argv (no Docker engine here). Secrets pass by name, never by value."""
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    step = next(s for s in action["runs"]["steps"] if s.get("id") == "reconcile")
+    bin_dir, argv_file = tmp_path / "bin", tmp_path / "argv.json"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(argv_file)!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+    (bin_dir / "docker").chmod(0o755)
+    workspace, temp = tmp_path / "ws", tmp_path / "tmp"
+    workspace.mkdir()
+    temp.mkdir()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "GITHUB_WORKSPACE": str(workspace),
+           "RUNNER_TEMP": str(temp), "GITHUB_OUTPUT": str(temp / "out"),
+           "AWS_SECRET_ACCESS_KEY": "marker-secret-value", "UNRELATED": "x",
+           "INPUT_IMAGE": "ghcr.io/lingoost/reconciler:v1", "INPUT_MODE": "plan",
+           "INPUT_PATHS": "manifests", "INPUT_STORE": "", "INPUT_CHANGED_SINCE": "",
+           "INPUT_SECTIONS": "11", "INPUT_FORMAT": "markdown"}
+    res = subprocess.run(["bash", "-c", step["run"]], cwd=workspace, env=env,
+                         capture_output=True, text=True, timeout=30, check=False)
+    assert res.returncode == 0, res.stderr
+    argv = json.loads(argv_file.read_text())
+    assert argv[:2] == ["run", "--rm"]
+    assert "marker-secret-value" not in json.dumps(argv)
+    passed = {argv[i + 1] for i, a in enumerate(argv) if a == "--env"}
+    assert {"AWS_SECRET_ACCESS_KEY", "GITHUB_OUTPUT", "RUNNER_TEMP"} <= passed
+    assert "UNRELATED" not in passed
+    volumes = {argv[i + 1] for i, a in enumerate(argv) if a == "--volume"}
+    assert volumes == {f"{workspace}:{workspace}", f"{temp}:{temp}"}
+    image = argv.index("ghcr.io/lingoost/reconciler:v1")
+    assert argv[image - 2:image] == ["--entrypoint", "python"]
+    assert argv[image + 1:] == [
+        "-m", "reconciler.github", "action", "--mode", "plan", "--paths", "manifests",
+        "--store", "", "--changed-since", "", "--sections", "11", "--format", "markdown"]
+
+
+def test_third_party_actions_are_pinned_to_commit_shas_with_their_tag() -> None:
+    files = [*WORKFLOWS.glob("*.yml"), ROOT / "action.yml"]
+    uses = [(f.name, line.strip()) for f in files for line in f.read_text().splitlines()
+            if re.match(r"\s*(- )?uses: ", line)]
+    assert len(uses) > 10
+    pinned = re.compile(r"(- )?uses: [\w.-]+/[\w./-]+@[0-9a-f]{40}  # v\d+\.\d+\.\d+")
+    assert [u for u in uses if not pinned.fullmatch(u[1])] == []
+
+
+def test_drift_workflow_keeps_one_issue_and_installs_pinned_versions() -> None:
+    drift = _load(WORKFLOWS / "drift.yml")
+    assert drift["permissions"]["issues"] == "write"
+    steps = drift["jobs"]["drift"]["steps"]
+    issue = next(s for s in steps if "drift-issue" in s.get("run", ""))
+    assert "!cancelled()" in issue["if"] and "steps.plan.outputs.exit-code" in issue["env"][
+        "PLAN_EXIT"]
+    assert any(s.get("id") == "plan" for s in steps)
+    for name in ("plan.yml", "apply.yml", "drift.yml"):
+        data = _load(WORKFLOWS / name)
+        for job in data["jobs"].values():
+            installs = [s for s in job["steps"] if s.get("name", "").startswith("Install")]
+            if not installs:
+                continue
+            # Either the image (vars.RECONCILER_IMAGE) or apt + pip with the constraints.
+            assert job["container"]["image"] == "${{ vars.RECONCILER_IMAGE || '' }}"
+            assert all(s["if"] == "vars.RECONCILER_IMAGE == ''" for s in installs)
+            pip = next(s for s in installs if "pip install" in s["run"])
+            assert "-c requirements-constraints.txt" in pip["run"]

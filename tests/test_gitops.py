@@ -158,7 +158,7 @@ def test_markdown_plan_is_a_reviewable_comment(repo, bucket):
     res = reconcile("--plan", repo.manifests, "--format", "markdown")
     assert res.code == 2
     md = res.stdout
-    assert md.startswith("### reconciler plan")
+    assert md.startswith("**Plan: ")  # no heading: the comment has one
     assert "| Section | Video | Languages added / rebuilt | Metadata fixes | Dub minutes" in md
     assert "| 11 | create | ko, en, ja | — | 0.13 |" in md
     assert "<details><summary>Section 11: 6 change(s)</summary>" in md

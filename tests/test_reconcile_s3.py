@@ -194,7 +194,7 @@ def test_deleted_init_makes_the_rendition_incomplete_and_apply_rebuilds_it(repo,
     assert reconcile("--apply", repo.manifests).code == 0
     s3.delete_object(Bucket=bucket, Key=f"{PREFIX}/11/audio/en/init.mp4")
     plan = reconcile("--plan", repo.manifests)
-    assert plan.code == 2 and "~ package audio en" in plan.stdout
+    assert plan.code == 2 and "-/+ package audio en" in plan.stdout
     assert "init.mp4 missing" in plan.stdout
     assert reconcile("--apply", repo.manifests).code == 0
     assert reconcile("--plan", repo.manifests).code == 0
@@ -227,8 +227,8 @@ def test_json_plan_is_stable_and_documented_shape(repo, bucket):
     res = reconcile("--plan", repo.manifests, "--format", "json")
     assert res.code == 2 and res.stderr == ""
     doc = res.json()
-    assert doc["format_version"] == 1
-    assert doc["invalidation_paths"] == ["/assets/curriculumsection/11/master.m3u8"]
+    assert doc["formatVersion"] == 2
+    assert doc["invalidationPaths"] == ["/assets/curriculumsection/11/master.m3u8"]
     (section,) = doc["sections"]
     assert section["sectionId"] == 11
     assert [(a["type"], a["language"]) for a in section["actions"]] == [
@@ -259,7 +259,7 @@ def test_replaced_language_is_rebuilt_and_its_path_invalidated(repo, bucket, dis
     # A better dub arrives under the same file name.
     (repo.root / "media" / "en.mp3").write_bytes((media / "zh.mp3").read_bytes())
     plan = reconcile("--plan", repo.manifests)
-    assert plan.code == 2 and "~ package audio en  (input changed)" in plan.stdout
+    assert plan.code == 2 and "-/+ package audio en  (input changed)" in plan.stdout
     assert reconcile("--apply", repo.manifests).code == 0
     en_after = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/audio/en/a_000.m4s")["Body"].read()
     assert en_after != en_before
