@@ -933,7 +933,7 @@ def test_action_runs_from_the_image_with_names_of_secrets_only(tmp_path: Path) -
            "AWS_SECRET_ACCESS_KEY": "marker-secret-value", "UNRELATED": "x",
            "INPUT_IMAGE": "ghcr.io/lingoost/reconciler:v1", "INPUT_MODE": "plan",
            "INPUT_PATHS": "manifests", "INPUT_STORE": "", "INPUT_CHANGED_SINCE": "",
-           "INPUT_SECTIONS": "11", "INPUT_FORMAT": "markdown"}
+           "INPUT_SECTIONS": "11", "INPUT_FORMAT": "markdown", "INPUT_MAX_DUB_MINUTES": "30"}
     res = subprocess.run(["bash", "-c", step["run"]], cwd=workspace, env=env,
                          capture_output=True, text=True, timeout=30, check=False)
     assert res.returncode == 0, res.stderr
@@ -949,7 +949,8 @@ def test_action_runs_from_the_image_with_names_of_secrets_only(tmp_path: Path) -
     assert argv[image - 2:image] == ["--entrypoint", "python"]
     assert argv[image + 1:] == [
         "-m", "reconciler.github", "action", "--mode", "plan", "--paths", "manifests",
-        "--store", "", "--changed-since", "", "--sections", "11", "--format", "markdown"]
+        "--store", "", "--changed-since", "", "--sections", "11", "--format", "markdown",
+        "--max-dub-minutes", "30"]
 
 
 def test_third_party_actions_are_pinned_to_commit_shas_with_their_tag() -> None:
