@@ -55,7 +55,15 @@ from . import engine, layout
 from .cdn import CdnError
 from .jobs import FAILED, SUCCEEDED, Job, JobQueue, JobStore
 from .lock import LockError
-from .manifest import InvalidManifests, load_manifests, manifest_files, read_yaml
+from .manifest import (
+    MAX_MESSAGE,
+    InvalidManifests,
+    load_manifests,
+    manifest_files,
+    read_yaml,
+    shown,
+)
+from .redaction import redact
 from .sources import FetchPolicy, SourceRefused, resolve_host
 from .store import StoreError
 
@@ -105,18 +113,18 @@ class AllowedSources:
             try:
                 port = parts.port
             except ValueError:
-                raise ApiConfigError(f"allowed source {raw!r}: bad port") from None
+                raise ApiConfigError(f"allowed source {redact(raw)!r}: bad port") from None
             if (parts.username or parts.password or parts.query or parts.fragment
                     or parts.path.strip("/")):
                 raise ApiConfigError(
-                    f"allowed source {raw!r}: give only s3://BUCKET or https://HOST[:PORT]")
+                    f"allowed source {redact(raw)!r}: give only s3://BUCKET or https://HOST[:PORT]")
             if scheme == "s3" and parts.netloc and port is None:
                 buckets.add(parts.netloc)
             elif scheme == "https" and parts.hostname:
                 hosts.add((_norm_host(parts.hostname), port or 443))
             else:
                 raise ApiConfigError(
-                    f"allowed source {raw!r}: expected s3://BUCKET or https://HOST[:PORT]")
+                    f"allowed source {redact(raw)!r}: expected s3://BUCKET or https://HOST[:PORT]")
         return cls(frozenset(buckets), frozenset(hosts))
 
 
@@ -215,7 +223,7 @@ def _json_error(status: int, error: str, message: str, field: str | None = None,
 
 def _check_code(code: str) -> str:
     if not re.fullmatch(CODE_PATTERN, code) or not langcodes.tag_is_valid(code):
-        raise ValueError(f"{code!r} is not a valid BCP 47 language tag")
+        raise ValueError(f"{shown(code)} is not a valid BCP 47 language tag")
     return code
 
 
@@ -375,14 +383,6 @@ def _iso(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
 
-def _display(uri: str) -> str:
-    """A URL without its query string (a presigned URL's signature lives there)."""
-    parts = urlsplit(uri)
-    if parts.scheme in ("http", "https") and parts.query:
-        return f"{parts.scheme}://{parts.netloc}{parts.path}?…"
-    return uri
-
-
 def _same(code: str, other: str) -> bool:
     return code.lower() == other.lower()
 
@@ -497,7 +497,7 @@ class DubbingService:
             if not req.replaceVideo:
                 raise ApiError(
                     409, "video_conflict",
-                    f"section {sid} already has video {_display(str(doc.get('video')))}; "
+                    f"section {sid} already has video {redact(str(doc.get('video')))}; "
                     "send replaceVideo: true to replace it", "inputVideoUrl")
             doc["video"] = req.inputVideoUrl
             replaced = True
@@ -895,7 +895,7 @@ def create_app(config: ApiConfig) -> FastAPI:
         if first.get("type") == "json_invalid":
             return _json_error(400, "invalid_json", "the body is not valid JSON")
         message = str(first.get("msg", "invalid request"))
-        message = message.removeprefix("Value error, ")
+        message = redact(message.removeprefix("Value error, "))[:MAX_MESSAGE]
         return _json_error(422, "invalid_request", message, _field_of(first.get("loc", ())))
 
     @app.exception_handler(StarletteHTTPException)

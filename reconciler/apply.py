@@ -67,6 +67,8 @@ class Runtime:
     # ffmpeg runs (measure, encode, copy) at once: one per core.
     cpu: threading.Semaphore = field(
         default_factory=lambda: threading.Semaphore(os.cpu_count() or 1))
+    # sectionId -> its lease's guard, called before each write (raises once the lease is unsure)
+    guards: dict[int, Callable[[], None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,39 @@ class SectionResult:
         return [f.language for f in self.failures if f.language]
 
 
+class _GuardedStore:
+    """The store as one section's apply writes to it: each write first asks the section's
+    lease guard, so a run whose lease could lapse stops writing; reads pass straight through."""
+
+    def __init__(self, store: Store, guard: Callable[[], None]) -> None:
+        self._store = store
+        self._guard = guard
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def put_file(self, *args, **kwargs) -> None:
+        self._guard()
+        self._store.put_file(*args, **kwargs)
+
+    def put_bytes(self, *args, **kwargs) -> str:
+        self._guard()
+        return self._store.put_bytes(*args, **kwargs)
+
+    def set_meta(self, *args, **kwargs) -> None:
+        self._guard()
+        self._store.set_meta(*args, **kwargs)
+
+    def delete(self, keys: list[str]) -> None:
+        self._guard()
+        self._store.delete(keys)
+
+
+def _store_for(rt: Runtime, section_id: int) -> _GuardedStore:
+    """What one section writes through (unguarded when it holds no lease, as in tests)."""
+    return _GuardedStore(rt.store, rt.guards.get(section_id, lambda: None))
+
+
 class _Section:
     """One section's apply, run phase by phase; each phase records its own failures."""
 
@@ -115,6 +150,7 @@ class _Section:
         self.o = obs
         self.plan = plan
         self.result = SectionResult(section.section_id)
+        self.store = _store_for(rt, section.section_id)
         self.work = Path(tempfile.mkdtemp(prefix=f"section-{section.section_id}-",
                                           dir=rt.tmp_dir))
         self.facts: dict[str | None, Facts] = {}
@@ -156,7 +192,7 @@ class _Section:
             return self._speech
 
     def _submit(self, key: str, path: Path) -> Future:
-        return self.uploads.submit(self.rt.store.put_file, key, path, layout.meta_for(key))
+        return self.uploads.submit(self.store.put_file, key, path, layout.meta_for(key))
 
     def _streamer(self, language: str | None) -> tuple[dict[str, Future], media.OnSegment | None]:
         """Uploads started while ffmpeg still writes, and the callback that starts them. Only
@@ -177,7 +213,7 @@ class _Section:
         wait(early.values())
         landed = [key for key, fut in early.items() if fut.exception() is None]
         try:
-            self.rt.store.delete(landed)
+            self.store.delete(landed)
         except StoreError as err:
             with self._lock:
                 self.result.warnings.append(f"left {len(landed)} unnamed segment(s): {err}")
@@ -226,7 +262,7 @@ class _Section:
         files = [layout.INIT] + [s.uri for s in playlist.segments]
         self._upload_all(((directory + f, out / f) for f in files), early)
         stamp = {STAMP_SOURCE: source_id, **extra}
-        self.rt.store.put_bytes(directory + name, render_media(playlist).encode(),
+        self.store.put_bytes(directory + name, render_media(playlist).encode(),
                                 layout.PLAYLIST_META, stamp)
         self.result.uploaded.append(directory + name)
         if self.o.rendition_keys(language):  # replaced: segment names are reused under a 1-year
@@ -235,7 +271,7 @@ class _Section:
         stale = sorted(set(self.o.rendition_keys(language)) - {directory + f for f in files}
                        - {directory + name})
         if stale:
-            self.rt.store.delete(stale)
+            self.store.delete(stale)
             self.result.deleted += stale
         sizes = {f: (out / f).stat().st_size for f in files[1:]}
         rate = extra.get(STAMP_FRAME_RATE)
@@ -276,7 +312,7 @@ class _Section:
         if self.video_failed:
             return
         audio_prefix, job_key = dub_cache_keys(self.s.section_id, code, action.source_id or "")
-        store = self.rt.store
+        store = self.store
         try:
             if self.rt.dubber is None:
                 raise DubbingError("dubbing is not configured (set ELEVENLABS_API_KEY)",
@@ -302,7 +338,7 @@ class _Section:
             self.fail("dub", code, err)
 
     def _resume_or_create(self, client: ElevenLabs, code: str, job_key: str, key: str) -> str:
-        store = self.rt.store
+        store = self.store
         got = store.get(job_key)
         record = json.loads(got[0]) if got else {}
         if record.get("dubbing_id"):
@@ -330,7 +366,7 @@ class _Section:
     def _record(self, job_key: str, record: dict) -> None:
         """Complete the job record; best effort (the name already finds the dub again)."""
         try:
-            self.rt.store.put_bytes(job_key, json.dumps(record).encode(), JOB_META)
+            self.store.put_bytes(job_key, json.dumps(record).encode(), JOB_META)
         except StoreError as err:
             with self._lock:
                 self.result.warnings.append(f"{record['language']}: dub {record['dubbing_id']} "
@@ -354,7 +390,7 @@ class _Section:
         if not cached:
             raise DubbingError("cached dub vanished; re-run to dub again", language=code)
         dest = self.work / f"cached-{code}.{cached[0].rsplit('.', 1)[-1]}"
-        self.rt.store.download(cached[0], dest)
+        self.store.download(cached[0], dest)
         return dest
 
     def audio(self, action: Action) -> None:
@@ -406,7 +442,7 @@ class _Section:
             self._master()
             # Only now that master no longer names them.
             for action in self.plan.actions_of(Kind.DELETE_OBJECTS):
-                self.rt.store.delete(list(action.keys))
+                self.store.delete(list(action.keys))
                 self.result.deleted += list(action.keys)
         except PreconditionFailed:
             self.result.conflict = True
@@ -419,7 +455,7 @@ class _Section:
         keys = [k for a in self.plan.actions_of(Kind.FIX_METADATA) for k in a.keys]
         def fix(key: str) -> None:
             info = self.o.objects[key]
-            self.rt.store.set_meta(key, layout.meta_for(key), info.metadata)
+            self.store.set_meta(key, layout.meta_for(key), info.metadata)
         for key, _ in zip(keys, self.uploads.map(fix, keys), strict=True):
             self.result.fixed.append(key)
 
@@ -435,10 +471,10 @@ class _Section:
                 continue
             key = (layout.rendition_dir(self.s.section_id, language)
                    + layout.playlist_name(language))
-            current = self.rt.store.head(key)
+            current = self.store.head(key)
             stamp = current.metadata if current else {}
             playlist = replace(facts.playlist, target_duration=target)
-            self.rt.store.put_bytes(key, render_media(playlist).encode(), layout.PLAYLIST_META,
+            self.store.put_bytes(key, render_media(playlist).encode(), layout.PLAYLIST_META,
                                     stamp)
             self.result.uploaded.append(key)
             self.facts[language] = replace(facts, playlist=playlist)
@@ -457,7 +493,7 @@ class _Section:
         if text == self.o.master_text:
             return
         current = self.o.master
-        self.rt.store.put_bytes(
+        self.store.put_bytes(
             key, text.encode(), layout.PLAYLIST_META,
             if_match=current.etag if current else None, if_none_match=current is None,
         )
@@ -470,13 +506,14 @@ def delete_section(rt: Runtime, sp: SectionPlan) -> SectionResult:
     """A section whose manifest is gone (--prune --allow-empty): master first, so it never
     names a deleted object, then everything else."""
     result = SectionResult(sp.section_id)
+    store = _store_for(rt, sp.section_id)
     for action in sp.actions_of(Kind.DELETE_OBJECTS):
         keys = list(action.keys)
         try:
             if keys and keys[0] == layout.master_key(sp.section_id):
-                rt.store.delete(keys[:1])
+                store.delete(keys[:1])
                 keys = keys[1:]
-            rt.store.delete(keys)
+            store.delete(keys)
             result.deleted += list(action.keys)
             result.invalidation_paths.append(
                 layout.cdn_path(layout.section_prefix(sp.section_id)) + "*")

@@ -11,17 +11,31 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
+import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import click
+import httpx
+from botocore.exceptions import BotoCoreError, ClientError
 
 from . import __version__, engine, gitscope, planfile
-from .lock import LockError
+from .cdn import CdnError
+from .gitscope import GitError
+from .lock import LOCK_PREFIX, LockError
 from .manifest import InvalidManifests
+from .media import MediaError
 from .plan import Kind, Plan
+from .redaction import redact
 from .render import OUTCOME_VIEWS, PLAN_VIEWS, colorize
-from .store import StoreError
+from .sources import FetchError
+from .store import Store, StoreError, open_store
+
+# What a command may meet in normal use; anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (StoreError, LockError, CdnError, GitError, MediaError, FetchError, OSError,
+                   ValueError, httpx.HTTPError, BotoCoreError, ClientError, sqlite3.Error)
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 DISTRIBUTION = "lingoost-reconciler"
@@ -33,13 +47,21 @@ class Cancelled(Exception):
 
 
 class MainGroup(click.Group):
-    """`reconcile --plan …` runs the default command; `reconcile verify …` a subcommand."""
+    """`reconcile --plan …` runs the default command; `reconcile verify …` a subcommand.
+    Every command's expected failures (store unreachable, folder not writable, ...) end as one
+    `Error:` line and exit 1, never a traceback."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands
                         and args[0] not in ("--help", "-h", "--version")):
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EXPECTED_ERRORS as err:
+            fail(f"{err}" if str(err) else type(err).__name__)
 
 
 def progress_printer():
@@ -70,8 +92,9 @@ def needs_approval(plan: Plan, approved: bool) -> bool:
     return costly or not approved
 
 
-def fail(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
+def fail(message: str) -> NoReturn:
+    """One line on stderr (URLs redacted, line breaks flattened), exit 1."""
+    click.echo(f"Error: {' '.join(redact(message).split())}", err=True)
     sys.exit(EXIT_ERROR)
 
 
@@ -300,29 +323,23 @@ def preview_cmd(store_url, host, port) -> None:
     """Serve a store over HTTP as CloudFront would (metadata headers, CORS, Range), with a
     player page at /player.html?section=ID."""
     from .preview import serve
-    from .store import open_store
 
-    try:
-        settings = engine.Settings.from_env(store_url)
-    except ValueError as err:
-        fail(str(err))
-    serve(open_store(settings.store_url), host, port)
+    serve(reachable(engine.Settings.from_env(store_url).store_url), host, port)
 
 
 @main.command("unlock")
 @click.argument("section_id", type=int)
 @click.option("--lock-id", required=True, help="The id the lock error named.")
+@click.option("--force", is_flag=True,
+              help="Remove the lock even though it has not expired (its run may still work).")
 @store_option
-def unlock_cmd(section_id, lock_id, store_url) -> None:
-    """Remove a section's lock left behind by a run that died (only with its exact id)."""
+def unlock_cmd(section_id, lock_id, force, store_url) -> None:
+    """Remove a section's lock left behind by a run that died (only with its exact id, and
+    only once it expired unless --force)."""
     from .lock import unlock
-    from .store import open_store
 
-    try:
-        settings = engine.Settings.from_env(store_url)
-        lease = unlock(open_store(settings.store_url), section_id, lock_id)
-    except (LockError, ValueError) as err:
-        fail(str(err))
+    store = open_store(engine.Settings.from_env(store_url).store_url)
+    lease = unlock(store, section_id, lock_id, force=force)
     click.echo(f"unlocked section {section_id}: removed lock {lease.lock_id} "
                f"({lease.operation}, {', '.join(f'{k} {v}' for k, v in lease.owner.items())})")
 
@@ -361,9 +378,20 @@ def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, gi
         config = ApiConfig.from_env(manifests_dir, data_dir, store_url=store_url,
                                     workers=workers, insecure_no_auth=insecure_no_auth,
                                     git_commit=git_commit, max_dub_minutes=max_dub_minutes)
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=config.data_dir).close()  # writable, or one line now
+        reachable(engine.Settings.from_env(config.store_url).store_url)
         serve(config, host, port)
     except ValueError as err:  # ApiConfigError, bad RECONCILER_ALLOWED_SOURCES, no store
         fail(str(err))
+
+
+def reachable(url: str) -> Store:
+    """Open a store and read it once (its lock folder: one small LIST), so a server started
+    on it fails now, in one line, instead of answering every request with an error."""
+    store = open_store(url)
+    store.list(LOCK_PREFIX)
+    return store
 
 
 def entry() -> None:

@@ -32,6 +32,8 @@ from urllib.parse import quote
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from .redaction import redact
+
 __all__ = ["DEFAULT_BASE_URL", "DubbingError", "ElevenLabs"]
 
 log = logging.getLogger(__name__)
@@ -399,7 +401,7 @@ class ElevenLabs:
         )
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "[redacted]")
+        return redact(text, self._api_key)
 
 
 def api_message(resp: httpx.Response) -> str:

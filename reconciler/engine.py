@@ -195,15 +195,17 @@ class Reconciler:
             if on_plan is not None:
                 on_plan(plan)
             check_spend(plan, self.settings.max_dub_minutes)
-            outcome = self._converge(sections, plan, observed)
+            outcome = self._converge(sections, plan, observed,
+                                     {lock.section_id: lock.guard for lock in locks})
             outcome.errors += [lock.lost for lock in locks if lock.lost]
         outcome.errors += [lock.release_error for lock in locks if lock.release_error]
         return outcome
 
     def _converge(self, sections: list[Section], plan: Plan,
-                  observed: dict[int, ObservedSection]) -> Outcome:
+                  observed: dict[int, ObservedSection],
+                  guards: Mapping[int, Callable[[], None]]) -> Outcome:
         by_id = {s.section_id: s for s in sections}
-        rt = self._runtime()
+        rt = replace(self._runtime(), guards=dict(guards))
         results: dict[int, SectionResult] = {}
         first_plan = plan
         for _round in range(MAX_ROUNDS):

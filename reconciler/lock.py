@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from .layout import ObjectMeta
 from .store import PreconditionFailed, Store, StoreError
@@ -84,6 +85,8 @@ class SectionLock:
         now = clock()
         self.lease = Lease(uuid.uuid4().hex[:16], owner(), operation, now, now + ttl)
         self.etag: str | None = None
+        self.confirmed_until = 0.0  # expiry of the last lease the store accepted from us
+        self.renew_error: str | None = None
         self.lost: str | None = None
         self.release_error: str | None = None
         self._stop = threading.Event()
@@ -102,17 +105,20 @@ class SectionLock:
             try:
                 self.etag = self.store.put_bytes(self.key, self.lease.body(), LOCK_META,
                                                  if_none_match=True)
+                self.confirmed_until = self.lease.expires
                 break
             except PreconditionFailed:
                 pass
             held = read_lease(self.store, self.section_id)
             if held is not None and held[0].lock_id == self.lease.lock_id:
                 self.etag = held[1]  # our write landed; only its answer was lost
+                self.confirmed_until = held[0].expires
                 break
             if held is not None and held[0].expires < now:
                 try:  # take over an expired lease, but only the one we just read
                     self.etag = self.store.put_bytes(self.key, self.lease.body(), LOCK_META,
                                                      if_match=held[1])
+                    self.confirmed_until = self.lease.expires
                     break
                 except PreconditionFailed:
                     continue
@@ -138,18 +144,34 @@ class SectionLock:
             try:
                 self.etag = self.store.put_bytes(self.key, self.lease.body(), LOCK_META,
                                                  if_match=self.etag)
+                self.confirmed_until, self.renew_error = self.lease.expires, None
             except PreconditionFailed:
                 try:
                     held = read_lease(self.store, self.section_id)
-                except StoreError:
-                    return  # unknown: the next renewal looks again
+                except StoreError as err:
+                    self.renew_error = str(err)  # unknown: the next renewal looks again
+                    return
                 if held is not None and held[0].lock_id == self.lease.lock_id:
                     self.etag = held[1]  # our renewal landed; only its answer was lost
+                    self.confirmed_until, self.renew_error = held[0].expires, None
                 else:
                     self.lost = (f"lock on section {self.section_id} was taken over or removed "
-                                 "by another run")
-            except StoreError:
-                pass  # transient: the next renewal tries again before the lease expires
+                                 "by another run; stopped writing that section")
+            except StoreError as err:
+                self.renew_error = str(err)  # the next renewal tries again; guard() decides
+
+    def guard(self) -> None:
+        """Called before every write of the section: raises StoreError once the lease was lost,
+        or when renewals have failed for so long that the lease the store holds could lapse
+        within ttl/3 (a write started now must finish while the lease still stands). Lock-free:
+        writers never wait for a renewal in flight."""
+        if self.lost is None and self.clock() >= self.confirmed_until - self.ttl / 3:
+            self.lost = (
+                f"lock on section {self.section_id} could not be renewed "
+                f"({self.renew_error or 'no renewal'}); stopped writing that section before "
+                f"its lease lapses at {_utc(self.confirmed_until)}")
+        if self.lost:
+            raise StoreError(self.lost)
 
     def release(self) -> None:
         """Best effort: a lease that cannot be removed simply expires; `release_error` says so."""
@@ -174,12 +196,23 @@ class SectionLock:
         self.release()
 
 
-def unlock(store: Store, section_id: int, lock_id: str) -> Lease:
-    """Remove a lock left behind, only if its id is the one given (as `terraform force-unlock`)."""
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def unlock(store: Store, section_id: int, lock_id: str, *, force: bool = False,
+           now: float | None = None) -> Lease:
+    """Remove a lock left behind, only if its id is the one given (as `terraform force-unlock`),
+    and only once it expired unless `force`: a live lease belongs to a run still working."""
     held = read_lease(store, section_id)
     if held is None:
         raise LockError(f"section {section_id} is not locked")
     if held[0].lock_id != lock_id:
         raise LockError(f"section {section_id} is held by lock {held[0].lock_id}, not {lock_id}")
+    now = time.time() if now is None else now
+    if held[0].expires > now and not force:
+        raise LockError(f"lock {lock_id} on section {section_id} is live: it expires at "
+                        f"{_utc(held[0].expires)} (in {held[0].expires - now:.0f}s); its run may "
+                        "still be working. Wait, or pass --force to remove it anyway")
     store.delete([lock_key(section_id)])
     return held[0]

@@ -21,6 +21,8 @@ import jsonschema
 import langcodes
 import yaml
 
+from .redaction import redact
+
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 MAX_MESSAGE = 240  # characters of one error message (values in it are cut to SHOWN_CHARS)
 
@@ -57,11 +59,8 @@ class Source:
     path: Path | None = None  # for kind == "file": resolved local path
 
     def display(self) -> str:
-        """Safe to print: no query string (a presigned URL's signature lives there)."""
-        if self.kind == "https":
-            parts = urlsplit(self.uri)
-            return f"https://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
-        return self.uri
+        """Safe to print: no credentials, no query string (a presigned URL's signature)."""
+        return redact(self.uri)
 
 
 VIDEO_TRACK = Source("video", "source")
@@ -152,16 +151,6 @@ class _Context:
 
 # -- sources --------------------------------------------------------------------------------
 
-_CREDENTIALS = re.compile(r"(://)[^/@\s'\"]*@")
-_QUERY = re.compile(r"(https?://[^\s'\"?]*)\?[^\s'\"]*")
-
-
-def _redact(text: str) -> str:
-    """Messages may quote a manifest's value: never echo a password or a presigned query."""
-    return _QUERY.sub(r"\1?…", _CREDENTIALS.sub(r"\1…@", text))
-
-
-
 _PATTERN_MESSAGES = {
     "code": "{} is not a valid BCP 47 language tag",
     "sourceLanguage": "{} is not 'auto' or a BCP 47 language tag",
@@ -176,7 +165,7 @@ SHOWN_CHARS = 80
 def shown(value: object) -> str:
     """A value as an error message may echo it: repr (so line breaks stay visible), at most
     SHOWN_CHARS characters, credentials and presigned queries removed."""
-    text = _redact(repr(value))
+    text = redact(repr(value))
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
@@ -368,7 +357,7 @@ def _parse_file(file: Path, root: Path, check_files: bool
                 ctx.error(path + [key], f"{shown(key)} was unexpected (not a field of the schema)")
         else:
             message = err.message.replace(repr(err.instance), shown(err.instance))
-            ctx.error(path, _redact(message))
+            ctx.error(path, redact(message))
     flagged = {tuple(e) for e in schema_paths}
 
     def valid(*path: str | int) -> bool:

@@ -34,6 +34,7 @@ import httpx
 
 from . import layout
 from .hls import MasterPlaylist, MediaPlaylist, PlaylistError, parse_master, parse_media
+from .redaction import redact
 
 DEFAULT_ORIGIN = "http://localhost:3000"
 HEAD_REJECTED = frozenset({403, 405, 501})
@@ -341,23 +342,24 @@ def render_text(report: VerifyReport) -> str:
         lines.append(f"ok: {summary}")
     else:
         lines.append(f"FAILED: {bad} of {summary}")
-    return "\n".join(lines) + "\n"
+    return redact("\n".join(lines) + "\n")  # the CDN URL may carry credentials or a signature
 
 
 def to_json(report: VerifyReport) -> dict:
     return {
         "ok": report.ok,
-        "cdn": report.cdn_base,
+        "cdn": redact(report.cdn_base),
         "origin": report.origin,
         "objectsChecked": report.objects_checked,
         "sections": [
             {
                 "sectionId": s.section_id,
-                "master": s.master_url,
+                "master": redact(s.master_url),
                 "ok": s.ok,
                 "objectsChecked": s.objects_checked,
                 "languages": list(s.languages),
-                "failures": [f.to_json() for f in s.failures],
+                "failures": [{k: redact(v) if isinstance(v, str) else v
+                              for k, v in f.to_json().items()} for f in s.failures],
             }
             for s in report.sections
         ],

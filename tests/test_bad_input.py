@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 from pathlib import Path
 
+import httpx
 import pytest
 from cli_helpers import reconcile, store_listing
 
 from reconciler import samples
+from reconciler.store import StoreError
 
 PREFIX = "assets/curriculumsection"
 
@@ -240,3 +243,138 @@ def test_validate_reports_every_problem_of_every_manifest_in_one_run(repo, tmp_p
     assert any(str(b) in x and "languages[1].audio: not a regular file" in x for x in lines)
     assert any(str(b) in x and "duplicate sectionId 11" in x for x in lines)
     assert "4 problems in manifests" in res.stderr
+
+
+# -- store URLs (issue 11 item 6) --------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["ftp://x", "S3:/prod", "./store", "store", "file://relative/dir",
+                                 "s3://", "s3://Bad_Bucket", "http://bucket", "s3:///x"])
+@pytest.mark.parametrize("command", [("--plan",), ("--apply",), ("preview", "--port", "0"),
+                                     ("unlock", "11", "--lock-id", "x")])
+def test_a_mistyped_store_url_exits_1_naming_the_accepted_forms(repo, tmp_path, monkeypatch, url,
+                                                               command):
+    repo.write(11, [{"code": "en", "audio": "../media/en.mp3"}])
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    args = [*command, "--store", url]
+    if command[0].startswith("--"):
+        args.insert(1, str(repo.manifests))
+    res = reconcile(*args)
+    refused(res, "is not", "s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR")
+    assert list(work.iterdir()) == []  # no folder named after the typo
+
+
+def test_store_scheme_is_case_insensitive_and_a_prefix_keeps_every_key_under_it(repo, bucket, s3):
+    repo.write(11, [{"code": "ko", "audio": "source"}])
+    res = reconcile("--apply", repo.manifests, "--store", f"S3://{bucket}/team/a")
+    assert res.code == 0, res.stdout + res.stderr
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys and all(k.startswith("team/a/assets/curriculumsection/11/") for k in keys), keys
+    assert reconcile("--plan", repo.manifests, "--store", f"s3://{bucket}/team/a").code == 0
+
+
+# -- every subcommand: one line and exit 1, never a traceback (issue 11 item 7) ----------------
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_every_subcommand_against_an_unreachable_store_or_unwritable_folder(repo, tmp_path):
+    import os
+    import sys
+
+    repo.write(11, [{"code": "en", "audio": "../media/en.mp3"}])
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    env = {**os.environ, "AWS_ENDPOINT_URL": dead, "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+           "AWS_SECRET_ACCESS_KEY": "example", "AWS_REGION": "us-east-1",
+           "RECONCILER_API_TOKEN": "t", "AWS_BUCKET_NAME": "unreachable-bucket",
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}  # this checkout's code
+    env.pop("CLOUDFRONT_DISTRIBUTION_ID", None)
+    nope = "/proc/nope"  # not creatable, even by root
+    m = str(repo.manifests)
+    runs = {
+        "plan": ["--plan", m, "--store", "s3://unreachable-bucket"],
+        "apply": ["--apply", m, "--store", "s3://unreachable-bucket"],
+        "apply, unwritable store": ["--apply", m, "--store", f"file://{nope}/store"],
+        "validate, no such folder": ["validate", nope],
+        "demo": ["demo", "--dir", nope],
+        "verify": ["verify", m, "--cdn", dead],
+        "preview": ["preview", "--store", "s3://unreachable-bucket", "--port", "0"],
+        "unlock": ["unlock", "11", "--lock-id", "x", "--store", "s3://unreachable-bucket"],
+        "serve": ["serve", "--store", "s3://unreachable-bucket", "--port", "0",
+                  "--manifests", m, "--data-dir", str(tmp_path / "api")],
+        "serve, unwritable data dir": ["serve", "--port", "0", "--manifests", m,
+                                       "--data-dir", nope],
+    }
+    for what, args in runs.items():
+        proc = subprocess.run([sys.executable, "-m", "reconciler.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 1, (what, out[-2000:])
+        assert "Traceback" not in out, (what, out[-3000:])
+        assert "Error:" in proc.stderr or re.search(r"(?i)error|FAILED", proc.stdout), \
+            (what, out[-2000:])
+
+
+def test_verify_never_prints_the_cdn_urls_credentials_or_signature(repo):
+    repo.write(11, [{"code": "en", "audio": "../media/en.mp3"}])
+    cdn = f"https://user:pw-SECRET1@127.0.0.1:{_closed_port()}/?X-Amz-Signature=SIG-SECRET2"
+    for fmt in ("text", "json"):
+        res = reconcile("verify", repo.manifests, "--cdn", cdn, "--format", fmt)
+        assert res.code == 1
+        out = res.stdout + res.stderr
+        assert "SECRET1" not in out and "SIG-SECRET2" not in out, out
+        assert "127.0.0.1" in out
+
+
+def test_serve_never_prints_credentials_given_in_allowed_sources(monkeypatch, tmp_path):
+    monkeypatch.setenv("RECONCILER_ALLOWED_SOURCES",
+                       "https://user:hunter2@media.example/x?sig=S3CR3T")
+    monkeypatch.setenv("RECONCILER_API_TOKEN", "t")
+    res = reconcile("serve", "--port", "0", "--store", f"file://{tmp_path}/s",
+                    "--data-dir", tmp_path / "api", "--manifests", tmp_path)
+    refused(res, "allowed source")
+    assert "hunter2" not in res.stderr and "S3CR3T" not in res.stderr
+
+
+def test_the_elevenlabs_key_is_redacted_in_any_case():
+    from reconciler.dubbing import ElevenLabs
+
+    client = ElevenLabs("sk_MixedCaseKey123", base_url="http://127.0.0.1:9")
+    text = client._redact("bad key SK_MIXEDCASEKEY123 / sk_mixedcasekey123 / sk_MixedCaseKey123")
+    assert "mixedcasekey" not in text.lower() and text.count("[redacted]") == 3
+
+
+def test_local_store_and_preview_refuse_symlinks_out_of_the_store(repo, store, tmp_path):
+    from reconciler.preview import make_server
+    from reconciler.store import open_store
+
+    repo.write(11, [{"code": "ko", "audio": "source"}])
+    assert reconcile("--apply", repo.manifests, "--store", store).code == 0
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:SECRET")
+    root = Path(store[len("file://"):])
+    init = root / PREFIX / "11/video/init.mp4"
+    init.unlink()
+    init.symlink_to(secret)
+    (root / PREFIX / "12").symlink_to(tmp_path, target_is_directory=True)
+    local = open_store(store)
+    assert f"{PREFIX}/11/video/init.mp4" not in local.list(f"{PREFIX}/11/")
+    with pytest.raises(StoreError, match="resolves outside the store"):
+        local.get(f"{PREFIX}/11/video/init.mp4")
+    with pytest.raises(StoreError, match="resolves outside the store"):
+        local.head(f"{PREFIX}/12/secret.txt")
+    server = make_server(local)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for key in (f"{PREFIX}/11/video/init.mp4", f"{PREFIX}/12/secret.txt"):
+            res = httpx.get(f"{server.url}/{key}")
+            assert res.status_code == 404 and "SECRET" not in res.text
+    finally:
+        server.shutdown()
+        server.server_close()

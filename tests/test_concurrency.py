@@ -133,7 +133,10 @@ def test_a_held_lock_blocks_naming_its_holder_until_unlocked_with_its_id(repo, b
         assert f"held by lock {lock_id}, not WRONG" in wrong.stderr
         assert s3.get_object(Bucket=bucket, Key=lock_key(11))  # still there
 
-        right = reconcile("unlock", "11", "--lock-id", lock_id)
+        live = reconcile("unlock", "11", "--lock-id", lock_id)  # its holder is alive
+        assert live.code == 1 and "is live: it expires at" in live.stderr, live.stderr
+        assert "--force" in live.stderr and s3.get_object(Bucket=bucket, Key=lock_key(11))
+        right = reconcile("unlock", "11", "--lock-id", lock_id, "--force")
         assert right.code == 0, right.stderr
         assert f"removed lock {lock_id}" in right.stdout and f"pid {os.getpid()}" in right.stdout
 

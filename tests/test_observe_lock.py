@@ -16,7 +16,7 @@ from reconciler import engine, layout
 from reconciler.lock import LockError, SectionLock, lock_key, read_lease, unlock
 from reconciler.observe import observe
 from reconciler.plan import make_plan
-from reconciler.store import open_store
+from reconciler.store import StoreError, open_store
 from reconciler.store.local import LocalStore
 
 
@@ -102,7 +102,14 @@ def test_unlock_needs_the_exact_lock_id(tmp_path):
     lock._stop.set()
     with pytest.raises(LockError, match="held by lock"):
         unlock(store, 12, "not-it")
-    assert unlock(store, 12, lock.lease.lock_id).lock_id == lock.lease.lock_id
+    with pytest.raises(LockError, match=r"is live: it expires at .* UTC \(in \d+s\).*--force"):
+        unlock(store, 12, lock.lease.lock_id)  # its run may still be working
+    assert read_lease(store, 12) is not None
+    assert unlock(store, 12, lock.lease.lock_id, now=lock.lease.expires + 1).lock_id == \
+        lock.lease.lock_id  # expired: removed without --force
+    lock.acquire()
+    lock._stop.set()
+    assert unlock(store, 12, lock.lease.lock_id, force=True).lock_id == lock.lease.lock_id
     with pytest.raises(LockError, match="not locked"):
         unlock(store, 12, lock.lease.lock_id)
 
@@ -122,3 +129,48 @@ def test_an_unchanged_listing_reuses_this_runs_observation_and_a_changed_one_is_
     moved = CountingStore(store)
     fresh = observe(moved, sections, previous=first)[11]
     assert fresh is not first[11] and moved.calls["get"] == 7 and moved.calls["head"] == 1
+
+
+class FailingRenewals(LocalStore):
+    """A local store whose lease renewals (conditional writes of a lock) fail, as when the
+    network to the bucket goes away mid-run; everything else works."""
+
+    def put_bytes(self, key, body, meta, metadata=None, *, if_match=None, if_none_match=False):
+        if key.startswith("locks/") and if_match:
+            raise StoreError(f"PUT {self.url}/{key}: EndpointConnectionError")
+        return super().put_bytes(key, body, meta, metadata, if_match=if_match,
+                                 if_none_match=if_none_match)
+
+
+def test_failed_renewals_stop_writes_before_the_lease_can_lapse(tmp_path):
+    now = [1000.0]
+    lock = SectionLock(FailingRenewals(tmp_path), 11, ttl=30, clock=lambda: now[0])
+    lock.acquire()
+    lock._stop.set()  # renewals driven by the test
+    lock.guard()  # fresh lease: writes go ahead
+    now[0] += 10
+    lock.renew()  # fails; the lease in the store still runs to 1030
+    assert lock.renew_error and not lock.lost
+    lock.guard()  # 20 s left: still safe
+    now[0] += 9.9
+    lock.guard()
+    now[0] += 0.2  # within ttl/3 of the lapse, with no renewal since
+    with pytest.raises(StoreError, match="could not be renewed .*EndpointConnectionError.*"
+                                         "stopped writing that section before its lease lapses"):
+        lock.guard()
+    assert "stopped writing" in lock.lost
+
+
+def test_an_apply_whose_lease_cannot_be_renewed_stops_and_says_so(repo, tmp_path):
+    """End to end: renewals fail from the start and the lease is short, so by the time the
+    first rendition is packaged (two ffmpeg runs) the lease is unsure; nothing is written, and
+    the run says why."""
+    repo.write(11, KO_EN)
+    store = FailingRenewals(tmp_path / "store")
+    # A 60 ms lease is unsure 40 ms after it is taken, long before two ffmpeg runs end.
+    settings = engine.Settings(store_url=store.url, tmp_dir=tmp_path, lock_ttl=0.06)
+    outcome = engine.Reconciler(settings, store=store).apply(engine.load([repo.manifests]))
+    assert not outcome.ok
+    said = " ".join(outcome.errors + [str(f) for r in outcome.results for f in r.failures])
+    assert "could not be renewed" in said and "stopped writing" in said, said
+    assert [k for k in store.list("") if not k.startswith("locks/")] == []

@@ -7,6 +7,7 @@ is a faithful stand-in for S3 in the demo and in `reconcile preview`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -88,19 +89,26 @@ class Store(Protocol):
         """Delete objects; absent keys are not an error."""
 
 
+STORE_FORMS = "s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR"
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's bucket naming rules
+
+
 def open_store(url: str, *, workers: int = 8) -> Store:
-    """Open `file://DIR` or `s3://BUCKET` (a bare path counts as a directory)."""
-    if url.startswith("s3://"):
+    """Open `s3://BUCKET[/PREFIX]` or `file:///ABSOLUTE/DIR` (scheme in any case). Anything else
+    - a bare path, `S3:/x`, `ftp://`, a relative file:// - is a ValueError naming the accepted
+    forms: a mistyped bucket must never become a local folder that "succeeds"."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower() if sep else ""
+    if scheme == "s3":
+        bucket, _, prefix = rest.partition("/")
+        if not _BUCKET.match(bucket) or ".." in prefix.split("/"):
+            raise ValueError(f"store URL {url!r}: bucket {bucket!r} is not a valid S3 bucket "
+                             f"name; expected {STORE_FORMS}")
         from .s3 import S3Store
 
-        bucket = url[len("s3://") :].strip("/")
-        if not bucket or "/" in bucket:
-            raise ValueError(f"store URL {url!r}: expected s3://BUCKET")
-        return S3Store(bucket, workers=workers)
-    if url.startswith("file://"):
-        url = url[len("file://") :]
-    if not url:
-        raise ValueError("store URL is empty: expected file://DIR or s3://BUCKET")
-    from .local import LocalStore
+        return S3Store(bucket, workers=workers, prefix=prefix)
+    if scheme == "file" and rest.startswith("/"):
+        from .local import LocalStore
 
-    return LocalStore(Path(url))
+        return LocalStore(Path(rest))
+    raise ValueError(f"store URL {url!r} is not a store: expected {STORE_FORMS}")

@@ -40,14 +40,20 @@ class LocalStore:
         self._lock = threading.Lock()
 
     # -- paths -------------------------------------------------------------------------------
+    def _inside(self, path: Path, key: str) -> Path:
+        """path, unless where it resolves to (symlinks followed) leaves the store's root."""
+        if not path.resolve().is_relative_to(self.root):
+            raise StoreError(f"key {key!r} resolves outside the store (symlink); refused")
+        return path
+
     def _path(self, key: str) -> Path:
         parts = key.split("/")
         if not key or any(p in ("", ".", "..") for p in parts) or parts[0].startswith("."):
             raise StoreError(f"invalid key {key!r}")
-        return self.root.joinpath(*parts)
+        return self._inside(self.root.joinpath(*parts), key)
 
     def _meta_path(self, key: str) -> Path:
-        return self.root / META_DIR / (key + ".json")
+        return self._inside(self.root / META_DIR / (key + ".json"), key)
 
     # -- reads -------------------------------------------------------------------------------
     def list(self, prefix: str) -> dict[str, ObjectInfo]:
@@ -66,7 +72,10 @@ class LocalStore:
                     continue
                 key = f"{rel_dir}/{name}" if rel_dir else name
                 if key.startswith(prefix):
-                    info = self._info(key, with_headers=False)
+                    try:
+                        info = self._info(key, with_headers=False)
+                    except StoreError:
+                        continue  # a symlink out of the store is not an object of it
                     if info is not None:
                         out[key] = info
         return out

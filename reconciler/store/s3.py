@@ -56,9 +56,11 @@ def _missing(err: ClientError) -> bool:
 class S3Store:
     """A bucket. Errors surface as StoreError naming the key (never a URL or a credential)."""
 
-    def __init__(self, bucket: str, *, workers: int = 8) -> None:
+    def __init__(self, bucket: str, *, workers: int = 8, prefix: str = "") -> None:
         self.bucket = bucket
-        self.url = f"s3://{bucket}"
+        # Every key lives under this folder of the bucket ("" or "some/folder/").
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self.client = s3_client(workers)
         threshold = int(
             os.environ.get("RECONCILER_MULTIPART_THRESHOLD", DEFAULT_MULTIPART_THRESHOLD)
@@ -72,20 +74,21 @@ class S3Store:
     def _fail(self, op: str, key: str, err: Exception) -> StoreError:
         if isinstance(err, ClientError):
             if _code(err) in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
-                return PreconditionFailed(f"{op} s3://{self.bucket}/{key}: precondition failed")
-            return StoreError(f"{op} s3://{self.bucket}/{key}: {_code(err)}")
-        return StoreError(f"{op} s3://{self.bucket}/{key}: {type(err).__name__}: {err}")
+                return PreconditionFailed(f"{op} {self.url}/{key}: precondition failed")
+            return StoreError(f"{op} {self.url}/{key}: {_code(err)}")
+        return StoreError(f"{op} {self.url}/{key}: {type(err).__name__}: {err}")
 
     def list(self, prefix: str) -> dict[str, ObjectInfo]:
         out: dict[str, ObjectInfo] = {}
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=prefix
+                Bucket=self.bucket, Prefix=self.prefix + prefix
             )
             for page in pages:
                 for item in page.get("Contents", []):
-                    out[item["Key"]] = ObjectInfo(
-                        key=item["Key"],
+                    key = item["Key"][len(self.prefix):]
+                    out[key] = ObjectInfo(
+                        key=key,
                         size=item["Size"],
                         etag=_etag(item["ETag"]),
                         last_modified=item["LastModified"],
@@ -110,7 +113,8 @@ class S3Store:
 
     def head(self, key: str) -> ObjectInfo | None:
         try:
-            return self._info(key, self.client.head_object(Bucket=self.bucket, Key=key))
+            resp = self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+            return self._info(key, resp)
         except ClientError as err:
             if _missing(err):
                 return None
@@ -120,7 +124,7 @@ class S3Store:
 
     def get(self, key: str) -> tuple[bytes, ObjectInfo] | None:
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
             body = resp["Body"].read()
         except ClientError as err:
             if _missing(err):
@@ -133,9 +137,10 @@ class S3Store:
     def download(self, key: str, dest: Path) -> ObjectInfo:
         info = self.head(key)
         if info is None:
-            raise StoreError(f"GET s3://{self.bucket}/{key}: no such object")
+            raise StoreError(f"GET {self.url}/{key}: no such object")
         try:
-            self.client.download_file(self.bucket, key, str(dest), Config=self.transfer)
+            self.client.download_file(self.bucket, self.prefix + key, str(dest),
+                                      Config=self.transfer)
         except (ClientError, BotoCoreError) as err:
             raise self._fail("GET", key, err) from err
         return info
@@ -154,7 +159,7 @@ class S3Store:
     ) -> None:
         try:
             self.client.upload_file(
-                str(path), self.bucket, key,
+                str(path), self.bucket, self.prefix + key,
                 ExtraArgs=self._headers(meta, metadata), Config=self.transfer,
             )
         except (ClientError, BotoCoreError) as err:
@@ -178,10 +183,11 @@ class S3Store:
         if if_none_match:
             args["IfNoneMatch"] = "*"
         try:
-            resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **args)
+            resp = self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=body,
+                                          **args)
         except ClientError as err:
             if if_match and _missing(err):  # the object we matched against is gone
-                raise PreconditionFailed(f"PUT s3://{self.bucket}/{key}: object vanished") from err
+                raise PreconditionFailed(f"PUT {self.url}/{key}: object vanished") from err
             raise self._fail("PUT", key, err) from err
         except BotoCoreError as err:
             raise self._fail("PUT", key, err) from err
@@ -191,8 +197,8 @@ class S3Store:
         try:
             self.client.copy_object(
                 Bucket=self.bucket,
-                Key=key,
-                CopySource={"Bucket": self.bucket, "Key": key},
+                Key=self.prefix + key,
+                CopySource={"Bucket": self.bucket, "Key": self.prefix + key},
                 MetadataDirective="REPLACE",
                 **self._headers(meta, metadata),
             )
@@ -201,13 +207,13 @@ class S3Store:
 
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
-            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            batch = [{"Key": self.prefix + k} for k in keys[start : start + 1000]]
             try:
                 resp = self.client.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
                 )
             except (ClientError, BotoCoreError) as err:
-                raise self._fail("DELETE", batch[0]["Key"], err) from err
+                raise self._fail("DELETE", keys[start], err) from err
             if resp.get("Errors"):
                 first = resp["Errors"][0]
                 raise StoreError(
