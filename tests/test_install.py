@@ -25,6 +25,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 from test_player_browser import CHROMIUM_ARGS, PROBE_JS, open_player
 
+from reconciler import samples
+
 REPO = Path(__file__).resolve().parents[1]
 STATIC = REPO / "reconciler" / "static"
 SYSTEM_PATH = "/usr/bin:/bin"
@@ -161,14 +163,18 @@ def test_wheel_in_a_fresh_venv_runs_from_outside_the_checkout(tmp_path: Path) ->
         shown = run(argv, work)
         assert shown.stdout == f"reconcile, version {metadata.stdout}", shown
 
-    demo = run([reconcile, "demo", "--dir", "demo"], work)  # sample media and manifests
-    assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert run([reconcile, "validate", "demo/manifests"], work).returncode == 0
+    # A short lecture with a supplied English dub, made here (test input, not the package).
+    samples.make_video(work / "media" / "lecture.mp4", seconds=4, size="320x180", tone_hz=440)
+    samples.make_tone(work / "media" / "en.mp3", hz=880, seconds=4)
+    (work / ".git").mkdir()  # the repository boundary for relative inputs
+    (work / "manifests").mkdir()
+    (work / "manifests" / "section-11.yaml").write_text(
+        "sectionId: 11\nvideo: ../media/lecture.mp4\nlanguages:\n"
+        "  - {code: ko, audio: source}\n  - {code: en, audio: ../media/en.mp3}\n")
+    assert run([reconcile, "validate"], work).returncode == 0
     store = f"file://{work / 'store'}"
-    steps = [(["--plan"], 2), (["--apply"], 0), (["--plan"], 0)]
-    for mode, expected in steps:
-        result = run([reconcile, *mode, "demo/manifests", "--store", store,
-                      "--format", "json"], work)
+    for mode, expected in [("--plan", 2), ("--apply", 0), ("--plan", 0)]:
+        result = run([reconcile, mode, "--store", store, "--format", "json"], work)
         assert result.returncode == expected, result.stdout + result.stderr
     assert json.loads(result.stdout)["summary"]["changes"] is False
 
@@ -178,12 +184,18 @@ def test_wheel_in_a_fresh_venv_runs_from_outside_the_checkout(tmp_path: Path) ->
         assert script.status_code == 200
         assert script.content == (STATIC / "hls.min.js").read_bytes()
         master = httpx.get(f"{base}/assets/curriculumsection/11/master.m3u8")
-        assert master.status_code == 200 and 'LANGUAGE="ja"' in master.text
+        assert master.status_code == 200 and 'LANGUAGE="en"' in master.text
 
-    # Without the [api] extra, serve says how to get it.
-    serve = run([reconcile, "serve", "--insecure-no-auth"], work)
+    # Without the [api] extra, serve says how to get it; the README's install with [api] fixes it.
+    serve = run([reconcile, "serve", "--host", "0.0.0.0"], work)
     assert serve.returncode == 1
     assert "install lingoost-reconciler[api]" in serve.stderr
+    with_api = run([str(venv / "bin" / "pip"), "install", "-q", "--no-compile",
+                    "-c", str(REPO / "requirements-constraints.txt"), f"{wheel}[api]"], tmp_path)
+    assert with_api.returncode == 0, with_api.stderr
+    serve = run([reconcile, "serve", "--host", "0.0.0.0"], work)  # no token: refused, not missing
+    assert serve.returncode == 1 and "RECONCILER_API_TOKEN" in serve.stderr, serve.stderr
+    assert "[api]" not in serve.stderr
 
 
 def sha256(path: Path) -> str:
