@@ -302,6 +302,7 @@ def test_every_subcommand_against_an_unreachable_store_or_unwritable_folder(repo
         "apply": ["--apply", m, "--store", "s3://unreachable-bucket"],
         "apply, unwritable store": ["--apply", m, "--store", f"file://{nope}/store"],
         "validate, no such folder": ["validate", nope],
+        "show": ["show", f"{nope}/plan.json"],
         "demo": ["demo", "--dir", nope],
         "verify": ["verify", m, "--cdn", dead],
         "preview": ["preview", "--store", "s3://unreachable-bucket", "--port", "0"],
