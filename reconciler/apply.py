@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import layout, media
+from . import layout, media, subtitles
 from .dubbing import DubbingError, ElevenLabs
 from .hls import MediaPlaylist, parse_media, render_media, target_duration
 from .inputs import InputError, fetch
@@ -50,7 +50,9 @@ DUB_META = {".mp3": layout.ObjectMeta("audio/mpeg", "no-store"),
             ".mp4": layout.ObjectMeta("audio/mp4", "no-store")}
 JOB_META = layout.ObjectMeta("application/json", "no-store")
 ALIGN_TOLERANCE = 1.0  # seconds between an audio input and the video before we say so
-EXPECTED = (media.MediaError, InputError, StoreError, DubbingError, InitSegmentError, OSError)
+EXPECTED = (media.MediaError, InputError, StoreError, DubbingError, InitSegmentError, OSError,
+            subtitles.SubtitleError)
+SUBTITLES_STEP = "package subtitles"
 
 
 @dataclass
@@ -104,6 +106,11 @@ class SectionResult:
     @property
     def failed_languages(self) -> list[str]:
         return [f.language for f in self.failures if f.language]
+
+    @property
+    def failed_audio(self) -> set[str]:
+        """Languages whose audio failed (a failed subtitle rendition leaves the audio listed)."""
+        return {f.language for f in self.failures if f.language and f.step != SUBTITLES_STEP}
 
 
 class _GuardedStore:
@@ -168,6 +175,13 @@ class _Section:
                 found = observed_facts(obs, obs.rendition(language))
                 if found is not None:
                     self.facts[language] = found
+        # Subtitle playlists master may list: the complete ones not rebuilt here, then new ones.
+        redone = {a.language for a in plan.actions_of(Kind.PACKAGE_SUBTITLES)}
+        wanted = {lang.code for lang in section.languages if lang.subtitles}
+        self.texts: dict[str, MediaPlaylist] = {
+            code: rend.playlist for code, rend in obs.subtitles.items()
+            if code in wanted and code not in redone and rend.playlist is not None
+            and rend.complete}
 
     # -- helpers ---------------------------------------------------------------------------
     def fail(self, step: str, language: str | None, err: Exception) -> None:
@@ -434,9 +448,55 @@ class _Section:
             self.fail("package audio", code, err)
             self._discard(early)
 
-    def finish(self) -> None:
-        """Metadata fixes, playlist targets, deletions, then master last."""
+    def subtitles(self, action: Action) -> None:
+        """Cut one language's subtitle file on the video's segment boundaries and publish it:
+        segments, then the playlist. A bad file publishes nothing of this rendition."""
+        code = action.language or ""
+        video = self.facts.get(None)
+        if video is None:
+            return  # the video failed (reported); nothing to cut to
+        lang = self.s.language(code)
+        assert lang.subtitles is not None
+        directory = layout.subtitles_dir(self.s.section_id, code)
+        out = self.work / "subtitles" / code
         try:
+            source = fetch(lang.subtitles, self.work / "input", self.rt.fetch_policy)
+            label = lang.subtitles.display()
+            cues = subtitles.check(subtitles.parse(source.read_bytes(), label), label,
+                                   video.playlist.duration)
+            out.mkdir(parents=True, exist_ok=True)
+            segments = []
+            texts = subtitles.segments(cues, [s.duration for s in video.playlist.segments])
+            for i, (seg, text) in enumerate(zip(video.playlist.segments, texts, strict=True)):
+                name = subtitles.SEGMENT_TEMPLATE % i
+                (out / name).write_text(text, encoding="utf-8")
+                segments.append(replace(seg, uri=name))
+            playlist = MediaPlaylist(self._section_target(video.playlist), tuple(segments),
+                                     map_uri=None)
+            self._upload_all((directory + s.uri, out / s.uri) for s in segments)
+            self.store.put_bytes(
+                directory + layout.SUBTITLES_PLAYLIST, render_media(playlist).encode(),
+                layout.PLAYLIST_META,
+                {STAMP_SOURCE: action.source_id or "", STAMP_SETTINGS: subtitles.SETTINGS})
+            with self._lock:
+                self.result.uploaded.append(directory + layout.SUBTITLES_PLAYLIST)
+                self.texts[code] = playlist
+            old = set(self.o.subtitle_keys(code))
+            if old:
+                self.result.invalidation_paths.append(layout.cdn_path(directory) + "*")
+            stale = sorted(old - {directory + s.uri for s in segments}
+                           - {directory + layout.SUBTITLES_PLAYLIST})
+            if stale:
+                self.store.delete(stale)
+                self.result.deleted += stale
+        except EXPECTED as err:
+            self.fail(SUBTITLES_STEP, code, err)
+
+    def finish(self) -> None:
+        """Subtitles, metadata fixes, playlist targets, deletions, then master last."""
+        try:
+            for action in self.plan.actions_of(Kind.PACKAGE_SUBTITLES):
+                self.subtitles(action)
             self._fix_metadata()
             self._harmonize_targets()
             self._master()
@@ -464,31 +524,36 @@ class _Section:
                  if lang is None or lang in {x.code for x in self.s.languages}}
         if not ready:
             return
-        target = max(target_duration(s.duration for s in f.playlist.segments)
-                     for f in ready.values())
-        for language, facts in ready.items():
-            if facts.playlist.target_duration == target:
+        sid = self.s.section_id
+        playlists = {layout.rendition_dir(sid, lang) + layout.playlist_name(lang): f.playlist
+                     for lang, f in ready.items()}
+        playlists.update({layout.subtitles_dir(sid, code) + layout.SUBTITLES_PLAYLIST: p
+                          for code, p in self.texts.items()})
+        target = max(target_duration(s.duration for s in p.segments)
+                     for p in playlists.values())
+        for key, old in playlists.items():
+            if old.target_duration == target:
                 continue
-            key = (layout.rendition_dir(self.s.section_id, language)
-                   + layout.playlist_name(language))
             current = self.store.head(key)
             stamp = current.metadata if current else {}
-            playlist = replace(facts.playlist, target_duration=target)
+            playlist = replace(old, target_duration=target)
             self.store.put_bytes(key, render_media(playlist).encode(), layout.PLAYLIST_META,
                                     stamp)
             self.result.uploaded.append(key)
-            self.facts[language] = replace(facts, playlist=playlist)
+        self.texts = {code: replace(p, target_duration=target) for code, p in self.texts.items()}
+        self.facts = {lang: replace(f, playlist=replace(f.playlist, target_duration=target))
+                      for lang, f in self.facts.items()}
 
     def _master(self) -> None:
         video = self.facts.get(None)
         audio = {lang.code: self.facts[lang.code] for lang in self.s.languages
                  if lang.code in self.facts
-                 and lang.code not in self.result.failed_languages}
+                 and lang.code not in self.result.failed_audio}
         if video is None or not audio:
             return
         self.result.languages_ready = [lang.code for lang in self.s.languages
                                        if lang.code in audio]
-        text = compose_master(self.s, video, audio)
+        text = compose_master(self.s, video, audio, self.texts)
         key = layout.master_key(self.s.section_id)
         if text == self.o.master_text:
             return

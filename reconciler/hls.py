@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from .layout import INIT
 
 AUDIO_GROUP = "aud"
+SUBTITLES_GROUP = "subs"
 PLAYLIST_VERSION = 7  # >= 6: EXT-X-MAP in a playlist without EXT-X-I-FRAMES-ONLY
 
 
@@ -126,8 +127,9 @@ def render_media(playlist: MediaPlaylist) -> str:
         "#EXT-X-MEDIA-SEQUENCE:0",
         "#EXT-X-PLAYLIST-TYPE:VOD",
         "#EXT-X-INDEPENDENT-SEGMENTS",
-        f"#EXT-X-MAP:URI={quoted(playlist.map_uri or INIT, 'EXT-X-MAP URI')}",
     ]
+    if playlist.map_uri is not None:  # fMP4 renditions; WebVTT segments have no init
+        lines.append(f"#EXT-X-MAP:URI={quoted(playlist.map_uri, 'EXT-X-MAP URI')}")
     for seg in playlist.segments:
         lines += [f"#EXTINF:{seg.duration:.6f},", _line_safe(seg.uri, "segment URI")]
     if playlist.endlist:
@@ -178,8 +180,19 @@ class AudioRendition:
     uri: str
 
 
-def render_master(video: VideoVariant, audios: list[AudioRendition]) -> str:
-    """master.m3u8: one audio group, one variant. Exactly one DEFAULT=YES when audios exist.
+@dataclass(frozen=True)
+class SubtitleRendition:
+    """One language's TYPE=SUBTITLES line (never DEFAULT: learners turn subtitles on)."""
+
+    language: str
+    name: str
+    uri: str
+
+
+def render_master(video: VideoVariant, audios: list[AudioRendition],
+                  subtitles: list[SubtitleRendition] | None = None) -> str:
+    """master.m3u8: one audio group, one subtitles group (only when there are subtitles, so a
+    master without them is unchanged), one variant. Exactly one DEFAULT=YES when audios exist.
     A value a quoted-string cannot carry raises PlaylistError (nothing is escaped)."""
     if audios and sum(a.default for a in audios) != 1:
         raise ValueError("exactly one audio rendition must be the default")
@@ -190,6 +203,12 @@ def render_master(video: VideoVariant, audios: list[AudioRendition]) -> str:
             f'LANGUAGE={quoted(a.language, "LANGUAGE")},AUTOSELECT=YES,'
             f'DEFAULT={"YES" if a.default else "NO"},'
             f'CHANNELS="{a.channels}",URI={quoted(a.uri, "URI")}'
+        )
+    for t in subtitles or []:
+        lines.append(
+            f'#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="{SUBTITLES_GROUP}",'
+            f'NAME={quoted(t.name, "NAME")},LANGUAGE={quoted(t.language, "LANGUAGE")},'
+            f'AUTOSELECT=YES,DEFAULT=NO,FORCED=NO,URI={quoted(t.uri, "URI")}'
         )
     codecs = [video.codec] + sorted({a.codec for a in audios})
     peak = video.peak_bps + max((a.peak_bps for a in audios), default=0)
@@ -204,6 +223,8 @@ def render_master(video: VideoVariant, audios: list[AudioRendition]) -> str:
         attrs.append(f"FRAME-RATE={video.frame_rate:.3f}")
     if audios:
         attrs.append(f'AUDIO="{AUDIO_GROUP}"')
+    if subtitles:
+        attrs.append(f'SUBTITLES="{SUBTITLES_GROUP}"')
     lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), _line_safe(video.uri, "variant URI")]
     return "\n".join(lines) + "\n"
 
@@ -215,10 +236,14 @@ class MasterPlaylist:
 
     def audio_uris(self) -> dict[str, str]:
         """LANGUAGE -> URI of each audio rendition."""
+        return self.uris("AUDIO")
+
+    def uris(self, media_type: str) -> dict[str, str]:
+        """LANGUAGE -> URI of each rendition of a TYPE (AUDIO, SUBTITLES)."""
         return {
             m.get("LANGUAGE", ""): m["URI"]
             for m in self.media
-            if m.get("TYPE") == "AUDIO" and "URI" in m
+            if m.get("TYPE") == media_type and "URI" in m
         }
 
 

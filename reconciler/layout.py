@@ -14,6 +14,7 @@ AUDIO_PLAYLIST = "audio.m3u8"
 INIT = "init.mp4"
 VIDEO_SEGMENT_TEMPLATE = "v_%03d.m4s"
 AUDIO_SEGMENT_TEMPLATE = "a_%03d.m4s"
+SUBTITLES_PLAYLIST = "subtitles.m3u8"
 SSE = "AES256"
 
 PLAYLIST_CACHE = "public, max-age=60"
@@ -32,6 +33,7 @@ class ObjectMeta:
 PLAYLIST_META = ObjectMeta("application/vnd.apple.mpegurl", PLAYLIST_CACHE)
 SEGMENT_META = ObjectMeta("video/iso.segment", IMMUTABLE_CACHE)
 INIT_META = ObjectMeta("video/mp4", IMMUTABLE_CACHE)
+VTT_META = ObjectMeta("text/vtt; charset=utf-8", IMMUTABLE_CACHE)
 
 
 def meta_for(key: str) -> ObjectMeta | None:
@@ -43,6 +45,8 @@ def meta_for(key: str) -> ObjectMeta | None:
         return SEGMENT_META
     if name == INIT:
         return INIT_META
+    if name.endswith(".vtt"):
+        return VTT_META
     return None
 
 
@@ -60,6 +64,15 @@ def video_dir(section_id: int) -> str:
 
 def audio_dir(section_id: int, code: str) -> str:
     return f"{section_prefix(section_id)}audio/{code}/"
+
+
+def subtitles_dir(section_id: int, code: str) -> str:
+    return f"{section_prefix(section_id)}subtitles/{code}/"
+
+
+def subtitles_uri(code: str) -> str:
+    """A subtitle rendition's playlist URI as master.m3u8 names it."""
+    return f"subtitles/{code}/{SUBTITLES_PLAYLIST}"
 
 
 def rendition_dir(section_id: int, language: str | None) -> str:

@@ -72,6 +72,7 @@ class Language:
     name: str
     default: bool
     audio: Source | None  # None: dubbed by ElevenLabs
+    subtitles: Source | None = None  # a .vtt or .srt file; None: no subtitles
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ _PATTERN_MESSAGES = {
             "quoted-string in master.m3u8)",
     "video": "{} contains whitespace, a line break or a control character",
     "audio": "{} contains whitespace, a line break or a control character",
+    "subtitles": "{} contains whitespace, a line break or a control character",
 }
 SHOWN_CHARS = 80
 
@@ -206,6 +208,18 @@ def _source(ctx: _Context, path: list, value: str, base: Path, root: Path,
         ctx.error(path, "no such file" if not resolved.exists() else "not a regular file")
         return None
     return Source("file", value, resolved)
+
+
+SUBTITLE_SUFFIXES = (".vtt", ".srt")
+
+
+def _subtitles(ctx: _Context, path: list, value: str, base: Path, root: Path,
+               check_files: bool) -> Source | None:
+    """A subtitle file: a source (as audio's) whose name ends in .vtt or .srt."""
+    if not unquote(urlsplit(value).path).lower().endswith(SUBTITLE_SUFFIXES):
+        ctx.error(path, f"{shown(value)} is not a .vtt or .srt file")
+        return None
+    return _source(ctx, path, value, base, root, check_files)
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -408,7 +422,9 @@ def _parse_file(file: Path, root: Path, check_files: bool
                 else _source(ctx, ["languages", i, "audio"], raw["audio"], base, root,
                              check_files)
             )
-        languages.append(Language(code, name, i == default_index, audio))
+        subtitles = (_subtitles(ctx, ["languages", i, "subtitles"], raw["subtitles"], base, root,
+                                check_files) if "subtitles" in raw else None)
+        languages.append(Language(code, name, i == default_index, audio, subtitles))
     if ctx.errors or video is None:
         return None, ctx.errors, declared
     dubbing = data.get("dubbing", {})

@@ -50,14 +50,25 @@ class Rendition:
 
 
 @dataclass
+class SubtitleRendition(Rendition):
+    """One language's WebVTT rendition: a playlist and its segments (no init)."""
+
+    @property
+    def complete(self) -> bool:
+        return self.playlist is not None and not self.problems
+
+
+@dataclass
 class ObservedSection:
     section_id: int
     objects: dict[str, ObjectInfo]  # every object under the prefix; headers known where read
     master_text: str | None = None
     video: Rendition = field(default_factory=lambda: Rendition(None))
     audio: dict[str, Rendition] = field(default_factory=dict)
+    subtitles: dict[str, SubtitleRendition] = field(default_factory=dict)
     video_input: InputState | None = None
     audio_inputs: dict[str, InputState] = field(default_factory=dict)
+    subtitle_inputs: dict[str, InputState] = field(default_factory=dict)
     dub_cache: dict[str, ObjectInfo] = field(default_factory=dict)
     dub_jobs: dict[str, dict] = field(default_factory=dict)  # job record key -> its content
     video_duration: float | None = None  # probed only when dubs need it before packaging
@@ -79,11 +90,19 @@ class ObservedSection:
         prefix = layout.rendition_dir(self.section_id, language)
         return {k[len(prefix):]: self.objects[k].size for k in self.rendition_keys(language)}
 
-    def master_languages(self) -> list[str]:
+    def subtitle_rendition(self, code: str) -> SubtitleRendition:
+        return self.subtitles.get(code, SubtitleRendition(code))
+
+    def subtitle_keys(self, code: str) -> list[str]:
+        prefix = layout.subtitles_dir(self.section_id, code)
+        return [k for k in self.objects if k.startswith(prefix) and "/" not in k[len(prefix):]]
+
+    def master_languages(self, media_type: str = "AUDIO") -> list[str]:
+        """Languages master lists renditions of (audio by default, or SUBTITLES)."""
         if not self.master_text:
             return []
         try:
-            return list(parse_master(self.master_text).audio_uris())
+            return list(parse_master(self.master_text).uris(media_type))
         except PlaylistError:
             return []
 
@@ -108,8 +127,9 @@ def _job_record(body: bytes) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def _audio_codes(section_id: int, keys: list[str]) -> set[str]:
-    prefix = layout.section_prefix(section_id) + "audio/"
+def _codes(section_id: int, keys: list[str], folder: str = "audio") -> set[str]:
+    """Languages with objects under a folder (audio/ or subtitles/) of the section."""
+    prefix = layout.section_prefix(section_id) + folder + "/"
     return {k[len(prefix):].split("/", 1)[0] for k in keys if k.startswith(prefix)}
 
 
@@ -170,16 +190,38 @@ class _SectionReader:
                 rend.problems.append(f"{layout.INIT}: {err}")
         return rend
 
+    def read_subtitles(self, code: str) -> SubtitleRendition:
+        """A subtitle rendition: its playlist and every segment it names (no init)."""
+        directory = layout.subtitles_dir(self.obs.section_id, code)
+        rend = SubtitleRendition(code)
+        name = layout.SUBTITLES_PLAYLIST
+        got = self.store.get(directory + name) if directory + name in self.obs.objects else None
+        if got is None:
+            if any(k.startswith(directory) for k in self.obs.objects):
+                rend.problems.append(f"{name} missing")
+            return rend
+        body, rend.playlist_info = got
+        self._remember(rend.playlist_info)
+        try:
+            rend.playlist = parse_media(body.decode("utf-8", errors="replace"))
+        except PlaylistError as err:
+            rend.problems.append(f"{name} {err}")
+            return rend
+        missing = [s.uri for s in rend.playlist.segments
+                   if "/" in s.uri or directory + s.uri not in self.obs.objects]
+        if missing or not rend.playlist.segments:
+            rend.problems.append(f"{len(missing)} segment(s) missing, first {missing[0]}"
+                                 if missing else "playlist names no segments")
+        return rend
+
     def check_headers(self) -> None:
         """HEAD every governed object whose headers LIST cannot vouch for."""
-        sid = self.obs.section_id
-        renditions = [self.obs.video, *self.obs.audio.values()]
         sealed: dict[str, ObjectInfo] = {}
-        for rend in renditions:
+        for rend in [self.obs.video, *self.obs.audio.values(), *self.obs.subtitles.values()]:
             info = rend.playlist_info
             if (info and STAMP_SETTINGS in info.metadata
                     and info.meta() == layout.meta_for(info.key)):
-                sealed[layout.rendition_dir(sid, rend.language)] = info
+                sealed[info.key.rsplit("/", 1)[0] + "/"] = info
         todo = []
         for key, info in self.obs.objects.items():
             if info.headers_known or layout.meta_for(key) is None:
@@ -203,7 +245,7 @@ class _SectionReader:
             if got is not None:
                 self.obs.master_text = got[0].decode("utf-8", errors="replace")
                 self._remember(got[1])
-        codes = _audio_codes(sid, list(self.obs.objects))
+        codes = _codes(sid, list(self.obs.objects))
         if section is not None:
             codes |= {lang.code for lang in section.languages}
         languages: list[str | None] = [None, *sorted(codes)]
@@ -214,6 +256,11 @@ class _SectionReader:
                 self.obs.video = rend
             else:
                 self.obs.audio[language] = rend
+        subtitle_codes = sorted(_codes(sid, list(self.obs.objects), "subtitles") | {
+            lang.code for lang in (section.languages if section else ()) if lang.subtitles})
+        for code, sub in zip(subtitle_codes, self.pool.map(self.read_subtitles, subtitle_codes),
+                             strict=True):
+            self.obs.subtitles[code] = sub
         self.check_headers()
         if section is not None:
             self.observe_inputs(section)
@@ -226,6 +273,10 @@ class _SectionReader:
         states = self.pool.map(lambda lang: identify(lang.audio, self.policy), remote)
         for lang, state in zip(remote, states, strict=True):
             self.obs.audio_inputs[lang.code] = state
+        texts = [lang for lang in section.languages if lang.subtitles]
+        states = self.pool.map(lambda lang: identify(lang.subtitles, self.policy), texts)
+        for lang, state in zip(texts, states, strict=True):
+            self.obs.subtitle_inputs[lang.code] = state
         if any(lang.audio is None for lang in section.languages):
             self.obs.dub_cache = self.store.list(dub_cache_prefix(section.section_id))
             jobs = [k for k in self.obs.dub_cache if k.endswith(JOB_SUFFIX)]

@@ -7,14 +7,15 @@ does to which rendition and why; its `change` (create/update/delete) gives the `
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from . import layout, media
+from . import layout, media, subtitles
 from .hls import (
     AudioRendition,
     MediaPlaylist,
+    SubtitleRendition,
     VideoVariant,
     bitrates,
     render_master,
@@ -39,6 +40,7 @@ class Kind(StrEnum):
     PACKAGE_VIDEO = "package_video"
     DUB = "dub"
     PACKAGE_AUDIO = "package_audio"
+    PACKAGE_SUBTITLES = "package_subtitles"
     FIX_METADATA = "fix_metadata"
     REWRITE_PLAYLIST = "rewrite_playlist"
     WRITE_MASTER = "write_master"
@@ -139,9 +141,10 @@ def master_languages(section: Section, ready: Mapping[str, Facts]) -> list[Langu
     return [lang for lang in section.languages if lang.code in ready]
 
 
-def compose_master(section: Section, video: Facts, audio: Mapping[str, Facts]) -> str:
+def compose_master(section: Section, video: Facts, audio: Mapping[str, Facts],
+                   texts: Collection[str] = ()) -> str:
     """master.m3u8 for the ready languages, in manifest order; the manifest's default if it is
-    ready, else the first ready language."""
+    ready, else the first ready language. `texts`: languages whose subtitles are ready."""
     langs = master_languages(section, audio)
     default = next((lang.code for lang in langs if lang.default), langs[0].code if langs else None)
     vpeak, vavg = bitrates(video.playlist, video.sizes)
@@ -169,7 +172,9 @@ def compose_master(section: Section, video: Facts, audio: Mapping[str, Facts]) -
         peak_bps=vpeak,
         avg_bps=vavg,
     )
-    return render_master(variant, renditions)
+    subs = [SubtitleRendition(lang.code, lang.name, layout.subtitles_uri(lang.code))
+            for lang in section.languages if lang.code in texts]
+    return render_master(variant, renditions, subs)
 
 
 def section_target(playlists: list[MediaPlaylist]) -> int:
@@ -212,6 +217,15 @@ def audio_source_id(section: Section, lang: Language, obs: ObservedSection,
     if state is None or state.identity is None:
         return None
     return _digest("file", state.identity, video_ref)
+
+
+def subtitles_source_id(obs: ObservedSection, code: str, video_ref: str) -> str | None:
+    """Identity of a subtitle rendition: its file and the video it is cut to (None when the
+    file is unreadable)."""
+    state = obs.subtitle_inputs.get(code)
+    if state is None or state.identity is None:
+        return None
+    return _digest("subtitles", state.identity, video_ref)
 
 
 def video_source_id(obs: ObservedSection) -> str | None:
@@ -263,6 +277,8 @@ class _SectionPlanner:
         self.video_ref: str | None = None  # identity of the video rendition audio aligns to
         self.master_key = layout.master_key(section.section_id)
         self.ready: set[str] = set()  # languages that will be listed in master
+        self.texts: set[str] = set()  # languages whose subtitles master will list
+        self.texts_rebuilt: set[str] = set()
 
     def video(self) -> bool:
         """Plan the video rendition; False when the section cannot proceed."""
@@ -314,6 +330,29 @@ class _SectionPlanner:
         self.rebuilt.add(lang.code)
         self.ready.add(lang.code)
 
+    def subtitles(self, lang: Language) -> None:
+        """Plan a language's subtitle rendition, exactly as an audio one."""
+        if lang.subtitles is None:
+            return
+        rend = self.o.subtitle_rendition(lang.code)
+        assert self.video_ref is not None
+        source_id = subtitles_source_id(self.o, lang.code, self.video_ref)
+        change, reason = _status(rend, source_id, subtitles.SETTINGS)
+        listed = change is None
+        if change is not None and source_id is None:
+            what = self.o.subtitle_inputs.get(lang.code)
+            self.errors.append(f"{lang.code}: subtitles "
+                               f"{what.error if what and what.error else 'not observable'}")
+            # Keep serving what is there.
+            listed = rend.complete and lang.code in self.o.master_languages("SUBTITLES")
+        elif change is not None:
+            self.actions.append(Action(Kind.PACKAGE_SUBTITLES, change, lang.code, reason,
+                                       source_id=source_id))
+            self.texts_rebuilt.add(lang.code)
+            listed = True
+        if listed:
+            self.texts.add(lang.code)
+
     def _dub(self, lang: Language, key: str) -> bool:
         """Plan a language's dub; False when it cannot be priced (so is not paid for).
 
@@ -354,7 +393,8 @@ class _SectionPlanner:
         return self.o.video_duration
 
     def metadata(self) -> None:
-        rebuilt_dirs = {layout.rendition_dir(self.s.section_id, r) for r in self.rebuilt}
+        rebuilt_dirs = {layout.rendition_dir(self.s.section_id, r) for r in self.rebuilt} | {
+            layout.subtitles_dir(self.s.section_id, c) for c in self.texts_rebuilt}
         for key in sorted(self.o.objects):
             info = self.o.objects[key]
             want = layout.meta_for(key)
@@ -371,18 +411,18 @@ class _SectionPlanner:
 
     def targets(self) -> None:
         """All playlists of the section share one target duration (when none is rebuilt)."""
-        if self.rebuilt:
+        if self.rebuilt or self.texts_rebuilt:
             return
-        rends = [self.o.video] + [self.o.audio[c] for c in sorted(self.ready)]
+        rends = [self.o.video] + [self.o.audio[c] for c in sorted(self.ready)] + [
+            self.o.subtitles[c] for c in sorted(self.texts)]
         playlists = [r.playlist for r in rends if r.playlist is not None]
         if not playlists:
             return
         target = section_target(playlists)
         for rend in rends:
             if rend.playlist is not None and rend.playlist.target_duration != target:
-                key = layout.rendition_dir(self.s.section_id, rend.language) + layout.playlist_name(
-                    rend.language
-                )
+                assert rend.playlist_info is not None
+                key = rend.playlist_info.key
                 self.actions.append(
                     Action(Kind.REWRITE_PLAYLIST, UPDATE, rend.language,
                            f"EXT-X-TARGETDURATION {rend.playlist.target_duration} -> {target}",
@@ -393,12 +433,22 @@ class _SectionPlanner:
         key = layout.master_key(self.s.section_id)
         exists = self.o.master is not None
         before = self.o.master_languages()
+        texts = [lang.code for lang in self.s.languages if lang.code in self.texts]
+        texts_before = self.o.master_languages("SUBTITLES")
         if not languages:
             return
+        detail = (("languages", f"{', '.join(before) or '(none)'} -> {', '.join(languages)}"),)
+        if texts or texts_before:
+            detail += (("subtitles", f"{', '.join(texts_before) or '(none)'} -> "
+                                     f"{', '.join(texts) or '(none)'}"),)
         if not exists:
             reason = "missing"
-        elif self.rebuilt or set(before) != set(languages):
-            reason = "renditions changed" if self.rebuilt else "languages changed"
+        elif self.rebuilt or self.texts_rebuilt:
+            reason = "renditions changed"
+        elif set(before) != set(languages):
+            reason = "languages changed"
+        elif set(texts_before) != set(texts):
+            reason = "subtitles changed"
         else:
             reason = self._master_drift()
             if reason is None:
@@ -413,8 +463,7 @@ class _SectionPlanner:
                 return
         self.actions.append(
             Action(Kind.WRITE_MASTER, UPDATE if exists else CREATE, None, reason, keys=(key,),
-                   detail=(("languages", f"{', '.join(before) or '(none)'} -> "
-                                         f"{', '.join(languages)}"),))
+                   detail=detail)
         )
 
     def _master_drift(self) -> str | None:
@@ -422,7 +471,7 @@ class _SectionPlanner:
         audio = {c: f for c in self.ready if (f := observed_facts(self.o, self.o.audio[c]))}
         if video is None:
             return None
-        if compose_master(self.s, video, audio) != self.o.master_text:
+        if compose_master(self.s, video, audio, self.texts) != self.o.master_text:
             return "content differs" if self.o.master_text else "missing"
         return None
 
@@ -452,12 +501,27 @@ class _SectionPlanner:
                        keys=tuple(sorted(self.o.rendition_keys(code))))
             )
 
+    def removed_subtitles(self) -> None:
+        """Subtitle renditions the manifest no longer asks for: dropped from master; deleted
+        with --prune (never the last language: the audio keeps the section served)."""
+        wanted = {lang.code for lang in self.s.languages if lang.subtitles}
+        gone = [c for c in sorted(set(self.o.subtitles) - wanted) if self.o.subtitle_keys(c)]
+        for code in gone:
+            keys = tuple(sorted(self.o.subtitle_keys(code)))
+            if self.options.prune:
+                self.actions.append(Action(Kind.DELETE_OBJECTS, DELETE, code,
+                                           "subtitles removed from manifest", keys=keys))
+            else:
+                self.notes.append(f"{code}: subtitles not in the manifest; dropped from master, "
+                                  f"{len(keys)} object(s) kept (use --prune to delete)")
+
     def run(self) -> SectionPlan:
         if self.o.error:
             return SectionPlan(self.s.section_id, self.s.file, errors=(self.o.error,))
         if self.video():
             for lang in self.s.languages:
                 self.language(lang)
+                self.subtitles(lang)
         languages = [lang.code for lang in self.s.languages if lang.code in self.ready]
         video_ok = None in self.rebuilt or self.o.video.complete
         self.metadata()
@@ -465,6 +529,7 @@ class _SectionPlanner:
             self.targets()
             self.master(languages)
         self.removed()
+        self.removed_subtitles()
         return SectionPlan(
             self.s.section_id,
             self.s.file,
@@ -528,6 +593,9 @@ def make_plan(
                 paths.append(layout.cdn_path(layout.master_key(sp.section_id)))
             elif a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO) and a.change == UPDATE:
                 paths.append(layout.cdn_path(layout.rendition_dir(sp.section_id, a.language)) + "*")
+            elif a.type == Kind.PACKAGE_SUBTITLES and a.change == UPDATE:
+                paths.append(layout.cdn_path(layout.subtitles_dir(sp.section_id, a.language or ""))
+                             + "*")
     opts = tuple(sorted((k, str(v)) for k, v in vars(options).items()))
     return Plan(tuple(sections), tuple(dict.fromkeys(paths)), opts)
 

@@ -51,6 +51,8 @@ def fingerprint(observed: dict[int, ObservedSection]) -> dict[str, dict]:
         objects.update({k: v.etag for k, v in sorted(obs.dub_cache.items())})
         inputs = {"video": obs.video_input.identity if obs.video_input else None}
         inputs.update({c: s.identity for c, s in sorted(obs.audio_inputs.items())})
+        inputs.update({f"subtitles {c}": s.identity
+                       for c, s in sorted(obs.subtitle_inputs.items())})
         out[str(sid)] = {"objects": objects, "inputs": inputs, "error": obs.error}
     return out
 

@@ -26,6 +26,7 @@ LABEL = {
     Kind.PACKAGE_VIDEO: "package video",
     Kind.DUB: "dub",
     Kind.PACKAGE_AUDIO: "package audio",
+    Kind.PACKAGE_SUBTITLES: "package subtitles",
     Kind.FIX_METADATA: "fix metadata",
     Kind.REWRITE_PLAYLIST: "rewrite playlist",
     Kind.WRITE_MASTER: "write master.m3u8",
@@ -75,7 +76,8 @@ def action_line(section_id: int, a: Action) -> str:
     if a.type == Kind.FIX_METADATA:
         what += " " + ", ".join(_short(section_id, k) for k in a.keys)
     elif a.type == Kind.DELETE_OBJECTS:
-        what += f" audio/{a.language}/ ({len(a.keys)})"
+        folder = "subtitles" if a.keys and "/subtitles/" in a.keys[0] else "audio"
+        what += f" {folder}/{a.language}/ ({len(a.keys)})"
     elif a.language:
         what += f" {a.language}"
     why = [a.reason] if a.reason else []

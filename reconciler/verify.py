@@ -7,13 +7,14 @@ as a browser sends it. Checks:
   status          200 (206 for the ranged-GET fallback)
   content-type    exactly the metadata table's (`layout.meta_for`)
   cache-control   exactly the metadata table's
-  object-type     the object is one the table governs (.m3u8, .m4s, init.mp4)
+  object-type     the object is one the table governs (.m3u8, .m4s, init.mp4, .vtt)
   cors            Access-Control-Allow-Origin is the origin or *
   request         the request got a response at all (DNS, TLS, timeout)
   playlist        the playlist parses
-  ext-x-map       every media playlist has EXT-X-MAP
+  ext-x-map       every audio and video playlist has EXT-X-MAP (WebVTT ones have none)
   default-audio   exactly one DEFAULT=YES per audio group
   audio-group     a variant names an existing audio group when audio renditions exist
+  subtitles-group a variant names the subtitles group when subtitle renditions exist
   codecs          the variant's CODECS lists an audio codec when there are audio renditions
   target-duration one EXT-X-TARGETDURATION across the section; no EXTINF above it
   audio-duration  each audio rendition lasts within one target duration of the video
@@ -40,6 +41,7 @@ DEFAULT_ORIGIN = "http://localhost:3000"
 HEAD_REJECTED = frozenset({403, 405, 501})
 AUDIO_CODEC_PREFIXES = ("mp4a", "ac-3", "ec-3", "ac-4", "opus", "flac", "fLaC")
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+SUBTITLES_ROLE = "subtitles "
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class SectionReport:
     master_url: str
     objects_checked: int = 0
     languages: list[str] = field(default_factory=list)
+    subtitles: list[str] = field(default_factory=list)  # LANGUAGE of each subtitle rendition
     failures: list[Failure] = field(default_factory=list)
 
     @property
@@ -96,8 +99,8 @@ def _header_checks(url: str, response: httpx.Response, origin: str,
     headers = response.headers
     meta = layout.meta_for(urlsplit(url).path)
     if meta is None:
-        failures.append(Failure(url, "object-type", "a playlist (.m3u8), segment (.m4s) or "
-                                "init.mp4", urlsplit(url).path.rsplit("/", 1)[-1]))
+        failures.append(Failure(url, "object-type", "a playlist (.m3u8), segment (.m4s, .vtt) "
+                                "or init.mp4", urlsplit(url).path.rsplit("/", 1)[-1]))
     else:
         for check, expected in (("content-type", meta.content_type),
                                 ("cache-control", meta.cache_control)):
@@ -171,6 +174,13 @@ def _master_checks(url: str, master: MasterPlaylist, expected: Iterable[str]) ->
                                         f"CODECS of variant {uri} lists an audio codec (mp4a.*)",
                                         f'CODECS="{attrs["CODECS"]}"' if "CODECS" in attrs
                                         else "no CODECS attribute"))
+    text_groups = {m.get("GROUP-ID", "") for m in master.media if m.get("TYPE") == "SUBTITLES"}
+    for attrs, uri in master.variants if text_groups else ():
+        if attrs.get("SUBTITLES") not in text_groups:
+            failures.append(Failure(url, "subtitles-group",
+                                    f"variant {uri} names a subtitles group "
+                                    f"({', '.join(sorted(text_groups))})",
+                                    f"SUBTITLES={attrs.get('SUBTITLES', '(none)')}"))
     present = {m.get("LANGUAGE", "").lower() for r in groups.values() for m in r}
     for lang in expected:
         if lang.lower() not in present:
@@ -185,7 +195,7 @@ class _Section:
     report: SectionReport
     expected: list[str]
     master: MasterPlaylist | None = None
-    # media playlist URL -> role ("video" or the audio rendition's LANGUAGE)
+    # media playlist URL -> role ("video", the audio rendition's LANGUAGE, or "subtitles LANG")
     playlists: dict[str, str] = field(default_factory=dict)
     parsed: dict[str, MediaPlaylist] = field(default_factory=dict)
     objects: list[str] = field(default_factory=list)
@@ -213,6 +223,10 @@ class _Section:
                 lang = media.get("LANGUAGE", "")
                 self.report.languages.append(lang)
                 self.playlists.setdefault(urljoin(url, media["URI"]), lang or media["URI"])
+            elif media.get("TYPE") == "SUBTITLES" and media.get("URI"):
+                self.report.subtitles.append(media.get("LANGUAGE", ""))
+                self.playlists.setdefault(urljoin(url, media["URI"]),
+                                          f"{SUBTITLES_ROLE}{media.get('LANGUAGE', '')}")
 
     def take_playlist(self, fetched: _Fetched) -> None:
         self.add(fetched)
@@ -226,11 +240,11 @@ class _Section:
                                                 str(err)))
             return
         self.parsed[url] = playlist
-        if playlist.map_uri is None:
+        if playlist.map_uri is not None:
+            self.objects.append(urljoin(url, playlist.map_uri))
+        elif not self.playlists.get(url, "").startswith(SUBTITLES_ROLE):  # WebVTT: no init
             self.report.failures.append(Failure(url, "ext-x-map", "#EXT-X-MAP:URI=\"init.mp4\"",
                                                 "no EXT-X-MAP"))
-        else:
-            self.objects.append(urljoin(url, playlist.map_uri))
         self.objects.extend(urljoin(url, seg.uri) for seg in playlist.segments)
         for seg in playlist.segments:
             if int(seg.duration + 0.5) > playlist.target_duration:
@@ -321,6 +335,8 @@ def render_text(report: VerifyReport) -> str:
     lines = [f"verify {report.cdn_base} (Origin: {report.origin})"]
     for section in report.sections:
         langs = ", ".join(section.languages) or "no audio renditions"
+        if section.subtitles:
+            langs += "; subtitles " + ", ".join(section.subtitles)
         if section.ok:
             lines.append(f"section {section.section_id}: ok - {section.objects_checked} objects "
                          f"checked ({langs})")
@@ -358,6 +374,7 @@ def to_json(report: VerifyReport) -> dict:
                 "ok": s.ok,
                 "objectsChecked": s.objects_checked,
                 "languages": list(s.languages),
+                "subtitles": list(s.subtitles),
                 "failures": [{k: redact(v) if isinstance(v, str) else v
                               for k, v in f.to_json().items()} for f in s.failures],
             }

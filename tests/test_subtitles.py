@@ -1,0 +1,231 @@
+"""Subtitles: WebVTT/SRT parsing and checks (pure), and subtitle renditions end to end against
+moto: layout, metadata, master lines, one shared TARGETDURATION, minimal changes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+from cli_helpers import reconcile
+from conftest import KO_EN
+from test_reconcile_s3 import PREFIX, invalidations, keys
+
+from reconciler import subtitles
+from reconciler.hls import parse_master, parse_media
+from reconciler.subtitles import SubtitleError
+
+SRT = """1
+00:00:00,500 --> 00:00:02,000
+안녕하세요
+
+2
+00:00:04,500 --> 00:00:06,000
+<i>second</i> line
+two
+"""
+
+VTT = """WEBVTT
+Kind: captions
+
+NOTE a comment
+
+intro
+00:00.500 --> 00:02.000 align:start
+Hello
+
+00:00:03.000 --> 00:00:05.000
+Across a boundary
+"""
+
+
+def test_srt_and_webvtt_parse_to_the_same_kind_of_cues():
+    srt = subtitles.parse(SRT.encode(), "ko.srt")
+    assert [(c.start, c.end, c.text, c.line) for c in srt] == [
+        (0.5, 2.0, "안녕하세요", 2), (4.5, 6.0, "<i>second</i> line\ntwo", 6)]
+    vtt = subtitles.parse(("\ufeff" + VTT).replace("\n", "\r\n").encode(), "en.vtt")
+    assert [(c.start, c.end, c.text, c.line) for c in vtt] == [
+        (0.5, 2.0, "Hello", 7), (3.0, 5.0, "Across a boundary", 10)]
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"hello world\n", "x.vtt:1: neither WebVTT"),
+    ("WEBVTT\n\n00:01.000 --> 00:02.000\nok\n".encode("utf-16"), "x.vtt:1: not UTF-8"),
+    ("1\n00:00:01,000 --> 00:00:02,000\ncaf\xe9\n".encode("latin-1"), "x.vtt:3: not UTF-8"),
+    (b"WEBVTT\n\n00:01.000 --> 00:0x.000\nbad\n", "x.vtt:3: bad cue timing"),
+    (b"WEBVTT\n\n00:01.000 --> 00:02.000\n\n", "x.vtt:3: cue has no text"),
+    (b"WEBVTT\n\nsome words\nmore words\n", "x.vtt:3: expected a cue timing line"),
+    (b"1\n00:00:01,000 --> 00:00:02,000\na\n\ngarbage\n", "x.vtt:5: expected an SRT cue"),
+])
+def test_files_that_are_not_subtitles_are_refused_naming_file_and_line(data, message):
+    with pytest.raises(SubtitleError, match=re.escape(message)):
+        subtitles.parse(data, "x.vtt")
+
+
+@pytest.mark.parametrize("body, duration, message", [
+    ("00:01.000 --> 00:02.000\na\n\n00:09.000 --> 00:09.500\nb\n", 8.0,
+     "x.vtt:6: cue 00:00:09.000 --> 00:00:09.500 is past the video's end (00:00:08.000)"),
+    ("00:07.000 --> 00:09.500\nlong\n", 8.0, "x.vtt:3: cue 00:00:07.000 --> 00:00:09.500 is past"),
+    ("00:01.000 --> 00:03.000\na\n\n00:02.000 --> 00:04.000\nb\n", 8.0,
+     "x.vtt:6: cue overlaps the cue at line 3"),
+    ("00:03.000 --> 00:04.000\na\n\n00:01.000 --> 00:02.000\nb\n", 8.0,
+     "x.vtt:6: cue starts before the cue at line 3"),
+    ("00:03.000 --> 00:02.000\na\n", 8.0, "x.vtt:3: cue ends (2.000s) before it starts"),
+])
+def test_cues_that_do_not_fit_the_video_are_refused(body, duration, message):
+    cues = subtitles.parse(f"WEBVTT\n\n{body}".encode(), "x.vtt")
+    with pytest.raises(SubtitleError, match=re.escape(message)):
+        subtitles.check(cues, "x.vtt", duration)
+
+
+def test_segments_follow_the_video_boundaries_with_the_timestamp_map():
+    cues = subtitles.check(subtitles.parse(VTT.encode(), "en.vtt"), "en.vtt", 8.0)
+    assert subtitles.check(subtitles.parse(b"WEBVTT\n\n00:07.000 --> 00:08.600\nend\n", "e"),
+                           "e", 8.0)[0].end == 8.0  # within the tolerance: clamped
+    docs = subtitles.segments(cues, [4.0, 4.0])
+    header = "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n"
+    assert docs[0] == (header + "\n00:00:00.500 --> 00:00:02.000\nHello\n"
+                       "\n00:00:03.000 --> 00:00:05.000\nAcross a boundary\n")
+    assert docs[1] == header + "\n00:00:03.000 --> 00:00:05.000\nAcross a boundary\n"
+    assert subtitles.segments(cues, [6.0, 2.0])[1] == header  # no cue: still a WebVTT file
+
+
+def _subtitled(repo, en_subtitles="../media/en.vtt"):
+    (repo.root / "media" / "ko.srt").write_text(SRT, encoding="utf-8")
+    (repo.root / "media" / "en.vtt").write_text(VTT, encoding="utf-8")
+    return [{**KO_EN[0], "subtitles": "../media/ko.srt"},
+            {**KO_EN[1], "subtitles": en_subtitles}]
+
+
+def test_subtitle_renditions_are_published_beside_the_audio_and_listed_in_master(
+        repo, bucket, s3):
+    repo.write(11, _subtitled(repo))
+    plan = reconcile("--plan", repo.manifests)
+    assert "+ package subtitles ko" in plan.stdout and "+ package subtitles en" in plan.stdout
+    applied = reconcile("--apply", repo.manifests)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert reconcile("--plan", repo.manifests).code == 0
+
+    objects = keys(s3, bucket)
+    video = parse_media(s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/video/video.m3u8")
+                        ["Body"].read().decode())
+    for code in ("ko", "en"):
+        folder = f"{PREFIX}/11/subtitles/{code}/"
+        text = s3.get_object(Bucket=bucket, Key=folder + "subtitles.m3u8")["Body"].read().decode()
+        playlist = parse_media(text)
+        assert "#EXT-X-MAP" not in text
+        assert [s.uri for s in playlist.segments] == [
+            f"s_{i:03d}.vtt" for i in range(len(video.segments))]
+        assert [s.duration for s in playlist.segments] == [s.duration for s in video.segments]
+        assert playlist.target_duration == video.target_duration
+        for seg in playlist.segments:
+            head = s3.head_object(Bucket=bucket, Key=folder + seg.uri)
+            assert head["ContentType"] == "text/vtt; charset=utf-8"
+            assert head["CacheControl"] == "public, max-age=31536000, immutable"
+            assert head["ServerSideEncryption"] == "AES256"
+        assert folder + "s_000.vtt" in objects
+    first = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/subtitles/ko/s_000.vtt")
+    assert first["Body"].read().decode() == (
+        "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n\n"
+        "00:00:00.500 --> 00:00:02.000\n안녕하세요\n")
+
+    master = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/master.m3u8")["Body"].read().decode()
+    assert ('#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="Korean",LANGUAGE="ko",'
+            'AUTOSELECT=YES,DEFAULT=NO,FORCED=NO,URI="subtitles/ko/subtitles.m3u8"') in master
+    parsed = parse_master(master)
+    assert parsed.uris("SUBTITLES") == {"ko": "subtitles/ko/subtitles.m3u8",
+                                        "en": "subtitles/en/subtitles.m3u8"}
+    assert parsed.variants[0][0]["SUBTITLES"] == "subs"
+
+
+def test_adding_subtitles_uploads_only_them_and_master_and_invalidates_only_master(
+        repo, bucket, distribution, s3):
+    repo.write(11, KO_EN)
+    assert reconcile("--apply", repo.manifests).code == 0
+    plain = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/master.m3u8")["Body"].read()
+    assert b"SUBTITLES" not in plain
+    before = keys(s3, bucket)
+    repo.write(11, _subtitled(repo))
+    plan = reconcile("--plan", repo.manifests, "--format", "json")
+    actions = [(a["type"], a["language"]) for a in plan.json()["sections"][0]["actions"]]
+    assert actions == [("package_subtitles", "ko"), ("package_subtitles", "en"),
+                       ("write_master", None)]
+    applied = reconcile("--apply", repo.manifests)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    after = keys(s3, bucket)
+    changed = {k for k in after if k not in before or after[k]["ETag"] != before[k]["ETag"]
+               or after[k]["LastModified"] != before[k]["LastModified"]}
+    assert changed and all(k.startswith(f"{PREFIX}/11/subtitles/")
+                           or k == f"{PREFIX}/11/master.m3u8" for k in changed), changed
+    assert invalidations(distribution)[-1] == ["/assets/curriculumsection/11/master.m3u8"]
+
+    # Removing them again gives back today's master, byte for byte; --prune deletes them.
+    repo.write(11, KO_EN)
+    assert reconcile("--apply", repo.manifests).code == 0
+    assert s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/master.m3u8")["Body"].read() == plain
+    pruned = reconcile("--apply", repo.manifests, "--prune")
+    assert "- delete objects subtitles/ko/ (3)" in pruned.stdout + pruned.stderr
+    assert not [k for k in keys(s3, bucket) if "/subtitles/" in k]
+
+
+def test_a_bad_subtitle_file_publishes_nothing_of_it_and_keeps_the_rest(repo, bucket, s3):
+    langs = _subtitled(repo)
+    (repo.root / "media" / "en.vtt").write_text(
+        "WEBVTT\n\n00:01.000 --> 00:02.000\nok\n\n00:20.000 --> 00:21.000\nlate\n")
+    repo.write(11, langs)
+    applied = reconcile("--apply", repo.manifests)
+    assert applied.code == 1
+    assert "en: package subtitles: ../media/en.vtt:6: cue 00:00:20.000 --> 00:00:21.000 is " \
+           "past the video's end" in applied.stdout + applied.stderr
+    assert not [k for k in keys(s3, bucket) if "/subtitles/en/" in k]
+    master = parse_master(s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/master.m3u8")
+                          ["Body"].read().decode())
+    assert list(master.uris("AUDIO")) == ["ko", "en"]  # the audio is not held back
+    assert list(master.uris("SUBTITLES")) == ["ko"]
+
+
+def test_a_subtitle_path_that_is_not_vtt_or_srt_is_a_manifest_error(repo):
+    repo.write(11, [{**KO_EN[0], "subtitles": "../media/en.mp3"}])
+    result = reconcile("validate", repo.manifests)
+    assert result.code == 1
+    assert re.search(r"section-11\.yaml:\d+: languages\[0\]\.subtitles: '\.\./media/en\.mp3' is "
+                     r"not a \.vtt or \.srt file", result.stderr), result.stderr
+
+
+def test_ffprobe_lists_the_subtitle_renditions_from_master_and_verify_checks_them(
+        repo, bucket, s3):
+    from media_helpers import running
+
+    from reconciler.preview import make_server
+    from reconciler.store import open_store
+    from reconciler.verify import verify
+
+    repo.write(11, _subtitled(repo))
+    assert reconcile("--apply", repo.manifests).code == 0
+    with running(make_server(open_store(f"s3://{bucket}"), "127.0.0.1", 0)) as base:
+        out = subprocess.run(
+            ["ffprobe", "-v", "error", "-strict", "experimental", "-show_entries",
+             "stream=codec_type,codec_name:stream_tags=language", "-of", "csv=p=0",
+             f"{base}/assets/curriculumsection/11/master.m3u8"],
+            capture_output=True, text=True, timeout=60, check=True).stdout
+        report = verify(base, [11])
+        assert report.ok, report.failures
+        assert report.sections[0].subtitles == ["ko", "en"]
+        segment = f"{PREFIX}/11/subtitles/en/s_001.vtt"
+        s3.copy_object(Bucket=bucket, Key=segment, CopySource={"Bucket": bucket, "Key": segment},
+                       MetadataDirective="REPLACE", ContentType="text/plain",
+                       CacheControl="public, max-age=31536000, immutable")
+        failures = verify(base, [11]).failures
+        assert [(f.url.rsplit("/", 3)[-3:], f.check, f.actual) for f in failures] == [
+            (["subtitles", "en", "s_001.vtt"], "content-type", "text/plain")]
+    # FFmpeg 5.1 opens HLS subtitle renditions only with -strict experimental.
+    subs = {line for line in out.splitlines() if line.startswith("webvtt")}
+    assert {"webvtt,subtitle,en", "webvtt,subtitle,ko"} <= subs, out
+
+
+def test_an_unreadable_subtitle_file_is_a_plan_error_for_its_language(repo, bucket):
+    repo.write(11, [{**KO_EN[0], "subtitles": "../media/missing.srt"}])
+    plan = reconcile("--plan", repo.manifests)
+    assert plan.code == 1
+    assert "! error: ko: subtitles ../media/missing.srt: no such file" in plan.stdout
+    assert "+ package audio ko" in plan.stdout  # the rest of the section is planned
