@@ -423,7 +423,7 @@ class DubbingService:
 
     def reconciler(self) -> engine.Reconciler:
         """A fresh reconciler (a job's apply keeps per-run state)."""
-        return engine.Reconciler(self.settings, progress=lambda m: log.debug("%s", m))
+        return engine.Reconciler(self.settings)  # progress: the debug log (progress.Tracker)
 
     def reader(self) -> engine.Reconciler:
         """A shared reconciler for read-only observation."""

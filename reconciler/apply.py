@@ -43,6 +43,7 @@ from .plan import (
     dub_cache_keys,
     observed_facts,
 )
+from .progress import Tracker
 from .sources import STRICT, FetchPolicy
 from .store import PreconditionFailed, Store, StoreError
 
@@ -64,7 +65,7 @@ class Runtime:
     workers: int = 8
     dub_concurrency: int = 2
     dubber: Callable[[], ElevenLabs] | None = None
-    progress: Callable[[str], None] = lambda _msg: None
+    tracker: Tracker = field(default_factory=Tracker)
     fetch_policy: FetchPolicy = STRICT
     # ffmpeg runs (measure, encode, copy) at once: one per core.
     cpu: threading.Semaphore = field(
@@ -184,11 +185,14 @@ class _Section:
             and rend.complete}
 
     # -- helpers ---------------------------------------------------------------------------
+    def say(self, message: str) -> None:
+        self.rt.tracker.say(self.s.section_id, message)
+
     def fail(self, step: str, language: str | None, err: Exception) -> None:
         detail = getattr(err, "detail", "")
         with self._lock:
             self.result.failures.append(Failure(step, language, str(err), detail))
-        self.rt.progress(f"section {self.s.section_id}: {step} failed: {err}")
+        self.say(f"{step} failed: {err}")
 
     def video_local(self) -> Path:
         """The section's video as a local file, fetched at most once."""
@@ -206,7 +210,15 @@ class _Section:
             return self._speech
 
     def _submit(self, key: str, path: Path) -> Future:
-        return self.uploads.submit(self.store.put_file, key, path, layout.meta_for(key))
+        sid, tracker = self.s.section_id, self.rt.tracker
+        tracker.upload_queued(sid)
+
+        def put() -> None:
+            size = path.stat().st_size
+            self.store.put_file(key, path, layout.meta_for(key))
+            tracker.uploaded(sid, size)
+
+        return self.uploads.submit(put)
 
     def _streamer(self, language: str | None) -> tuple[dict[str, Future], media.OnSegment | None]:
         """Uploads started while ffmpeg still writes, and the callback that starts them. Only
@@ -302,7 +314,7 @@ class _Section:
         action = next(iter(self.plan.actions_of(Kind.PACKAGE_VIDEO)), None)
         if action is None:
             return
-        self.rt.progress(f"section {self.s.section_id}: packaging video")
+        self.say("packaging video")
         early, on_segment = self._streamer(None)
         try:
             out = self.work / "video"
@@ -327,6 +339,8 @@ class _Section:
             return
         audio_prefix, job_key = dub_cache_keys(self.s.section_id, code, action.source_id or "")
         store = self.store
+        sid, tracker = self.s.section_id, self.rt.tracker
+        tracker.dub_status(sid, code, "creating")
         try:
             if self.rt.dubber is None:
                 raise DubbingError("dubbing is not configured (set ELEVENLABS_API_KEY)",
@@ -334,7 +348,8 @@ class _Section:
             client = self.rt.dubber()
             dubbing_id = self._resume_or_create(client, code, job_key, action.source_id or "")
             try:
-                client.wait(dubbing_id, language=code)
+                client.wait(dubbing_id, language=code,
+                            on_status=lambda state: tracker.dub_status(sid, code, state))
             except DubbingError as err:
                 if err.final:  # ElevenLabs gave up on it (or forgot it): the next apply pays anew
                     store.delete([job_key])
@@ -350,14 +365,15 @@ class _Section:
             self.result.dubbed.append(code)
         except EXPECTED as err:
             self.fail("dub", code, err)
+        finally:
+            tracker.dub_done(sid, code)
 
     def _resume_or_create(self, client: ElevenLabs, code: str, job_key: str, key: str) -> str:
         store = self.store
         got = store.get(job_key)
         record = json.loads(got[0]) if got else {}
         if record.get("dubbing_id"):
-            self.rt.progress(f"section {self.s.section_id}: {code}: resuming dub "
-                             f"{record['dubbing_id']}")
+            self.say(f"{code}: resuming dub {record['dubbing_id']}")
             return str(record["dubbing_id"])
         name = record.get("name")
         if name:  # a run died around the create: did it go through?
@@ -369,7 +385,7 @@ class _Section:
             name = f"section-{self.s.section_id}-{code}-{key[:10]}-{uuid.uuid4().hex[:8]}"
             record = {"name": name, "language": code, "created": time.time()}
             store.put_bytes(job_key, json.dumps(record).encode(), JOB_META)  # before paying
-        self.rt.progress(f"section {self.s.section_id}: {code}: dubbing")
+        self.say(f"{code}: dubbing")
         dubbing_id = client.create(
             self.speech(), target_lang=code, source_lang=self.s.source_language, name=name,
             num_speakers=self.s.dubbing.num_speakers, watermark=self.s.dubbing.watermark,
@@ -425,7 +441,7 @@ class _Section:
             if not self.video_failed:
                 self.fail("package audio", code, media.MediaError("video rendition not ready"))
             return
-        self.rt.progress(f"section {self.s.section_id}: packaging audio {code}")
+        self.say(f"packaging audio {code}")
         early, on_segment = self._streamer(code)
         try:
             if isinstance(examined, Exception):
@@ -510,6 +526,9 @@ class _Section:
             self.fail("finish", None, err)
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
+            self.say(f"{'done' if self.result.ok else 'FAILED'}: "
+                     f"{len(self.result.uploaded)} object(s) uploaded")
+            self.rt.tracker.section_done(self.s.section_id)
 
     def _fix_metadata(self) -> None:
         keys = [k for a in self.plan.actions_of(Kind.FIX_METADATA) for k in a.keys]

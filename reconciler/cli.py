@@ -28,6 +28,7 @@ from .lock import LOCK_PREFIX, LockError
 from .manifest import InvalidManifests
 from .media import MediaError
 from .plan import Kind, Plan
+from .progress import Heartbeat
 from .redaction import redact
 from .render import OUTCOME_VIEWS, PLAN_VIEWS, colorize
 from .sources import FetchError
@@ -64,11 +65,17 @@ class MainGroup(click.Group):
             fail(f"{err}" if str(err) else type(err).__name__)
 
 
-def progress_printer():
-    """Progress lines on an interactive terminal; quiet in CI and when stderr is a file."""
-    if sys.stderr.isatty() and not os.environ.get("CI"):
-        return lambda msg: click.echo(f"… {msg}", err=True)
-    return lambda _msg: None
+def progress_tracker() -> Heartbeat:
+    """Heartbeats on stderr wherever it runs (every RECONCILER_HEARTBEAT_SECONDS, default 30);
+    step lines on an interactive terminal, grouped per section under GitHub Actions."""
+    try:
+        interval = float(os.environ.get("RECONCILER_HEARTBEAT_SECONDS") or 30)
+    except ValueError:
+        fail("RECONCILER_HEARTBEAT_SECONDS must be a number of seconds")
+    return Heartbeat(lambda line: click.echo(line, err=True),
+                     live=sys.stderr.isatty() and not os.environ.get("CI"),
+                     github=os.environ.get("GITHUB_ACTIONS") == "true",
+                     interval=max(0.05, interval))
 
 
 def use_color(stream) -> bool:
@@ -195,6 +202,7 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
     paths = paths or (Path("manifests"),)
     declared = load_or_exit(paths, ())
     removed: dict[int, str] = dict(saved.removed) if saved else {}
+    tracker = progress_tracker()
     try:
         if saved is not None:  # exactly the sections the plan covers, however it chose them
             desired = planfile.covered(saved, declared)
@@ -210,7 +218,7 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
             max_dub_minutes=max_dub_minutes, prune=prune, allow_empty=allow_empty, deep=deep,
             lock_ttl=lock_ttl, lock_timeout=lock_timeout,
         )
-        rec = engine.Reconciler(settings, progress=progress_printer())
+        rec = engine.Reconciler(settings, tracker=tracker)
         if mode == "plan":
             plan, observed = rec.plan(desired, removed)
             if out:
@@ -234,7 +242,10 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
                                     err=True) != "yes":
                 raise Cancelled
 
-        outcome = rec.apply(desired, removed, check=check, on_plan=show)
+        try:
+            outcome = rec.apply(desired, removed, check=check, on_plan=show)
+        finally:
+            tracker.close()  # the last beat, and any section's group still open
     except Cancelled:
         fail("apply cancelled; nothing was changed")
     except (engine.SpendLimitExceeded, planfile.StalePlan, gitscope.GitError, LockError,

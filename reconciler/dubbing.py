@@ -248,10 +248,12 @@ class ElevenLabs:
             dubbing_id=dubbing_id,
         )
 
-    def wait(self, dubbing_id: str, *, language: str | None = None) -> None:
+    def wait(self, dubbing_id: str, *, language: str | None = None,
+             on_status: Callable[[str], None] | None = None) -> None:
         """Poll until the dub is `dubbed`; DubbingError on `failed` or after poll_timeout.
 
         Unknown non-terminal statuses (the API has added some over time) just mean "keep waiting".
+        `on_status` hears each status polled (progress for a wait that can last an hour).
         """
         deadline = time.monotonic() + self.poll_timeout
         while True:
@@ -261,6 +263,8 @@ class ElevenLabs:
                 exc.language = exc.language or language
                 raise
             state = str(meta.get("status") or "").lower()
+            if on_status is not None:
+                on_status(state or "unknown")
             if state == DUBBED:
                 return
             if state == FAILED:

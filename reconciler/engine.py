@@ -20,6 +20,7 @@ from .lock import SectionLock
 from .manifest import Section, load_manifests
 from .observe import ObservedSection, observe
 from .plan import Plan, PlanOptions, make_plan
+from .progress import Tracker
 from .sources import STRICT, FetchPolicy
 from .store import Store, open_store
 
@@ -107,12 +108,12 @@ class Reconciler:
     """One store + CDN; `plan` is read-only, `apply` converges."""
 
     def __init__(self, settings: Settings, *, store: Store | None = None, cdn: Cdn | None = None,
-                 dubber=None, progress: Callable[[str], None] = lambda _m: None) -> None:
+                 dubber=None, tracker: Tracker | None = None) -> None:
         self.settings = settings
         self.store = store or open_store(settings.store_url, workers=settings.workers)
         self.cdn = cdn or open_cdn(self.store.url, settings.distribution_id)
         self.dubber = dubber
-        self.progress = progress
+        self.tracker = tracker or Tracker()
 
     def observe(self, sections: list[Section], removed: Mapping[int, str] | None = None,
                 previous: dict[int, ObservedSection] | None = None
@@ -142,7 +143,7 @@ class Reconciler:
                 if found:
                     record["dubbing_id"] = found
         except DubbingError as err:
-            self.progress(f"could not look up unrecorded dubs at ElevenLabs: {err}")
+            self.tracker.say(None, f"could not look up unrecorded dubs at ElevenLabs: {err}")
 
     def plan(self, sections: list[Section], removed: Mapping[int, str] | None = None,
              previous: dict[int, ObservedSection] | None = None
@@ -161,7 +162,7 @@ class Reconciler:
             dub_concurrency=self.settings.dub_concurrency,
             fetch_policy=self.settings.fetch_policy,
             dubber=self.dubber or _default_dubber(),
-            progress=self.progress,
+            tracker=self.tracker,
         )
 
     def apply(self, sections: list[Section], removed: Mapping[int, str] | None = None, *,
@@ -221,7 +222,8 @@ class Reconciler:
             retry = [by_id[sid] for sid, r in results.items() if r.conflict]
             if not retry:
                 break
-            self.progress(f"master changed under us for {len(retry)} section(s): re-planning")
+            self.tracker.say(None, f"master changed under us for {len(retry)} section(s): "
+                                   "re-planning")
             plan, observed = self.plan(retry)
         for r in results.values():
             if r.conflict:

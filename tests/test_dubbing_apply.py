@@ -285,3 +285,36 @@ def test_flaky_and_failing_languages_are_isolated_and_each_dub_is_paid_once(
     assert res.code == 1 and "de: dub: voice clone failed" in res.stdout
     assert master_languages(s3, bucket) == ["ko", "en", "ja"]
     assert sorted(c["target_lang"] for c in eleven.creates) == ["de", "en", "ja"]
+
+
+@pytest.mark.parametrize("github", [False, True])
+def test_long_dub_prints_heartbeats_whatever_the_terminal_and_groups_sections_in_actions(
+    repo, bucket, eleven, s3, monkeypatch, github
+):
+    """Not a terminal (CliRunner's stderr), CI set: heartbeats still come, with the dub's status
+    and elapsed time and the section's upload count; under GitHub Actions the section's step
+    lines are one ::group::."""
+    import re
+
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("RECONCILER_HEARTBEAT_SECONDS", "0.2")  # 30 by default
+    if github:
+        monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    else:
+        monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    eleven.steps_by_lang["en"] = 40  # about 2 s of polling at 0.05 s
+    repo.write(11, KO_DUB_EN)
+    res = reconcile("--apply", repo.manifests)
+    assert res.code == 0, res.stdout + res.stderr
+    assert len(eleven.creates) == 1
+    err = res.stderr
+    assert re.search(r"^section 11: dubbing en — 0m0\ds elapsed, status (preparing|dubbing)$",
+                     err, re.M), err
+    assert re.search(r"^section 11: uploaded \d+/\d+ objects, \d+\.\d MiB$", err, re.M), err
+    grouped = re.search(r"^::group::section 11\n(.*?)^::endgroup::$", err, re.M | re.S)
+    if github:
+        assert grouped, err
+        assert "section 11: packaging video" in grouped.group(1)
+        assert re.search(r"^section 11: done: \d+ object\(s\) uploaded$", grouped.group(1), re.M)
+    else:
+        assert grouped is None and "packaging video" not in err  # no terminal: beats only
