@@ -240,7 +240,8 @@ def test_twenty_concurrent_posts_for_one_section_serialize_in_arrival_order(
 # -- durability ---------------------------------------------------------------------------
 
 
-def test_a_job_accepted_by_a_stopped_server_is_run_by_the_next_one(api, s3, bucket, source):
+def test_a_job_accepted_by_a_stopped_server_is_run_by_the_next_one(api, s3, bucket, source,
+                                                                   eleven):
     first = api(workers=0)  # accepts, runs nothing: the job is only on disk
     with first.client() as client:
         res = client.post("/api/dubbing", json=spec_body(source, 31, ["en"], "lectures/clip.mp4"))
@@ -254,6 +255,7 @@ def test_a_job_accepted_by_a_stopped_server_is_run_by_the_next_one(api, s3, buck
         doc = wait_job(client, job_id)
     assert doc["status"] == SUCCEEDED and doc["languagesReady"] == ["en"]
     assert master_languages(s3, bucket, 31) == ["en"]
+    assert [c["target_lang"] for c in eleven.creates] == ["en"]  # paid once, by the second
 
 
 def test_request_source_language_is_served_from_the_video_and_never_dubbed(api, source, eleven,

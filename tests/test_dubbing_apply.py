@@ -81,6 +81,7 @@ def test_failing_language_is_reported_others_publish_and_next_apply_dubs_only_it
     before = [c["target_lang"] for c in eleven.creates]
     assert reconcile("--apply", repo.manifests).code == 0
     assert [c["target_lang"] for c in eleven.creates][len(before):] == ["ja"]
+    assert sorted(c["target_lang"] for c in eleven.creates) == ["en", "ja", "ja"]  # ja: failed once
     assert master_languages(s3, bucket) == ["ko", "en", "ja"]
 
 
@@ -91,6 +92,7 @@ def test_rejected_language_gives_the_apis_message(repo, bucket, eleven, s3):
     assert res.code == 1
     assert "en: dub: Language en is not supported for this source" in res.stdout
     assert master_languages(s3, bucket) == ["ko", "ja"]
+    assert [c["target_lang"] for c in eleven.creates] == ["ja"]  # a rejected create is not paid
 
 
 def test_killed_apply_resumes_the_dub_in_progress_instead_of_paying_again(
@@ -124,6 +126,7 @@ def test_dub_answered_as_mp4_is_used_and_all_renditions_are_loudness_matched(
     eleven.audio_format = "mp4"
     repo.write(11, LANGS + [{"code": "de", "audio": "../media/en.mp3"}])
     assert reconcile("--apply", repo.manifests).code == 0
+    assert sorted(c["target_lang"] for c in eleven.creates) == ["en", "ja"]
     for code in ("ko", "en", "ja", "de"):
         objs = sorted(k for k in listing(s3, bucket, f"{PREFIX}/11/audio/{code}/")
                       if k.endswith((".mp4", ".m4s")))
@@ -151,6 +154,8 @@ def test_api_key_never_printed(repo, bucket, eleven):
     eleven.fail_languages["en"] = "boom"
     outputs = [reconcile("--plan", repo.manifests), reconcile("--apply", repo.manifests),
                reconcile("--apply", repo.manifests, "--format", "json")]
+    # en fails at ElevenLabs each time (paid each time: a failed dub is over); ja once.
+    assert sorted(c["target_lang"] for c in eleven.creates) == ["en", "en", "ja"]
     for out in outputs:
         assert eleven.api_key not in out.stdout + out.stderr
         assert "test-secret-marker-value" not in out.stdout + out.stderr
