@@ -12,8 +12,11 @@ hits both alike; each figure is the median over the rounds:
   `ffmpeg -i es.mp3 -c:a aac -b:a 128k -ar 48000 -ac 2 -f hls …` to local disk.
 
 Every S3/CloudFront request of both sides goes through a counting proxy in front of moto
-(tests/faultproxy.py with no faults), so request counts are exact. Peak RSS is the largest
-resident set of the command's process tree (wait4). Media is generated once into the cache.
+(tests/faultproxy.py with no faults), so request counts are exact. CPU seconds (user + system)
+and peak RSS are those of the command's whole process tree, ffmpeg included (wait4): on a
+shared machine wall-time ratios move with the load average (printed per step), CPU ratios do
+not. The moto server and the proxy run on the same machine and are charged to neither side.
+Media is generated once into the cache.
 
     python bench/package_bench.py [section|language|all] [--minutes 5] [--rounds 3]
         [--cache /tmp/reconciler-bench]
@@ -28,6 +31,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -53,9 +57,11 @@ HLS = ["-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_segment
 
 @dataclass
 class Step:
-    """One timed command: wall seconds, requests through the proxy, peak RSS (MiB)."""
+    """One timed command: wall seconds, CPU seconds (user + system of its process tree),
+    requests through the proxy, peak RSS (MiB)."""
 
     seconds: float
+    cpu: float = 0.0
     requests: int = 0
     rss_mib: float = 0.0
     video_requests: int = 0
@@ -74,8 +80,10 @@ class Table:
         return statistics.median(getattr(s, attr) for s in self.rows[name])
 
 
-def run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, float]:
-    """Run a command (no shell); wall seconds and the peak RSS of its process tree."""
+def run(args: list[str], env: dict[str, str], cwd: Path | None = None
+        ) -> tuple[float, float, float]:
+    """Run a command (no shell); wall seconds, CPU seconds and peak RSS (MiB) of its process
+    tree."""
     start = time.perf_counter()
     proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
@@ -85,7 +93,7 @@ def run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{args[0]} exited {proc.returncode}:\n{out.decode()[-3000:]}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def kind(seen) -> str:
@@ -185,8 +193,8 @@ class Bench:
                     "AWS_BUCKET_NAME": bucket, "CLOUDFRONT_DISTRIBUTION_ID": dist,
                     "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
         self.dist = dist
-        self.repo = cache / "repo"
-        shutil.rmtree(self.repo, ignore_errors=True)
+        self.run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=cache))  # this run's own
+        self.repo = self.run_dir / "repo"
         (self.repo / ".git").mkdir(parents=True)
         (self.repo / "manifests").mkdir()
         (self.repo / "media").mkdir()
@@ -195,12 +203,13 @@ class Bench:
 
     def _counted(self, fn) -> Step:
         before = len(self.proxy.seen)
-        seconds, rss = fn()
+        seconds, cpu, rss = fn()
         seen = self.proxy.seen[before:]
         video = sum(1 for s in seen if "/video/" in s.path
                     and (s.method == "PUT" or s.method == "GET" and s.path.endswith(".m4s")))
         written = sum(1 for s in seen if s.method == "PUT" and "/assets/" in s.path)
-        return Step(seconds, len(seen), rss, video, written, dict(Counter(map(kind, seen))))
+        return Step(seconds, cpu, len(seen), rss, video, written,
+                    dict(Counter(map(kind, seen))))
 
     # -- the reconciler ----------------------------------------------------------------------
     def manifest(self, sid: int, codes: tuple[str, ...]) -> Path:
@@ -219,7 +228,7 @@ class Bench:
 
     # -- the peers ---------------------------------------------------------------------------
     def bare_encode(self, code: str) -> Step:
-        out = self.cache / "bare" / code
+        out = self.run_dir / "bare" / code
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         return self._counted(lambda: run(
@@ -231,7 +240,7 @@ class Bench:
     def customer_script(self, sid: int) -> Step:
         """ffmpeg per rendition, then aws s3 cp --recursive per metadata class, master last,
         one invalidation: sequential, as the customer ran it (with the segment paths fixed)."""
-        work = self.cache / "script" / str(sid)
+        work = self.run_dir / "script" / str(sid)
         shutil.rmtree(work, ignore_errors=True)
         video = self.media / "lecture.mp4"
         jobs = [(video, ["-map", "0:v:0", "-c:v", "copy"], work / "video", "v", "video")]
@@ -250,31 +259,31 @@ class Bench:
         ) + ('#EXT-X-STREAM-INF:BANDWIDTH=1000000,CODECS="avc1.64001e,mp4a.40.2",'
              'RESOLUTION=640x360,AUDIO="aud"\nvideo/video.m3u8\n')
 
-        def script() -> tuple[float, float]:
-            total, peak = 0.0, 0.0
+        def script() -> tuple[float, float, float]:
+            total, cpu, peak = 0.0, 0.0, 0.0
             for src, codec, out, letter, name in jobs:
                 out.mkdir(parents=True)
-                t, rss = run([FFMPEG, "-nostdin", "-v", "error", "-y", "-i", str(src), *codec,
+                t, c, rss = run([FFMPEG, "-nostdin", "-v", "error", "-y", "-i", str(src), *codec,
                               *HLS, "-hls_segment_filename", str(out / f"{letter}_%03d.m4s"),
                               str(out / f"{name}.m3u8")], self.env)
-                total, peak = total + t, max(peak, rss)
+                total, cpu, peak = total + t, cpu + c, max(peak, rss)
             (work / "master.m3u8").write_text(master)
             for include, ctype, cache in (
                     ("*.m4s", "video/iso.segment", layout.IMMUTABLE_CACHE),
                     ("*/init.mp4", "video/mp4", layout.IMMUTABLE_CACHE),
                     ("*/*.m3u8", "application/vnd.apple.mpegurl", layout.PLAYLIST_CACHE)):
-                t, rss = run([*cp, "--include", include, "--exclude", "master.m3u8",
+                t, c, rss = run([*cp, "--include", include, "--exclude", "master.m3u8",
                               "--content-type", ctype, "--cache-control", cache], self.env)
-                total, peak = total + t, max(peak, rss)
+                total, cpu, peak = total + t, cpu + c, max(peak, rss)
             for args in (
                     [str(self.aws), "s3", "cp", "--only-show-errors", str(work / "master.m3u8"),
                      dest + "master.m3u8", "--sse", "AES256", "--content-type",
                      "application/vnd.apple.mpegurl", "--cache-control", layout.PLAYLIST_CACHE],
                     [str(self.aws), "cloudfront", "create-invalidation", "--distribution-id",
                      self.dist, "--paths", "/" + layout.master_key(sid)]):
-                t, rss = run(args, self.env)
-                total, peak = total + t, max(peak, rss)
-            return total, peak
+                t, c, rss = run(args, self.env)
+                total, cpu, peak = total + t, cpu + c, max(peak, rss)
+            return total, cpu, peak
 
         return self._counted(script)
 
@@ -282,15 +291,17 @@ class Bench:
 def report(table: Table, rounds: int, minutes: float, which: str) -> None:
     print(f"\n{minutes:g}-minute media, median of {rounds} round(s), {os.cpu_count()} cores "
           f"({os.uname().sysname} {os.uname().machine})\n")
-    print("| work | reconciler | peer | ratio | goal |")
+    print("| work | reconciler | peer | wall ratio (goal) | CPU ratio |")
     print("|---|---|---|---|---|")
 
     def row(work: str, ours: str, peer: str, goal: float, label: str) -> None:
         o, p = table.median(ours), table.median(peer)
+        oc, pc = table.median(ours, "cpu"), table.median(peer, "cpu")
         reqs, rss = table.median(ours, "requests"), table.median(ours, "rss_mib")
         preqs = table.median(peer, "requests")
-        print(f"| {work} | {o:.1f} s, {reqs:.0f} requests, peak RSS {rss:.0f} MiB "
-              f"| {label}: {p:.1f} s, {preqs:.0f} requests | **{o / p:.2f}×** | ≤ {goal}× |")
+        print(f"| {work} | {o:.1f} s ({oc:.1f} s CPU), {reqs:.0f} requests, peak RSS "
+              f"{rss:.0f} MiB | {label}: {p:.1f} s ({pc:.1f} s CPU), {preqs:.0f} requests "
+              f"| **{o / p:.2f}×** (≤ {goal}×) | {oc / pc:.2f}× |")
 
     if which in ("section", "all"):
         row("new section: video + ko + en + ja, uploaded, master, invalidation",
@@ -349,9 +360,11 @@ def main() -> None:
                 for name, fn in steps:
                     step = fn()
                     table.add(name, step)
-                    print(f"round {r + 1}: {name}: {step.seconds:.1f} s, {step.requests} "
-                          f"requests, {step.rss_mib:.0f} MiB", flush=True)
+                    print(f"round {r + 1}: {name}: {step.seconds:.1f} s, {step.cpu:.1f} s CPU, "
+                          f"{step.requests} requests, {step.rss_mib:.0f} MiB, load "
+                          f"{os.getloadavg()[0]:.1f}", flush=True)
             report(table, args.rounds, args.minutes, args.which)
+            shutil.rmtree(bench.run_dir, ignore_errors=True)
     finally:
         os.environ.clear()
         os.environ.update(saved)
