@@ -67,16 +67,3 @@ def test_silent_input_is_refused(tmp_path):
     with pytest.raises(media.MediaError, match="silent"):
         media.package_audio(src, tmp_path / "out", duration=3)
 
-
-def test_finished_segments_are_handed_over_while_ffmpeg_writes(tmp_path):
-    """Uploads overlap the encode: every segment but the last is handed over, in order, once
-    ffmpeg has moved on to the next one (so it is complete: its size never changes after)."""
-    src = samples.make_tone(tmp_path / "tone.m4a", hz=440, seconds=20, volume=0.2)
-    handed: list[tuple[str, int]] = []
-    examined = media.examine_audio(src)
-    media.encode_audio(examined, tmp_path / "out", duration=20,
-                       on_segment=lambda p: handed.append((p.name, p.stat().st_size)))
-    written = sorted((tmp_path / "out").glob("a_*.m4s"))
-    assert len(written) >= 5
-    assert [name for name, _ in handed] == [p.name for p in written[:-1]]
-    assert all(size == (tmp_path / "out" / name).stat().st_size for name, size in handed)
