@@ -117,8 +117,13 @@ class _CheckedBackend(httpcore.SyncBackend):
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                     local_address: str | None = None,
                     socket_options: Iterable | None = None) -> httpcore.NetworkStream:
-        address = self.policy.addresses(host, port)[0]
-        return super().connect_tcp(address, port, timeout, local_address, socket_options)
+        addresses = self.policy.addresses(host, port)
+        for address in addresses[:-1]:  # each checked address in turn (IPv6 may be unrouted)
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError:
+                continue
+        return super().connect_tcp(addresses[-1], port, timeout, local_address, socket_options)
 
 
 class _CheckedTransport(httpx.HTTPTransport):
