@@ -37,9 +37,9 @@ def _cache_root() -> Path:
     return _cache_dir
 
 
-def _template(langs: dict[str, int], seconds: int) -> Path:
+def _template(langs: dict[str, int], seconds: int, texts: dict[str, str] | None = None) -> Path:
     """A local store holding section TEMPLATE_ID, applied by the real engine (cached)."""
-    key = (tuple(langs.items()), seconds)
+    key = (tuple(langs.items()), seconds, tuple((texts or {}).items()))
     with _cache_lock:
         if key in _cache:
             return _cache[key]
@@ -50,6 +50,9 @@ def _template(langs: dict[str, int], seconds: int) -> Path:
         for i, (code, hz) in enumerate(langs.items()):
             samples.make_tone(root / f"{code}.m4a", hz=hz, seconds=seconds)
             languages.append({"code": code, "audio": f"{code}.m4a", "default": i == 0})
+            if code in (texts or {}):
+                (root / f"{code}.vtt").write_text(texts[code], encoding="utf-8")
+                languages[-1]["subtitles"] = f"{code}.vtt"
         manifest = {"sectionId": TEMPLATE_ID, "video": "video.mp4", "languages": languages}
         (root / "section.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
         settings = engine.Settings(store_url=f"file://{root / 'store'}", tmp_dir=root)
@@ -60,10 +63,12 @@ def _template(langs: dict[str, int], seconds: int) -> Path:
         return _cache[key]
 
 
-def make_section(store, section_id: int, langs: dict[str, int], seconds: int = 8) -> None:
+def make_section(store, section_id: int, langs: dict[str, int], seconds: int = 8,
+                 texts: dict[str, str] | None = None) -> None:
     """Publish a complete section: video plus one tone rendition per language (the first is
-    DEFAULT=YES), with the metadata table's headers, as `reconcile --apply` writes it."""
-    template = open_store(f"file://{_template(langs, seconds)}")
+    DEFAULT=YES) and a subtitle rendition per WebVTT text in `texts` (language -> file), with
+    the metadata table's headers, as `reconcile --apply` writes it."""
+    template = open_store(f"file://{_template(langs, seconds, texts)}")
     source_prefix = layout.section_prefix(TEMPLATE_ID)
     target_prefix = layout.section_prefix(section_id)
     master = layout.master_key(TEMPLATE_ID)

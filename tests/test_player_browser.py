@@ -22,7 +22,10 @@ from reconciler.store.local import LocalStore
 
 TONES = {"ko": 440, "en": 880, "ja": 1320}
 NAMES = {"ko": "Korean", "en": "English", "ja": "Japanese"}
-GOOD, BROKEN = 201, 202
+GOOD, BROKEN, SUBTITLED = 201, 202, 203
+# Cue (start, end) per language; en's cues straddle the 4 s segment boundaries.
+CUES = {"ko": [(1.0, 2.5), (5.0, 6.5), (9.0, 10.5), (13.0, 14.5)],
+        "en": [(3.5, 4.8), (7.5, 8.8), (11.5, 12.8)]}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run",
                  "--autoplay-policy=no-user-gesture-required"]
@@ -90,6 +93,11 @@ def cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     store = LocalStore(tmp_path_factory.mktemp("player") / "bucket")
     make_section(store, GOOD, TONES, seconds=20)
     make_section(store, BROKEN, TONES, seconds=8)
+    make_section(store, SUBTITLED, TONES, seconds=20, texts={
+        lang: "WEBVTT\n" + "".join(
+            f"\n00:00:{a:06.3f} --> 00:00:{b:06.3f}\n{lang} {i}\n"
+            for i, (a, b) in enumerate(cues, 1))
+        for lang, cues in CUES.items()})
     store.delete([layout.audio_dir(BROKEN, "en") + layout.INIT])
     with running(make_server(store)) as base:
         yield base
@@ -183,3 +191,72 @@ def test_ffprobe_sees_video_and_every_language(cdn: str) -> None:
     )
     assert {s["codec_name"] for s in audio} == {"aac"}
     assert all(int(s["tags"]["variant_bitrate"]) > 0 for s in streams)
+
+
+# Records, every animation frame, when the text of each subtitle line changes (video time).
+RECORD_JS = """
+() => new Promise((resolve) => {
+  const video = window.player.video;
+  const seen = [[], []];
+  const frame = () => {
+    document.querySelectorAll("#captions [data-slot]").forEach((line, slot) => {
+      const last = seen[slot][seen[slot].length - 1];
+      if (!last || last.text !== line.textContent) {
+        seen[slot].push({text: line.textContent, lang: line.dataset.lang, t: video.currentTime});
+      }
+    });
+    if (video.currentTime < 15) requestAnimationFrame(frame); else resolve(seen);
+  };
+  frame();
+})
+"""
+
+
+def test_dual_subtitles_show_each_cue_on_time_while_the_audio_is_switched(
+    page: Page, cdn: str
+) -> None:
+    open_player(page, cdn, SUBTITLED)
+    # hls.js lists the subtitle renditions from master; the menus offer off + each one.
+    assert page.evaluate("window.player.hls.subtitleTracks.map(t => [t.lang, t.name])") == [
+        ["ko", "Korean"], ["en", "English"]]
+    for slot in (0, 1):
+        assert page.locator(f"#subtitles-{slot} option").evaluate_all(
+            "os => os.map(o => o.value)") == ["", "ko", "en"]
+    page.select_option("#subtitles-0", "ko")
+    page.select_option("#subtitles-1", "en")
+    page.wait_for_function("window.player.subtitles.cues[1].length === 3", timeout=5_000)
+    # hls.js also loads ko itself (hidden): its cue times are the reference for ours.
+    page.evaluate("() => { window.player.hls.subtitleTrack = 0; window.player.video.currentTime"
+                  " = 0; }")
+    recording = page.evaluate_handle(RECORD_JS)
+    for at, lang in ((6.0, "en"), (10.0, "ja")):
+        page.wait_for_function(f"window.player.video.currentTime >= {at}", timeout=15_000)
+        page.click(f"button[data-lang={lang}]")
+        page.wait_for_function(  # the audio switched while the subtitles kept going
+            f"document.getElementById('active-lang').dataset.lang === '{lang}'", timeout=3_000)
+    seen = recording.json_value()
+
+    for slot, lang in enumerate(("ko", "en")):
+        shown = [(e["text"], e["t"]) for e in seen[slot] if e["lang"] == lang]
+        on = [(text, t) for text, t in shown if text]
+        off = [t for text, t in shown[1:] if not text]
+        assert [text for text, _ in on] == [f"{lang} {i}" for i in range(1, len(CUES[lang]) + 1)]
+        for (_text, t), (start, _end) in zip(on, CUES[lang], strict=True):
+            assert abs(t - start) <= 0.5, (lang, seen[slot])
+        for t, (_start, end) in zip(off, CUES[lang], strict=True):
+            assert abs(t - end) <= 0.5, (lang, seen[slot])
+    native = page.evaluate("""() => Array.from(window.player.video.textTracks)
+        .filter(t => t.language === "ko" && t.cues)
+        .flatMap(t => Array.from(t.cues, c => [c.startTime, c.endTime, c.text]))""")
+    # (hls.js keeps only the cues near the playhead: at least the last one.)
+    placed = {(round(a, 2), round(b, 2)) for a, b, _ in native}
+    assert placed and placed <= set(CUES["ko"]), native
+
+    # Remembered across reloads.
+    open_player(page, cdn, SUBTITLED)
+    page.wait_for_function("window.player.subtitles.chosen.length === 2", timeout=5_000)
+    assert [page.input_value(f"#subtitles-{slot}") for slot in (0, 1)] == ["ko", "en"]
+    page.select_option("#subtitles-1", "")
+    open_player(page, cdn, SUBTITLED)
+    page.wait_for_function("window.player.subtitles.tracks.length === 2", timeout=5_000)
+    assert page.evaluate("window.player.subtitles.chosen") == ["ko"]
