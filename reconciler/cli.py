@@ -2,9 +2,10 @@
 
     reconcile --plan  [PATHS] [--section ID]...   exit 0 no changes, 2 changes pending, 1 error
     reconcile --apply [PATHS] [--section ID]...   exit 0 converged, 1 otherwise
-    reconcile validate | demo | verify | preview  (subcommands)
+    reconcile validate | show | demo | verify | preview | unlock | serve  (subcommands)
 
-Machine-readable output goes to stdout alone; progress and errors go to stderr.
+Machine-readable output goes to stdout alone; progress, the apply prompt (on a terminal only)
+and errors go to stderr.
 """
 
 from __future__ import annotations
