@@ -158,10 +158,17 @@ class S3Store:
         self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None
     ) -> None:
         try:
-            self.client.upload_file(
-                str(path), self.bucket, self.prefix + key,
-                ExtraArgs=self._headers(meta, metadata), Config=self.transfer,
-            )
+            if path.stat().st_size < self.transfer.multipart_threshold:
+                # One PutObject streamed from the file: s3transfer's machinery costs about as
+                # much CPU again per small object (segments are small and many).
+                with path.open("rb") as body:
+                    self.client.put_object(Bucket=self.bucket, Key=self.prefix + key,
+                                           Body=body, **self._headers(meta, metadata))
+            else:
+                self.client.upload_file(
+                    str(path), self.bucket, self.prefix + key,
+                    ExtraArgs=self._headers(meta, metadata), Config=self.transfer,
+                )
         except (ClientError, BotoCoreError) as err:
             raise self._fail("PUT", key, err) from err
         except Exception as err:  # s3transfer wraps failures in its own exception types
