@@ -25,7 +25,7 @@ from . import layout, media, subtitles
 from .dubbing import DubbingError, ElevenLabs
 from .hls import MediaPlaylist, parse_media, render_media, target_duration
 from .inputs import InputError, fetch
-from .manifest import Section
+from .manifest import DUB_TRANSCRIPT, Section
 from .mp4 import InitSegmentError, read_track
 from .observe import (
     STAMP_FRAME_RATE,
@@ -34,6 +34,7 @@ from .observe import (
     ObservedSection,
 )
 from .plan import (
+    TRANSCRIPT_SUFFIX,
     Action,
     Facts,
     Kind,
@@ -42,6 +43,7 @@ from .plan import (
     compose_master,
     dub_cache_keys,
     observed_facts,
+    transcript_key,
 )
 from .progress import Tracker
 from .sources import STRICT, FetchPolicy
@@ -50,6 +52,7 @@ from .store import PreconditionFailed, Store, StoreError
 DUB_META = {".mp3": layout.ObjectMeta("audio/mpeg", "no-store"),
             ".mp4": layout.ObjectMeta("audio/mp4", "no-store")}
 JOB_META = layout.ObjectMeta("application/json", "no-store")
+TRANSCRIPT_META = layout.ObjectMeta("text/vtt; charset=utf-8", "no-store")
 ALIGN_TOLERANCE = 1.0  # seconds between an audio input and the video before we say so
 EXPECTED = (media.MediaError, InputError, StoreError, DubbingError, InitSegmentError, OSError,
             subtitles.SubtitleError)
@@ -163,6 +166,7 @@ class _Section:
                                           dir=rt.tmp_dir))
         self.facts: dict[str | None, Facts] = {}
         self.dub_files: dict[str, Path] = {}
+        self.transcripts: dict[str, bytes] = {}  # language -> its dub's WebVTT transcript
         self.video_failed = False
         self.video_ready = threading.Event()  # the video phase is over (done, failed or none)
         self._video_local: Path | None = None
@@ -365,8 +369,44 @@ class _Section:
             self.result.dubbed.append(code)
         except EXPECTED as err:
             self.fail("dub", code, err)
+            return
         finally:
             tracker.dub_done(sid, code)
+        if self.s.language(code).subtitles == DUB_TRANSCRIPT:  # with the dub, while it is known
+            try:
+                self._fetch_transcript(client, dubbing_id, code, action.source_id or "")
+            except EXPECTED as err:  # the subtitles step tries again from the cached dub's id
+                with self._lock:
+                    self.result.warnings.append(f"{code}: transcript not fetched yet: {err}")
+
+    def _fetch_transcript(self, client: ElevenLabs, dubbing_id: str, code: str,
+                          key: str) -> bytes:
+        """Fetch a dub's transcript (free with the paid dub) and keep it in the dub cache."""
+        text = client.transcript(dubbing_id, code)
+        self.store.put_bytes(transcript_key(self.s.section_id, code, key), text,
+                             TRANSCRIPT_META, {"dubbing-id": dubbing_id})
+        self.transcripts[code] = text
+        return text
+
+    def _transcript(self, code: str, cache_key: str) -> bytes:
+        """A dub's transcript: fetched in this apply, else cached, else fetched once (no new dub)
+        with the id recorded on the cached dub."""
+        if code in self.transcripts:
+            return self.transcripts[code]
+        got = self.store.get(cache_key)
+        if got is not None:
+            return got[0]
+        key = cache_key.rsplit("/", 1)[-1].removesuffix(TRANSCRIPT_SUFFIX)
+        prefix, job = dub_cache_keys(self.s.section_id, code, key)
+        audio = sorted(k for k in self.store.list(prefix) if k != job)
+        info = self.store.head(audio[0]) if audio else None
+        dubbing_id = info.metadata.get("dubbing-id") if info else None
+        if not dubbing_id or self.rt.dubber is None:
+            raise DubbingError("no transcript of the dub is cached and "
+                               + ("no dub id is recorded" if self.rt.dubber else
+                                  "dubbing is not configured (set ELEVENLABS_API_KEY)"),
+                               language=code)
+        return self._fetch_transcript(self.rt.dubber(), dubbing_id, code, key)
 
     def _resume_or_create(self, client: ElevenLabs, code: str, job_key: str, key: str) -> str:
         store = self.store
@@ -476,10 +516,13 @@ class _Section:
         directory = layout.subtitles_dir(self.s.section_id, code)
         out = self.work / "subtitles" / code
         try:
-            source = fetch(lang.subtitles, self.work / "input", self.rt.fetch_policy)
-            label = lang.subtitles.display()
-            cues = subtitles.check(subtitles.parse(source.read_bytes(), label), label,
-                                   video.playlist.duration)
+            if lang.subtitles == DUB_TRANSCRIPT:
+                data, label = self._transcript(code, action.keys[0]), f"transcript of {code} dub"
+            else:
+                data = fetch(lang.subtitles, self.work / "input",
+                             self.rt.fetch_policy).read_bytes()
+                label = lang.subtitles.display()
+            cues = subtitles.check(subtitles.parse(data, label), label, video.playlist.duration)
             out.mkdir(parents=True, exist_ok=True)
             segments = []
             texts = subtitles.segments(cues, [s.duration for s in video.playlist.segments])

@@ -301,8 +301,9 @@ def demo(directory: Path) -> None:
 @click.option("--origin", default="http://localhost:3000", show_default=True,
               help="Origin header sent, as the app's pages would.")
 @section_option
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
+              default="text", show_default=True,
+              help="markdown: the status board (section x language) for job summaries.")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=16, show_default=True)
 def verify_cmd(paths, cdn, origin, sections, fmt, concurrency) -> None:
     """Fetch everything a player would, through the CDN, and check it (exit 0 all pass, 1 not).
@@ -323,7 +324,13 @@ def verify_cmd(paths, cdn, origin, sections, fmt, concurrency) -> None:
         fail("no sections to verify")
     report = verify(cdn, ids, origin=origin, expected_languages=expected or None,
                     concurrency=concurrency)
-    click.echo(render_text(report) if fmt == "text" else json.dumps(to_json(report), indent=2))
+    if fmt == "markdown":
+        from .board import from_verify, markdown
+
+        click.echo(markdown(from_verify(report, expected)), nl=False)
+    else:
+        click.echo(render_text(report) if fmt == "text"
+                   else json.dumps(to_json(report), indent=2))
     sys.exit(EXIT_OK if report.ok else EXIT_ERROR)
 
 

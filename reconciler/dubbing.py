@@ -317,6 +317,30 @@ class ElevenLabs:
         log.info("ElevenLabs dub %s/%s saved to %s", dubbing_id, language_code, written)
         return written
 
+    def transcript(self, dubbing_id: str, language_code: str) -> bytes:
+        """The dub's transcript in one language as WebVTT (`source`: the original speech).
+        Free: it comes with the paid dub. The answer is the file itself, or JSON carrying it
+        (`{"webvtt": ...}`, as the newer transcript endpoint answers)."""
+        path = (f"/v1/dubbing/{quote(dubbing_id, safe='')}/transcript/"
+                f"{quote(language_code, safe='')}")
+
+        def attempt() -> bytes:
+            resp = self._http.get(path, params={"format_type": "webvtt"})
+            if not resp.is_success:
+                self._raise_for(resp, language=language_code, dubbing_id=dubbing_id)
+            if resp.headers.get("content-type", "").startswith("application/json"):
+                body = resp.json()
+                text = body.get("webvtt") or body.get("content") if isinstance(body, dict) \
+                    else body
+                if not isinstance(text, str):
+                    raise DubbingError("transcript answer has no WebVTT text",
+                                       language=language_code, dubbing_id=dubbing_id)
+                return text.encode("utf-8")
+            return resp.content
+
+        return self._call("get transcript", attempt, language=language_code,
+                          dubbing_id=dubbing_id)
+
     def close(self) -> None:
         """Release the connection pool."""
         self._http.close()

@@ -64,6 +64,7 @@ class Source:
 
 
 VIDEO_TRACK = Source("video", "source")
+DUB_TRANSCRIPT = Source("dub", "dub")  # the transcript ElevenLabs made with the language's dub
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Language:
     name: str
     default: bool
     audio: Source | None  # None: dubbed by ElevenLabs
-    subtitles: Source | None = None  # a .vtt or .srt file; None: no subtitles
+    subtitles: Source | None = None  # a .vtt/.srt file, DUB_TRANSCRIPT, or None: no subtitles
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,9 @@ SUBTITLE_SUFFIXES = (".vtt", ".srt")
 
 def _subtitles(ctx: _Context, path: list, value: str, base: Path, root: Path,
                check_files: bool) -> Source | None:
-    """A subtitle file: a source (as audio's) whose name ends in .vtt or .srt."""
+    """A subtitle file: a source (as audio's) whose name ends in .vtt or .srt; or `dub`."""
+    if value == "dub":
+        return DUB_TRANSCRIPT
     if not unquote(urlsplit(value).path).lower().endswith(SUBTITLE_SUFFIXES):
         ctx.error(path, f"{shown(value)} is not a .vtt or .srt file")
         return None
@@ -423,7 +426,12 @@ def _parse_file(file: Path, root: Path, check_files: bool
                              check_files)
             )
         subtitles = (_subtitles(ctx, ["languages", i, "subtitles"], raw["subtitles"], base, root,
-                                check_files) if "subtitles" in raw else None)
+                                check_files) if "subtitles" in raw
+                     else DUB_TRANSCRIPT if data.get("subtitles") == "dub" and audio is None
+                     else None)
+        if subtitles == DUB_TRANSCRIPT and audio is not None:
+            ctx.error(["languages", i, "subtitles"], "'dub' is the transcript of this "
+                      "language's dub, but it has audio (not dubbed): give a .vtt or .srt file")
         languages.append(Language(code, name, i == default_index, audio, subtitles))
     if ctx.errors or video is None:
         return None, ctx.errors, declared

@@ -273,7 +273,8 @@ class _SectionReader:
         states = self.pool.map(lambda lang: identify(lang.audio, self.policy), remote)
         for lang, state in zip(remote, states, strict=True):
             self.obs.audio_inputs[lang.code] = state
-        texts = [lang for lang in section.languages if lang.subtitles]
+        texts = [lang for lang in section.languages
+                 if lang.subtitles and lang.subtitles.kind != "dub"]  # dubs: their cache key
         states = self.pool.map(lambda lang: identify(lang.subtitles, self.policy), texts)
         for lang, state in zip(texts, states, strict=True):
             self.obs.subtitle_inputs[lang.code] = state

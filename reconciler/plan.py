@@ -34,6 +34,7 @@ from .observe import (
 )
 
 FORMAT_VERSION = 2  # 2: every JSON key camelCase
+TRANSCRIPT_SUFFIX = "-transcript.vtt"
 
 
 class Kind(StrEnum):
@@ -219,10 +220,19 @@ def audio_source_id(section: Section, lang: Language, obs: ObservedSection,
     return _digest("file", state.identity, video_ref)
 
 
-def subtitles_source_id(obs: ObservedSection, code: str, video_ref: str) -> str | None:
-    """Identity of a subtitle rendition: its file and the video it is cut to (None when the
-    file is unreadable)."""
-    state = obs.subtitle_inputs.get(code)
+def transcript_key(section_id: int, language: str, key: str) -> str:
+    """Where a dub's transcript (WebVTT) is cached, beside its audio (not under the audio's
+    `{key}.` prefix, which names the audio object)."""
+    return f"{dub_cache_prefix(section_id)}{language}/{key}{TRANSCRIPT_SUFFIX}"
+
+
+def subtitles_source_id(section: Section, lang: Language, obs: ObservedSection,
+                        video_ref: str) -> str | None:
+    """Identity of a subtitle rendition: its file (or the dub whose transcript it is) and the
+    video it is cut to; None when the file is unreadable."""
+    if lang.subtitles is not None and lang.subtitles.kind == "dub":
+        return _digest("subtitles", "dub:" + dub_key(section, lang.code, video_ref), video_ref)
+    state = obs.subtitle_inputs.get(lang.code)
     if state is None or state.identity is None:
         return None
     return _digest("subtitles", state.identity, video_ref)
@@ -336,7 +346,7 @@ class _SectionPlanner:
             return
         rend = self.o.subtitle_rendition(lang.code)
         assert self.video_ref is not None
-        source_id = subtitles_source_id(self.o, lang.code, self.video_ref)
+        source_id = subtitles_source_id(self.s, lang, self.o, self.video_ref)
         change, reason = _status(rend, source_id, subtitles.SETTINGS)
         listed = change is None
         if change is not None and source_id is None:
@@ -346,8 +356,11 @@ class _SectionPlanner:
             # Keep serving what is there.
             listed = rend.complete and lang.code in self.o.master_languages("SUBTITLES")
         elif change is not None:
+            transcript = (transcript_key(self.s.section_id, lang.code,
+                                         dub_key(self.s, lang.code, self.video_ref)),) \
+                if lang.subtitles.kind == "dub" else ()
             self.actions.append(Action(Kind.PACKAGE_SUBTITLES, change, lang.code, reason,
-                                       source_id=source_id))
+                                       keys=transcript, source_id=source_id))
             self.texts_rebuilt.add(lang.code)
             listed = True
         if listed:

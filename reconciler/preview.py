@@ -7,7 +7,7 @@ headers here exactly as it would through CloudFront), plus ETag, Content-Length,
 echoed). HEAD, GET with a single byte range, and OPTIONS preflights are supported.
 
 Three extra paths make it a local test bench for the front end:
-  /                       index of the sections found under assets/curriculumsection/
+  /                       status board of the sections under assets/curriculumsection/
   /player.html?section=ID the example hls.js player (reconciler/player.html)
   /hls.min.js             hls.js, shipped inside this package (reconciler/static/, pinned version)
 """
@@ -102,19 +102,19 @@ def section_ids(store: Store) -> list[int]:
 
 
 def _index_page(store: Store) -> bytes:
-    ids = section_ids(store)
-    items = "\n".join(
-        f'    <li><a href="player.html?section={i}">Section {i}</a> '
-        f'(<a href="{html.escape(layout.master_key(i))}">master.m3u8</a>)</li>'
-        for i in ids
-    ) or "    <li>No sections under assets/curriculumsection/ yet.</li>"
+    """The status board of the store: a row per section, a column per language."""
+    from . import board
+    from .observe import observe
+
+    table = board.html_table(board.from_observed(observe(store, [], extra_ids=section_ids(store))))
     return (
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<title>Lecture preview</title>\n"
-        "<style>body{font:16px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:40rem;"
-        "padding:0 1rem}</style>\n</head>\n<body>\n<h1>Lecture preview</h1>\n"
-        f"<p>Store: <code>{html.escape(store.url)}</code></p>\n<ul id=\"sections\">\n"
-        f"{items}\n</ul>\n</body>\n</html>\n"
+        "<style>body{font:16px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:60rem;"
+        "padding:0 1rem}table{border-collapse:collapse}th,td{border:1px solid #ccc;"
+        "padding:.25rem .5rem;text-align:left}</style>\n</head>\n<body>\n"
+        "<h1>Lecture preview</h1>\n"
+        f"<p>Store: <code>{html.escape(store.url)}</code></p>\n{table}\n</body>\n</html>\n"
     ).encode()
 
 

@@ -11,6 +11,9 @@ streaming and retry code:
                                               after `steps_to_dub` (per language: steps_by_lang)
     GET    /v1/dubbing/{id}/audio/{lang}      real audio made by ffmpeg (a sine tone as long as
                                               the upload); 425 until the dub is `dubbed`
+    GET    /v1/dubbing/{id}/transcript/{lang}  ?format_type=webvtt|srt: the transcript as that
+                                              file (text/plain), one cue every 3 s of the upload;
+                                              lang is the target or `source`; 425 until `dubbed`
     DELETE /v1/dubbing/{id}                   {"status": "ok"}
 
 Errors use both envelopes the real API uses: `{"detail": {"status", "message"}}` (401, 429,
@@ -60,6 +63,28 @@ AUDIO_TYPES = {"mp3": "audio/mpeg", "mp4": "video/mp4"}
 
 _DUB = re.compile(r"^/v1/dubbing/(?P<id>[^/]+)$")
 _AUDIO = re.compile(r"^/v1/dubbing/(?P<id>[^/]+)/audio/(?P<lang>[^/]+)$")
+_TRANSCRIPT = re.compile(r"^/v1/dubbing/(?P<id>[^/]+)/transcript/(?P<lang>[^/]+)$")
+
+
+def transcript_cues(lang: str, duration: float) -> list[tuple[float, float, str]]:
+    """The fake transcript: (start, end, text) every 3 s, 0.5 s in, each 2 s long."""
+    starts = [0.5 + 3 * i for i in range(int(duration // 3) + 1)]
+    return [(t, min(t + 2, duration), f"{lang} line {i}")
+            for i, t in enumerate(starts, 1) if t + 0.2 < duration]
+
+
+def transcript(lang: str, duration: float, fmt: str) -> str:
+    def stamp(t: float, sep: str) -> str:
+        ms = round(t * 1000)
+        return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{sep}" \
+               f"{ms % 1000:03d}"
+
+    cues = transcript_cues(lang, duration)
+    if fmt == "srt":
+        return "".join(f"{i}\n{stamp(a, ',')} --> {stamp(b, ',')}\n{text}\n\n"
+                       for i, (a, b, text) in enumerate(cues, 1))
+    return "WEBVTT\n" + "".join(f"\n{stamp(a, '.')} --> {stamp(b, '.')}\n{text}\n"
+                                 for a, b, text in cues)
 
 
 def default_tone_hz(lang: str) -> int:
@@ -237,6 +262,10 @@ class FakeElevenLabs:
         if m := _AUDIO.match(path):
             if method == "GET":
                 return self._audio(m["id"], m["lang"])
+        elif m := _TRANSCRIPT.match(path):
+            if method == "GET":
+                query = parse_qs(urlsplit(handler.path).query)
+                return self._transcript(m["id"], m["lang"], query.get("format_type", [""])[0])
         elif m := _DUB.match(path):
             if method == "GET":
                 return self._metadata(m["id"])
@@ -378,6 +407,20 @@ class FakeElevenLabs:
             return _flat(425, "dubbing_not_dubbed", "Dubbing has not finished yet.")
         fmt = self.audio_format
         return _Reply(200, content_type=AUDIO_TYPES[fmt], file=self._tone(lang, dub.duration, fmt))
+
+    def _transcript(self, dubbing_id: str, lang: str, fmt: str) -> _Reply:
+        with self._lock:
+            dub = self._dubs.get(dubbing_id)
+        if dub is None:
+            return self._no_dub(dubbing_id)
+        if lang not in (dub.target_lang, "source"):
+            return _flat(404, "language_not_found",
+                         f"Language {lang} not found in dubbing {dubbing_id}.")
+        if fmt not in ("webvtt", "srt"):
+            return _detail(422, "invalid_format_type", f"format_type {fmt!r} is not supported.")
+        if dub.status != "dubbed":
+            return _flat(425, "dubbing_not_dubbed", "Dubbing has not finished yet.")
+        return _Reply(200, transcript(lang, dub.duration, fmt).encode(), "text/plain")
 
     def _no_dub(self, dubbing_id: str) -> _Reply:
         return _detail(404, "dubbing_not_found", f"Dubbing {dubbing_id} not found.")

@@ -6,13 +6,16 @@ from __future__ import annotations
 import re
 import subprocess
 
+import httpx
 import pytest
 from cli_helpers import reconcile
 from conftest import KO_EN
 from test_reconcile_s3 import PREFIX, invalidations, keys
 
-from reconciler import subtitles
+from reconciler import board, subtitles
 from reconciler.hls import parse_master, parse_media
+from reconciler.observe import observe
+from reconciler.store import open_store
 from reconciler.subtitles import SubtitleError
 
 SRT = """1
@@ -182,6 +185,9 @@ def test_a_bad_subtitle_file_publishes_nothing_of_it_and_keeps_the_rest(repo, bu
                           ["Body"].read().decode())
     assert list(master.uris("AUDIO")) == ["ko", "en"]  # the audio is not held back
     assert list(master.uris("SUBTITLES")) == ["ko"]
+    grid = board.from_observed(observe(open_store(f"s3://{bucket}"), [], extra_ids=[11]))
+    assert board.markdown(grid) == ("| section | ko | en |\n|---|---|---|\n"
+                                    "| 11 | audio ✓ · subtitles ✓ | audio ✓ · subtitles – |\n")
 
 
 def test_a_subtitle_path_that_is_not_vtt_or_srt_is_a_manifest_error(repo):
@@ -197,7 +203,6 @@ def test_ffprobe_lists_the_subtitle_renditions_from_master_and_verify_checks_the
     from media_helpers import running
 
     from reconciler.preview import make_server
-    from reconciler.store import open_store
     from reconciler.verify import verify
 
     repo.write(11, _subtitled(repo))
@@ -218,6 +223,14 @@ def test_ffprobe_lists_the_subtitle_renditions_from_master_and_verify_checks_the
         failures = verify(base, [11]).failures
         assert [(f.url.rsplit("/", 3)[-3:], f.check, f.actual) for f in failures] == [
             (["subtitles", "en", "s_001.vtt"], "content-type", "text/plain")]
+        # The status board, through the CDN (verify) and from the store (preview's index).
+        board = reconcile("verify", repo.manifests, "--cdn", base, "--format", "markdown")
+        assert board.code == 1
+        assert board.stdout == ("| section | ko | en |\n|---|---|---|\n"
+                                "| 11 | audio ✓ · subtitles ✓ | audio ✓ · subtitles ✗ |\n")
+        index = httpx.get(f"{base}/").text
+        assert '<td data-lang="en" data-audio="✓" data-subtitles="✓">' in index
+        assert '<a href="player.html?section=11">Section 11</a>' in index
     # FFmpeg 5.1 opens HLS subtitle renditions only with -strict experimental.
     subs = {line for line in out.splitlines() if line.startswith("webvtt")}
     assert {"webvtt,subtitle,en", "webvtt,subtitle,ko"} <= subs, out
@@ -229,3 +242,68 @@ def test_an_unreadable_subtitle_file_is_a_plan_error_for_its_language(repo, buck
     assert plan.code == 1
     assert "! error: ko: subtitles ../media/missing.srt: no such file" in plan.stdout
     assert "+ package audio ko" in plan.stdout  # the rest of the section is planned
+
+
+def transcript_requests(eleven) -> list[str]:
+    return [path for method, path in eleven.requests if "/transcript/" in path]
+
+
+def test_dub_transcripts_become_subtitles_in_one_apply_and_are_fetched_once(
+        repo, bucket, eleven, s3):
+    (repo.root / "media" / "ko.srt").write_text(SRT, encoding="utf-8")
+    repo.write(11, [{"code": "ko", "audio": "source", "default": True,
+                     "subtitles": "../media/ko.srt"},
+                    {"code": "en"}, {"code": "ja"}, {"code": "es"}], subtitles="dub")
+    plan = reconcile("--plan", repo.manifests)
+    assert all(f"+ package subtitles {c}" in plan.stdout for c in ("ko", "en", "ja", "es"))
+    applied = reconcile("--apply", repo.manifests)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert sorted(c["target_lang"] for c in eleven.creates) == ["en", "es", "ja"]  # paid: 3
+    assert sorted(p.rsplit("/", 1)[-1] for p in transcript_requests(eleven)) == [
+        "en", "es", "ja"]
+    master = parse_master(s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/master.m3u8")
+                          ["Body"].read().decode())
+    assert list(master.uris("SUBTITLES")) == ["ko", "en", "ja", "es"]
+    first = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/subtitles/ja/s_000.vtt")
+    assert "00:00:00.500 --> 00:00:02.500\nja line 1\n" in first["Body"].read().decode()
+    cached = [k for k in keys(s3, bucket, "dubbing-cache/11/") if k.endswith("-transcript.vtt")]
+    assert len(cached) == 3  # kept next to the paid audio
+    assert reconcile("--plan", repo.manifests).code == 0
+
+    # A lost subtitle rendition is rebuilt from the cache: no request to ElevenLabs at all.
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+        {"Key": k} for k in keys(s3, bucket, f"{PREFIX}/11/subtitles/en/")]})
+    seen = len(eleven.requests)
+    again = reconcile("--apply", repo.manifests)
+    assert again.code == 0, again.stdout + again.stderr
+    assert len(eleven.requests) == seen
+    assert reconcile("--plan", repo.manifests).code == 0
+
+
+def test_subtitles_added_to_a_dubbed_section_fetch_each_transcript_once_and_pay_nothing(
+        repo, bucket, eleven, s3):
+    langs = [{"code": "ko", "audio": "source", "default": True}, {"code": "en"}]
+    repo.write(11, langs)
+    assert reconcile("--apply", repo.manifests).code == 0
+    assert len(eleven.creates) == 1 and transcript_requests(eleven) == []  # not asked for
+    before = keys(s3, bucket, f"{PREFIX}/11/")
+    repo.write(11, [langs[0], {"code": "en", "subtitles": "dub"}])
+    applied = reconcile("--apply", repo.manifests)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert len(eleven.creates) == 1  # the cached dub's id fetched its transcript: unpaid
+    assert len(transcript_requests(eleven)) == 1
+    after = keys(s3, bucket, f"{PREFIX}/11/")
+    changed = {k for k in after if k not in before or after[k]["ETag"] != before[k]["ETag"]}
+    assert changed and all("/subtitles/en/" in k or k.endswith("/master.m3u8")
+                           for k in changed), changed
+    seen = len(eleven.requests)
+    assert reconcile("--apply", repo.manifests).code == 0
+    assert reconcile("--plan", repo.manifests).code == 0 and len(eleven.requests) == seen
+
+
+def test_subtitles_dub_on_a_language_with_audio_is_a_manifest_error(repo):
+    repo.write(11, [{**KO_EN[0], "subtitles": "dub"}])
+    result = reconcile("validate", repo.manifests)
+    assert result.code == 1
+    assert "languages[0].subtitles: 'dub' is the transcript of this language's dub" \
+        in result.stderr
