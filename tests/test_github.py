@@ -767,6 +767,16 @@ def test_workflow_guarantees() -> None:
     assert "bash .ci/run" in json.dumps(_load(WORKFLOWS / "ci.yml"))
 
 
+def test_apply_and_drift_jobs_put_the_status_board_in_the_job_summary() -> None:
+    apply = _load(WORKFLOWS / "apply.yml")["jobs"]["apply"]["steps"]
+    drift = _load(WORKFLOWS / "drift.yml")["jobs"]["drift"]["steps"]
+    for steps, sections in ((apply, '--section "$id"'), (drift, "")):
+        board = next(s for s in steps if s.get("name", "").startswith("Status board"))
+        assert "reconcile verify" in board["run"] and "--format markdown" in board["run"]
+        assert '>> "$GITHUB_STEP_SUMMARY"' in board["run"] and sections in board["run"]
+        assert "NEXT_PUBLIC_CDN_URL" in board["if"] and "!cancelled()" in board["if"]
+
+
 def test_composite_action_metadata() -> None:
     action = yaml.safe_load((ROOT / "action.yml").read_text())
     assert action["runs"]["using"] == "composite"
