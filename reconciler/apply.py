@@ -25,7 +25,7 @@ from . import layout, media, subtitles
 from .dubbing import DubbingError, ElevenLabs
 from .hls import MediaPlaylist, parse_media, render_media, target_duration
 from .inputs import InputError, fetch
-from .manifest import DUB_TRANSCRIPT, Section
+from .manifest import DUB_TRANSCRIPT, Language, Section
 from .mp4 import InitSegmentError, read_track
 from .observe import (
     STAMP_FRAME_RATE,
@@ -34,7 +34,6 @@ from .observe import (
     ObservedSection,
 )
 from .plan import (
-    TRANSCRIPT_SUFFIX,
     Action,
     Facts,
     Kind,
@@ -166,7 +165,7 @@ class _Section:
                                           dir=rt.tmp_dir))
         self.facts: dict[str | None, Facts] = {}
         self.dub_files: dict[str, Path] = {}
-        self.transcripts: dict[str, bytes] = {}  # language -> its dub's WebVTT transcript
+        self.transcripts: dict[str, bytes] = {}  # cache key -> a dub's WebVTT transcript
         self.video_failed = False
         self.video_ready = threading.Event()  # the video phase is over (done, failed or none)
         self._video_local: Path | None = None
@@ -372,32 +371,38 @@ class _Section:
             return
         finally:
             tracker.dub_done(sid, code)
-        if self.s.language(code).subtitles == DUB_TRANSCRIPT:  # with the dub, while it is known
+        # The transcripts the manifest wants from this dub, fetched while its id is at hand.
+        for lang in self.s.languages:
+            if lang.subtitles != DUB_TRANSCRIPT or self.s.transcript_of(lang)[0] != code:
+                continue
+            spoken = self.s.transcript_of(lang)[1]
+            cache_key = transcript_key(self.s.section_id, code, action.source_id or "", spoken)
             try:
-                self._fetch_transcript(client, dubbing_id, code, action.source_id or "")
+                self._fetch_transcript(client, dubbing_id, cache_key, spoken)
             except EXPECTED as err:  # the subtitles step tries again from the cached dub's id
                 with self._lock:
-                    self.result.warnings.append(f"{code}: transcript not fetched yet: {err}")
+                    self.result.warnings.append(f"{lang.code}: transcript not fetched yet: {err}")
 
-    def _fetch_transcript(self, client: ElevenLabs, dubbing_id: str, code: str,
-                          key: str) -> bytes:
+    def _fetch_transcript(self, client: ElevenLabs, dubbing_id: str, cache_key: str,
+                          spoken: str) -> bytes:
         """Fetch a dub's transcript (free with the paid dub) and keep it in the dub cache."""
-        text = client.transcript(dubbing_id, code)
-        self.store.put_bytes(transcript_key(self.s.section_id, code, key), text,
-                             TRANSCRIPT_META, {"dubbing-id": dubbing_id})
-        self.transcripts[code] = text
+        text = client.transcript(dubbing_id, spoken)
+        self.store.put_bytes(cache_key, text, TRANSCRIPT_META, {"dubbing-id": dubbing_id})
+        with self._lock:
+            self.transcripts[cache_key] = text
         return text
 
-    def _transcript(self, code: str, cache_key: str) -> bytes:
+    def _transcript(self, lang: Language, cache_key: str) -> bytes:
         """A dub's transcript: fetched in this apply, else cached, else fetched once (no new dub)
         with the id recorded on the cached dub."""
-        if code in self.transcripts:
-            return self.transcripts[code]
+        if cache_key in self.transcripts:
+            return self.transcripts[cache_key]
         got = self.store.get(cache_key)
         if got is not None:
             return got[0]
-        key = cache_key.rsplit("/", 1)[-1].removesuffix(TRANSCRIPT_SUFFIX)
-        prefix, job = dub_cache_keys(self.s.section_id, code, key)
+        dubbed, spoken = self.s.transcript_of(lang)
+        key = cache_key.rsplit("/", 1)[-1].split("-", 1)[0]  # dub keys are hex: no "-"
+        prefix, job = dub_cache_keys(self.s.section_id, dubbed, key)
         audio = sorted(k for k in self.store.list(prefix) if k != job)
         info = self.store.head(audio[0]) if audio else None
         dubbing_id = info.metadata.get("dubbing-id") if info else None
@@ -405,8 +410,8 @@ class _Section:
             raise DubbingError("no transcript of the dub is cached and "
                                + ("no dub id is recorded" if self.rt.dubber else
                                   "dubbing is not configured (set ELEVENLABS_API_KEY)"),
-                               language=code)
-        return self._fetch_transcript(self.rt.dubber(), dubbing_id, code, key)
+                               language=lang.code)
+        return self._fetch_transcript(self.rt.dubber(), dubbing_id, cache_key, spoken)
 
     def _resume_or_create(self, client: ElevenLabs, code: str, job_key: str, key: str) -> str:
         store = self.store
@@ -517,7 +522,8 @@ class _Section:
         out = self.work / "subtitles" / code
         try:
             if lang.subtitles == DUB_TRANSCRIPT:
-                data, label = self._transcript(code, action.keys[0]), f"transcript of {code} dub"
+                data = self._transcript(lang, action.keys[0])
+                label = f"transcript of the {self.s.transcript_of(lang)[0]} dub"
             else:
                 data = fetch(lang.subtitles, self.work / "input",
                              self.rt.fetch_policy).read_bytes()

@@ -64,7 +64,7 @@ class Source:
 
 
 VIDEO_TRACK = Source("video", "source")
-DUB_TRANSCRIPT = Source("dub", "dub")  # the transcript ElevenLabs made with the language's dub
+DUB_TRANSCRIPT = Source("dub", "dub")  # the transcript ElevenLabs made with a dub
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,13 @@ class Section:
 
     def language(self, code: str) -> Language:
         return next(lang for lang in self.languages if lang.code == code)
+
+    def transcript_of(self, lang: Language) -> tuple[str, str]:
+        """(dubbed language, ElevenLabs transcript language) for `subtitles: dub`: a dubbed
+        language's own, or for the video's own track the first dub's `source` transcript."""
+        if lang.audio is None:
+            return lang.code, lang.code
+        return next(x.code for x in self.languages if x.audio is None), "source"
 
 
 @cache
@@ -397,6 +404,7 @@ def _parse_file(file: Path, root: Path, check_files: bool
     if len(defaults) > 1:
         ctx.error(["languages", defaults[1], "default"], "only one language may be the default")
     default_index = defaults[0] if defaults else 0
+    dubbed = any("audio" not in raw for _i, raw in raw_languages)
     for i, raw in raw_languages:
         code = raw["code"]
         if not langcodes.tag_is_valid(code):
@@ -425,13 +433,18 @@ def _parse_file(file: Path, root: Path, check_files: bool
                 else _source(ctx, ["languages", i, "audio"], raw["audio"], base, root,
                              check_files)
             )
+        # `dub`: a dubbed language's own transcript; for the video's own track, the source
+        # transcript of the section's first dub.
+        transcribed = audio is None or (audio == VIDEO_TRACK and dubbed)
         subtitles = (_subtitles(ctx, ["languages", i, "subtitles"], raw["subtitles"], base, root,
                                 check_files) if "subtitles" in raw
-                     else DUB_TRANSCRIPT if data.get("subtitles") == "dub" and audio is None
+                     else DUB_TRANSCRIPT if data.get("subtitles") == "dub" and transcribed
                      else None)
-        if subtitles == DUB_TRANSCRIPT and audio is not None:
-            ctx.error(["languages", i, "subtitles"], "'dub' is the transcript of this "
-                      "language's dub, but it has audio (not dubbed): give a .vtt or .srt file")
+        if subtitles == DUB_TRANSCRIPT and not transcribed:
+            ctx.error(["languages", i, "subtitles"], "'dub' is the transcript of a dub, but "
+                      + ("no language of the section is dubbed" if audio == VIDEO_TRACK else
+                         "this language has audio (not dubbed)")
+                      + ": give a .vtt or .srt file")
         languages.append(Language(code, name, i == default_index, audio, subtitles))
     if ctx.errors or video is None:
         return None, ctx.errors, declared

@@ -220,18 +220,22 @@ def audio_source_id(section: Section, lang: Language, obs: ObservedSection,
     return _digest("file", state.identity, video_ref)
 
 
-def transcript_key(section_id: int, language: str, key: str) -> str:
-    """Where a dub's transcript (WebVTT) is cached, beside its audio (not under the audio's
-    `{key}.` prefix, which names the audio object)."""
-    return f"{dub_cache_prefix(section_id)}{language}/{key}{TRANSCRIPT_SUFFIX}"
+def transcript_key(section_id: int, dubbed: str, key: str, spoken: str) -> str:
+    """Where a dub's transcript in `spoken` (its language, or `source`) is cached, beside its
+    audio (not under the audio's `{key}.` prefix, which names the audio object)."""
+    which = "-source" if spoken == "source" else ""
+    return f"{dub_cache_prefix(section_id)}{dubbed}/{key}{which}{TRANSCRIPT_SUFFIX}"
 
 
 def subtitles_source_id(section: Section, lang: Language, obs: ObservedSection,
                         video_ref: str) -> str | None:
-    """Identity of a subtitle rendition: its file (or the dub whose transcript it is) and the
-    video it is cut to; None when the file is unreadable."""
+    """Identity of a subtitle rendition: its file (or the transcript it is) and the video it
+    is cut to; None when the file is unreadable."""
     if lang.subtitles is not None and lang.subtitles.kind == "dub":
-        return _digest("subtitles", "dub:" + dub_key(section, lang.code, video_ref), video_ref)
+        dubbed, spoken = section.transcript_of(lang)
+        return _digest("subtitles", transcript_key(section.section_id, dubbed,
+                                                   dub_key(section, dubbed, video_ref), spoken),
+                       video_ref)
     state = obs.subtitle_inputs.get(lang.code)
     if state is None or state.identity is None:
         return None
@@ -356,9 +360,11 @@ class _SectionPlanner:
             # Keep serving what is there.
             listed = rend.complete and lang.code in self.o.master_languages("SUBTITLES")
         elif change is not None:
-            transcript = (transcript_key(self.s.section_id, lang.code,
-                                         dub_key(self.s, lang.code, self.video_ref)),) \
-                if lang.subtitles.kind == "dub" else ()
+            transcript = ()
+            if lang.subtitles.kind == "dub":
+                dubbed, spoken = self.s.transcript_of(lang)
+                transcript = (transcript_key(self.s.section_id, dubbed,
+                                             dub_key(self.s, dubbed, self.video_ref), spoken),)
             self.actions.append(Action(Kind.PACKAGE_SUBTITLES, change, lang.code, reason,
                                        keys=transcript, source_id=source_id))
             self.texts_rebuilt.add(lang.code)

@@ -301,9 +301,27 @@ def test_subtitles_added_to_a_dubbed_section_fetch_each_transcript_once_and_pay_
     assert reconcile("--plan", repo.manifests).code == 0 and len(eleven.requests) == seen
 
 
-def test_subtitles_dub_on_a_language_with_audio_is_a_manifest_error(repo):
-    repo.write(11, [{**KO_EN[0], "subtitles": "dub"}])
+def test_subtitles_dub_without_a_dub_to_take_it_from_is_a_manifest_error(repo):
+    repo.write(11, [{**KO_EN[0], "subtitles": "dub"}, {**KO_EN[1], "subtitles": "dub"}])
     result = reconcile("validate", repo.manifests)
     assert result.code == 1
-    assert "languages[0].subtitles: 'dub' is the transcript of this language's dub" \
-        in result.stderr
+    assert ("languages[0].subtitles: 'dub' is the transcript of a dub, but no language of the "
+            "section is dubbed: give a .vtt or .srt file") in result.stderr
+    assert ("languages[1].subtitles: 'dub' is the transcript of a dub, but this language has "
+            "audio (not dubbed)") in result.stderr
+
+
+def test_the_source_language_gets_the_first_dubs_source_transcript(repo, bucket, eleven, s3):
+    repo.write(11, [{"code": "ko", "audio": "source", "default": True}, {"code": "en"}],
+               subtitles="dub")
+    applied = reconcile("--apply", repo.manifests)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert len(eleven.creates) == 1
+    assert sorted(p.rsplit("/", 1)[-1] for p in transcript_requests(eleven)) == ["en", "source"]
+    ko = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/subtitles/ko/s_000.vtt")
+    assert "\nsource line 1\n" in ko["Body"].read().decode()
+    master = parse_master(s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/master.m3u8")
+                          ["Body"].read().decode())
+    assert list(master.uris("SUBTITLES")) == ["ko", "en"]
+    seen = len(eleven.requests)
+    assert reconcile("--plan", repo.manifests).code == 0 and len(eleven.requests) == seen
