@@ -131,7 +131,7 @@ section_option = click.option(
 )
 store_option = click.option(
     "--store", "store_url", metavar="URL",
-    help="file://DIR or s3://BUCKET (default: s3://$AWS_BUCKET_NAME).",
+    help="s3://BUCKET[/PREFIX] or file:///ABSOLUTE/DIR (default: s3://$AWS_BUCKET_NAME).",
 )
 
 
@@ -389,7 +389,7 @@ def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, gi
     """HTTP API for the web app: POST /api/dubbing records the request in the section's
     manifest and reconciles it with this same engine (OpenAPI at /openapi.json)."""
     try:
-        from .api import ApiConfig, serve
+        from .api import ApiConfig, check_exposure, serve
     except ModuleNotFoundError as err:  # fastapi/uvicorn are the optional [api] extra
         fail(f"`reconcile serve` needs {err.name}: install {DISTRIBUTION}[api]")
 
@@ -397,6 +397,7 @@ def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, gi
         config = ApiConfig.from_env(manifests_dir, data_dir, store_url=store_url,
                                     workers=workers, insecure_no_auth=insecure_no_auth,
                                     git_commit=git_commit, max_dub_minutes=max_dub_minutes)
+        check_exposure(config, host)  # the token rule first: it is what most setups miss
         config.data_dir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=config.data_dir).close()  # writable, or one line now
         reachable(engine.Settings.from_env(config.store_url).store_url)

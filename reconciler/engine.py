@@ -22,7 +22,7 @@ from .observe import ObservedSection, observe
 from .plan import Plan, PlanOptions, make_plan
 from .progress import Tracker
 from .sources import STRICT, FetchPolicy
-from .store import Store, open_store
+from .store import STORE_FORMS, Store, open_store
 
 MAX_ROUNDS = 3  # re-observe and re-plan a section whose master changed under us
 
@@ -51,8 +51,7 @@ class Settings:
         bucket = os.environ.get("AWS_BUCKET_NAME")
         url = store_url or (f"s3://{bucket}" if bucket else None)
         if not url:
-            raise ValueError("no store: pass --store file://DIR or s3://BUCKET, or set "
-                             "AWS_BUCKET_NAME")
+            raise ValueError(f"no store: pass --store {STORE_FORMS}, or set AWS_BUCKET_NAME")
         base = {
             "store_url": url,
             "distribution_id": os.environ.get("CLOUDFRONT_DISTRIBUTION_ID") or None,
