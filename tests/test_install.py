@@ -193,7 +193,8 @@ def test_wheel_in_a_fresh_venv_runs_from_outside_the_checkout(tmp_path: Path) ->
     with_api = run([str(venv / "bin" / "pip"), "install", "-q", "--no-compile",
                     "-c", str(REPO / "requirements-constraints.txt"), f"{wheel}[api]"], tmp_path)
     assert with_api.returncode == 0, with_api.stderr
-    serve = run([reconcile, "serve", "--host", "0.0.0.0"], work)  # no token: refused, not missing
+    serve = run([reconcile, "serve", "--host", "0.0.0.0", "--store", store],  # no token
+                work)
     assert serve.returncode == 1 and "RECONCILER_API_TOKEN" in serve.stderr, serve.stderr
     assert "[api]" not in serve.stderr
 
