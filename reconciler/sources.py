@@ -7,9 +7,10 @@ checked address), so DNS rebinding between a check and the fetch cannot reach lo
 private, link-local or metadata addresses. ffmpeg and ffprobe never fetch anything: inputs are
 downloaded through this client first and the tools read local files only (media.py).
 
-The CLI and the HTTP API share it; api.py adds its allow-list on top. The only way to relax the
-policy is to construct a `FetchPolicy` in code (the tests' loopback servers do): no environment
-variable or flag does, so a production process cannot be talked into it.
+The CLI and the HTTP API share it; the API adds its allow-list on top (api/allowlist.py). The
+only way to relax the policy is to construct a `FetchPolicy` in code (the tests' loopback
+servers do): no environment variable or flag does, so a production process cannot be talked
+into it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,392 @@
+"""The API's service: a request becomes a manifest change (merged, validated, written
+atomically, optionally committed) and a durable job runs the ordinary engine on the section.
+One cohesive thing: the life of a dubbing request from manifest to job result."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import engine, layout
+from ..cdn import CdnError
+from ..jobs import FAILED, SUCCEEDED, Job, JobQueue, JobStore
+from ..lock import LockError
+from ..manifest import InvalidManifests, load_manifests, manifest_files, read_yaml
+from ..redaction import redact
+from ..store import StoreError
+from .allowlist import ApiConfigError, check_source
+from .config import MANIFEST_HEADER, ApiConfig
+from .errors import ApiError
+from .models import (
+    DeclaredLanguage,
+    DubbingRequest,
+    DubbingResult,
+    JobStatus,
+    LanguageFailure,
+    SectionStatus,
+)
+
+log = logging.getLogger(__name__)
+
+def _iso(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+def _same(code: str, other: str) -> bool:
+    return code.lower() == other.lower()
+
+
+@dataclass
+class Submitted:
+    """What `submit` did: a job queued, or nothing to do (result ready now)."""
+
+    job: Job | None = None
+    ready: DubbingResult | None = None
+
+
+class DubbingService:
+    """Manifest merge + durable jobs + the reconciler. Thread-safe; blocking (call it from a
+    thread pool, not the event loop)."""
+
+    def __init__(self, config: ApiConfig) -> None:
+        self.config = config
+        self.manifests_dir = config.manifests_dir.resolve()
+        if not self.manifests_dir.is_dir():
+            raise ApiConfigError(f"manifests directory {config.manifests_dir} does not exist")
+        self.settings = engine.Settings.from_env(
+            config.store_url, workers=config.jobs, dub_concurrency=config.dub_concurrency,
+            max_dub_minutes=config.max_dub_minutes)
+        self.git_root = self._git_root() if config.git_commit else None
+        self.jobs = JobStore(config.data_dir / "jobs.sqlite3")
+        self.queue = JobQueue(self.jobs, self.run_job, workers=config.workers,
+                              data_dir=config.data_dir)
+        self._manifest_lock = threading.Lock()  # read-merge-write-commit-enqueue, in order
+        self._reconciler_lock = threading.Lock()
+        self._reader: engine.Reconciler | None = None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def master_url(self, section_id: int) -> str:
+        base = (self.settings.cdn_url or self.settings.store_url).rstrip("/")
+        return f"{base}/{layout.master_key(section_id)}"
+
+    def reconciler(self) -> engine.Reconciler:
+        """A fresh reconciler (a job's apply keeps per-run state)."""
+        return engine.Reconciler(self.settings)  # progress: the debug log (progress.Tracker)
+
+    def reader(self) -> engine.Reconciler:
+        """A shared reconciler for read-only observation."""
+        with self._reconciler_lock:
+            if self._reader is None:
+                self._reader = self.reconciler()
+            return self._reader
+
+    def master_languages(self, section_id: int) -> list[str]:
+        """What the store's master.m3u8 lists (reads only the section's prefix)."""
+        observed = self.reader().observe([], {section_id: ""})[section_id]
+        if observed.error:
+            raise ApiError(503, "store_unavailable", "the store could not be read")
+        return observed.master_languages()
+
+    def find_manifest(self, section_id: int) -> tuple[Path, dict[str, Any] | None]:
+        """The file declaring the section (any name), else where the API would create it."""
+        own = self.manifests_dir / f"section-{section_id}.yaml"
+        for path in manifest_files([self.manifests_dir]):
+            try:
+                _node, data = read_yaml(path.read_text(encoding="utf-8"), str(path))
+            except (OSError, UnicodeDecodeError, InvalidManifests) as err:
+                if path.resolve() == own.resolve():  # never overwrite it unread
+                    raise ApiError(409, "manifest_invalid", "the section's manifest is invalid: "
+                                   f"{getattr(err, 'errors', [err])[0]}; fix it first") from None
+                continue
+            if isinstance(data, dict) and data.get("sectionId") == section_id:
+                return path, data
+        return self.manifests_dir / f"section-{section_id}.yaml", None
+
+    # -- POST /api/dubbing ------------------------------------------------------------------
+
+    def submit(self, req: DubbingRequest) -> Submitted:
+        check_source(req.inputVideoUrl, self.config.allowed_sources, self.config.resolver)
+        sid = req.curriculumSectionId
+        requested = list(dict.fromkeys(req.targetLanguages))
+        with self._manifest_lock:
+            path, current = self.find_manifest(sid)
+            if current is not None:
+                try:
+                    load_manifests([path])
+                except InvalidManifests as err:
+                    raise ApiError(409, "manifest_invalid",
+                                   f"the section's manifest is invalid: {err.errors[0]}; fix it "
+                                   "first") from None
+            doc, codes, added, replaced = self._merge(sid, current, req, requested)
+            if added or replaced or current is None:
+                self._write_manifest(path, doc)
+                if self.git_root is not None:
+                    self._commit(path, sid, added, replaced)
+                return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes))
+        ready = self._ready_now(sid, codes)
+        if ready is not None:
+            return Submitted(ready=ready)
+        with self._manifest_lock:
+            return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes))
+
+    def _merge(self, sid: int, current: dict[str, Any] | None, req: DubbingRequest,
+               requested: list[str]) -> tuple[dict[str, Any], list[str], list[str], bool]:
+        """(new document, requested codes as the manifest spells them, added codes, video
+        replaced). Languages are only added; a different video is a 409 unless replaceVideo."""
+        if current is None:
+            doc: dict[str, Any] = {"sectionId": sid, "video": req.inputVideoUrl, "languages": []}
+        else:
+            doc = dict(current)
+        replaced = False
+        source = self._source_language(sid, doc, req)
+        if current is None and source:
+            doc["sourceLanguage"] = source
+        if current is not None and doc.get("video") != req.inputVideoUrl:
+            if not req.replaceVideo:
+                raise ApiError(
+                    409, "video_conflict",
+                    f"section {sid} already has video {redact(str(doc.get('video')))}; "
+                    "send replaceVideo: true to replace it", "inputVideoUrl")
+            doc["video"] = req.inputVideoUrl
+            replaced = True
+        languages = list(doc.get("languages") or [])
+        spelled: list[str] = [str(lang.get("code")) for lang in languages
+                              if isinstance(lang, dict) and lang.get("code") is not None]
+        added: list[str] = []
+        codes: list[str] = []
+        for code in requested:
+            have = next((c for c in spelled if _same(c, code)), None)
+            if have is None:
+                same = source is not None and _same(code, source)
+                languages.append({"code": code, "audio": "source"} if same else {"code": code})
+                spelled.append(code)
+                added.append(code)
+                have = code
+            if have not in codes:
+                codes.append(have)
+        doc["languages"] = languages
+        return doc, codes, added, replaced
+
+    def _source_language(self, sid: int, doc: dict[str, Any], req: DubbingRequest) -> str | None:
+        """The video's spoken language: the manifest's, else the request's, else the server's
+        default. An existing manifest's is never changed (it is part of every dub's identity:
+        changing it would pay for each dub again)."""
+        declared = doc.get("sourceLanguage")
+        declared = None if declared in (None, "auto") else str(declared)
+        if declared and req.sourceLanguage and not _same(declared, req.sourceLanguage):
+            raise ApiError(409, "source_language_conflict",
+                           f"section {sid} declares sourceLanguage {declared}, not "
+                           f"{req.sourceLanguage}; change it in its manifest", "sourceLanguage")
+        return declared or req.sourceLanguage or self.config.source_language
+
+    def _write_manifest(self, path: Path, doc: dict[str, Any]) -> None:
+        """Validate the result with every other manifest, then replace the file atomically:
+        an invalid manifest is never left behind."""
+        text = MANIFEST_HEADER + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                        dir=path.parent)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            # mkstemp makes it 0600; a manifest is an ordinary, readable repository file.
+            tmp.chmod(path.stat().st_mode & 0o777 if path.exists() else 0o644)
+            others = [f for f in manifest_files([self.manifests_dir])
+                      if f.resolve() != path.resolve()]
+            try:
+                load_manifests([*others, tmp])
+            except InvalidManifests as err:
+                mine = [e for e in err.errors if e.file == str(tmp)]
+                if mine:
+                    first = mine[0]
+                    raise ApiError(422, "invalid_manifest",
+                                   f"the resulting manifest would be invalid: {first.field}: "
+                                   f"{first.message}", _request_field(first.field)) from None
+                raise ApiError(409, "manifests_invalid",
+                               f"other manifests are invalid ({len(err.errors)} problem(s), "
+                               f"first: {err.errors[0]}); fix them first") from None
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _git_root(self) -> Path:
+        try:
+            out = subprocess.run(["git", "-C", str(self.manifests_dir), "rev-parse",
+                                  "--show-toplevel"], capture_output=True, text=True,
+                                 check=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            raise ApiConfigError(
+                f"--git-commit: {self.manifests_dir} is not in a git work tree") from None
+        return Path(out.stdout.strip())
+
+    def _commit(self, path: Path, sid: int, added: list[str], replaced: bool) -> None:
+        """Commit this one file (other staged changes are left alone). A failed commit is
+        logged, not fatal: the manifest is valid and written, and the next commit carries it."""
+        what = []
+        if replaced:
+            what.append("replace video")
+        if added:
+            what.append("add " + ", ".join(added))
+        message = f"api: section {sid}: {'; '.join(what) or 'declare section'}"
+        name, email = self.config.git_author
+        env = {**os.environ, "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+               "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+        root = str(self.git_root)
+        try:
+            subprocess.run(["git", "-C", root, "add", "--", str(path)], check=True,
+                           capture_output=True, env=env, timeout=60)
+            subprocess.run(["git", "-C", root, "commit", "-q", "-m", message, "--", str(path)],
+                           check=True, capture_output=True, env=env, timeout=60)
+        except (OSError, subprocess.SubprocessError) as err:
+            log.error("git commit of %s failed: %s", path, err)
+
+    def _ready_now(self, sid: int, codes: list[str]) -> DubbingResult | None:
+        """The result, when every requested language is already served for the declared video
+        (the plan has nothing to do for them); else None (a job is needed)."""
+        from ..plan import Kind
+
+        try:
+            sections = engine.load([self.manifests_dir], [sid])
+        except InvalidManifests as err:
+            raise ApiError(409, "manifests_invalid",
+                           f"manifests are invalid: {err.errors[0]}; fix them first") from None
+        plan, observed = self.reader().plan(sections)
+        section_plan = next(p for p in plan.sections if p.section_id == sid)
+        listed = observed[sid].master_languages()
+        blocking = {None, *(c.lower() for c in codes)}
+        if section_plan.errors or any(
+            a.type not in (Kind.WRITE_MASTER, Kind.DELETE_OBJECTS)
+            and (a.language.lower() if a.language else None) in blocking
+            for a in section_plan.actions
+        ):
+            return None
+        if not all(any(_same(c, m) for m in listed) for c in codes):
+            return None
+        return DubbingResult(ok=True, sectionId=sid, languagesReady=listed,
+                             masterUrl=self.master_url(sid))
+
+    # -- the job ----------------------------------------------------------------------------
+
+    def run_job(self, job: Job) -> tuple[str, dict[str, Any]]:
+        """Reconcile the job's section with the ordinary engine; report per language."""
+        sid = job.section_id
+        errors: list[str] = []
+        by_language: dict[str, list[str]] = {}
+        section_wide: list[str] = []
+        try:
+            sections = engine.load([self.manifests_dir], [sid])
+            outcome = self.reconciler().apply(sections)
+            errors += outcome.errors
+            for sp in outcome.plan.sections:
+                if sp.section_id == sid:
+                    for problem in sp.errors:
+                        head, _, rest = problem.partition(": ")
+                        if any(_same(head, c) for c in job.languages):
+                            by_language.setdefault(head.lower(), []).append(rest)
+                        else:
+                            section_wide.append(problem)
+            for result in outcome.results:
+                if result.section_id != sid:
+                    continue
+                for failure in result.failures:
+                    if failure.language:
+                        by_language.setdefault(failure.language.lower(), []).append(
+                            f"{failure.step}: {failure.message}")
+                    else:
+                        section_wide.append(str(failure))
+        except (InvalidManifests, engine.SpendLimitExceeded, LockError, StoreError, CdnError,
+                ValueError, OSError) as err:
+            section_wide.append(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        except Exception:  # the engine's own bugs: log them, tell the client little
+            log.exception("job %s: reconcile failed", job.id)
+            section_wide.append("internal error while reconciling (see the server log)")
+        try:
+            ready = self.master_languages(sid)
+        except Exception:
+            log.exception("job %s: cannot read master.m3u8", job.id)
+            ready = []
+            errors.append("could not read master.m3u8 after the reconcile")
+        failed = []
+        for code in job.languages:
+            reasons = by_language.get(code.lower(), [])
+            listed = any(_same(code, m) for m in ready)
+            if reasons or not listed:
+                reason = "; ".join(reasons or section_wide or errors
+                                   or ["not listed in master.m3u8 after the reconcile"])
+                failed.append({"code": code, "reason": reason})
+        ok = not failed
+        result = {"languagesReady": ready, "languagesFailed": failed, "ok": ok,
+                  "errors": errors + [e for e in section_wide if e not in errors]}
+        return (SUCCEEDED if ok else FAILED), result
+
+    def job_status(self, job: Job) -> JobStatus:
+        result = job.result or {}
+        return JobStatus(
+            jobId=job.id, status=job.status, sectionId=job.section_id,  # type: ignore[arg-type]
+            languagesRequested=list(job.languages),
+            languagesReady=result.get("languagesReady", []),
+            languagesFailed=[LanguageFailure(**f) for f in result.get("languagesFailed", [])],
+            masterUrl=self.master_url(job.section_id),
+            ok=bool(job.finished and result.get("ok")),
+            errors=result.get("errors", []),
+            createdAt=_iso(job.created_at), startedAt=_iso(job.started_at),  # type: ignore[arg-type]
+            finishedAt=_iso(job.finished_at),
+        )
+
+    def job_result(self, job: Job) -> DubbingResult:
+        status = self.job_status(job)
+        return DubbingResult(ok=status.ok, sectionId=job.section_id,
+                             languagesReady=status.languagesReady, masterUrl=status.masterUrl,
+                             jobId=job.id, languagesFailed=status.languagesFailed)
+
+    # -- GET /api/sections/{id} --------------------------------------------------------------
+
+    def section(self, sid: int) -> SectionStatus:
+        path, data = self.find_manifest(sid)
+        declared: list[DeclaredLanguage] = []
+        video = None
+        if data is not None:
+            try:
+                section = load_manifests([path])[0]
+            except InvalidManifests as err:
+                raise ApiError(409, "manifest_invalid",
+                               f"the section's manifest is invalid: {err.errors[0]}") from None
+            video = section.video.display()
+            declared = [DeclaredLanguage(code=lang.code, name=lang.name, default=lang.default,
+                                         dubbed=lang.audio is None)
+                        for lang in section.languages]
+        observed = self.reader().observe([], {sid: ""})[sid]
+        if observed.error:
+            raise ApiError(503, "store_unavailable", "the store could not be read")
+        if data is None and not observed.master_text:
+            raise ApiError(404, "not_found", f"section {sid} has no manifest and no master")
+        return SectionStatus(sectionId=sid, manifest=path.name if data is not None else None,
+                             video=video, declaredLanguages=declared,
+                             observedLanguages=observed.master_languages(),
+                             masterUrl=self.master_url(sid))
+
+
+def _request_field(manifest_field: str) -> str | None:
+    if manifest_field == "video":
+        return "inputVideoUrl"
+    if manifest_field.startswith("languages"):
+        return "targetLanguages"
+    return None
+
