@@ -197,9 +197,8 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
             fail(f"the saved plan is for {saved.store_url}, not {store_url}")
         if changed_since:
             fail("a saved plan already fixes the manifests and sections")
-        options = dict(saved.plan.options)
         paths, store_url = tuple(Path(p) for p in saved.paths), saved.store_url
-        prune, allow_empty = options.get("prune") == "True", options.get("allow_empty") == "True"
+        prune, allow_empty = saved.plan.options.prune, saved.plan.options.allow_empty
     paths = paths or (Path("manifests"),)
     declared = load_or_exit(paths, ())
     removed: dict[int, str] = dict(saved.removed) if saved else {}

@@ -48,13 +48,27 @@ class Kind(StrEnum):
     DELETE_OBJECTS = "delete_objects"
 
 
-CREATE, UPDATE, DELETE = "create", "update", "delete"
+class Change(StrEnum):
+    """What an action does to its objects: the `+ ~ -` of the views."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """What the plan was asked to do beyond converging; carried on the Plan (and in a saved
+    plan) so an apply of a saved plan runs with exactly the reviewed options."""
+
+    prune: bool = False
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True)
 class Action:
     type: Kind
-    change: str  # create | update | delete
+    change: Change
     language: str | None = None
     reason: str = ""
     keys: tuple[str, ...] = ()
@@ -82,7 +96,7 @@ class SectionPlan:
 class Plan:
     sections: tuple[SectionPlan, ...]
     invalidation_paths: tuple[str, ...] = ()
-    options: tuple[tuple[str, str], ...] = ()
+    options: PlanOptions = PlanOptions()
 
     @property
     def has_changes(self) -> bool:
@@ -93,10 +107,10 @@ class Plan:
         return any(s.errors for s in self.sections)
 
     def counts(self) -> dict[str, int]:
-        out = {CREATE: 0, UPDATE: 0, DELETE: 0}
+        out = {str(c): 0 for c in Change}
         for s in self.sections:
             for a in s.actions:
-                out[a.change] += 1
+                out[str(a.change)] += 1
         return out
 
     @property
@@ -107,12 +121,6 @@ class Plan:
     def unpriced_dubs(self) -> list[str]:
         """`section 11: ja` for each dub left out because its minutes are unknown."""
         return [f"section {s.section_id}: {code}" for s in self.sections for code in s.unpriced]
-
-
-@dataclass(frozen=True)
-class PlanOptions:
-    prune: bool = False
-    allow_empty: bool = False
 
 
 # -- facts that master.m3u8 states --------------------------------------------------------
@@ -251,17 +259,18 @@ def video_source_id(obs: ObservedSection) -> str | None:
 # -- the diff -------------------------------------------------------------------------------
 
 
-def _status(rend: Rendition, source_id: str | None, settings: str) -> tuple[str | None, str]:
+def _status(rend: Rendition, source_id: str | None,
+            settings: str) -> tuple[Change | None, str]:
     """(change, reason) for a rendition: (None, "") when it is up to date."""
     if not rend.exists and not rend.problems:
-        return CREATE, "missing"
+        return Change.CREATE, "missing"
     if not rend.complete:
-        return UPDATE, "incomplete: " + "; ".join(rend.problems)
+        return Change.UPDATE, "incomplete: " + "; ".join(rend.problems)
     stamp = rend.stamp
     if STAMP_SOURCE in stamp and source_id and stamp[STAMP_SOURCE] != source_id:
-        return UPDATE, "input changed"
+        return Change.UPDATE, "input changed"
     if STAMP_SETTINGS in stamp and stamp[STAMP_SETTINGS] != settings:
-        return UPDATE, f"packaging settings changed ({stamp[STAMP_SETTINGS]} -> {settings})"
+        return Change.UPDATE, f"packaging settings changed ({stamp[STAMP_SETTINGS]} -> {settings})"
     return None, ""
 
 
@@ -322,7 +331,7 @@ class _SectionPlanner:
         source_id = audio_source_id(self.s, lang, self.o, self.video_ref)
         change, reason = _status(rend, source_id, media.AUDIO_SETTINGS)
         if change is None and None in self.rebuilt and rend.stamp.get(STAMP_SOURCE) != source_id:
-            change, reason = UPDATE, "video changed"
+            change, reason = Change.UPDATE, "video changed"
         if change is None:
             self.ready.add(lang.code)
             return
@@ -386,7 +395,7 @@ class _SectionPlanner:
         dubbing_id = self.o.dub_jobs.get(job_key, {}).get("dubbing_id")
         if job_key in self.o.dub_cache and dubbing_id:
             self.actions.append(
-                Action(Kind.DUB, CREATE, lang.code,
+                Action(Kind.DUB, Change.CREATE, lang.code,
                        f"resume dub {dubbing_id} an earlier run started", source_id=key,
                        minutes=0.0)
             )
@@ -400,7 +409,7 @@ class _SectionPlanner:
         reason = ("an earlier create left no dub id: dub again" if job_key in self.o.dub_cache
                   else "no audio given: dub with ElevenLabs")
         self.actions.append(
-            Action(Kind.DUB, CREATE, lang.code, reason, source_id=key,
+            Action(Kind.DUB, Change.CREATE, lang.code, reason, source_id=key,
                    minutes=round(duration / 60, 4))
         )
         return True
@@ -424,7 +433,7 @@ class _SectionPlanner:
             diff = _meta_diff(info, want)
             if diff:
                 self.actions.append(
-                    Action(Kind.FIX_METADATA, UPDATE, _language_of(key), "metadata differs",
+                    Action(Kind.FIX_METADATA, Change.UPDATE, _language_of(key), "metadata differs",
                            keys=(key,), detail=diff)
                 )
 
@@ -443,7 +452,7 @@ class _SectionPlanner:
                 assert rend.playlist_info is not None
                 key = rend.playlist_info.key
                 self.actions.append(
-                    Action(Kind.REWRITE_PLAYLIST, UPDATE, rend.language,
+                    Action(Kind.REWRITE_PLAYLIST, Change.UPDATE, rend.language,
                            f"EXT-X-TARGETDURATION {rend.playlist.target_duration} -> {target}",
                            keys=(key,))
                 )
@@ -476,13 +485,13 @@ class _SectionPlanner:
                     info is not None and info.headers_known) else ()
                 if diff:
                     self.actions.append(
-                        Action(Kind.FIX_METADATA, UPDATE, None, "metadata differs", keys=(key,),
-                               detail=diff)
+                        Action(Kind.FIX_METADATA, Change.UPDATE, None, "metadata differs",
+                               keys=(key,), detail=diff)
                     )
                 return
         self.actions.append(
-            Action(Kind.WRITE_MASTER, UPDATE if exists else CREATE, None, reason, keys=(key,),
-                   detail=detail)
+            Action(Kind.WRITE_MASTER, Change.UPDATE if exists else Change.CREATE, None, reason,
+                   keys=(key,), detail=detail)
         )
 
     def _master_drift(self) -> str | None:
@@ -516,7 +525,7 @@ class _SectionPlanner:
             return
         for code in gone:
             self.actions.append(
-                Action(Kind.DELETE_OBJECTS, DELETE, code, "language removed from manifest",
+                Action(Kind.DELETE_OBJECTS, Change.DELETE, code, "language removed from manifest",
                        keys=tuple(sorted(self.o.rendition_keys(code))))
             )
 
@@ -528,7 +537,7 @@ class _SectionPlanner:
         for code in gone:
             keys = tuple(sorted(self.o.subtitle_keys(code)))
             if self.options.prune:
-                self.actions.append(Action(Kind.DELETE_OBJECTS, DELETE, code,
+                self.actions.append(Action(Kind.DELETE_OBJECTS, Change.DELETE, code,
                                            "subtitles removed from manifest", keys=keys))
             else:
                 self.notes.append(f"{code}: subtitles not in the manifest; dropped from master, "
@@ -582,7 +591,8 @@ def plan_removed_section(section_id: int, manifest: str, obs: ObservedSection,
     ordered = ([master] if master in obs.objects else []) + [k for k in keys if k != master]
     return SectionPlan(
         section_id, manifest,
-        (Action(Kind.DELETE_OBJECTS, DELETE, None, "manifest deleted", keys=tuple(ordered)),),
+        (Action(Kind.DELETE_OBJECTS, Change.DELETE, None, "manifest deleted",
+                keys=tuple(ordered)),),
         tuple(obs.master_languages()), (),
     )
 
@@ -610,11 +620,10 @@ def make_plan(
                 paths.append(layout.cdn_path(layout.section_prefix(sp.section_id)) + "*")
             elif a.type == Kind.WRITE_MASTER:
                 paths.append(layout.cdn_path(layout.master_key(sp.section_id)))
-            elif a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO) and a.change == UPDATE:
+            elif a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO) and a.change == Change.UPDATE:
                 paths.append(layout.cdn_path(layout.rendition_dir(sp.section_id, a.language)) + "*")
-            elif a.type == Kind.PACKAGE_SUBTITLES and a.change == UPDATE:
+            elif a.type == Kind.PACKAGE_SUBTITLES and a.change == Change.UPDATE:
                 paths.append(layout.cdn_path(layout.subtitles_dir(sp.section_id, a.language or ""))
                              + "*")
-    opts = tuple(sorted((k, str(v)) for k, v in vars(options).items()))
-    return Plan(tuple(sections), tuple(dict.fromkeys(paths)), opts)
+    return Plan(tuple(sections), tuple(dict.fromkeys(paths)), options)
 

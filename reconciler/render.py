@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 import click
 
 from . import layout
-from .plan import FORMAT_VERSION, UPDATE, Action, Kind, Plan, SectionPlan
+from .plan import FORMAT_VERSION, Action, Change, Kind, Plan, PlanOptions, SectionPlan
 
 if TYPE_CHECKING:
     from .engine import Outcome
 
-SYMBOL = {"create": "+", "update": "~", "delete": "-"}
+SYMBOL = {Change.CREATE: "+", Change.UPDATE: "~", Change.DELETE: "-"}
 REPLACE = "-/+"  # a rendition rebuilt: its objects are replaced, as Terraform marks a replacement
 COLOR = {"+": "green", "~": "yellow", "-": "red", "!": "red"}
 LABEL = {
@@ -49,7 +49,7 @@ def snake(key: str) -> str:
 
 
 def symbol(a: Action) -> str:
-    if a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO) and a.change == UPDATE:
+    if a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO) and a.change == Change.UPDATE:
         return REPLACE
     return SYMBOL[a.change]
 
@@ -130,7 +130,7 @@ def plan_text(plan: Plan) -> str:
 def _action_dict(a: Action) -> dict:
     return {
         "type": str(a.type),
-        "change": a.change,
+        "change": str(a.change),
         "language": a.language,
         "reason": a.reason,
         "keys": list(a.keys),
@@ -158,7 +158,7 @@ def plan_dict(plan: Plan) -> dict:
             for sp in plan.sections
         ],
         "invalidationPaths": list(plan.invalidation_paths),
-        "options": {camel(k): v for k, v in plan.options},
+        "options": {camel(k): v for k, v in vars(plan.options).items()},
         "summary": {**counts, "dubMinutes": plan.dub_minutes, "changes": plan.has_changes,
                     "errors": plan.has_errors},
     }
@@ -174,7 +174,8 @@ def plan_from_dict(data: dict) -> Plan:
             section_id=s["sectionId"],
             file=s.get("manifest"),
             actions=tuple(
-                Action(Kind(a["type"]), a["change"], a.get("language"), a.get("reason", ""),
+                Action(Kind(a["type"]), Change(a["change"]), a.get("language"),
+                       a.get("reason", ""),
                        tuple(a.get("keys", ())), a.get("sourceId"), a.get("minutes"),
                        tuple(a.get("detail", {}).items()))
                 for a in s["actions"]
@@ -187,8 +188,19 @@ def plan_from_dict(data: dict) -> Plan:
         )
         for s in data["sections"]
     )
-    return Plan(sections, tuple(data["invalidationPaths"]),
-                tuple(sorted((snake(k), v) for k, v in data.get("options", {}).items())))
+    return Plan(sections, tuple(data["invalidationPaths"]), _options(data.get("options", {})))
+
+
+def _options(data: dict) -> PlanOptions:
+    """The plan's options, typed; a value that is not a JSON boolean (an older plan wrote the
+    strings "True"/"False") is refused rather than guessed."""
+    fields = {snake(k): v for k, v in data.items()}
+    unknown = set(fields) - set(vars(PlanOptions()))
+    wrong = [k for k, v in fields.items() if not isinstance(v, bool)]
+    if unknown or wrong:
+        name = camel(sorted(unknown or wrong)[0])
+        raise ValueError(f"plan options: {name} is not a known true/false option; plan again")
+    return PlanOptions(**fields)
 
 
 def plan_json(plan: Plan) -> str:

@@ -21,6 +21,7 @@ from reconciler.observe import (
     Rendition,
 )
 from reconciler.plan import (
+    Change,
     Kind,
     PlanOptions,
     audio_source_id,
@@ -265,6 +266,21 @@ def test_removed_language_is_deleted_with_prune():
     assert all(k.startswith(layout.audio_dir(11, "en")) for k in delete.keys)
     assert len(delete.keys) == 4  # playlist, init, two segments
     assert plan.counts()["delete"] == 1
+
+
+def test_plan_options_and_changes_are_typed_through_the_saved_form():
+    """A saved plan gives back its options as booleans and its changes as the enum (the CLI
+    used to read the options back as the strings "True"/"False")."""
+    full = section(KO, EN_L)
+    plan = make_plan([section(KO)], {11: converged(full)}, PlanOptions(prune=True))
+    doc = plan_dict(plan)
+    assert doc["options"] == {"prune": True, "allowEmpty": False}
+    again = plan_from_dict(doc)
+    assert again.options == PlanOptions(prune=True, allow_empty=False)
+    assert [a.change for a in again.sections[0].actions] == [Change.UPDATE, Change.DELETE]
+    doc["options"]["prune"] = "True"  # what an older reconciler wrote: refused, not guessed
+    with pytest.raises(ValueError, match="prune is not a known true/false option"):
+        plan_from_dict(doc)
 
 
 def test_master_content_drift_is_rewritten():
