@@ -249,7 +249,9 @@ def test_retry_after_is_capped(fake, make_client, lecture):
 
 
 def test_concurrency_limit_429_is_waited_out(fake, make_client, lecture):
-    client = make_client()
+    # Enough attempts (1 s Retry-After each) that a loaded machine still finishes the first dub
+    # before the second create gives up.
+    client = make_client(max_attempts=10)
     fake.concurrent_limit = 1
     first = client.create(lecture, target_lang="de", name="L1")
     poller = threading.Thread(target=lambda: (time.sleep(0.2), make_client().wait(first)))
