@@ -254,7 +254,16 @@ def test_concurrency_limit_429_is_waited_out(fake, make_client, lecture):
     client = make_client(max_attempts=10)
     fake.concurrent_limit = 1
     first = client.create(lecture, target_lang="de", name="L1")
-    poller = threading.Thread(target=lambda: (time.sleep(0.2), make_client().wait(first)))
+
+    def finish_first_after_a_429() -> None:
+        # The first dub advances only when polled: poll it once the second create was refused
+        # (ffprobe of the upload inside the fake can take a while on a loaded machine).
+        deadline = time.monotonic() + 10
+        while ("POST", "/v1/dubbing", 429) not in fake.responses and time.monotonic() < deadline:
+            time.sleep(0.02)
+        make_client().wait(first)
+
+    poller = threading.Thread(target=finish_first_after_a_429)
     poller.start()
 
     second = client.create(lecture, target_lang="fr", name="L1")
