@@ -56,6 +56,40 @@ class Change(StrEnum):
     DELETE = "delete"
 
 
+class Problem(StrEnum):
+    """What a plan error is about; with its language, what a front end maps it by."""
+
+    OBSERVE = "observe"  # the section could not be observed
+    VIDEO = "video"
+    AUDIO = "audio"
+    SUBTITLES = "subtitles"
+    DUB = "dub"
+    PRUNE = "prune"  # pruning would leave the section without a language
+    REMOVED = "removed"  # a deleted manifest whose section --prune alone may not delete
+
+
+@dataclass(frozen=True)
+class PlanError:
+    """Why part of a section cannot be planned. `str()` is the one line the views print."""
+
+    section: int
+    language: str | None
+    kind: Problem
+    message: str
+
+    @property
+    def what(self) -> str:
+        """The error without its language: what a per-language report says."""
+        if self.kind in (Problem.AUDIO, Problem.SUBTITLES):
+            return f"{self.kind} {self.message}"
+        if self.kind in (Problem.VIDEO, Problem.DUB):
+            return f"{self.kind}: {self.message}"
+        return self.message
+
+    def __str__(self) -> str:
+        return f"{self.language}: {self.what}" if self.language else self.what
+
+
 @dataclass(frozen=True)
 class PlanOptions:
     """What the plan was asked to do beyond converging; carried on the Plan (and in a saved
@@ -84,7 +118,7 @@ class SectionPlan:
     actions: tuple[Action, ...] = ()
     languages_before: tuple[str, ...] = ()
     languages_after: tuple[str, ...] = ()
-    errors: tuple[str, ...] = ()
+    errors: tuple[PlanError, ...] = ()
     notes: tuple[str, ...] = ()
     unpriced: tuple[str, ...] = ()  # languages to dub whose billable minutes are unknown
 
@@ -293,7 +327,7 @@ class _SectionPlanner:
         self.o = obs
         self.options = options
         self.actions: list[Action] = []
-        self.errors: list[str] = []
+        self.errors: list[PlanError] = []
         self.notes: list[str] = []
         self.unpriced: list[str] = []  # dubbed languages whose billable minutes are unknown
         self.rebuilt: set[str | None] = set()  # renditions (re)built by this plan
@@ -303,6 +337,9 @@ class _SectionPlanner:
         self.texts: set[str] = set()  # languages whose subtitles master will list
         self.texts_rebuilt: set[str] = set()
 
+    def error(self, language: str | None, kind: Problem, message: str) -> None:
+        self.errors.append(PlanError(self.s.section_id, language, kind, message))
+
     def video(self) -> bool:
         """Plan the video rendition; False when the section cannot proceed."""
         source_id = video_source_id(self.o)
@@ -310,13 +347,13 @@ class _SectionPlanner:
         if change is None:
             self.video_ref = self.o.video.stamp.get(STAMP_SOURCE) or source_id
             if self.video_ref is None:
-                self.errors.append("video: rendition has no recorded source and the video "
-                                   "cannot be read")
+                self.error(None, Problem.VIDEO, "rendition has no recorded source and the "
+                           "video cannot be read")
                 return False
             return True
         if source_id is None:
             state = self.o.video_input
-            self.errors.append(f"video: {state.error if state else 'not observed'}")
+            self.error(None, Problem.VIDEO, state.error if state else "not observed")
             return False
         self.actions.append(
             Action(Kind.PACKAGE_VIDEO, change, None, reason, source_id=source_id)
@@ -337,9 +374,8 @@ class _SectionPlanner:
             return
         if source_id is None:
             what = self.o.audio_inputs.get(lang.code)
-            self.errors.append(
-                f"{lang.code}: audio {what.error if what and what.error else 'not observable'}"
-            )
+            self.error(lang.code, Problem.AUDIO,
+                       what.error if what and what.error else "not observable")
             if rend.complete and lang.code in self.o.master_languages():
                 self.ready.add(lang.code)  # keep serving what is there
             return
@@ -364,8 +400,8 @@ class _SectionPlanner:
         listed = change is None
         if change is not None and source_id is None:
             what = self.o.subtitle_inputs.get(lang.code)
-            self.errors.append(f"{lang.code}: subtitles "
-                               f"{what.error if what and what.error else 'not observable'}")
+            self.error(lang.code, Problem.SUBTITLES,
+                       what.error if what and what.error else "not observable")
             # Keep serving what is there.
             listed = rend.complete and lang.code in self.o.master_languages("SUBTITLES")
         elif change is not None:
@@ -402,8 +438,8 @@ class _SectionPlanner:
             return True
         duration = self._video_duration()
         if not duration:
-            self.errors.append(f"{lang.code}: dub: billable minutes unknown (the video's "
-                               "duration cannot be read); not dubbed")
+            self.error(lang.code, Problem.DUB, "billable minutes unknown (the video's duration "
+                       "cannot be read); not dubbed")
             self.unpriced.append(lang.code)
             return False
         reason = ("an earlier create left no dub id: dub again" if job_key in self.o.dub_cache
@@ -518,10 +554,8 @@ class _SectionPlanner:
             return
         kept = [c for c in self.ready if c not in self.rebuilt and self.o.rendition(c).complete]
         if not kept and not self.options.allow_empty:
-            self.errors.append(
-                f"pruning {', '.join(gone)} would leave no published language; "
-                "pass --allow-empty to allow it"
-            )
+            self.error(None, Problem.PRUNE, f"pruning {', '.join(gone)} would leave no published "
+                       "language; pass --allow-empty to allow it")
             return
         for code in gone:
             self.actions.append(
@@ -545,7 +579,8 @@ class _SectionPlanner:
 
     def run(self) -> SectionPlan:
         if self.o.error:
-            return SectionPlan(self.s.section_id, self.s.file, errors=(self.o.error,))
+            return SectionPlan(self.s.section_id, self.s.file, errors=(
+                PlanError(self.s.section_id, None, Problem.OBSERVE, self.o.error),))
         if self.video():
             for lang in self.s.languages:
                 self.language(lang)
@@ -584,9 +619,11 @@ def plan_removed_section(section_id: int, manifest: str, obs: ObservedSection,
     if not (options.prune and options.allow_empty):
         why = ("deleting a whole section needs --prune and --allow-empty" if options.prune
                else "use --prune --allow-empty to delete")
-        entry = ("errors", f"manifest {manifest} was deleted; {why}") if options.prune else (
-            "notes", f"manifest {manifest} was deleted; {len(keys)} object(s) kept ({why})")
-        return SectionPlan(section_id, manifest, **{entry[0]: (entry[1],)})
+        if options.prune:
+            return SectionPlan(section_id, manifest, errors=(PlanError(
+                section_id, None, Problem.REMOVED, f"manifest {manifest} was deleted; {why}"),))
+        return SectionPlan(section_id, manifest, notes=(
+            f"manifest {manifest} was deleted; {len(keys)} object(s) kept ({why})",))
     master = layout.master_key(section_id)
     ordered = ([master] if master in obs.objects else []) + [k for k in keys if k != master]
     return SectionPlan(

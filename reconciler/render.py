@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING
 import click
 
 from . import layout
-from .plan import FORMAT_VERSION, Action, Change, Kind, Plan, PlanOptions, SectionPlan
+from .plan import (
+    FORMAT_VERSION,
+    Action,
+    Change,
+    Kind,
+    Plan,
+    PlanError,
+    PlanOptions,
+    Problem,
+    SectionPlan,
+)
 
 if TYPE_CHECKING:
     from .engine import Outcome
@@ -151,7 +161,9 @@ def plan_dict(plan: Plan) -> dict:
                 "actions": [_action_dict(a) for a in sp.actions],
                 "languages": {"before": list(sp.languages_before),
                               "after": list(sp.languages_after)},
-                "errors": list(sp.errors),
+                "errors": [str(e) for e in sp.errors],
+                "problems": [{"language": e.language, "kind": str(e.kind), "message": e.message}
+                             for e in sp.errors],
                 "notes": list(sp.notes),
                 "unpriced": list(sp.unpriced),
             }
@@ -182,7 +194,8 @@ def plan_from_dict(data: dict) -> Plan:
             ),
             languages_before=tuple(s["languages"]["before"]),
             languages_after=tuple(s["languages"]["after"]),
-            errors=tuple(s.get("errors", ())),
+            errors=tuple(PlanError(s["sectionId"], e["language"], Problem(e["kind"]),
+                                   e["message"]) for e in s.get("problems", ())),
             notes=tuple(s.get("notes", ())),
             unpriced=tuple(s.get("unpriced", ())),
         )

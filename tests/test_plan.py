@@ -23,7 +23,9 @@ from reconciler.observe import (
 from reconciler.plan import (
     Change,
     Kind,
+    PlanError,
     PlanOptions,
+    Problem,
     audio_source_id,
     compose_master,
     dub_cache_keys,
@@ -227,7 +229,9 @@ def test_unreadable_video_input_without_rendition_is_an_error_not_an_action():
     obs.video_input = InputState(None, "s3://uploads/11/source.mp4: no such object")
     plan = make_plan([sec], {11: obs})
     assert plan.has_errors and not plan.has_changes
-    assert plan.sections[0].errors == ("video: s3://uploads/11/source.mp4: no such object",)
+    assert plan.sections[0].errors == (
+        PlanError(11, None, Problem.VIDEO, "s3://uploads/11/source.mp4: no such object"),)
+    assert plan_text(plan).count("! error: video: s3://uploads/11/source.mp4: no such object") == 1
 
 
 def test_unreadable_video_input_is_fine_when_the_rendition_exists():
@@ -245,7 +249,12 @@ def test_one_bad_language_input_is_reported_while_others_proceed():
     plan = make_plan([sec], {11: obs})
     assert ("package_audio", "create", "ko") in kinds(plan)
     assert ("package_audio", "create", "en") not in kinds(plan)
-    assert plan.sections[0].errors == ("en: audio ./en.mp3: no such file",)
+    [error] = plan.sections[0].errors
+    assert (error.section, error.language, error.kind) == (11, "en", Problem.AUDIO)
+    assert (str(error), error.what) == ("en: audio ./en.mp3: no such file",
+                                        "audio ./en.mp3: no such file")
+    assert plan_from_dict(plan_dict(plan)).sections[0].errors == (error,)
+    assert plan_dict(plan)["sections"][0]["errors"] == ["en: audio ./en.mp3: no such file"]
     assert plan.sections[0].languages_after == ("ko",)
 
 
@@ -362,7 +371,8 @@ def test_dub_with_unknown_minutes_is_a_named_error_and_not_planned():
     plan = make_plan([sec], {11: obs})
     sp = plan.sections[0]
     assert "ja: dub: billable minutes unknown (the video's duration cannot be read); " \
-        "not dubbed" in sp.errors
+        "not dubbed" in map(str, sp.errors)
+    assert [(e.language, e.kind) for e in sp.errors] == [("ja", Problem.DUB)]
     assert not sp.actions_of(Kind.DUB) and "ja" not in sp.languages_after
     assert plan.unpriced_dubs == ["section 11: ja"] and plan.has_errors
     assert plan_from_dict(plan_dict(plan)).unpriced_dubs == ["section 11: ja"]
@@ -384,7 +394,8 @@ def test_observation_error_is_reported_per_section():
     a, b = section(KO), section(KO, sid=12)
     plan = make_plan([a, b], {11: ObservedSection(11, {}, error="observe failed: boom"),
                               12: empty(b)})
-    assert plan.sections[0].errors == ("observe failed: boom",)
+    assert plan.sections[0].errors == (
+        PlanError(11, None, Problem.OBSERVE, "observe failed: boom"),)
     assert plan.sections[1].actions
 
 

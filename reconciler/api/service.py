@@ -297,11 +297,11 @@ class DubbingService:
             for sp in outcome.plan.sections:
                 if sp.section_id == sid:
                     for problem in sp.errors:
-                        head, _, rest = problem.partition(": ")
-                        if any(_same(head, c) for c in job.languages):
-                            by_language.setdefault(head.lower(), []).append(rest)
+                        code = problem.language
+                        if code and any(_same(code, c) for c in job.languages):
+                            by_language.setdefault(code.lower(), []).append(problem.what)
                         else:
-                            section_wide.append(problem)
+                            section_wide.append(str(problem))
             for result in outcome.results:
                 if result.section_id != sid:
                     continue
