@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 import click
 import httpx
 
+from . import git
+
 MARKER = "<!-- reconciler-plan -->"
 STALE_MARKER = "<!-- reconciler-stale-plan"  # + the job's sections + " -->": one per apply job
 PLAN_WORKFLOW = "plan.yml"  # the workflow whose artifact holds a pull request's reviewed plan
@@ -449,19 +451,12 @@ def changed_files(base: str, cwd: Path | None = None) -> list[str] | None:
     """Paths changed between `base` and HEAD, or None when `base` is not a usable commit."""
     if not base or base == ZERO_SHA:
         return None
-    verify = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"],
-        cwd=cwd, capture_output=True, text=True, check=False,
-    )
-    if verify.returncode != 0:
+    try:
+        git.run(cwd, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
+        diff = git.run(cwd, "diff", "--name-only", f"{base}...HEAD")
+    except git.GitError:
         return None
-    diff = subprocess.run(
-        ["git", "diff", "--name-only", f"{base}...HEAD"],
-        cwd=cwd, capture_output=True, text=True, check=False,
-    )
-    if diff.returncode != 0:
-        return None
-    return [line for line in diff.stdout.splitlines() if line]
+    return [line for line in diff.splitlines() if line]
 
 
 def plan_scope(base: str, cwd: Path | None = None) -> tuple[str | None, str]:

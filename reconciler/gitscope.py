@@ -1,30 +1,20 @@
-"""`--changed-since REF`: the manifests a git change touched, deleted ones included."""
+"""`--changed-since REF`: the manifests a git change touched, deleted ones included.
+
+GitError is re-exported for callers of `changed_since` (git calls themselves live in git.py)."""
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .git import GitError, run
 from .manifest import InvalidManifests, find_root, manifest_files, read_yaml
-
-
-class GitError(Exception):
-    """git could not answer (not a repository, unknown ref)."""
 
 
 @dataclass(frozen=True)
 class Changes:
     files: set[Path]  # existing manifests added or modified since REF (resolved paths)
     deleted: dict[int, str]  # sectionId -> path of a manifest deleted since REF
-
-
-def _git(root: Path, *args: str) -> str:
-    proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                          check=False)
-    if proc.returncode != 0:
-        raise GitError(f"git {args[0]}: {proc.stderr.strip() or 'failed'}")
-    return proc.stdout
 
 
 def changed_since(ref: str, paths: list[Path]) -> Changes:
@@ -34,8 +24,8 @@ def changed_since(ref: str, paths: list[Path]) -> Changes:
     if root is None:
         raise GitError("--changed-since needs the manifests inside a git work tree")
     rels = [str(p.resolve().relative_to(root)) for p in paths] or ["."]
-    out = _git(root, "diff", "--name-status", "--no-renames", ref, "--", *rels)
-    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--", *rels)
+    out = run(root, "diff", "--name-status", "--no-renames", ref, "--", *rels)
+    untracked = run(root, "ls-files", "--others", "--exclude-standard", "--", *rels)
     files: set[Path] = set()
     deleted: dict[int, str] = {}
     wanted = {f.resolve() for f in manifest_files(paths)}
@@ -46,7 +36,7 @@ def changed_since(ref: str, paths: list[Path]) -> Changes:
             continue
         if status.startswith("D"):
             try:
-                _node, old = read_yaml(_git(root, "show", f"{ref}:{name}"), name)
+                _node, old = read_yaml(run(root, "show", f"{ref}:{name}"), name)
                 deleted[int(old["sectionId"])] = name  # type: ignore[index]
             except (GitError, InvalidManifests, KeyError, TypeError, ValueError):
                 continue  # the old file was not a valid manifest: nothing to remove

@@ -126,14 +126,18 @@ class JobStore:
         with self._lock:
             self._db.close()
 
-    def add(self, section_id: int, video: str, languages: list[str]) -> Job:
-        """Persist a new queued job; it is durable when this returns."""
+    def add(self, section_id: int, video: str, languages: list[str],
+            notes: list[str] | None = None) -> Job:
+        """Persist a new queued job; it is durable when this returns. `notes` (problems met
+        while accepting it) start its result as {"errors": notes}; the runner carries them on."""
         job_id = uuid.uuid4().hex
+        result = json.dumps({"errors": list(notes)}) if notes else None
         with self._tx() as db:
             db.execute(
-                "INSERT INTO jobs (id, section_id, video, languages, status, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, section_id, video, json.dumps(list(languages)), QUEUED, time.time()),
+                "INSERT INTO jobs (id, section_id, video, languages, status, created_at, result) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job_id, section_id, video, json.dumps(list(languages)), QUEUED, time.time(),
+                 result),
             )
         job = self.get(job_id)
         assert job is not None
@@ -255,9 +259,10 @@ class JobQueue:
             self._lock_fd = None
         self._threads = []
 
-    def submit(self, section_id: int, video: str, languages: list[str]) -> Job:
+    def submit(self, section_id: int, video: str, languages: list[str],
+               notes: list[str] | None = None) -> Job:
         """Persist a job (durable on return), then wake a worker."""
-        job = self.store.add(section_id, video, languages)
+        job = self.store.add(section_id, video, languages, notes)
         self._poke()
         return job
 

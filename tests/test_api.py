@@ -514,6 +514,29 @@ def test_git_commit_records_each_change_in_the_manifests_repository(tmp_path, ap
     assert files == ["manifests/section-11.yaml"]
 
 
+def test_a_failed_git_commit_is_reported_in_the_job_not_only_logged(tmp_path, api, source):
+    """Issue 12: the manifest is written (the request stands) but the job says it was not
+    committed; the note survives into the stored job, not only the server log."""
+    repo = api.manifests.parent
+    (repo / ".git").rmdir()
+    subprocess.run(["git", "-C", str(repo), "init", "-q"], check=True)
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho 'refused by policy' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    server = api(workers=0, git_commit=True)
+    with server.client() as client:
+        res = client.post("/api/dubbing", json=spec_body(source, 11, ["ko"]))
+        assert res.status_code == 202, res.text
+        job = client.get(res.json()["statusUrl"]).json()
+    assert (api.manifests / "section-11.yaml").exists()
+    assert job["status"] == QUEUED and job["ok"] is False
+    assert len(job["errors"]) == 1, job
+    assert "section-11.yaml was written but not committed to git" in job["errors"][0]
+    server.stop()
+    stored = JobStore(api.data / "jobs.sqlite3").get(job["jobId"])
+    assert stored is not None and stored.result == {"errors": job["errors"]}
+
+
 def test_an_alias_bomb_manifest_is_refused_not_expanded_nor_overwritten(api, source):
     """Issue 11: the API reads manifests with the same safe loader as the CLI (no anchors or
     aliases, 64 KiB cap), and never overwrites a manifest it could not read."""

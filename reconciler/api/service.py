@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .. import engine, layout
+from .. import engine, git, layout
 from ..cdn import CdnError
 from ..jobs import FAILED, SUCCEEDED, Job, JobQueue, JobStore
 from ..lock import LockError
@@ -130,9 +129,11 @@ class DubbingService:
             doc, codes, added, replaced = self._merge(sid, current, req, requested)
             if added or replaced or current is None:
                 self._write_manifest(path, doc)
+                notes = []
                 if self.git_root is not None:
-                    self._commit(path, sid, added, replaced)
-                return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes))
+                    problem = self._commit(path, sid, added, replaced)
+                    notes = [problem] if problem else []
+                return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes, notes))
         ready = self._ready_now(sid, codes)
         if ready is not None:
             return Submitted(ready=ready)
@@ -228,34 +229,29 @@ class DubbingService:
 
     def _git_root(self) -> Path:
         try:
-            out = subprocess.run(["git", "-C", str(self.manifests_dir), "rev-parse",
-                                  "--show-toplevel"], capture_output=True, text=True,
-                                 check=True, timeout=30)
-        except (OSError, subprocess.SubprocessError):
+            return git.toplevel(self.manifests_dir)
+        except git.GitError:
             raise ApiConfigError(
                 f"--git-commit: {self.manifests_dir} is not in a git work tree") from None
-        return Path(out.stdout.strip())
 
-    def _commit(self, path: Path, sid: int, added: list[str], replaced: bool) -> None:
-        """Commit this one file (other staged changes are left alone). A failed commit is
-        logged, not fatal: the manifest is valid and written, and the next commit carries it."""
+    def _commit(self, path: Path, sid: int, added: list[str], replaced: bool) -> str | None:
+        """Commit this one file (other staged changes are left alone). A failed commit does not
+        undo the request (the manifest is valid and written; the next commit carries it) but is
+        reported: the returned line goes into the job's errors, and the log."""
         what = []
         if replaced:
             what.append("replace video")
         if added:
             what.append("add " + ", ".join(added))
         message = f"api: section {sid}: {'; '.join(what) or 'declare section'}"
-        name, email = self.config.git_author
-        env = {**os.environ, "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-               "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
-        root = str(self.git_root)
+        assert self.git_root is not None
         try:
-            subprocess.run(["git", "-C", root, "add", "--", str(path)], check=True,
-                           capture_output=True, env=env, timeout=60)
-            subprocess.run(["git", "-C", root, "commit", "-q", "-m", message, "--", str(path)],
-                           check=True, capture_output=True, env=env, timeout=60)
-        except (OSError, subprocess.SubprocessError) as err:
+            git.commit_file(self.git_root, path, message, self.config.git_author)
+        except git.GitError as err:
             log.error("git commit of %s failed: %s", path, err)
+            return (f"{path.name} was written but not committed to git ({err}); "
+                    "the next commit carries it")
+        return None
 
     def _ready_now(self, sid: int, codes: list[str]) -> DubbingResult | None:
         """The result, when every requested language is already served for the declared video
@@ -287,6 +283,7 @@ class DubbingService:
     def run_job(self, job: Job) -> tuple[str, dict[str, Any]]:
         """Reconcile the job's section with the ordinary engine; report per language."""
         sid = job.section_id
+        notes: list[str] = list((job.result or {}).get("errors", []))  # met on acceptance
         errors: list[str] = []
         by_language: dict[str, list[str]] = {}
         section_wide: list[str] = []
@@ -333,7 +330,7 @@ class DubbingService:
                 failed.append({"code": code, "reason": reason})
         ok = not failed
         result = {"languagesReady": ready, "languagesFailed": failed, "ok": ok,
-                  "errors": errors + [e for e in section_wide if e not in errors]}
+                  "errors": notes + errors + [e for e in section_wide if e not in errors]}
         return (SUCCEEDED if ok else FAILED), result
 
     def job_status(self, job: Job) -> JobStatus:
