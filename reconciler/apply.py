@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 
 from . import layout, media, subtitles
@@ -55,7 +56,6 @@ TRANSCRIPT_META = layout.ObjectMeta("text/vtt; charset=utf-8", "no-store")
 ALIGN_TOLERANCE = 1.0  # seconds between an audio input and the video before we say so
 EXPECTED = (media.MediaError, InputError, StoreError, DubbingError, InitSegmentError, OSError,
             subtitles.SubtitleError)
-SUBTITLES_STEP = "package subtitles"
 
 
 @dataclass
@@ -76,9 +76,23 @@ class Runtime:
     guards: dict[int, Callable[[], None]] = field(default_factory=dict)
 
 
+class Step(StrEnum):
+    """Where in applying a section something failed."""
+
+    PACKAGE_VIDEO = "package video"
+    DUB = "dub"
+    PACKAGE_AUDIO = "package audio"
+    PACKAGE_SUBTITLES = "package subtitles"
+    FINISH = "finish"
+    WRITE_MASTER = "write master"
+    DELETE_SECTION = "delete section"
+
+
 @dataclass(frozen=True)
 class Failure:
-    step: str
+    """A step that failed for a language (None: the whole section), typed for the front ends."""
+
+    step: Step
     language: str | None
     message: str
     detail: str = ""
@@ -113,7 +127,8 @@ class SectionResult:
     @property
     def failed_audio(self) -> set[str]:
         """Languages whose audio failed (a failed subtitle rendition leaves the audio listed)."""
-        return {f.language for f in self.failures if f.language and f.step != SUBTITLES_STEP}
+        return {f.language for f in self.failures
+                if f.language and f.step != Step.PACKAGE_SUBTITLES}
 
 
 class _GuardedStore:
@@ -149,7 +164,7 @@ def _store_for(rt: Runtime, section_id: int) -> _GuardedStore:
     return _GuardedStore(rt.store, rt.guards.get(section_id, lambda: None))
 
 
-class _Section:
+class _SectionWork:
     """One section's apply, run phase by phase; each phase records its own failures."""
 
     def __init__(self, rt: Runtime, uploads: ThreadPoolExecutor, section: Section,
@@ -191,7 +206,7 @@ class _Section:
     def say(self, message: str) -> None:
         self.rt.tracker.say(self.s.section_id, message)
 
-    def fail(self, step: str, language: str | None, err: Exception) -> None:
+    def fail(self, step: Step, language: str | None, err: Exception) -> None:
         detail = getattr(err, "detail", "")
         with self._lock:
             self.result.failures.append(Failure(step, language, str(err), detail))
@@ -330,7 +345,7 @@ class _Section:
                                             info.duration, early)
         except EXPECTED as err:
             self.video_failed = True
-            self.fail("package video", None, err)
+            self.fail(Step.PACKAGE_VIDEO, None, err)
             self._discard(early)
 
     def dub(self, action: Action) -> None:
@@ -367,7 +382,7 @@ class _Section:
             self.dub_files[code] = path
             self.result.dubbed.append(code)
         except EXPECTED as err:
-            self.fail("dub", code, err)
+            self.fail(Step.DUB, code, err)
             return
         finally:
             tracker.dub_done(sid, code)
@@ -484,7 +499,7 @@ class _Section:
         self.video_ready.wait()
         if self.video_failed or None not in self.facts:
             if not self.video_failed:
-                self.fail("package audio", code, media.MediaError("video rendition not ready"))
+                self.fail(Step.PACKAGE_AUDIO, code, media.MediaError("video rendition not ready"))
             return
         self.say(f"packaging audio {code}")
         early, on_segment = self._streamer(code)
@@ -506,7 +521,7 @@ class _Section:
             with self._lock:
                 self.facts[code] = facts
         except EXPECTED as err:
-            self.fail("package audio", code, err)
+            self.fail(Step.PACKAGE_AUDIO, code, err)
             self._discard(early)
 
     def subtitles(self, action: Action) -> None:
@@ -555,7 +570,7 @@ class _Section:
                 self.store.delete(stale)
                 self.result.deleted += stale
         except EXPECTED as err:
-            self.fail(SUBTITLES_STEP, code, err)
+            self.fail(Step.PACKAGE_SUBTITLES, code, err)
 
     def finish(self) -> None:
         """Subtitles, metadata fixes, playlist targets, deletions, then master last."""
@@ -572,7 +587,7 @@ class _Section:
         except PreconditionFailed:
             self.result.conflict = True
         except EXPECTED as err:
-            self.fail("finish", None, err)
+            self.fail(Step.FINISH, None, err)
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
             self.say(f"{'done' if self.result.ok else 'FAILED'}: "
@@ -651,11 +666,11 @@ def delete_section(rt: Runtime, sp: SectionPlan) -> SectionResult:
             result.invalidation_paths.append(
                 layout.cdn_path(layout.section_prefix(sp.section_id)) + "*")
         except StoreError as err:
-            result.failures.append(Failure("delete section", None, str(err)))
+            result.failures.append(Failure(Step.DELETE_SECTION, None, str(err)))
     return result
 
 
-def _package(rt: Runtime, jobs: list[_Section]) -> None:
+def _package(rt: Runtime, jobs: list[_SectionWork]) -> None:
     """Videos, dubs and audio of every section at once, ffmpeg bounded by `rt.cpu`: audio
     inputs are measured while videos are copied; a dub starts once its section's video is
     packaged (a broken video is not worth paying for), its audio once the dub is in. Videos are
@@ -685,7 +700,7 @@ def apply_plan(plan: Plan, desired: dict[int, Section], observed: dict[int, Obse
                if sp.actions and sp.section_id not in desired]
     with ThreadPoolExecutor(max_workers=rt.workers, thread_name_prefix="upload") as uploads:
         jobs = [
-            _Section(rt, uploads, desired[sp.section_id], observed[sp.section_id], sp)
+            _SectionWork(rt, uploads, desired[sp.section_id], observed[sp.section_id], sp)
             for sp in plan.sections
             if sp.actions and sp.section_id in desired
         ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import layout
-from .apply import Failure, Runtime, SectionResult, apply_plan
+from .apply import Failure, Runtime, SectionResult, Step, apply_plan
 from .cdn import Cdn, CdnError, Invalidation, open_cdn
 from .lock import SectionLock
 from .manifest import Section, load_manifests
@@ -227,7 +227,7 @@ class Reconciler:
         for r in results.values():
             if r.conflict:
                 r.failures.append(
-                    Failure("write master", None, "master.m3u8 kept changing under this run")
+                    Failure(Step.WRITE_MASTER, None, "master.m3u8 kept changing under this run")
                 )
         outcome = Outcome(first_plan, list(results.values()), None, self.settings.cdn_url,
                           self.store.url, self.cdn.description)

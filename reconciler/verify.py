@@ -45,7 +45,7 @@ SUBTITLES_ROLE = "subtitles "
 
 
 @dataclass(frozen=True)
-class Failure:
+class CheckFailure:
     url: str
     check: str
     expected: str
@@ -63,7 +63,7 @@ class SectionReport:
     objects_checked: int = 0
     languages: list[str] = field(default_factory=list)
     subtitles: list[str] = field(default_factory=list)  # LANGUAGE of each subtitle rendition
-    failures: list[Failure] = field(default_factory=list)
+    failures: list[CheckFailure] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -81,7 +81,7 @@ class VerifyReport:
         return all(s.ok for s in self.sections)
 
     @property
-    def failures(self) -> list[Failure]:
+    def failures(self) -> list[CheckFailure]:
         return [f for s in self.sections for f in s.failures]
 
     @property
@@ -91,37 +91,37 @@ class VerifyReport:
 
 # -- HTTP ------------------------------------------------------------------------------------
 def _header_checks(url: str, response: httpx.Response, origin: str,
-                   ok_statuses: tuple[int, ...] = (200,)) -> list[Failure]:
+                   ok_statuses: tuple[int, ...] = (200,)) -> list[CheckFailure]:
     if response.status_code not in ok_statuses:
         expected = " or ".join(str(s) for s in ok_statuses)
-        return [Failure(url, "status", expected, str(response.status_code))]
+        return [CheckFailure(url, "status", expected, str(response.status_code))]
     failures = []
     headers = response.headers
     meta = layout.meta_for(urlsplit(url).path)
     if meta is None:
-        failures.append(Failure(url, "object-type", "a playlist (.m3u8), segment (.m4s, .vtt) "
-                                "or init.mp4", urlsplit(url).path.rsplit("/", 1)[-1]))
+        failures.append(CheckFailure(url, "object-type", "a playlist (.m3u8), segment (.m4s, .vtt) "
+                                     "or init.mp4", urlsplit(url).path.rsplit("/", 1)[-1]))
     else:
         for check, expected in (("content-type", meta.content_type),
                                 ("cache-control", meta.cache_control)):
             actual = headers.get(check)
             if actual != expected:
-                failures.append(Failure(url, check, expected, actual or "(missing)"))
+                failures.append(CheckFailure(url, check, expected, actual or "(missing)"))
     acao = headers.get("access-control-allow-origin")
     if acao not in (origin, "*"):
-        failures.append(Failure(url, "cors", f"Access-Control-Allow-Origin: {origin} or *",
-                                acao or "(missing)"))
+        failures.append(CheckFailure(url, "cors", f"Access-Control-Allow-Origin: {origin} or *",
+                                     acao or "(missing)"))
     return failures
 
 
-def _request_failure(url: str, err: httpx.HTTPError) -> Failure:
-    return Failure(url, "request", "an HTTP response", f"{type(err).__name__}: {err}")
+def _request_failure(url: str, err: httpx.HTTPError) -> CheckFailure:
+    return CheckFailure(url, "request", "an HTTP response", f"{type(err).__name__}: {err}")
 
 
 @dataclass
 class _Fetched:
     url: str
-    failures: list[Failure]
+    failures: list[CheckFailure]
     text: str | None = None  # the body of a playlist that came back 200
 
 
@@ -149,7 +149,7 @@ def _probe_object(client: httpx.Client, url: str, origin: str) -> _Fetched:
 
 
 # -- HLS rules -------------------------------------------------------------------------------
-def _master_checks(url: str, master: MasterPlaylist, expected: Iterable[str]) -> list[Failure]:
+def _master_checks(url: str, master: MasterPlaylist, expected: Iterable[str]) -> list[CheckFailure]:
     failures = []
     groups: dict[str, list[dict[str, str]]] = {}
     for media in master.media:
@@ -158,40 +158,41 @@ def _master_checks(url: str, master: MasterPlaylist, expected: Iterable[str]) ->
     for group, renditions in groups.items():
         defaults = sum(1 for r in renditions if r.get("DEFAULT") == "YES")
         if defaults != 1:
-            failures.append(Failure(url, "default-audio",
-                                    f'exactly one DEFAULT=YES in audio group "{group}"',
-                                    f"{defaults} renditions with DEFAULT=YES"))
+            failures.append(CheckFailure(url, "default-audio",
+                                         f'exactly one DEFAULT=YES in audio group "{group}"',
+                                         f"{defaults} renditions with DEFAULT=YES"))
     if groups:
         for attrs, uri in master.variants:
             if attrs.get("AUDIO") not in groups:
-                failures.append(Failure(url, "audio-group",
-                                        f"variant {uri} names an audio group "
-                                        f"({', '.join(sorted(groups))})",
-                                        f"AUDIO={attrs.get('AUDIO', '(none)')}"))
+                failures.append(CheckFailure(url, "audio-group",
+                                             f"variant {uri} names an audio group "
+                                             f"({', '.join(sorted(groups))})",
+                                             f"AUDIO={attrs.get('AUDIO', '(none)')}"))
             codecs = [c.strip() for c in attrs.get("CODECS", "").split(",") if c.strip()]
             if not any(c.startswith(AUDIO_CODEC_PREFIXES) for c in codecs):
-                failures.append(Failure(url, "codecs",
-                                        f"CODECS of variant {uri} lists an audio codec (mp4a.*)",
-                                        f'CODECS="{attrs["CODECS"]}"' if "CODECS" in attrs
-                                        else "no CODECS attribute"))
+                failures.append(CheckFailure(url, "codecs", f"CODECS of variant {uri} lists an "
+                                             "audio codec (mp4a.*)",
+                                             f'CODECS="{attrs["CODECS"]}"' if "CODECS" in attrs
+                                             else "no CODECS attribute"))
     text_groups = {m.get("GROUP-ID", "") for m in master.media if m.get("TYPE") == "SUBTITLES"}
     for attrs, uri in master.variants if text_groups else ():
         if attrs.get("SUBTITLES") not in text_groups:
-            failures.append(Failure(url, "subtitles-group",
-                                    f"variant {uri} names a subtitles group "
-                                    f"({', '.join(sorted(text_groups))})",
-                                    f"SUBTITLES={attrs.get('SUBTITLES', '(none)')}"))
+            failures.append(CheckFailure(url, "subtitles-group",
+                                         f"variant {uri} names a subtitles group "
+                                         f"({', '.join(sorted(text_groups))})",
+                                         f"SUBTITLES={attrs.get('SUBTITLES', '(none)')}"))
     present = {m.get("LANGUAGE", "").lower() for r in groups.values() for m in r}
     for lang in expected:
         if lang.lower() not in present:
-            failures.append(Failure(url, "language", f"an audio rendition with LANGUAGE={lang}",
-                                    "languages in master: "
-                                    + (", ".join(sorted(present - {""})) or "none")))
+            failures.append(CheckFailure(url, "language",
+                                         f"an audio rendition with LANGUAGE={lang}",
+                                         "languages in master: "
+                                         + (", ".join(sorted(present - {""})) or "none")))
     return failures
 
 
 @dataclass
-class _Section:
+class _SectionCheck:
     report: SectionReport
     expected: list[str]
     master: MasterPlaylist | None = None
@@ -212,8 +213,8 @@ class _Section:
         try:
             self.master = parse_master(fetched.text)
         except PlaylistError as err:
-            self.report.failures.append(Failure(url, "playlist", "a valid master playlist",
-                                                str(err)))
+            self.report.failures.append(CheckFailure(url, "playlist", "a valid master playlist",
+                                                     str(err)))
             return
         self.report.failures.extend(_master_checks(url, self.master, self.expected))
         for _attrs, uri in self.master.variants:
@@ -236,19 +237,20 @@ class _Section:
         try:
             playlist = parse_media(fetched.text)
         except PlaylistError as err:
-            self.report.failures.append(Failure(url, "playlist", "a valid media playlist",
-                                                str(err)))
+            self.report.failures.append(CheckFailure(url, "playlist", "a valid media playlist",
+                                                     str(err)))
             return
         self.parsed[url] = playlist
         if playlist.map_uri is not None:
             self.objects.append(urljoin(url, playlist.map_uri))
         elif not self.playlists.get(url, "").startswith(SUBTITLES_ROLE):  # WebVTT: no init
-            self.report.failures.append(Failure(url, "ext-x-map", "#EXT-X-MAP:URI=\"init.mp4\"",
-                                                "no EXT-X-MAP"))
+            self.report.failures.append(CheckFailure(url, "ext-x-map",
+                                                     "#EXT-X-MAP:URI=\"init.mp4\"",
+                                                     "no EXT-X-MAP"))
         self.objects.extend(urljoin(url, seg.uri) for seg in playlist.segments)
         for seg in playlist.segments:
             if int(seg.duration + 0.5) > playlist.target_duration:
-                self.report.failures.append(Failure(
+                self.report.failures.append(CheckFailure(
                     url, "target-duration",
                     f"every EXTINF <= EXT-X-TARGETDURATION {playlist.target_duration} (rounded)",
                     f"{seg.uri} lasts {seg.duration:.3f}s"))
@@ -259,7 +261,7 @@ class _Section:
         master_url = self.report.master_url
         targets = {url: p.target_duration for url, p in self.parsed.items()}
         if len(set(targets.values())) > 1:
-            self.report.failures.append(Failure(
+            self.report.failures.append(CheckFailure(
                 master_url, "target-duration",
                 "one EXT-X-TARGETDURATION across the section's media playlists",
                 ", ".join(f"{self.playlists[u]}={t}" for u, t in targets.items())))
@@ -272,14 +274,15 @@ class _Section:
             if self.playlists[url] == "video":
                 continue
             if abs(playlist.duration - video) > tolerance:
-                self.report.failures.append(Failure(
+                self.report.failures.append(CheckFailure(
                     url, "audio-duration",
                     f"within {tolerance}s (one target duration) of the video's {video:.3f}s",
                     f"{playlist.duration:.3f}s"))
 
 
 def _fan_out(pool: ThreadPoolExecutor, fn: Callable[[str], _Fetched],
-             work: list[tuple[_Section, str]], take: Callable[[_Section, _Fetched], None]) -> None:
+             work: list[tuple[_SectionCheck, str]],
+             take: Callable[[_SectionCheck, _Fetched], None]) -> None:
     for (section, _url), fetched in zip(work, pool.map(lambda w: fn(w[1]), work), strict=True):
         take(section, fetched)
 
@@ -298,7 +301,7 @@ def verify(
     base = cdn_base.rstrip("/")
     expected_languages = expected_languages or {}
     sections = [
-        _Section(SectionReport(sid, f"{base}/{layout.master_key(sid)}"),
+        _SectionCheck(SectionReport(sid, f"{base}/{layout.master_key(sid)}"),
                  list(expected_languages.get(sid, [])))
         for sid in section_ids
     ]
@@ -317,11 +320,11 @@ def verify(
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             # Phase by phase across all sections: masters, media playlists, objects.
             _fan_out(pool, playlist, [(s, s.report.master_url) for s in sections],
-                     _Section.take_master)
+                     _SectionCheck.take_master)
             _fan_out(pool, playlist, [(s, u) for s in sections for u in s.playlists],
-                     _Section.take_playlist)
+                     _SectionCheck.take_playlist)
             work = [(s, u) for s in sections for u in dict.fromkeys(s.objects)]
-            _fan_out(pool, probe, work, _Section.add)
+            _fan_out(pool, probe, work, _SectionCheck.add)
     finally:
         if own_client:
             client.close()
@@ -344,7 +347,7 @@ def render_text(report: VerifyReport) -> str:
         count = len(section.failures)
         lines.append(f"section {section.section_id}: FAILED - {section.objects_checked} objects "
                      f"checked, {count} failure{'s' if count != 1 else ''}")
-        by_url: dict[str, list[Failure]] = {}
+        by_url: dict[str, list[CheckFailure]] = {}
         for failure in section.failures:
             by_url.setdefault(failure.url, []).append(failure)
         for url, failures in by_url.items():

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from reconciler import engine, layout, media, samples
+from reconciler.apply import Step
 from reconciler.samples import _ffmpeg
 
 
@@ -53,7 +54,9 @@ def test_a_rendition_failing_after_early_uploads_leaves_nothing_behind(tmp_path,
                                                 tmp_dir=tmp_path)).apply(
         engine.load([root / "section.yaml"]))
     assert not outcome.ok
-    assert "package video" in str(outcome.results[0].failures[0])
+    [failure] = outcome.results[0].failures
+    assert (failure.step, failure.language) == (Step.PACKAGE_VIDEO, None)
+    assert str(failure).startswith("package video: ")
     assert handed  # segments did go out early ...
     left = [p for p in (store / layout.section_prefix(5)).rglob("*") if p.is_file()]
     assert left == []  # ... and none is left
