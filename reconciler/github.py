@@ -98,7 +98,7 @@ def _headline(exit_code: int, validate_only: bool) -> str:
     line = status_line("plan", exit_code)
     if exit_code == 2:
         return line + " Merging this pull request applies the plan below."
-    if exit_code not in (0, 2):
+    if exit_code != 0:
         return line + " See the run log."
     return line
 
@@ -561,10 +561,6 @@ def run_reconcile(
     code, out, tail = _execute(command, ERROR_TAIL_LINES)
     if stderr_tail is not None:
         stderr_tail[:] = tail
-    if mode == "plan" and code == 2 and not out.strip():
-        # click exits 2 on a usage error too; a real "changes pending" always prints a plan.
-        code = 1
-        tail.append("(exit 2 without a plan on stdout: a usage error, not pending changes)")
     ok = plan_exit_ok(code) if mode == "plan" else code == 0
     errors = [] if ok else tail
     sys.stdout.write(out)

@@ -8,7 +8,6 @@ touches a store.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -504,10 +503,3 @@ def load_manifests(paths: list[Path], *, root: Path | None = None,
         raise InvalidManifests(errors)
     return sorted(sections, key=lambda s: s.section_id)
 
-
-def manifests_digest(sections: list[Section]) -> str:
-    """A digest of the desired state (for saved plans): changes when any manifest's meaning does."""
-    digest = hashlib.sha256()
-    for s in sections:
-        digest.update(repr(s).encode())
-    return digest.hexdigest()

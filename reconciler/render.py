@@ -85,6 +85,8 @@ def action_line(section_id: int, a: Action) -> str:
     what = LABEL[a.type]
     if a.type == Kind.FIX_METADATA:
         what += " " + ", ".join(_short(section_id, k) for k in a.keys)
+    elif a.type == Kind.DELETE_OBJECTS and a.language is None:  # a deleted manifest: all of it
+        what += f" {layout.section_prefix(section_id)} ({len(a.keys)})"
     elif a.type == Kind.DELETE_OBJECTS:
         folder = "subtitles" if a.keys and "/subtitles/" in a.keys[0] else "audio"
         what += f" {folder}/{a.language}/ ({len(a.keys)})"

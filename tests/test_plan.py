@@ -33,7 +33,7 @@ from reconciler.plan import (
     observed_facts,
     video_source_id,
 )
-from reconciler.render import plan_dict, plan_from_dict, plan_text
+from reconciler.render import action_line, plan_dict, plan_from_dict, plan_text
 from reconciler.store import ObjectInfo
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -406,3 +406,16 @@ def test_compose_master_falls_back_to_first_ready_language_as_default():
                           {"en": observed_facts(obs, obs.audio["en"])})
     media_lines = parse_master(text).media
     assert [(m["LANGUAGE"], m["DEFAULT"]) for m in media_lines] == [("en", "YES")]
+
+
+def test_a_deleted_sections_removal_names_its_prefix_not_audio_none():
+    """Issue 12: the text view printed `delete objects audio/None/ (2)` for a deleted manifest."""
+    from reconciler.plan import plan_removed_section
+
+    keys = [layout.master_key(11), layout.section_prefix(11) + "video/init.mp4"]
+    obs = ObservedSection(11, {k: info(k) for k in keys})
+    sp = plan_removed_section(11, "manifests/11.yaml", obs,
+                              PlanOptions(prune=True, allow_empty=True))
+    line = action_line(11, sp.actions[0])
+    assert line == f"- delete objects {layout.section_prefix(11)} (2)  (manifest deleted)"
+    assert "None" not in line
