@@ -213,11 +213,7 @@ class Reconciler:
                 r.conflict = False  # a re-plan with nothing left to do resolves it
             for r in apply_plan(plan, by_id, observed, rt):
                 previous = results.get(r.section_id)
-                if previous is not None:  # merge what the earlier round already did
-                    r.uploaded = previous.uploaded + r.uploaded
-                    r.dubbed = previous.dubbed + r.dubbed
-                    r.invalidation_paths = previous.invalidation_paths + r.invalidation_paths
-                results[r.section_id] = r
+                results[r.section_id] = merge_rounds(previous, r) if previous else r
             retry = [by_id[sid] for sid, r in results.items() if r.conflict]
             if not retry:
                 break
@@ -238,6 +234,15 @@ class Reconciler:
             except CdnError as err:
                 outcome.errors.append(str(err))
         return outcome
+
+
+def merge_rounds(earlier: SectionResult, later: SectionResult) -> SectionResult:
+    """`later` (a re-plan's round) carrying on what `earlier` rounds did and said: uploads,
+    fixes, deletions, dubs, invalidation paths and warnings are not forgotten by a re-plan."""
+    for name in ("uploaded", "fixed", "deleted", "dubbed", "invalidation_paths"):
+        setattr(later, name, getattr(earlier, name) + getattr(later, name))
+    later.warnings = list(dict.fromkeys(earlier.warnings + later.warnings))
+    return later
 
 
 class SpendLimitExceeded(Exception):

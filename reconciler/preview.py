@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from . import layout
+from .redaction import redact
 from .store import ObjectInfo, Store, StoreError
 
 PLAYER_FILE = Path(__file__).with_name("player.html")
@@ -221,8 +222,10 @@ class PreviewHandler(BaseHTTPRequestHandler):
             else:
                 got = store.get(key)
                 info, body = (got[1], got[0]) if got else (None, None)
-        except StoreError:
-            info, body = None, None
+        except StoreError as err:  # the store failing is not a missing object: 502, one line
+            reason = redact(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            self._plain(HTTPStatus.BAD_GATEWAY, f"store error reading {key}: {reason}\n")
+            return
         if info is None:
             self._plain(HTTPStatus.NOT_FOUND, f"no such key: {key}\n")
             return

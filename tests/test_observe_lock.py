@@ -174,3 +174,18 @@ def test_an_apply_whose_lease_cannot_be_renewed_stops_and_says_so(repo, tmp_path
     said = " ".join(outcome.errors + [str(f) for r in outcome.results for f in r.failures])
     assert "could not be renewed" in said and "stopped writing" in said, said
     assert [k for k in store.list("") if not k.startswith("locks/")] == []
+
+
+def test_a_re_plan_round_keeps_the_earlier_rounds_warnings_and_work():
+    """Issue 12: when master changed under an apply, the section was re-planned and the first
+    round's result replaced, dropping its warnings (e.g. audio padded) and fixes/deletions."""
+    from reconciler.apply import SectionResult
+
+    first = SectionResult(11, warnings=["en: audio is 9.0s, video 10.0s: padded with silence"],
+                          uploaded=["a"], fixed=["b"], deleted=["c"], dubbed=["ja"])
+    second = SectionResult(11, warnings=["ja: transcript not fetched yet"], uploaded=["d"])
+    merged = engine.merge_rounds(first, second)
+    assert merged.warnings == ["en: audio is 9.0s, video 10.0s: padded with silence",
+                               "ja: transcript not fetched yet"]
+    assert (merged.uploaded, merged.fixed, merged.deleted, merged.dubbed) == (
+        ["a", "d"], ["b"], ["c"], ["ja"])

@@ -114,6 +114,23 @@ def test_missing_key_is_404(cdn: str) -> None:
         assert response.status_code == 404, method
 
 
+def test_a_store_error_is_502_in_one_line_not_404(cdn: str, store: LocalStore,
+                                                 tmp_path: Path) -> None:
+    """Issue 12: a key the store refuses to read (here a symlink leaving the local store) is the
+    store failing, not a missing object: 502 with one line naming the key, no traceback."""
+    outside = tmp_path / "outside.mp4"
+    outside.write_bytes(b"not for the player")
+    link = store.root / PREFIX / "audio" / "ko" / "evil.mp4"
+    link.symlink_to(outside)
+    for method in ("GET", "HEAD"):
+        response = httpx.request(method, f"{cdn}/{PREFIX}audio/ko/evil.mp4")
+        assert response.status_code == 502, method
+        if method == "GET":
+            assert response.text.startswith(f"store error reading {PREFIX}audio/ko/evil.mp4: ")
+            assert response.text.count("\n") == 1 and "Traceback" not in response.text
+            assert b"not for the player" not in response.content
+
+
 @pytest.mark.parametrize("path", [
     "/../secret.txt",
     "/assets/../../secret.txt",
