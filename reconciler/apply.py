@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import layout, media, subtitles
 from .dubbing import DubbingError, ElevenLabs
-from .hls import MediaPlaylist, parse_media, render_media, target_duration
+from .hls import MediaPlaylist, parse_media, render_media, section_target
 from .inputs import InputError, fetch
 from .manifest import DUB_TRANSCRIPT, Language, Section
 from .mp4 import InitSegmentError, read_track
@@ -41,9 +41,7 @@ from .plan import (
     Plan,
     SectionPlan,
     compose_master,
-    dub_cache_keys,
     observed_facts,
-    transcript_key,
 )
 from .progress import Tracker
 from .sources import STRICT, FetchPolicy
@@ -279,7 +277,7 @@ class _SectionWork:
 
     def _section_target(self, own: MediaPlaylist) -> int:
         known = [f.playlist.target_duration for f in self.facts.values()]
-        return max([target_duration(s.duration for s in own.segments), *known])
+        return max([section_target([own]), *known])
 
     def publish(self, language: str | None, out: Path, source_id: str,
                 extra: dict[str, str], expected: float,
@@ -311,7 +309,7 @@ class _SectionWork:
         self.result.uploaded.append(directory + name)
         if self.o.rendition_keys(language):  # replaced: segment names are reused under a 1-year
             with self._lock:                 # cache, so the CDN must drop the old ones
-                self.result.invalidation_paths.append(layout.cdn_path(directory) + "*")
+                self.result.invalidation_paths.append(layout.cdn_folder(directory))
         stale = sorted(set(self.o.rendition_keys(language)) - {directory + f for f in files}
                        - {directory + name})
         if stale:
@@ -355,7 +353,8 @@ class _SectionWork:
         code = action.language or ""
         if self.video_failed:
             return
-        audio_prefix, job_key = dub_cache_keys(self.s.section_id, code, action.source_id or "")
+        audio_prefix, job_key = layout.dub_cache_keys(self.s.section_id, code,
+                                                      action.source_id or "")
         store = self.store
         sid, tracker = self.s.section_id, self.rt.tracker
         tracker.dub_status(sid, code, "creating")
@@ -391,7 +390,8 @@ class _SectionWork:
             if lang.subtitles != DUB_TRANSCRIPT or self.s.transcript_of(lang)[0] != code:
                 continue
             spoken = self.s.transcript_of(lang)[1]
-            cache_key = transcript_key(self.s.section_id, code, action.source_id or "", spoken)
+            cache_key = layout.transcript_key(self.s.section_id, code, action.source_id or "",
+                                              spoken)
             try:
                 self._fetch_transcript(client, dubbing_id, cache_key, spoken)
             except EXPECTED as err:  # the subtitles step tries again from the cached dub's id
@@ -417,7 +417,7 @@ class _SectionWork:
             return got[0]
         dubbed, spoken = self.s.transcript_of(lang)
         key = cache_key.rsplit("/", 1)[-1].split("-", 1)[0]  # dub keys are hex: no "-"
-        prefix, job = dub_cache_keys(self.s.section_id, dubbed, key)
+        prefix, job = layout.dub_cache_keys(self.s.section_id, dubbed, key)
         audio = sorted(k for k in self.store.list(prefix) if k != job)
         info = self.store.head(audio[0]) if audio else None
         dubbing_id = info.metadata.get("dubbing-id") if info else None
@@ -475,7 +475,7 @@ class _SectionWork:
         return fetch(lang.audio, self.work / "input", self.rt.fetch_policy), False
 
     def _cached_dub(self, code: str, key: str) -> Path:
-        prefix, job = dub_cache_keys(self.s.section_id, code, key)
+        prefix, job = layout.dub_cache_keys(self.s.section_id, code, key)
         cached = sorted(k for k in self.o.dub_cache if k.startswith(prefix) and k != job)
         if not cached:
             raise DubbingError("cached dub vanished; re-run to dub again", language=code)
@@ -563,7 +563,7 @@ class _SectionWork:
                 self.texts[code] = playlist
             old = set(self.o.subtitle_keys(code))
             if old:
-                self.result.invalidation_paths.append(layout.cdn_path(directory) + "*")
+                self.result.invalidation_paths.append(layout.cdn_folder(directory))
             stale = sorted(old - {directory + s.uri for s in segments}
                            - {directory + layout.SUBTITLES_PLAYLIST})
             if stale:
@@ -612,8 +612,7 @@ class _SectionWork:
                      for lang, f in ready.items()}
         playlists.update({layout.subtitles_dir(sid, code) + layout.SUBTITLES_PLAYLIST: p
                           for code, p in self.texts.items()})
-        target = max(target_duration(s.duration for s in p.segments)
-                     for p in playlists.values())
+        target = section_target(playlists.values())
         for key, old in playlists.items():
             if old.target_duration == target:
                 continue
@@ -664,7 +663,7 @@ def delete_section(rt: Runtime, sp: SectionPlan) -> SectionResult:
             store.delete(keys)
             result.deleted += list(action.keys)
             result.invalidation_paths.append(
-                layout.cdn_path(layout.section_prefix(sp.section_id)) + "*")
+                layout.cdn_folder(layout.section_prefix(sp.section_id)))
         except StoreError as err:
             result.failures.append(Failure(Step.DELETE_SECTION, None, str(err)))
     return result

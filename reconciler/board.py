@@ -62,7 +62,7 @@ def from_verify(report: VerifyReport, expected: dict[int, list[str]] | None = No
 
         def mark(folder: str, code: str, sid: int = section.section_id,
                  failed: list[str] = failed) -> str:
-            prefix = layout.section_prefix(sid) + f"{folder}/{code}/"
+            prefix = f"{layout.language_root(sid, folder)}{code}/"
             return NO if any(prefix in url for url in failed) else YES
 
         cells = {code: (NO, NONE) for code in (expected or {}).get(section.section_id, [])}

@@ -22,10 +22,10 @@ import click
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import __version__, engine, gitscope, planfile
+from . import __version__, engine, gitscope, layout, planfile
 from .cdn import CdnError
 from .gitscope import GitError
-from .lock import LOCK_PREFIX, LockError
+from .lock import LockError
 from .manifest import InvalidManifests
 from .media import MediaError
 from .plan import Kind, Plan
@@ -409,7 +409,7 @@ def reachable(url: str) -> Store:
     """Open a store and read it once (its lock folder: one small LIST), so a server started
     on it fails now, in one line, instead of answering every request with an error."""
     store = open_store(url)
-    store.list(LOCK_PREFIX)
+    store.list(layout.LOCK_PREFIX)
     return store
 
 

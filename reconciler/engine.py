@@ -27,6 +27,11 @@ from .store import STORE_FORMS, Store, open_store
 MAX_ROUNDS = 3  # re-observe and re-plan a section whose master changed under us
 
 
+def public_master_url(cdn_url: str | None, store_url: str, section_id: int) -> str:
+    """Where players find a section: through the CDN when there is one, else the store."""
+    return layout.master_url(cdn_url or store_url, section_id)
+
+
 @dataclass
 class Settings:
     """Where and how to reconcile. `from_env` reads the documented environment variables."""
@@ -60,6 +65,9 @@ class Settings:
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
+
+    def master_url(self, section_id: int) -> str:
+        return public_master_url(self.cdn_url, self.store_url, section_id)
 
     @property
     def plan_options(self) -> PlanOptions:
@@ -99,8 +107,7 @@ class Outcome:
                 and not self.plan.has_errors)
 
     def master_url(self, section_id: int) -> str:
-        base = (self.cdn_url or self.store_url).rstrip("/")
-        return f"{base}/{layout.master_key(section_id)}"
+        return public_master_url(self.cdn_url, self.store_url, section_id)
 
 
 class Reconciler:

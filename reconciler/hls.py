@@ -95,6 +95,12 @@ def target_duration(durations: Iterable[float]) -> int:
     return max((math.floor(d + 0.5) for d in durations), default=1) or 1
 
 
+def section_target(playlists: Iterable[MediaPlaylist]) -> int:
+    """The one EXT-X-TARGETDURATION all playlists of a section share: the largest any of them
+    needs. Plan (what to rewrite) and apply (what it writes) both use this one rule."""
+    return max(target_duration(s.duration for s in p.segments) for p in playlists)
+
+
 def _splits(char: str) -> bool:
     """A character a line splitter (str.splitlines, RFC 8216's CR/LF) would break a line on."""
     return len(f"a{char}b".splitlines()) > 1

@@ -58,6 +58,11 @@ def master_key(section_id: int) -> str:
     return f"{section_prefix(section_id)}master.m3u8"
 
 
+def master_url(base: str, section_id: int) -> str:
+    """master.m3u8's URL under a CDN's or a store's base URL."""
+    return f"{base.rstrip('/')}/{master_key(section_id)}"
+
+
 def video_dir(section_id: int) -> str:
     return f"{section_prefix(section_id)}video/"
 
@@ -89,9 +94,49 @@ def master_uri(language: str | None) -> str:
     return "video/video.m3u8" if language is None else f"audio/{language}/audio.m3u8"
 
 
+def language_root(section_id: int, folder: str) -> str:
+    """The folder (`audio` or `subtitles`) under which each language has its directory."""
+    return f"{section_prefix(section_id)}{folder}/"
+
+
+# -- the reconciler's own objects, outside the assets -------------------------------------
+
+LOCK_PREFIX = "locks/"
+DUB_CACHE_ROOT = "dubbing-cache"
+JOB_SUFFIX = ".job.json"
+TRANSCRIPT_SUFFIX = "-transcript.vtt"
+
+
+def lock_key(section_id: int) -> str:
+    """A section's lease."""
+    return f"{LOCK_PREFIX}section-{section_id}.json"
+
+
+def dub_cache_prefix(section_id: int) -> str:
+    return f"{DUB_CACHE_ROOT}/{section_id}/"
+
+
+def dub_cache_keys(section_id: int, language: str, key: str) -> tuple[str, str]:
+    """(prefix of the cached audio object, the job record) for one dub."""
+    base = f"{dub_cache_prefix(section_id)}{language}/{key}"
+    return base + ".", base + JOB_SUFFIX
+
+
+def transcript_key(section_id: int, dubbed: str, key: str, spoken: str) -> str:
+    """Where a dub's transcript in `spoken` (its language, or `source`) is cached, beside its
+    audio (not under the audio's `{key}.` prefix, which names the audio object)."""
+    which = "-source" if spoken == "source" else ""
+    return f"{dub_cache_prefix(section_id)}{dubbed}/{key}{which}{TRANSCRIPT_SUFFIX}"
+
+
 def cdn_path(key: str) -> str:
     """CloudFront invalidation path of a key."""
     return "/" + key
+
+
+def cdn_folder(prefix: str) -> str:
+    """CloudFront invalidation path of everything under a folder (a key prefix ending in /)."""
+    return cdn_path(prefix) + "*"
 
 
 def section_of(key: str) -> int | None:

@@ -16,19 +16,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .layout import ObjectMeta
+from .layout import ObjectMeta, lock_key
 from .store import PreconditionFailed, Store, StoreError
 
-LOCK_PREFIX = "locks/"
 LOCK_META = ObjectMeta("application/json", "no-store")
 
 
 class LockError(Exception):
     """The lock could not be taken (timeout, naming the holder) or was lost."""
-
-
-def lock_key(section_id: int) -> str:
-    return f"{LOCK_PREFIX}section-{section_id}.json"
 
 
 def owner() -> dict[str, str]:

@@ -107,16 +107,6 @@ class ObservedSection:
             return []
 
 
-DUB_CACHE_ROOT = "dubbing-cache"
-
-
-def dub_cache_prefix(section_id: int) -> str:
-    return f"{DUB_CACHE_ROOT}/{section_id}/"
-
-
-JOB_SUFFIX = ".job.json"
-
-
 def _job_record(body: bytes) -> dict:
     """A dub's job record (written around the paid create); {} when unreadable, which the
     planner treats like a record without a dubbing_id: billed in full."""
@@ -129,7 +119,7 @@ def _job_record(body: bytes) -> dict:
 
 def _codes(section_id: int, keys: list[str], folder: str = "audio") -> set[str]:
     """Languages with objects under a folder (audio/ or subtitles/) of the section."""
-    prefix = layout.section_prefix(section_id) + folder + "/"
+    prefix = layout.language_root(section_id, folder)
     return {k[len(prefix):].split("/", 1)[0] for k in keys if k.startswith(prefix)}
 
 
@@ -279,8 +269,8 @@ class _SectionReader:
         for lang, state in zip(texts, states, strict=True):
             self.obs.subtitle_inputs[lang.code] = state
         if any(lang.audio is None for lang in section.languages):
-            self.obs.dub_cache = self.store.list(dub_cache_prefix(section.section_id))
-            jobs = [k for k in self.obs.dub_cache if k.endswith(JOB_SUFFIX)]
+            self.obs.dub_cache = self.store.list(layout.dub_cache_prefix(section.section_id))
+            jobs = [k for k in self.obs.dub_cache if k.endswith(layout.JOB_SUFFIX)]
             for key, got in zip(jobs, self.pool.map(self.store.get, jobs), strict=True):
                 self.obs.dub_jobs[key] = _job_record(got[0] if got else b"")
             if not self.obs.video.complete:

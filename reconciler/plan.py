@@ -19,22 +19,19 @@ from .hls import (
     VideoVariant,
     bitrates,
     render_master,
-    target_duration,
+    section_target,
 )
 from .manifest import Language, Section
 from .mp4 import TrackInfo
 from .observe import (
-    JOB_SUFFIX,
     STAMP_FRAME_RATE,
     STAMP_SETTINGS,
     STAMP_SOURCE,
     ObservedSection,
     Rendition,
-    dub_cache_prefix,
 )
 
 FORMAT_VERSION = 2  # 2: every JSON key camelCase
-TRANSCRIPT_SUFFIX = "-transcript.vtt"
 
 
 class Kind(StrEnum):
@@ -220,11 +217,6 @@ def compose_master(section: Section, video: Facts, audio: Mapping[str, Facts],
     return render_master(variant, renditions, subs)
 
 
-def section_target(playlists: list[MediaPlaylist]) -> int:
-    """The one EXT-X-TARGETDURATION all playlists of a section share."""
-    return max(target_duration(s.duration for s in p.segments) for p in playlists)
-
-
 # -- identities -----------------------------------------------------------------------------
 
 
@@ -239,12 +231,6 @@ def dub_key(section: Section, language: str, video_ref: str) -> str:
         "dub-v1", video_ref, language, section.source_language, str(d.num_speakers),
         str(d.watermark).lower(),
     )
-
-
-def dub_cache_keys(section_id: int, language: str, key: str) -> tuple[str, str]:
-    """(prefix of the cached audio object, the job record) for one dub."""
-    base = f"{dub_cache_prefix(section_id)}{language}/{key}"
-    return base + ".", base + JOB_SUFFIX
 
 
 def audio_source_id(section: Section, lang: Language, obs: ObservedSection,
@@ -262,20 +248,13 @@ def audio_source_id(section: Section, lang: Language, obs: ObservedSection,
     return _digest("file", state.identity, video_ref)
 
 
-def transcript_key(section_id: int, dubbed: str, key: str, spoken: str) -> str:
-    """Where a dub's transcript in `spoken` (its language, or `source`) is cached, beside its
-    audio (not under the audio's `{key}.` prefix, which names the audio object)."""
-    which = "-source" if spoken == "source" else ""
-    return f"{dub_cache_prefix(section_id)}{dubbed}/{key}{which}{TRANSCRIPT_SUFFIX}"
-
-
 def subtitles_source_id(section: Section, lang: Language, obs: ObservedSection,
                         video_ref: str) -> str | None:
     """Identity of a subtitle rendition: its file (or the transcript it is) and the video it
     is cut to; None when the file is unreadable."""
     if lang.subtitles is not None and lang.subtitles.kind == "dub":
         dubbed, spoken = section.transcript_of(lang)
-        return _digest("subtitles", transcript_key(section.section_id, dubbed,
+        return _digest("subtitles", layout.transcript_key(section.section_id, dubbed,
                                                    dub_key(section, dubbed, video_ref), spoken),
                        video_ref)
     state = obs.subtitle_inputs.get(lang.code)
@@ -408,7 +387,7 @@ class _SectionPlanner:
             transcript = ()
             if lang.subtitles.kind == "dub":
                 dubbed, spoken = self.s.transcript_of(lang)
-                transcript = (transcript_key(self.s.section_id, dubbed,
+                transcript = (layout.transcript_key(self.s.section_id, dubbed,
                                              dub_key(self.s, dubbed, self.video_ref), spoken),)
             self.actions.append(Action(Kind.PACKAGE_SUBTITLES, change, lang.code, reason,
                                        keys=transcript, source_id=source_id))
@@ -423,7 +402,7 @@ class _SectionPlanner:
         A dub an earlier run started is resumed at no cost only when its record holds the
         dubbing_id (observation fills it in when ElevenLabs knows the record's name); a record
         with a name alone is a create that may never have reached ElevenLabs: billed in full."""
-        audio_prefix, job_key = dub_cache_keys(self.s.section_id, lang.code, key)
+        audio_prefix, job_key = layout.dub_cache_keys(self.s.section_id, lang.code, key)
         cached = [k for k in self.o.dub_cache if k.startswith(audio_prefix) and k != job_key]
         if cached:
             self.notes.append(f"{lang.code}: dub reused from cache")
@@ -654,13 +633,13 @@ def make_plan(
     for sp in sections:
         for a in sp.actions:
             if a.type == Kind.DELETE_OBJECTS and a.language is None:
-                paths.append(layout.cdn_path(layout.section_prefix(sp.section_id)) + "*")
+                paths.append(layout.cdn_folder(layout.section_prefix(sp.section_id)))
             elif a.type == Kind.WRITE_MASTER:
                 paths.append(layout.cdn_path(layout.master_key(sp.section_id)))
             elif a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO) and a.change == Change.UPDATE:
-                paths.append(layout.cdn_path(layout.rendition_dir(sp.section_id, a.language)) + "*")
+                paths.append(layout.cdn_folder(layout.rendition_dir(sp.section_id, a.language)))
             elif a.type == Kind.PACKAGE_SUBTITLES and a.change == Change.UPDATE:
-                paths.append(layout.cdn_path(layout.subtitles_dir(sp.section_id, a.language or ""))
-                             + "*")
+                paths.append(layout.cdn_folder(layout.subtitles_dir(sp.section_id,
+                                                                    a.language or "")))
     return Plan(tuple(sections), tuple(dict.fromkeys(paths)), options)
 

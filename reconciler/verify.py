@@ -301,7 +301,7 @@ def verify(
     base = cdn_base.rstrip("/")
     expected_languages = expected_languages or {}
     sections = [
-        _SectionCheck(SectionReport(sid, f"{base}/{layout.master_key(sid)}"),
+        _SectionCheck(SectionReport(sid, layout.master_url(base, sid)),
                  list(expected_languages.get(sid, [])))
         for sid in section_ids
     ]

@@ -21,7 +21,8 @@ from conftest import KO_EN, master_languages
 from faultproxy import ASSETS, FaultProxy, Rule, reachable_from_master
 
 from reconciler import layout
-from reconciler.lock import SectionLock, lock_key
+from reconciler.layout import lock_key
+from reconciler.lock import SectionLock
 from reconciler.store import PreconditionFailed
 from reconciler.store.local import LocalStore
 from reconciler.store.s3 import S3Store, s3_client

@@ -13,7 +13,8 @@ from cli_helpers import reconcile
 from conftest import KO_EN
 
 from reconciler import engine, layout
-from reconciler.lock import LockError, SectionLock, lock_key, read_lease, unlock
+from reconciler.layout import lock_key
+from reconciler.lock import LockError, SectionLock, read_lease, unlock
 from reconciler.observe import observe
 from reconciler.plan import make_plan
 from reconciler.store import StoreError, open_store

@@ -28,7 +28,6 @@ from reconciler.plan import (
     Problem,
     audio_source_id,
     compose_master,
-    dub_cache_keys,
     make_plan,
     observed_facts,
     video_source_id,
@@ -332,7 +331,7 @@ def test_dub_is_an_action_with_billable_minutes_unless_cached_or_in_progress():
     assert plan.dub_minutes == pytest.approx(8 / 60, abs=0.01)
 
     key = plan.sections[0].actions[0].source_id
-    audio_prefix, job = dub_cache_keys(11, "ja", key)
+    audio_prefix, job = layout.dub_cache_keys(11, "ja", key)
     obs.dub_cache = {job: info(job)}
     obs.dub_jobs = {job: {"name": "section-11-ja-x", "dubbing_id": "d1"}}
     resumed = make_plan([sec], {11: obs})
@@ -353,7 +352,7 @@ def test_dub_record_without_an_id_is_billed_in_full_not_resumed_for_free():
     obs.video.playlist = MediaPlaylist(4, tuple(Segment(f"v_{i:03d}.m4s", 4.0)
                                                 for i in range(2)))
     key = make_plan([sec], {11: obs}).sections[0].actions[0].source_id
-    _, job = dub_cache_keys(11, "ja", key)
+    _, job = layout.dub_cache_keys(11, "ja", key)
     for record in ({"name": "section-11-ja-x"}, {}):  # name only; unreadable record
         obs.dub_cache = {job: info(job)}
         obs.dub_jobs = {job: record}

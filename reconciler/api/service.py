@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .. import engine, git, layout
+from .. import engine, git
 from ..cdn import CdnError
 from ..jobs import FAILED, SUCCEEDED, Job, JobQueue, JobStore
 from ..lock import LockError
@@ -75,8 +75,7 @@ class DubbingService:
     # -- helpers ---------------------------------------------------------------------------
 
     def master_url(self, section_id: int) -> str:
-        base = (self.settings.cdn_url or self.settings.store_url).rstrip("/")
-        return f"{base}/{layout.master_key(section_id)}"
+        return self.settings.master_url(section_id)
 
     def reconciler(self) -> engine.Reconciler:
         """A fresh reconciler (a job's apply keeps per-run state)."""
