@@ -66,7 +66,7 @@ KNOWN = {
     # preview serves the store itself (it stands in for CloudFront).
     ("reconciler.preview", "reconciler.store"): "preview is a CDN stand-in over the store",
     # The workflow glue asks git what changed (plan scope).
-    ("reconciler.github", "reconciler.git"): "the workflow glue's plan scope",
+    ("reconciler.github.workflow", "reconciler.git"): "the workflow glue's plan scope",
 }
 
 

@@ -225,7 +225,7 @@ def test_run_maps_exit_codes(
 
 def test_run_does_not_mistake_a_usage_error_for_pending_changes(tmp_path: Path, monkeypatch):
     """`reconcile` itself exits 1 on a usage error (2 means changes pending), so the workflow
-    glue needs no guess of its own (issue 12 removed github.py's exit-2 guard)."""
+    glue needs no guess of its own (issue 12 removed the glue's exit-2 guard)."""
     monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "out"))
     report = tmp_path / "report.md"
     got = gh.run_reconcile([sys.executable, "-m", "reconciler", "--plan", "--no-such-option"],

@@ -1,0 +1,5 @@
+"""`python -m reconciler.github COMMAND` (the workflows' entry point)."""
+
+from .cli import main
+
+main()

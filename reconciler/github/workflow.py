@@ -1,0 +1,305 @@
+"""Workflow plumbing: which sections go to which matrix job, what changed since a base
+(plan scope), running `reconcile` and keeping its report, step outputs and summaries, and
+applying a reviewed plan."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import git
+from .comment import fenced, fit_summary, plan_exit_ok, stale_comment, status_line, with_errors
+
+ERROR_TAIL_LINES = 40  # stderr lines shown with a failure (the full log stays in the run)
+
+
+MAX_MATRIX_JOBS = 256  # GitHub's limit of jobs per matrix
+
+
+ZERO_SHA = "0" * 40
+
+
+# Changes here can alter any section's plan, so --changed-since would hide work.
+FULL_PLAN_PATHS = ("schemas/", "reconciler/", "pyproject.toml")
+
+
+_SECTION_ID = re.compile(r"[1-9][0-9]*")
+
+
+def parse_sections(text: str | Iterable[str | int]) -> list[str]:
+    """Section ids in first-seen order, each once; rejects anything but positive integers.
+
+    The ids end up in shell command lines, so nothing else may pass.
+    """
+    items = re.split(r"[\s,]+", text) if isinstance(text, str) else [str(t) for t in text]
+    seen: dict[str, None] = {}
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        if not _SECTION_ID.fullmatch(item):
+            raise ValueError(f"not a section id: {item!r}")
+        seen.setdefault(item, None)
+    return list(seen)
+
+
+def sections_from_plan(plan: dict[str, Any]) -> list[str]:
+    """Sections of a `--format json` plan (or a saved plan file) that have actions."""
+    plan = plan.get("plan", plan) if plan.get("kind") == "reconciler-saved-plan" else plan
+    return parse_sections(
+        str(s["sectionId"]) for s in plan.get("sections", []) if s.get("actions")
+    )
+
+
+def build_matrix(sections: str | Iterable[str | int], chunks: int) -> dict[str, Any]:
+    """A `strategy.matrix` splitting sections into at most `chunks` contiguous, balanced jobs.
+
+    Each section lands in exactly one job, so no two jobs of a run touch the same section.
+    """
+    if chunks < 1:
+        raise ValueError("chunks must be >= 1")
+    ids = parse_sections(sections)
+    n = min(chunks, len(ids), MAX_MATRIX_JOBS)
+    include: list[dict[str, Any]] = []
+    start = 0
+    for i in range(n):
+        size = len(ids) // n + (1 if i < len(ids) % n else 0)
+        part = ids[start : start + size]
+        start += size
+        include.append(
+            {
+                "chunk": i + 1,
+                "name": " ".join(part) if len(part) <= 3 else f"{part[0]}…{part[-1]} ({len(part)})",
+                "sections": " ".join(part),
+            }
+        )
+    return {"include": include}
+
+
+def set_output(name: str, value: str) -> None:
+    """Write a step output to $GITHUB_OUTPUT (no-op outside Actions)."""
+    path = os.environ.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as fh:
+        if "\n" in value:
+            delim = f"EOF_{uuid.uuid4().hex}"
+            fh.write(f"{name}<<{delim}\n{value}\n{delim}\n")
+        else:
+            fh.write(f"{name}={value}\n")
+
+
+def append_summary(text: str) -> None:
+    """Append to $GITHUB_STEP_SUMMARY, or print when run locally."""
+    text = fit_summary(text)
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        click.echo(text)
+        return
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text if text.endswith("\n") else text + "\n")
+
+
+def this_run_url() -> str | None:
+    server, repo, run = (
+        os.environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    )
+    return f"{server}/{repo}/actions/runs/{run}" if server and repo and run else None
+
+
+def changed_files(base: str, cwd: Path | None = None) -> list[str] | None:
+    """Paths changed between `base` and HEAD, or None when `base` is not a usable commit."""
+    if not base or base == ZERO_SHA:
+        return None
+    try:
+        git.run(cwd, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
+        diff = git.run(cwd, "diff", "--name-only", f"{base}...HEAD")
+    except git.GitError:
+        return None
+    return [line for line in diff.splitlines() if line]
+
+
+def plan_scope(base: str, cwd: Path | None = None) -> tuple[str | None, str]:
+    """(--changed-since ref or None for a full plan, why), from what changed since `base`."""
+    files = changed_files(base, cwd)
+    if files is None:
+        return None, f"full: base {base or '(none)'!r} is not a known commit"
+    code = [f for f in files if f == "pyproject.toml" or f.startswith(FULL_PLAN_PATHS)]
+    if code:
+        return None, f"full: reconciler inputs changed ({', '.join(code[:5])})"
+    return base, f"changed since {base}"
+
+
+def build_command(
+    mode: str,
+    *,
+    paths: str = "",
+    store: str = "",
+    changed_since: str = "",
+    sections: str = "",
+    fmt: str = "",
+    max_dub_minutes: str = "",
+) -> list[str]:
+    """The `reconcile` argv for the composite action's inputs."""
+    targets = paths.split()
+    if mode == "validate":
+        return ["reconcile", "validate", *targets]
+    if mode not in ("plan", "apply"):
+        raise ValueError(f"mode must be plan, apply or validate, not {mode!r}")
+    argv = ["reconcile", f"--{mode}", *targets]
+    for section in parse_sections(sections):
+        argv += ["--section", section]
+    if store:
+        argv += ["--store", store]
+    if changed_since:
+        argv += ["--changed-since", changed_since]
+    if fmt:
+        argv += ["--format", fmt]
+    if max_dub_minutes and mode == "apply":
+        argv += ["--max-dub-minutes", str(float(max_dub_minutes))]
+    return argv
+
+
+def _execute(command: Sequence[str], tail_lines: int) -> tuple[int, str, list[str]]:
+    """Run `command`; return (exit code, stdout, last stderr lines).
+
+    stderr (progress, errors) is streamed live to our stderr, so long applies show progress.
+    """
+    tail: deque[str] = deque(maxlen=tail_lines)
+    try:
+        proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as err:
+        return 1, "", [f"could not run {command[0]!r}: {err.strerror or err}"]
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", errors="replace")
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            tail.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode("utf-8", errors="replace")
+    code = proc.wait()
+    reader.join()
+    return (code if code >= 0 else 1), out, list(tail)
+
+
+def run_reconcile(
+    command: Sequence[str],
+    *,
+    mode: str,
+    report: Path,
+    fence: bool = False,
+    summary: bool = False,
+    title: str | None = None,
+    fail_on_changes: bool = False,
+    fence_summary: bool | None = None,
+    errors_in_report: bool = False,
+    stderr_tail: list[str] | None = None,
+) -> int:
+    """Run reconcile, keep its stdout as the report, set step outputs; return the step's status.
+
+    A plan's exit 2 (changes pending) is success unless `fail_on_changes` (drift checks).
+    `fence` wraps the report file in a code block (text shown as markdown); `fence_summary`
+    (default: `fence`) does so for the job summary only, keeping e.g. JSON reports parseable.
+    On failure the tail of stderr (where reconcile writes its errors) is added to the summary,
+    and to the report file if `errors_in_report` (markdown reports meant for humans).
+    `stderr_tail`, when given, receives the last lines of stderr.
+    """
+    code, out, tail = _execute(command, ERROR_TAIL_LINES)
+    if stderr_tail is not None:
+        stderr_tail[:] = tail
+    ok = plan_exit_ok(code) if mode == "plan" else code == 0
+    errors = [] if ok else tail
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    text = fenced(out) if fence else out
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(with_errors(text, errors) if errors_in_report else text, encoding="utf-8")
+    changes = mode == "plan" and code == 2
+    set_output("exit-code", str(code))
+    set_output("changes", "true" if changes else "false")
+    set_output("report-file", str(report.resolve()))
+    if summary:
+        heading = f"## {title}\n\n" if title else ""
+        shown = fenced(out) if (fence if fence_summary is None else fence_summary) else out
+        body = with_errors(shown, errors)
+        append_summary(f"{heading}{status_line(mode, code)}\n\n{body}")
+    if ok and mode == "plan":
+        return 2 if (changes and fail_on_changes) else 0
+    return code
+
+
+def pr_from_event(path: str | None) -> tuple[int, str | None]:
+    """PR number and head SHA from the workflow's event payload."""
+    if not path:
+        raise click.ClickException("GITHUB_EVENT_PATH is not set")
+    event = json.loads(Path(path).read_text(encoding="utf-8"))
+    pr = event.get("pull_request") or {}
+    number = pr.get("number") or event.get("number") or (event.get("issue") or {}).get("number")
+    if not number:
+        raise click.ClickException("the event has no pull request number")
+    return int(number), (pr.get("head") or {}).get("sha")
+
+
+def apply_reviewed(
+    reconcile: Sequence[str],
+    plan_file: Path,
+    sections: Sequence[str],
+    *,
+    report: Path,
+    missing_reason: str = "",
+    replan_on_stale: bool = False,
+    extra: Sequence[str] = (),
+    post: Any = None,
+) -> int:
+    """Apply the reviewed plan to this job's sections; when it is stale (or missing), post the
+    plan as it is now (job summary, and `post(body)`: the merged PR's comment) and fail, or
+    with `replan_on_stale` apply that new plan. Returns the job's exit status."""
+    scope = [arg for s in sections for arg in ("--section", s)]
+    title = f"Apply: sections {' '.join(sections)}"
+    paths: list[str] = []  # the manifests the reviewed plan read (default: manifests/)
+    if plan_file.is_file():
+        try:
+            paths = list(json.loads(plan_file.read_text(encoding="utf-8"))["manifests"]["paths"])
+        except (ValueError, KeyError, TypeError):
+            paths = []  # not a plan: reconcile says so below
+        tail: list[str] = []
+        code = run_reconcile([*reconcile, "--apply", str(plan_file), *scope, "--format",
+                              "markdown", *extra], mode="apply", report=report, summary=True,
+                             title=title, stderr_tail=tail)
+        stale = [line for line in tail if line.startswith("Error: stale plan:")]
+        if not stale:
+            return code
+        reason = stale[-1].removeprefix("Error: ")
+    else:
+        reason = f"no reviewed plan: {missing_reason or f'{plan_file} not found'}"
+    new_report = report.with_name("replan-" + report.name)
+    run_reconcile([*reconcile, "--plan", *paths, "--format", "markdown", *scope], mode="plan",
+                  report=new_report, errors_in_report=True)
+    body = stale_comment(reason, sections, new_report.read_text(encoding="utf-8"),
+                         replanned=replan_on_stale, run_url=this_run_url())
+    append_summary(body)
+    if post is not None:
+        post(body)
+    if not replan_on_stale:
+        click.echo(f"::error::{reason}; sections {' '.join(sections)} not applied", err=True)
+        return 1
+    return run_reconcile([*reconcile, "--apply", *paths, *scope, "--format", "markdown", *extra],
+                         mode="apply", report=report, summary=True,
+                         title=f"{title} (re-planned)")
