@@ -204,6 +204,11 @@ class PreviewHandler(BaseHTTPRequestHandler):
             return
         self._object(key, head)
 
+    def _store_error(self, what: str, err: StoreError) -> None:
+        """The store failing (or refusing a path) is not a missing object: 502, one line."""
+        reason = redact(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        self._plain(HTTPStatus.BAD_GATEWAY, f"store error reading {what}: {reason}\n")
+
     def _hlsjs(self, head: bool) -> None:
         body = HLSJS_FILE.read_bytes()
         self.send_response(HTTPStatus.OK)
@@ -222,9 +227,8 @@ class PreviewHandler(BaseHTTPRequestHandler):
             else:
                 got = store.get(key)
                 info, body = (got[1], got[0]) if got else (None, None)
-        except StoreError as err:  # the store failing is not a missing object: 502, one line
-            reason = redact(str(err).splitlines()[0] if str(err) else type(err).__name__)
-            self._plain(HTTPStatus.BAD_GATEWAY, f"store error reading {key}: {reason}\n")
+        except StoreError as err:
+            self._store_error(key, err)
             return
         if info is None:
             self._plain(HTTPStatus.NOT_FOUND, f"no such key: {key}\n")
