@@ -15,6 +15,8 @@ import os
 import sqlite3
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -22,21 +24,19 @@ import click
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import __version__, engine, gitscope, layout, planfile
+from . import __version__, engine, layout
 from .cdn import CdnError
-from .gitscope import GitError
-from .lock import LockError
 from .manifest import InvalidManifests
 from .media import MediaError
-from .plan import Kind, Plan
+from .plan import Kind, Plan, PlanOptions
 from .progress import Heartbeat
 from .redaction import redact
 from .render import OUTCOME_VIEWS, PLAN_VIEWS, colorize
 from .sources import FetchError
-from .store import Store, StoreError, open_store
+from .store import Store, open_store
 
 # What a command may meet in normal use; anything else is a bug and keeps its traceback.
-EXPECTED_ERRORS = (StoreError, LockError, CdnError, GitError, MediaError, FetchError, OSError,
+EXPECTED_ERRORS = (*engine.RUN_ERRORS, CdnError, MediaError, FetchError, OSError,
                    ValueError, httpx.HTTPError, BotoCoreError, ClientError, sqlite3.Error)
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -106,11 +106,11 @@ def fail(message: str) -> NoReturn:
     sys.exit(EXIT_ERROR)
 
 
-def load_or_exit(paths: tuple[Path, ...], sections: tuple[int, ...], *,
-                 check_files: bool = False):
+@contextmanager
+def manifests_or_exit() -> Iterator[None]:
+    """Invalid manifests: every problem on its own line, then exit 1."""
     try:
-        return engine.load(list(paths) or [Path("manifests")], list(sections),
-                           check_files=check_files)
+        yield
     except InvalidManifests as err:
         for e in err.errors:
             click.echo(f"Error: {e}", err=True)
@@ -118,8 +118,16 @@ def load_or_exit(paths: tuple[Path, ...], sections: tuple[int, ...], *,
         click.echo(f"{n} problem{'s' if n != 1 else ''} in manifests; nothing was read or "
                    "written.", err=True)
         sys.exit(EXIT_ERROR)
-    except ValueError as err:
-        fail(str(err))
+
+
+def load_or_exit(paths: tuple[Path, ...], sections: tuple[int, ...], *,
+                 check_files: bool = False):
+    with manifests_or_exit():
+        try:
+            return engine.load(list(paths) or [Path("manifests")], list(sections),
+                               check_files=check_files)
+        except ValueError as err:
+            fail(str(err))
 
 
 paths_argument = click.argument(
@@ -186,56 +194,35 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
         fail("choose --plan or --apply")
     if out and mode != "plan":
         fail("--out goes with --plan")
-    saved = None
-    if mode == "apply" and len(paths) == 1 and planfile.is_saved_plan(paths[0]):
-        saved = load_plan_or_exit(paths[0])
+    saved = mode == "apply" and len(paths) == 1 and engine.is_saved_plan(paths[0])
+    if saved and changed_since:
+        fail("a saved plan already fixes the manifests and sections")
+    with manifests_or_exit():
         try:
-            saved = saved.narrow(list(sections)) if sections else saved
-        except ValueError as err:
+            scope = (engine.saved_scope(paths[0], list(sections), store_url=store_url) if saved
+                     else engine.scope(list(paths), list(sections), changed_since=changed_since,
+                                       store_url=store_url,
+                                       options=PlanOptions(prune=prune, allow_empty=allow_empty)))
+        except engine.RUN_ERRORS as err:
             fail(str(err))
-        if store_url and store_url.rstrip("/") != saved.store_url.rstrip("/"):
-            fail(f"the saved plan is for {saved.store_url}, not {store_url}")
-        if changed_since:
-            fail("a saved plan already fixes the manifests and sections")
-        paths, store_url = tuple(Path(p) for p in saved.paths), saved.store_url
-        prune, allow_empty = saved.plan.options.prune, saved.plan.options.allow_empty
-    paths = paths or (Path("manifests"),)
-    declared = load_or_exit(paths, ())
-    removed: dict[int, str] = dict(saved.removed) if saved else {}
     tracker = progress_tracker()
     try:
-        if saved is not None:  # exactly the sections the plan covers, however it chose them
-            desired = planfile.covered(saved, declared)
-        else:
-            desired = engine.select(declared, list(sections))
-        if changed_since:
-            changes = gitscope.changed_since(changed_since, list(paths))
-            desired = [s for s in desired if Path(s.file).resolve() in changes.files]
-            ids = {s.section_id for s in declared}
-            removed = {sid: p for sid, p in changes.deleted.items() if sid not in ids}
         settings = engine.Settings.from_env(
-            store_url, workers=jobs, dub_concurrency=dub_concurrency,
-            max_dub_minutes=max_dub_minutes, prune=prune, allow_empty=allow_empty, deep=deep,
-            lock_ttl=lock_ttl, lock_timeout=lock_timeout,
+            scope.store_url, workers=jobs, dub_concurrency=dub_concurrency,
+            max_dub_minutes=max_dub_minutes, deep=deep, lock_ttl=lock_ttl,
+            lock_timeout=lock_timeout,
         )
         rec = engine.Reconciler(settings, tracker=tracker)
         if mode == "plan":
-            plan, observed = rec.plan(desired, removed)
-            if out:
-                planfile.save(out, plan, desired, observed, store_url=rec.store.url,
-                              paths=list(paths), removed=removed)
+            plan = rec.plan_scope(scope, out)
             echo_view(PLAN_VIEWS[fmt](plan), fmt)
             sys.exit(EXIT_ERROR if plan.has_errors else EXIT_CHANGES if plan.has_changes
                      else EXIT_OK)
 
-        def check(plan, observed) -> None:
-            if saved is not None:
-                planfile.check(saved, desired, observed, plan)
-
         def show(plan) -> None:
             """The plan on stderr; on a terminal, ask before anything is done (under the
             sections' locks, so what is approved is what gets applied)."""
-            ask = sys.stdin.isatty() and needs_approval(plan, auto_approve or saved is not None)
+            ask = sys.stdin.isatty() and needs_approval(plan, auto_approve or saved)
             if fmt == "text" or ask:
                 echo_view(PLAN_VIEWS["text"](plan), "text", err=True)
             if ask and click.prompt(APPROVE_PROMPT, default="", show_default=False,
@@ -243,23 +230,15 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
                 raise Cancelled
 
         try:
-            outcome = rec.apply(desired, removed, check=check, on_plan=show)
+            outcome = rec.apply_scope(scope, on_plan=show)
         finally:
             tracker.close()  # the last beat, and any section's group still open
     except Cancelled:
         fail("apply cancelled; nothing was changed")
-    except (engine.SpendLimitExceeded, planfile.StalePlan, gitscope.GitError, LockError,
-            StoreError, ValueError) as err:
+    except engine.RUN_ERRORS as err:
         fail(str(err))
     echo_view(OUTCOME_VIEWS[fmt](outcome), fmt)
     sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
-
-
-def load_plan_or_exit(path: Path) -> planfile.SavedPlan:
-    try:
-        return planfile.load(path)
-    except (OSError, ValueError, KeyError, AttributeError, TypeError) as err:
-        fail(f"{path}: not a readable saved plan ({err})")
 
 
 @main.command("show")
@@ -268,7 +247,10 @@ def load_plan_or_exit(path: Path) -> planfile.SavedPlan:
               default="text", show_default=True)
 def show_cmd(plan_file, fmt) -> None:
     """Show a saved plan (`reconcile --plan --out FILE`) without reading the store."""
-    echo_view(PLAN_VIEWS[fmt](load_plan_or_exit(plan_file).plan), fmt)
+    try:
+        echo_view(PLAN_VIEWS[fmt](engine.read_saved_plan(plan_file).plan), fmt)
+    except ValueError as err:
+        fail(str(err))
 
 
 @main.command()

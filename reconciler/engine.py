@@ -13,16 +13,17 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import layout
+from . import gitscope, layout, planfile
 from .apply import Failure, Runtime, SectionResult, Step, apply_plan
 from .cdn import Cdn, CdnError, Invalidation, open_cdn
-from .lock import SectionLock
+from .git import GitError
+from .lock import LockError, SectionLock
 from .manifest import Section, load_manifests
 from .observe import ObservedSection, observe
 from .plan import Plan, PlanOptions, make_plan
 from .progress import Tracker
 from .sources import STRICT, FetchPolicy
-from .store import STORE_FORMS, Store, open_store
+from .store import STORE_FORMS, Store, StoreError, open_store
 
 MAX_ROUNDS = 3  # re-observe and re-plan a section whose master changed under us
 
@@ -91,6 +92,69 @@ def select(sections: list[Section], section_ids: list[int] | None) -> list[Secti
     return [s for s in sections if s.section_id in set(section_ids)]
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What one plan or apply covers: the manifests read (`paths`), the sections planned, the
+    deleted manifests planned away (`removed`), the store and the options. Applying a saved
+    plan fixes all of them to what the plan was made with (`saved`)."""
+
+    paths: list[Path]
+    sections: list[Section]
+    removed: dict[int, str] = field(default_factory=dict)
+    store_url: str | None = None
+    options: PlanOptions = PlanOptions()
+    saved: planfile.SavedPlan | None = None
+
+    def check(self, plan: Plan, observed: dict[int, ObservedSection]) -> None:
+        """Raise StalePlan when a saved plan no longer matches what is observed now."""
+        if self.saved is not None:
+            planfile.check(self.saved, self.sections, observed, plan)
+
+
+def scope(paths: list[Path], section_ids: list[int] | None = None, *,
+          changed_since: str | None = None, store_url: str | None = None,
+          options: PlanOptions | None = None) -> Scope:
+    """The run's scope from manifests (default `manifests/`): every valid manifest is read;
+    `section_ids` and `changed_since` (a git ref: only manifests changed since, and the
+    sections of manifests deleted since) narrow what is planned."""
+    paths = list(paths) or [Path("manifests")]
+    declared = load_manifests(paths)
+    sections = select(declared, section_ids)
+    removed: dict[int, str] = {}
+    if changed_since:
+        changes = gitscope.changed_since(changed_since, paths)
+        sections = [s for s in sections if Path(s.file).resolve() in changes.files]
+        ids = {s.section_id for s in declared}
+        removed = {sid: p for sid, p in changes.deleted.items() if sid not in ids}
+    return Scope(paths, sections, removed, store_url, options or PlanOptions())
+
+
+def is_saved_plan(path: Path) -> bool:
+    return planfile.is_saved_plan(path)
+
+
+def read_saved_plan(path: Path) -> planfile.SavedPlan:
+    """A saved plan; ValueError naming the file when it cannot be read as one."""
+    try:
+        return planfile.load(path)
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as err:
+        raise ValueError(f"{path}: not a readable saved plan ({err})") from None
+
+
+def saved_scope(path: Path, section_ids: list[int] | None = None, *,
+                store_url: str | None = None) -> Scope:
+    """The scope a saved plan fixes: exactly the sections it covers (however they were chosen
+    when it was made), narrowed to `section_ids`; its store (`store_url` must agree) and
+    options. StalePlan when a covered section is no longer declared."""
+    saved = read_saved_plan(path)
+    saved = saved.narrow(section_ids) if section_ids else saved
+    if store_url and store_url.rstrip("/") != saved.store_url.rstrip("/"):
+        raise ValueError(f"the saved plan is for {saved.store_url}, not {store_url}")
+    paths = [Path(p) for p in saved.paths]
+    sections = planfile.covered(saved, load_manifests(paths))
+    return Scope(paths, sections, dict(saved.removed), saved.store_url, saved.plan.options, saved)
+
+
 @dataclass
 class Outcome:
     plan: Plan
@@ -152,12 +216,14 @@ class Reconciler:
             self.tracker.say(None, f"could not look up unrecorded dubs at ElevenLabs: {err}")
 
     def plan(self, sections: list[Section], removed: Mapping[int, str] | None = None,
-             previous: dict[int, ObservedSection] | None = None
+             previous: dict[int, ObservedSection] | None = None,
+             options: PlanOptions | None = None,
              ) -> tuple[Plan, dict[int, ObservedSection]]:
         """Observe and plan. `removed`: sectionId -> path of a manifest deleted (to prune);
-        `previous`: this run's earlier observation, reused where a LIST shows no change."""
+        `previous`: this run's earlier observation, reused where a LIST shows no change;
+        `options`: the plan's (default: the settings' prune/allow_empty)."""
         observed = self.observe(sections, removed, previous)
-        plan = make_plan(sections, observed, self.settings.plan_options, removed)
+        plan = make_plan(sections, observed, options or self.settings.plan_options, removed)
         return plan, observed
 
     def _runtime(self) -> Runtime:
@@ -171,9 +237,24 @@ class Reconciler:
             tracker=self.tracker,
         )
 
+    def plan_scope(self, scope: Scope, out: Path | None = None) -> Plan:
+        """Plan the scope; with `out`, save the plan there to apply later exactly as shown."""
+        plan, observed = self.plan(scope.sections, scope.removed, options=scope.options)
+        if out:
+            planfile.save(out, plan, scope.sections, observed, store_url=self.store.url,
+                          paths=scope.paths, removed=scope.removed)
+        return plan
+
+    def apply_scope(self, scope: Scope,
+                    on_plan: Callable[[Plan], None] | None = None) -> Outcome:
+        """Apply the scope (a saved plan's is refused, StalePlan, when its world moved)."""
+        return self.apply(scope.sections, scope.removed, check=scope.check, on_plan=on_plan,
+                          options=scope.options)
+
     def apply(self, sections: list[Section], removed: Mapping[int, str] | None = None, *,
               check: Callable[[Plan, dict[int, ObservedSection]], None] | None = None,
-              on_plan: Callable[[Plan], None] | None = None) -> Outcome:
+              on_plan: Callable[[Plan], None] | None = None,
+              options: PlanOptions | None = None) -> Outcome:
         """Converge the sections; at most one invalidation, after every section finished.
 
         Sections with changes are locked (one lease each in the bucket), then re-observed and
@@ -181,7 +262,7 @@ class Reconciler:
         veto that plan (a saved plan gone stale); `on_plan` sees it before anything is done.
         """
         removed = dict(removed or {})
-        plan, observed = self.plan(sections, removed)
+        plan, observed = self.plan(sections, removed, options=options)
         busy = sorted(sp.section_id for sp in plan.sections if sp.actions)
         with ExitStack() as held:
             locks = [held.enter_context(SectionLock(
@@ -191,7 +272,7 @@ class Reconciler:
                 scope = set(busy)
                 fresh, fresh_obs = self.plan([s for s in sections if s.section_id in scope],
                                              {k: v for k, v in removed.items() if k in scope},
-                                             previous=observed)
+                                             previous=observed, options=options)
                 observed.update(fresh_obs)
                 renewed = {sp.section_id: sp for sp in fresh.sections}
                 plan = replace(plan, sections=tuple(renewed.get(sp.section_id, sp)
@@ -226,7 +307,7 @@ class Reconciler:
                 break
             self.tracker.say(None, f"master changed under us for {len(retry)} section(s): "
                                    "re-planning")
-            plan, observed = self.plan(retry)
+            plan, observed = self.plan(retry, options=first_plan.options)
         for r in results.values():
             if r.conflict:
                 r.failures.append(
@@ -254,6 +335,10 @@ def merge_rounds(earlier: SectionResult, later: SectionResult) -> SectionResult:
 
 class SpendLimitExceeded(Exception):
     """Apply refused before any request: new dubbing would exceed --max-dub-minutes."""
+
+
+# What a plan or apply may end with in normal use (a one-line error for the front end).
+RUN_ERRORS = (SpendLimitExceeded, planfile.StalePlan, GitError, LockError, StoreError, ValueError)
 
 
 def check_spend(plan: Plan, limit: float | None) -> None:

@@ -38,10 +38,6 @@ KNOWN = {
     # plan reads media's AUDIO_/VIDEO_SETTINGS (what a packaged rendition is stamped with);
     # part B's Packager seam owns those constants.
     ("reconciler.plan", "reconciler.media"): "part B: Packager seam",
-    # cli.run orchestrates saved plans and --changed-since itself; part B moves that into
-    # engine/planfile, leaving the CLI options -> one library call -> rendering.
-    ("reconciler.cli", "reconciler.planfile"): "part B: cli.run into engine/planfile",
-    ("reconciler.cli", "reconciler.gitscope"): "part B: cli.run into engine/planfile",
     # The CLI catches the seams' error types and opens the store for `unlock`/`preview`;
     # part B's seams surface them through engine.
     ("reconciler.cli", "reconciler.cdn"): "part B: errors through engine",
