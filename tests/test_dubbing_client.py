@@ -245,7 +245,7 @@ def test_retry_after_is_capped(fake, make_client, lecture):
 
     started = time.monotonic()
     client.status(dubbing_id)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # far below the 30 s asked for, loaded or not
 
 
 def test_concurrency_limit_429_is_waited_out(fake, make_client, lecture):
