@@ -15,8 +15,10 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from .layout import (
     AUDIO_PLAYLIST,
@@ -259,14 +261,18 @@ def integrated(blocks: list[float]) -> float:
     return mean([m for m in gated if m > floor])
 
 
-def _measure_span(source: Path, start: float, length: float | None) -> subprocess.Popen:
+def _measure_span(source: Path, start: float, length: float | None, log: IO[bytes]
+                  ) -> subprocess.Popen:
+    """One span's ebur128 pass. Its log (a line per 100 ms block, ~0.5 MB an hour) goes to a
+    file, not a pipe: spans are waited for one after another, and a full pipe would stall every
+    span but the first until its turn."""
     span = ["-ss", f"{start:.3f}"] if start else []
     span += ["-t", f"{length:.3f}"] if length is not None else []
     return subprocess.Popen(
         [FFMPEG, "-nostdin", "-hide_banner", "-nostats", *span, *input_args(source),
          "-map", "0:a:0", "-vn", "-sn", "-dn",
          "-af", "ebur128=peak=sample:framelog=info", "-f", "null", "-"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=log,
     )
 
 
@@ -280,12 +286,18 @@ def measure_loudness(source: Path, duration: float, parts: int | None = None) ->
     starts = [round(k * step, 1) for k in range(parts)]
     # Span k covers [start_k, start_k+1 + 0.3]: its blocks end from start_k + 0.4 on, so the
     # spans' complete blocks tile the file without gap or overlap.
-    procs = [_measure_span(source, start, None if k == parts - 1 else step + 0.3)
-             for k, start in enumerate(starts)]
+    with ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in starts]
+        procs = [_measure_span(source, start, None if k == parts - 1 else step + 0.3, log)
+                 for k, (start, log) in enumerate(zip(starts, logs, strict=True))]
+        texts = []
+        for proc, log in zip(procs, logs, strict=True):
+            proc.wait()
+            log.seek(0)
+            texts.append(log.read().decode("utf-8", "replace"))
     blocks: list[float] = []
     peak = -math.inf
-    for proc in procs:
-        text = proc.communicate()[1]
+    for proc, text in zip(procs, texts, strict=True):
         if proc.returncode != 0:
             raise MediaError(f"measure loudness of {source.name}: ffmpeg failed", _tail(text))
         blocks += [float(m) for t, m in _BLOCK.findall(text) if float(t) > 0.35]
