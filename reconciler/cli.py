@@ -21,23 +21,17 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
-import httpx
-from botocore.exceptions import BotoCoreError, ClientError
 
-from . import __version__, engine, layout
-from .cdn import CdnError
+from . import __version__, engine
 from .manifest import InvalidManifests
-from .media import MediaError
 from .plan import Kind, Plan, PlanOptions
 from .progress import Heartbeat
 from .redaction import redact
 from .render import OUTCOME_VIEWS, PLAN_VIEWS, colorize
-from .sources import FetchError
-from .store import Store, open_store
 
-# What a command may meet in normal use; anything else is a bug and keeps its traceback.
-EXPECTED_ERRORS = (*engine.RUN_ERRORS, CdnError, MediaError, FetchError, OSError,
-                   ValueError, httpx.HTTPError, BotoCoreError, ClientError, sqlite3.Error)
+# What a command may meet in normal use (the engine's, and the API job store's for `serve`);
+# anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (*engine.EXPECTED_ERRORS, sqlite3.Error)
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 DISTRIBUTION = "lingoost-reconciler"
@@ -324,7 +318,7 @@ def preview_cmd(store_url, host, port) -> None:
     player page at /player.html?section=ID."""
     from .preview import serve
 
-    serve(reachable(engine.Settings.from_env(store_url).store_url), host, port)
+    serve(engine.reachable_store(engine.Settings.from_env(store_url).store_url), host, port)
 
 
 @main.command("unlock")
@@ -336,10 +330,8 @@ def preview_cmd(store_url, host, port) -> None:
 def unlock_cmd(section_id, lock_id, force, store_url) -> None:
     """Remove a section's lock left behind by a run that died (only with its exact id, and
     only once it expired unless --force)."""
-    from .lock import unlock
-
-    store = open_store(engine.Settings.from_env(store_url).store_url)
-    lease = unlock(store, section_id, lock_id, force=force)
+    lease = engine.unlock(engine.Settings.from_env(store_url).store_url, section_id, lock_id,
+                          force=force)
     click.echo(f"unlocked section {section_id}: removed lock {lease.lock_id} "
                f"({lease.operation}, {', '.join(f'{k} {v}' for k, v in lease.owner.items())})")
 
@@ -381,18 +373,10 @@ def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, gi
         check_exposure(config, host)  # the token rule first: it is what most setups miss
         config.data_dir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=config.data_dir).close()  # writable, or one line now
-        reachable(engine.Settings.from_env(config.store_url).store_url)
+        engine.reachable_store(engine.Settings.from_env(config.store_url).store_url)
         serve(config, host, port)
     except ValueError as err:  # ApiConfigError, bad RECONCILER_ALLOWED_SOURCES, no store
         fail(str(err))
-
-
-def reachable(url: str) -> Store:
-    """Open a store and read it once (its lock folder: one small LIST), so a server started
-    on it fails now, in one line, instead of answering every request with an error."""
-    store = open_store(url)
-    store.list(layout.LOCK_PREFIX)
-    return store
 
 
 def entry() -> None:

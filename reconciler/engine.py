@@ -13,16 +13,22 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import gitscope, layout, planfile
+import httpx
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import git, gitscope, layout, lock, planfile
 from .apply import Failure, Runtime, SectionResult, Step, apply_plan
 from .cdn import Cdn, CdnError, Invalidation, open_cdn
 from .git import GitError
-from .lock import LockError, SectionLock
+from .lock import Lease, LockError, SectionLock
 from .manifest import Section, load_manifests
+from .media import MediaError
 from .observe import ObservedSection, observe
 from .plan import Plan, PlanOptions, make_plan
 from .progress import Tracker
-from .sources import STRICT, FetchPolicy
+from .sources import STRICT, FetchError, FetchPolicy
+from .sources import SourceRefused as SourceRefused  # the API's check of a request's URL
+from .sources import resolve_host as resolve_host
 from .store import STORE_FORMS, Store, StoreError, open_store
 
 MAX_ROUNDS = 3  # re-observe and re-plan a section whose master changed under us
@@ -372,3 +378,43 @@ def _default_dubber():
             return client[0]
 
     return get
+
+
+# -- what the front ends need of the seams, in one place (they import the engine alone) -------
+
+# The seams' own errors, beyond RUN_ERRORS: one line each, safe to show a client.
+SEAM_ERRORS = (CdnError, MediaError, FetchError)
+# What any command may meet in normal use (the seams' transports included): a front end reports
+# these in one line; anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (*RUN_ERRORS, *SEAM_ERRORS, OSError, httpx.HTTPError, BotoCoreError,
+                   ClientError)
+
+
+def reachable_store(url: str) -> Store:
+    """Open a store and read it once (its lock folder: one small LIST), so a server started on
+    it fails now, in one line, instead of answering every request with an error."""
+    store = open_store(url)
+    store.list(layout.LOCK_PREFIX)
+    return store
+
+
+def unlock(store_url: str, section_id: int, lock_id: str, *, force: bool = False) -> Lease:
+    """Remove a section's lock left behind by a dead run (`reconcile unlock`): only with its
+    exact id, and only once it expired unless `force`. LockError otherwise."""
+    return lock.unlock(open_store(store_url), section_id, lock_id, force=force)
+
+
+def git_work_tree(path: Path) -> Path:
+    """The git work tree holding `path` (GitError when there is none)."""
+    return git.toplevel(path)
+
+
+def commit_manifest(root: Path, path: Path, message: str, author: tuple[str, str]) -> None:
+    """Commit this one manifest file in `root` as `author` (name, email); other staged changes
+    are left alone. GitError when git cannot."""
+    git.commit_file(root, path, message, author)
+
+
+def changed_files(base: str, cwd: Path | None = None) -> list[str] | None:
+    """Paths changed between `base` and HEAD, or None when `base` is not a usable commit."""
+    return gitscope.changed_files(base, cwd)

@@ -1,4 +1,5 @@
-"""`--changed-since REF`: the manifests a git change touched, deleted ones included.
+"""`--changed-since REF`: the manifests a git change touched, deleted ones included; and
+`changed_files`, every path a change touched (the GitHub workflows' plan scope).
 
 GitError is re-exported for callers of `changed_since` (git calls themselves live in git.py)."""
 
@@ -43,3 +44,13 @@ def changed_since(ref: str, paths: list[Path]) -> Changes:
         elif path in wanted:
             files.add(path)
     return Changes(files, deleted)
+
+
+def changed_files(base: str, cwd: Path | None = None) -> list[str] | None:
+    """Paths changed between `base` and HEAD, or None when `base` is not a usable commit."""
+    try:
+        run(cwd, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
+        diff = run(cwd, "diff", "--name-only", f"{base}...HEAD")
+    except GitError:
+        return None
+    return [line for line in diff.splitlines() if line]

@@ -185,7 +185,11 @@ class PreviewHandler(BaseHTTPRequestHandler):
     def _serve(self, head: bool) -> None:
         path = urlsplit(self.path).path
         if path == "/":
-            page = _index_page(self.server.store).decode()
+            try:
+                page = _index_page(self.server.store).decode()
+            except StoreError as err:
+                self._store_error("the section list", err)
+                return
             self._plain(HTTPStatus.OK, page, content_type="text/html; charset=utf-8")
             return
         if path == "/player.html":

@@ -33,7 +33,7 @@ from reconciler.api import (
     create_app,
     resolve_host,
 )
-from reconciler.jobs import (
+from reconciler.api.jobs import (
     FAILED,
     QUEUED,
     RUNNING,
@@ -333,6 +333,32 @@ def test_a_job_left_running_by_a_dead_server_runs_again_before_later_ones(tmp_pa
     with pytest.raises(DataDirBusy):  # one server per data directory
         JobQueue(store, lambda job: (SUCCEEDED, {}), workers=0).start()
     owner.stop()
+
+
+def test_a_crashing_job_keeps_the_note_it_was_accepted_with(tmp_path):
+    """A job accepted with a note (a failed git commit) that then crashes ends with both: the
+    note first, then the generic crash reason; the crash never replaces what the client was
+    already told."""
+
+    def crash(_job):
+        raise RuntimeError("a bug in the runner")
+
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    queue = JobQueue(store, crash, workers=1)
+    queue.start()
+    job = queue.submit(7, "s3://b/v.mp4", ["en"], ["section-7.yaml was written but not "
+                                                    "committed to git (git commit: failed)"])
+    deadline = time.monotonic() + 10
+    while not store.get(job.id).finished:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    queue.stop()
+    done = store.get(job.id)
+    assert done.status == FAILED
+    assert done.result == {"errors": [
+        "section-7.yaml was written but not committed to git (git commit: failed)",
+        "internal error (see the server log)"]}
+    assert "a bug in the runner" not in str(done.result)
 
 
 # -- the contract: schema fuzzing, SSRF, auth, conflicts, limits ------------------------------

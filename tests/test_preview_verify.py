@@ -6,6 +6,7 @@ Everything goes through real HTTP on 127.0.0.1 against real ffmpeg-made CMAF sec
 from __future__ import annotations
 
 import http.client
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ from reconciler import hls, layout, preview
 from reconciler.layout import IMMUTABLE_CACHE, PLAYLIST_CACHE, ObjectMeta
 from reconciler.preview import PreviewHandler, make_server
 from reconciler.store.local import LocalStore
+from reconciler.store.s3 import S3Store
 from reconciler.verify import render_text, to_json, verify
 
 ORIGIN = "http://localhost:3000"
@@ -129,6 +131,16 @@ def test_a_store_error_is_502_in_one_line_not_404(cdn: str, store: LocalStore,
             assert response.text.startswith(f"store error reading {PREFIX}audio/ko/evil.mp4: ")
             assert response.text.count("\n") == 1 and "Traceback" not in response.text
             assert b"not for the player" not in response.content
+
+
+def test_the_index_answers_502_when_the_store_cannot_be_listed(moto_server) -> None:
+    """The index page lists the store; a store that cannot be read (a bucket that does not
+    exist, on a real S3 API) is 502 in one line like every other page, not a crash."""
+    with running(make_server(S3Store(f"no-such-bucket-{uuid.uuid4().hex[:8]}"))) as base:
+        response = httpx.get(f"{base}/")
+    assert response.status_code == 502
+    assert response.text.startswith("store error reading the section list: ")
+    assert response.text.count("\n") == 1 and "Traceback" not in response.text
 
 
 @pytest.mark.parametrize("path", [

@@ -6,12 +6,13 @@
     models.py     pydantic request/response bodies
     service.py    request -> manifest change (merge, atomic write, git commit) -> durable job
     app.py        FastAPI routes, the ASGI guard (auth, body cap), OpenAPI patching, serve()
+    jobs.py       the durable job queue (SQLite): a 202 survives a crash, a section's jobs in order
 
-The address policy (which hosts an input URL may reach) is `reconciler.sources`, shared with
-the CLI's input fetching.
+Like every front end it imports the library through `engine` (errors, git commits, the address
+policy of `reconciler.sources` that the CLI's input fetching obeys too), views and models.
 """
 
-from ..sources import resolve_host
+from ..engine import resolve_host
 from .allowlist import AllowedSources, ApiConfigError
 from .app import create_app, serve
 from .config import ApiConfig, check_exposure, is_loopback

@@ -1,6 +1,6 @@
 """Which input URLs a request may name: RECONCILER_ALLOWED_SOURCES (buckets and https hosts)
 checked before anything is written; the address rule itself (no loopback/private targets, checked
-again at connect time) is `reconciler.sources.FetchPolicy`, shared with the CLI."""
+again at connect time) is the engine's `FetchPolicy` (reconciler.sources), shared with the CLI."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ..engine import FetchPolicy, SourceRefused
 from ..redaction import redact
-from ..sources import FetchPolicy, SourceRefused
 from .errors import ApiError
 
 

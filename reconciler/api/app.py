@@ -38,12 +38,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..jobs import Job
 from ..manifest import MAX_MESSAGE
 from ..redaction import redact
 from .allowlist import ApiConfigError
 from .config import MAX_SECTION_ID, MAX_WAIT, OPEN_PATHS, ApiConfig, check_exposure
 from .errors import ApiError, error_body
+from .jobs import Job
 from .models import (
     DubbingRequest,
     DubbingResult,

@@ -15,16 +15,13 @@ from typing import Any
 
 import yaml
 
-from .. import engine, git
-from ..cdn import CdnError
-from ..jobs import FAILED, SUCCEEDED, Job, JobQueue, JobStore
-from ..lock import LockError
+from .. import engine
 from ..manifest import InvalidManifests, load_manifests, manifest_files, read_yaml
 from ..redaction import redact
-from ..store import StoreError
 from .allowlist import ApiConfigError, check_source
 from .config import MANIFEST_HEADER, ApiConfig
 from .errors import ApiError
+from .jobs import FAILED, SUCCEEDED, Job, JobQueue, JobStore
 from .models import (
     DeclaredLanguage,
     DubbingRequest,
@@ -228,8 +225,8 @@ class DubbingService:
 
     def _git_root(self) -> Path:
         try:
-            return git.toplevel(self.manifests_dir)
-        except git.GitError:
+            return engine.git_work_tree(self.manifests_dir)
+        except engine.GitError:
             raise ApiConfigError(
                 f"--git-commit: {self.manifests_dir} is not in a git work tree") from None
 
@@ -245,8 +242,8 @@ class DubbingService:
         message = f"api: section {sid}: {'; '.join(what) or 'declare section'}"
         assert self.git_root is not None
         try:
-            git.commit_file(self.git_root, path, message, self.config.git_author)
-        except git.GitError as err:
+            engine.commit_manifest(self.git_root, path, message, self.config.git_author)
+        except engine.GitError as err:
             log.error("git commit of %s failed: %s", path, err)
             return (f"{path.name} was written but not committed to git ({err}); "
                     "the next commit carries it")
@@ -307,8 +304,7 @@ class DubbingService:
                             f"{failure.step}: {failure.message}")
                     else:
                         section_wide.append(str(failure))
-        except (InvalidManifests, engine.SpendLimitExceeded, LockError, StoreError, CdnError,
-                ValueError, OSError) as err:
+        except (InvalidManifests, *engine.RUN_ERRORS, *engine.SEAM_ERRORS, OSError) as err:
             section_wide.append(str(err).splitlines()[0] if str(err) else type(err).__name__)
         except Exception:  # the engine's own bugs: log them, tell the client little
             log.exception("job %s: reconcile failed", job.id)

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .. import git
+from .. import engine
 from .comment import fenced, fit_summary, plan_exit_ok, stale_comment, status_line, with_errors
 
 ERROR_TAIL_LINES = 40  # stderr lines shown with a failure (the full log stays in the run)
@@ -120,14 +120,9 @@ def this_run_url() -> str | None:
 
 def changed_files(base: str, cwd: Path | None = None) -> list[str] | None:
     """Paths changed between `base` and HEAD, or None when `base` is not a usable commit."""
-    if not base or base == ZERO_SHA:
+    if not base or base == ZERO_SHA:  # a push that created the branch: no before-commit
         return None
-    try:
-        git.run(cwd, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
-        diff = git.run(cwd, "diff", "--name-only", f"{base}...HEAD")
-    except git.GitError:
-        return None
-    return [line for line in diff.splitlines() if line]
+    return engine.changed_files(base, cwd)
 
 
 def plan_scope(base: str, cwd: Path | None = None) -> tuple[str | None, str]:

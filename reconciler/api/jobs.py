@@ -204,7 +204,8 @@ class JobQueue:
     """Worker threads that run the jobs of a JobStore through `runner`.
 
     `runner(job)` returns (succeeded|failed, result); an exception fails the job with a generic
-    reason (the traceback goes to the log, never to a client). `workers=0` accepts jobs without
+    reason after the notes it was accepted with (the traceback goes to the log, never to a
+    client). `workers=0` accepts jobs without
     running them: they stay queued for the next server on this data directory.
     """
 
@@ -289,7 +290,9 @@ class JobQueue:
                 status, result = self.runner(job)
             except Exception:  # a bug must fail the job, not kill the worker
                 log.exception("job %s crashed", job.id)
-                status, result = FAILED, {"errors": ["internal error (see the server log)"]}
+                notes = (job.result or {}).get("errors", [])  # met on acceptance: kept
+                status, result = FAILED, {
+                    "errors": [*notes, "internal error (see the server log)"]}
             self.store.finish(job.id, status, result)
             log.info("job %s: section %d %s", job.id, job.section_id, status)
             self._poke()
