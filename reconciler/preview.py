@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from . import layout
-from .redaction import redact
+from .redaction import one_line
 from .store import ObjectInfo, Store, StoreError
 
 PLAYER_FILE = Path(__file__).with_name("player.html")
@@ -210,8 +210,7 @@ class PreviewHandler(BaseHTTPRequestHandler):
 
     def _store_error(self, what: str, err: StoreError) -> None:
         """The store failing (or refusing a path) is not a missing object: 502, one line."""
-        reason = redact(str(err).splitlines()[0] if str(err) else type(err).__name__)
-        self._plain(HTTPStatus.BAD_GATEWAY, f"store error reading {what}: {reason}\n")
+        self._plain(HTTPStatus.BAD_GATEWAY, f"store error reading {what}: {one_line(err)}\n")
 
     def _hlsjs(self, head: bool) -> None:
         body = HLSJS_FILE.read_bytes()

@@ -20,3 +20,10 @@ def redact(text: str, *secrets: str) -> str:
         if secret:
             text = re.sub(re.escape(secret), REDACTED, text, flags=re.IGNORECASE)
     return _QUERY.sub(r"\1?…", _USERINFO.sub(r"\1…@", text))
+
+
+def one_line(err: BaseException) -> str:
+    """An error as one safe line for a client: its first line (redacted), or its type's name
+    when it says nothing."""
+    text = str(err).strip()
+    return redact(text.splitlines()[0]) if text else type(err).__name__

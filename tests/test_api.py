@@ -42,6 +42,7 @@ from reconciler.api.jobs import (
     JobQueue,
     JobStore,
 )
+from reconciler.redaction import one_line
 
 TOKEN = "test-api-token-" + uuid.uuid4().hex
 CDN = "https://cdn.test.lingoost.example"
@@ -333,6 +334,14 @@ def test_a_job_left_running_by_a_dead_server_runs_again_before_later_ones(tmp_pa
     with pytest.raises(DataDirBusy):  # one server per data directory
         JobQueue(store, lambda job: (SUCCEEDED, {}), workers=0).start()
     owner.stop()
+
+
+def test_a_job_error_is_one_redacted_line_or_its_type():
+    """What a job reports of an exception (and preview of a store error): the first line, with
+    a presigned URL's query gone; an error that says nothing is named by its type."""
+    err = ValueError("GET https://h/v.mp4?X-Amz-Signature=SECRET: refused\nmore detail")
+    assert one_line(err) == "GET https://h/v.mp4?… refused"
+    assert one_line(OSError()) == "OSError"
 
 
 def test_a_crashing_job_keeps_the_note_it_was_accepted_with(tmp_path):

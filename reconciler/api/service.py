@@ -17,7 +17,7 @@ import yaml
 
 from .. import engine
 from ..manifest import InvalidManifests, load_manifests, manifest_files, read_yaml
-from ..redaction import redact
+from ..redaction import one_line, redact
 from .allowlist import ApiConfigError, check_source
 from .config import MANIFEST_HEADER, ApiConfig
 from .errors import ApiError
@@ -305,7 +305,7 @@ class DubbingService:
                     else:
                         section_wide.append(str(failure))
         except (InvalidManifests, *engine.RUN_ERRORS, *engine.SEAM_ERRORS, OSError) as err:
-            section_wide.append(str(err).splitlines()[0] if str(err) else type(err).__name__)
+            section_wide.append(one_line(err))
         except Exception:  # the engine's own bugs: log them, tell the client little
             log.exception("job %s: reconcile failed", job.id)
             section_wide.append("internal error while reconciling (see the server log)")
