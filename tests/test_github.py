@@ -556,14 +556,13 @@ def test_upsert_posts_then_patches_the_same_comment(fake_github: FakeGitHub, cap
         fake_github.add(7, f"note {i}", "bob")
     other_pr = fake_github.add(8, gh.MARKER + "\nplan of another PR", "github-actions[bot]")
 
-    first = gh.upsert_comment("lingoost/content", 7, gh.MARKER + "\nv1", TOKEN,
-                              api_url=fake_github.base_url)
+    repo = gh.GitHubRepo("lingoost/content", TOKEN, fake_github.base_url)
+    first = gh.upsert_comment(repo, 7, gh.MARKER + "\nv1")
     assert [m for m, _ in fake_github.requests if m != "GET"] == ["POST"]
     assert sum(m == "GET" for m, _ in fake_github.requests) == 3  # 5 comments, 2 per page
 
     fake_github.requests.clear()
-    second = gh.upsert_comment("lingoost/content", 7, gh.MARKER + "\nv2", TOKEN,
-                               api_url=fake_github.base_url)
+    second = gh.upsert_comment(repo, 7, gh.MARKER + "\nv2")
     assert second == first
     assert [m for m, _ in fake_github.requests if m != "GET"] == ["PATCH"]
     assert fake_github.by_id(first)["body"] == gh.MARKER + "\nv2"
@@ -579,8 +578,8 @@ def test_upsert_prefers_the_bot_comment_and_ignores_quotes(fake_github: FakeGitH
     quoted = fake_github.add(7, "> " + gh.MARKER + "\n> Changes pending\nwhy?", "carol")
     copied = fake_github.add(7, gh.MARKER + "\nold copy", "dave")
     bot = fake_github.add(7, gh.MARKER + "\nplan", "github-actions[bot]")
-    cid = gh.upsert_comment("lingoost/content", 7, gh.MARKER + "\nnew", TOKEN,
-                            api_url=fake_github.base_url)
+    cid = gh.upsert_comment(gh.GitHubRepo("lingoost/content", TOKEN, fake_github.base_url), 7,
+                            gh.MARKER + "\nnew")
     assert cid == bot
     assert fake_github.by_id(copied)["body"] == gh.MARKER + "\nold copy"
     assert fake_github.by_id(quoted)["body"].startswith("> ")
@@ -589,12 +588,13 @@ def test_upsert_prefers_the_bot_comment_and_ignores_quotes(fake_github: FakeGitH
 def test_upsert_errors_never_contain_the_token(fake_github: FakeGitHub) -> None:
     fake_github.fail["POST"] = 500
     with httpx.Client(timeout=5) as client, pytest.raises(gh.GitHubError) as err:
-        gh.upsert_comment("lingoost/content", 7, "x", TOKEN, api_url=fake_github.base_url,
-                          client=client)
+        gh.upsert_comment(gh.GitHubRepo("lingoost/content", TOKEN, fake_github.base_url,
+                                        client), 7, "x")
     assert "HTTP 500" in str(err.value) and TOKEN not in str(err.value)
 
     with pytest.raises(gh.GitHubError) as bad:
-        gh.upsert_comment("lingoost/content", 7, "x", "wrong", api_url=fake_github.base_url)
+        gh.upsert_comment(gh.GitHubRepo("lingoost/content", "wrong", fake_github.base_url), 7,
+                          "x")
     assert "HTTP 401" in str(bad.value)
 
 
@@ -603,7 +603,8 @@ def test_upsert_refuses_pagination_to_another_host(fake_github: FakeGitHub) -> N
         fake_github.add(7, f"c{i}", "bob")
     fake_github.foreign_next = True
     with pytest.raises(gh.GitHubError, match="another host"):
-        gh.upsert_comment("lingoost/content", 7, "x", TOKEN, api_url=fake_github.base_url)
+        gh.upsert_comment(gh.GitHubRepo("lingoost/content", TOKEN, fake_github.base_url), 7,
+                          "x")
     assert all(method == "GET" for method, _ in fake_github.requests)
 
 
@@ -830,11 +831,11 @@ def _publish_plan(fake: FakeGitHub, plan: bytes, *, expired: bool = False) -> No
 def test_reviewed_plan_comes_from_the_merged_prs_plan_artifact(fake_github, tmp_path,
                                                               monkeypatch):
     dest = tmp_path / "reviewed" / "plan.json"
-    assert gh.fetch_reviewed_plan("o/r", MERGE_SHA, TOKEN, dest, api_url=fake_github.base_url) \
+    repo = gh.GitHubRepo("o/r", TOKEN, fake_github.base_url)
+    assert gh.fetch_reviewed_plan(repo, MERGE_SHA, dest) \
         == (None, f"no merged pull request for commit {MERGE_SHA[:12]}")
     _publish_plan(fake_github, b'{"kind": "reconciler-saved-plan"}', expired=True)
-    number, why = gh.fetch_reviewed_plan("o/r", MERGE_SHA, TOKEN, dest,
-                                         api_url=fake_github.base_url)
+    number, why = gh.fetch_reviewed_plan(repo, MERGE_SHA, dest)
     assert number == 7 and "expired" in why and not dest.exists()
 
     fake_github.artifacts[55][0]["expired"] = False
@@ -905,8 +906,9 @@ def test_drift_issue_is_opened_updated_then_closed_once(fake_github: FakeGitHub)
     """One issue for drift, as tfaction keeps: opened, updated in place, closed when gone."""
     fake_github.add_issue(gh.DRIFT_MARKER + "\nan open PR quoting it", "bob", pull_request=True)
     human = fake_github.add_issue("Section 12 sounds off", "alice")
-    sync = partial(gh.sync_drift_issue, "lingoost/content", token=TOKEN,
-                   api_url=fake_github.base_url, run_url="https://github.example/run/1")
+    sync = partial(gh.sync_drift_issue, gh.GitHubRepo("lingoost/content", TOKEN,
+                                                      fake_github.base_url),
+                   run_url="https://github.example/run/1")
 
     assert sync(0, "") == "no drift issue to change"
     assert sync(2, "**Plan: 1 to create, 0 to update, 0 to delete.**\n") == "opened drift issue #3"

@@ -7,21 +7,20 @@ sections go to which job) are plain Python that the tests exercise.
 The package, one room each:
 
     comment.py   the texts people read: PR plan comment, stale-plan and drift bodies, summaries
-    client.py    GitHub REST: sticky comment, drift issue, the reviewed plan artifact
-    workflow.py  matrix, plan scope (git), running reconcile, step outputs, applying a plan
+    client.py    GitHub REST (a GitHubRepo per call): sticky comment, drift issue, the reviewed
+                 plan artifact
+    workflow.py  matrix, plan scope (engine.changed_files), running reconcile, step outputs,
+                 applying a plan
     cli.py       the click commands the workflows call (python -m reconciler.github)
+
+Re-exported here: what the workflows' tests call; everything else is imported from its room.
 """
 
-from .cli import (
-    cli,
-    main,
-)
+from .cli import cli
 from .client import (
-    BOT_LOGIN,
-    MAX_ARTIFACT_BYTES,
     PLAN_ARTIFACT,
-    PLAN_WORKFLOW,
     GitHubError,
+    GitHubRepo,
     fetch_reviewed_plan,
     sync_drift_issue,
     upsert_comment,
@@ -29,79 +28,27 @@ from .client import (
 from .comment import (
     COLLAPSE_LINES,
     COMMENT_LIMIT,
-    DRIFT_HEADLINE,
     DRIFT_MARKER,
     DRIFT_TITLE,
     MARKER,
     STALE_MARKER,
     SUMMARY_LIMIT,
     build_comment,
-    fenced,
-    fit_summary,
     plan_exit_ok,
-    stale_comment,
-    status_line,
-    with_errors,
 )
 from .workflow import (
-    ERROR_TAIL_LINES,
-    FULL_PLAN_PATHS,
     MAX_MATRIX_JOBS,
     ZERO_SHA,
-    append_summary,
-    apply_reviewed,
     build_command,
     build_matrix,
-    changed_files,
-    parse_sections,
     plan_scope,
-    pr_from_event,
     run_reconcile,
-    sections_from_plan,
-    set_output,
-    this_run_url,
 )
 
 __all__ = [
-    "BOT_LOGIN",
-    "COLLAPSE_LINES",
-    "COMMENT_LIMIT",
-    "DRIFT_HEADLINE",
-    "DRIFT_MARKER",
-    "DRIFT_TITLE",
-    "ERROR_TAIL_LINES",
-    "FULL_PLAN_PATHS",
-    "GitHubError",
-    "MARKER",
-    "MAX_ARTIFACT_BYTES",
-    "MAX_MATRIX_JOBS",
-    "PLAN_ARTIFACT",
-    "PLAN_WORKFLOW",
-    "STALE_MARKER",
-    "SUMMARY_LIMIT",
-    "ZERO_SHA",
-    "append_summary",
-    "apply_reviewed",
-    "build_command",
-    "build_comment",
-    "build_matrix",
-    "changed_files",
-    "cli",
-    "fenced",
-    "fetch_reviewed_plan",
-    "fit_summary",
-    "main",
-    "parse_sections",
-    "plan_exit_ok",
-    "plan_scope",
-    "pr_from_event",
-    "run_reconcile",
-    "this_run_url",
-    "sections_from_plan",
-    "set_output",
-    "stale_comment",
-    "status_line",
-    "sync_drift_issue",
+    "COLLAPSE_LINES", "COMMENT_LIMIT", "DRIFT_MARKER", "DRIFT_TITLE", "GitHubError",
+    "GitHubRepo", "MARKER", "MAX_MATRIX_JOBS", "PLAN_ARTIFACT", "STALE_MARKER",
+    "SUMMARY_LIMIT", "ZERO_SHA", "build_command", "build_comment", "build_matrix", "cli",
+    "fetch_reviewed_plan", "plan_exit_ok", "plan_scope", "run_reconcile", "sync_drift_issue",
     "upsert_comment",
-    "with_errors",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .client import GitHubError, fetch_reviewed_plan, sync_drift_issue, upsert_comment
+from .client import GitHubError, GitHubRepo, fetch_reviewed_plan, sync_drift_issue, upsert_comment
 from .comment import STALE_MARKER, SUMMARY_LIMIT, build_comment
 from .workflow import (
     MAX_MATRIX_JOBS,
@@ -57,24 +57,24 @@ def comment_cmd(
     }
     if summary:
         append_summary(build_comment(text, limit=SUMMARY_LIMIT, **kwargs))
-    repo, token, api = _repo_token()
+    repo = _repo()
     body = build_comment(text, **kwargs)
     try:
-        cid = upsert_comment(repo, number, body, token, api_url=api)
+        cid = upsert_comment(repo, number, body)
     except GitHubError as err:
         if validate_only and "HTTP 403" in str(err):
             # Fork PRs get a read-only token; the job summary carries the result instead.
             click.echo(f"::warning::no PR comment (read-only token on a fork PR): {err}")
             return
         raise click.ClickException(str(err)) from None
-    click.echo(f"comment {cid} on {repo}#{number}")
+    click.echo(f"comment {cid} on {repo.name}#{number}")
 
 
-def _repo_token() -> tuple[str, str, str]:
-    repo, token = os.environ.get("GITHUB_REPOSITORY"), os.environ.get("GITHUB_TOKEN")
-    if not repo or not token:
+def _repo() -> GitHubRepo:
+    name, token = os.environ.get("GITHUB_REPOSITORY"), os.environ.get("GITHUB_TOKEN")
+    if not name or not token:
         raise click.ClickException("GITHUB_REPOSITORY and GITHUB_TOKEN must be set")
-    return repo, token, os.environ.get("GITHUB_API_URL", "https://api.github.com")
+    return GitHubRepo(name, token, os.environ.get("GITHUB_API_URL", "https://api.github.com"))
 
 
 @cli.command("reviewed-plan")
@@ -82,9 +82,8 @@ def _repo_token() -> tuple[str, str, str]:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 def reviewed_plan_cmd(sha: str, out: Path) -> None:
     """Fetch the plan reviewed in the pull request merged as SHA (outputs found, pr, reason)."""
-    repo, token, api = _repo_token()
     try:
-        number, what = fetch_reviewed_plan(repo, sha, token, out, api_url=api)
+        number, what = fetch_reviewed_plan(_repo(), sha, out)
     except GitHubError as err:
         number, what = None, str(err)
     found = out.is_file()
@@ -115,10 +114,8 @@ def apply_reviewed_cmd(plan_file: Path, sections: str, report: Path, pr: int | N
         raise click.UsageError(str(err)) from None
 
     def post(body: str) -> None:
-        repo, token, api = _repo_token()
         try:
-            upsert_comment(repo, pr, body, token, api_url=api,
-                           marker=f"{STALE_MARKER} {' '.join(ids)} -->")
+            upsert_comment(_repo(), pr, body, marker=f"{STALE_MARKER} {' '.join(ids)} -->")
         except GitHubError as err:  # the job summary still has it
             click.echo(f"::warning::could not comment on #{pr}: {err}", err=True)
 
@@ -132,11 +129,10 @@ def apply_reviewed_cmd(plan_file: Path, sections: str, report: Path, pr: int | N
 @click.option("--exit-code", type=int, required=True, help="The drift plan's exit code.")
 def drift_issue_cmd(plan_file: Path, exit_code: int) -> None:
     """Open, update or close the repository's one drift issue (needs issues: write)."""
-    repo, token, api = _repo_token()
+    repo = _repo()
     text = plan_file.read_text(encoding="utf-8") if plan_file.exists() else ""
     try:
-        click.echo(sync_drift_issue(repo, exit_code, text, token, api_url=api,
-                                    run_url=this_run_url()))
+        click.echo(sync_drift_issue(repo, exit_code, text, run_url=this_run_url()))
     except GitHubError as err:
         raise click.ClickException(str(err)) from None
 

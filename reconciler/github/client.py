@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +30,37 @@ BOT_LOGIN = "github-actions[bot]"
 
 class GitHubError(RuntimeError):
     """A GitHub API call failed; the message names the request, never the token."""
+
+
+@dataclass(frozen=True)
+class GitHubRepo:
+    """One repository on the GitHub REST API, and how to reach it: every call takes one."""
+
+    name: str  # owner/name
+    token: str
+    api_url: str = "https://api.github.com"
+    client: httpx.Client | None = None  # the caller's (tests); else one per call, closed after
+
+    @property
+    def api(self) -> str:
+        return self.api_url.rstrip("/")
+
+    def url(self, path: str) -> str:
+        """The URL of `path` under this repository (`/issues/7/comments`)."""
+        return f"{self.api}/repos/{self.name}{path}"
+
+    @contextmanager
+    def session(self, timeout: float = 30.0) -> Iterator[httpx.Client]:
+        """The HTTP client for one call; transport errors become GitHubError naming their
+        kind (never the request, whose headers carry the token)."""
+        http = self.client or httpx.Client(timeout=timeout)
+        try:
+            yield http
+        except httpx.HTTPError as err:
+            raise GitHubError(f"GitHub API request failed: {type(err).__name__}") from None
+        finally:
+            if self.client is None:
+                http.close()
 
 
 def _headers(token: str) -> dict[str, str]:
@@ -79,67 +112,33 @@ def _list_all(http: httpx.Client, api: str, url: str, token: str,
     return items
 
 
-def upsert_comment(
-    repo: str,
-    pr_number: int,
-    body: str,
-    token: str,
-    api_url: str = "https://api.github.com",
-    client: httpx.Client | None = None,
-    marker: str = MARKER,
-) -> int:
+def upsert_comment(repo: GitHubRepo, pr_number: int, body: str, marker: str = MARKER) -> int:
     """Update the PR's marked comment in place, or create it; returns the comment id.
 
     One comment per PR, edited on every push, keeps the conversation readable.
     """
-    api = api_url.rstrip("/")
-    own = client is None
-    http = client or httpx.Client(timeout=30.0)
-    try:
-        comments = _list_all(http, api, f"{api}/repos/{repo}/issues/{pr_number}/comments",
-                             token, {})
+    headers = _headers(repo.token)
+    with repo.session() as http:
+        comments = _list_all(http, repo.api, repo.url(f"/issues/{pr_number}/comments"),
+                             repo.token, {})
         found = _pick(comments, marker)
         if found is not None:
-            resp = _check(
-                http.patch(
-                    f"{api}/repos/{repo}/issues/comments/{found['id']}",
-                    json={"body": body},
-                    headers=_headers(token),
-                )
-            )
+            resp = _check(http.patch(repo.url(f"/issues/comments/{found['id']}"),
+                                     json={"body": body}, headers=headers))
         else:
-            resp = _check(
-                http.post(
-                    f"{api}/repos/{repo}/issues/{pr_number}/comments",
-                    json={"body": body},
-                    headers=_headers(token),
-                )
-            )
+            resp = _check(http.post(repo.url(f"/issues/{pr_number}/comments"),
+                                    json={"body": body}, headers=headers))
         return int(resp.json()["id"])
-    except httpx.HTTPError as err:  # transport errors: name the kind, not the request headers
-        raise GitHubError(f"GitHub API request failed: {type(err).__name__}") from None
-    finally:
-        if own:
-            http.close()
 
 
-def sync_drift_issue(
-    repo: str,
-    exit_code: int,
-    report: str,
-    token: str,
-    api_url: str = "https://api.github.com",
-    run_url: str | None = None,
-    client: httpx.Client | None = None,
-) -> str:
+def sync_drift_issue(repo: GitHubRepo, exit_code: int, report: str,
+                     run_url: str | None = None) -> str:
     """Keep one open issue for drift, as tfaction does: opened (or its body updated with the
     latest plan) when the nightly plan exits 2, closed with a comment when it exits 0, left
     alone on an error (exit 1: nothing is known). Returns what was done, for the log."""
-    api = api_url.rstrip("/")
-    own = client is None
-    http = client or httpx.Client(timeout=30.0)
-    try:
-        issues = [i for i in _list_all(http, api, f"{api}/repos/{repo}/issues", token,
+    headers = _headers(repo.token)
+    with repo.session() as http:
+        issues = [i for i in _list_all(http, repo.api, repo.url("/issues"), repo.token,
                                        {"state": "open"})
                   if "pull_request" not in i]
         found = _pick(issues, DRIFT_MARKER)
@@ -148,33 +147,27 @@ def sync_drift_issue(
                                  marker=DRIFT_MARKER, heading=("### Reconciler drift",
                                                                DRIFT_HEADLINE))
             if found is not None:
-                _check(http.patch(f"{api}/repos/{repo}/issues/{found['number']}",
-                                  json={"body": body}, headers=_headers(token)))
+                _check(http.patch(repo.url(f"/issues/{found['number']}"),
+                                  json={"body": body}, headers=headers))
                 return f"updated drift issue #{found['number']}"
-            resp = _check(http.post(f"{api}/repos/{repo}/issues",
-                                    json={"title": DRIFT_TITLE, "body": body},
-                                    headers=_headers(token)))
+            resp = _check(http.post(repo.url("/issues"),
+                                    json={"title": DRIFT_TITLE, "body": body}, headers=headers))
             return f"opened drift issue #{resp.json()['number']}"
         if exit_code == 0 and found is not None:
             where = f" ([run]({run_url}))" if run_url else ""
-            _check(http.post(f"{api}/repos/{repo}/issues/{found['number']}/comments",
+            _check(http.post(repo.url(f"/issues/{found['number']}/comments"),
                              json={"body": f"✅ No drift any more{where}: closing."},
-                             headers=_headers(token)))
-            _check(http.patch(f"{api}/repos/{repo}/issues/{found['number']}",
+                             headers=headers))
+            _check(http.patch(repo.url(f"/issues/{found['number']}"),
                               json={"state": "closed", "state_reason": "completed"},
-                              headers=_headers(token)))
+                              headers=headers))
             return f"closed drift issue #{found['number']}"
         return "no drift issue to change" if exit_code == 0 else "plan failed: issue left as is"
-    except httpx.HTTPError as err:
-        raise GitHubError(f"GitHub API request failed: {type(err).__name__}") from None
-    finally:
-        if own:
-            http.close()
 
 
-def _get(http: httpx.Client, api: str, path: str, token: str,
+def _get(http: httpx.Client, repo: GitHubRepo, path: str,
          params: dict[str, Any] | None = None) -> Any:
-    return _check(http.get(f"{api}{path}", params=params, headers=_headers(token))).json()
+    return _check(http.get(repo.url(path), params=params, headers=_headers(repo.token))).json()
 
 
 def _download_artifact(http: httpx.Client, url: str, api: str, token: str) -> bytes:
@@ -193,14 +186,7 @@ def _download_artifact(http: httpx.Client, url: str, api: str, token: str) -> by
     return resp.content
 
 
-def fetch_reviewed_plan(
-    repo: str,
-    sha: str,
-    token: str,
-    dest: Path,
-    api_url: str = "https://api.github.com",
-    client: httpx.Client | None = None,
-) -> tuple[int | None, str]:
+def fetch_reviewed_plan(repo: GitHubRepo, sha: str, dest: Path) -> tuple[int | None, str]:
     """Find the plan reviewed in the pull request merged as `sha` and write it to `dest`.
 
     The plan is the `plan.json` in the `reconciler-plan` artifact of the newest successful
@@ -208,30 +194,27 @@ def fetch_reviewed_plan(
     showed. Returns (pull request number or None, what happened, in words); `dest` is
     written only when the plan was found.
     """
-    api = api_url.rstrip("/")
-    own = client is None
-    http = client or httpx.Client(timeout=60.0)
-    try:
-        pulls = _get(http, api, f"/repos/{repo}/commits/{sha}/pulls", token)
+    with repo.session(timeout=60.0) as http:
+        pulls = _get(http, repo, f"/commits/{sha}/pulls")
         merged = [p for p in pulls if p.get("merged_at")]
         if not merged:
             return None, f"no merged pull request for commit {sha[:12]}"
         pr = merged[0]
         number, head = int(pr["number"]), str(pr["head"]["sha"])
-        runs = _get(http, api, f"/repos/{repo}/actions/workflows/{PLAN_WORKFLOW}/runs", token,
+        runs = _get(http, repo, f"/actions/workflows/{PLAN_WORKFLOW}/runs",
                     {"head_sha": head, "event": "pull_request", "status": "success",
                      "per_page": 10})
         found = runs.get("workflow_runs") or []
         if not found:
             return number, f"no successful plan run for #{number} at {head[:12]}"
         run_id = int(found[0]["id"])
-        artifacts = _get(http, api, f"/repos/{repo}/actions/runs/{run_id}/artifacts", token,
+        artifacts = _get(http, repo, f"/actions/runs/{run_id}/artifacts",
                          {"name": PLAN_ARTIFACT})
         usable = [a for a in artifacts.get("artifacts") or [] if not a.get("expired")]
         if not usable:
             return number, f"plan run {run_id} of #{number} has no {PLAN_ARTIFACT} artifact " \
                            "(expired?)"
-        data = _download_artifact(http, usable[0]["archive_download_url"], api, token)
+        data = _download_artifact(http, usable[0]["archive_download_url"], repo.api, repo.token)
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 plan = archive.read("plan.json")
@@ -241,8 +224,3 @@ def fetch_reviewed_plan(
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(plan)
         return number, f"the plan reviewed in #{number} (plan run {run_id})"
-    except httpx.HTTPError as err:
-        raise GitHubError(f"GitHub API request failed: {type(err).__name__}") from None
-    finally:
-        if own:
-            http.close()
