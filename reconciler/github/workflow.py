@@ -18,7 +18,6 @@ from typing import Any
 
 import click
 
-from .. import engine
 from .comment import fenced, fit_summary, plan_exit_ok, stale_comment, status_line, with_errors
 
 ERROR_TAIL_LINES = 40  # stderr lines shown with a failure (the full log stays in the run)
@@ -122,6 +121,8 @@ def changed_files(base: str, cwd: Path | None = None) -> list[str] | None:
     """Paths changed between `base` and HEAD, or None when `base` is not a usable commit."""
     if not base or base == ZERO_SHA:  # a push that created the branch: no before-commit
         return None
+    from .. import engine  # here: the glue's other commands start in 0.4 s, not 1.3 s
+
     return engine.changed_files(base, cwd)
 
 
