@@ -21,9 +21,10 @@ from pathlib import Path
 
 from reconciler import layout, media, samples
 from reconciler.hls import MediaPlaylist, Segment, render_media
-from reconciler.inputs import identify
+from reconciler.inputs import InputReader
 from reconciler.manifest import VIDEO_TRACK, Language, Section, Source
 from reconciler.observe import STAMP_SETTINGS, STAMP_SOURCE, ObservedSection, observe
+from reconciler.packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
 from reconciler.plan import (
     audio_source_id,
     compose_master,
@@ -60,7 +61,7 @@ def build(store, sid: int, segments: int, tmp: Path) -> Section:
              Language("ja", "Japanese", False, Source("file", "clip.mp4", clip)))
     section = Section(sid, Source("file", "clip.mp4", clip), langs, "bench.yaml")
     fake = ObservedSection(sid, {})
-    fake.video_input = identify(section.video)
+    fake.video_input = InputReader().identify(section.video)
     fake.audio_inputs = {"en": fake.video_input, "ja": fake.video_input}
     ref = video_source_id(fake)
     init_dir = tmp / "init"
@@ -74,13 +75,13 @@ def build(store, sid: int, segments: int, tmp: Path) -> Section:
         for name in names:
             store.put_bytes(directory + name, b"\0" * 2000, layout.SEGMENT_META)
         source_id = ref if code is None else audio_source_id(section, lang, fake, ref)
-        settings = media.VIDEO_SETTINGS if code is None else media.AUDIO_SETTINGS
+        settings = VIDEO_SETTINGS if code is None else AUDIO_SETTINGS
         time.sleep(0.01)  # the playlist seals what was written before it
         playlist = MediaPlaylist(4, tuple(Segment(n, 4.0) for n in names))
         stamp = {STAMP_SOURCE: source_id, STAMP_SETTINGS: settings}
         store.put_bytes(directory + layout.playlist_name(code), render_media(playlist).encode(),
                         layout.PLAYLIST_META, stamp)
-    obs = observe(store, [section])[sid]
+    obs = observe(store, [section], inputs=InputReader())[sid]
     audio = {c: observed_facts(obs, r) for c, r in obs.audio.items()}
     master = compose_master(section, observed_facts(obs, obs.video), audio)
     store.put_bytes(layout.master_key(sid), master.encode(), layout.PLAYLIST_META)
@@ -102,7 +103,7 @@ def main() -> None:
         counting = CountingStore(store)
         tracemalloc.start()
         start = time.perf_counter()
-        plan = make_plan([section], observe(counting, [section]))
+        plan = make_plan([section], observe(counting, [section], inputs=InputReader()))
         elapsed = time.perf_counter() - start
         _, peak = tracemalloc.get_traced_memory()
         objects = 4 * (args.segments + 2) + 1

@@ -1,4 +1,4 @@
-"""Execute a Plan through the seams (store, packager, dubber), in the safe order.
+"""Execute a Plan through the seams (store, packager, inputs, dubber), in the safe order.
 
 Within a section: init and segments, then the media playlist, then master last, so master
 never names an object that is not there. Phases run across sections: videos, then dubs (bounded
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
-from . import layout, media, subtitles
-from .dubbing import DubbingError, ElevenLabs
+from . import layout, subtitles
+from .dubbing import Dubber, DubbingError
 from .hls import MediaPlaylist, parse_media, render_media, section_target
-from .inputs import InputError, fetch
+from .inputs import InputError, Inputs
 from .manifest import DUB_TRANSCRIPT, Language, Section
 from .mp4 import InitSegmentError, read_track
 from .observe import (
@@ -33,6 +33,15 @@ from .observe import (
     STAMP_SETTINGS,
     STAMP_SOURCE,
     ObservedSection,
+)
+from .packaging import (
+    AUDIO_SETTINGS,
+    MAX_SHORTFALL,
+    VIDEO_SETTINGS,
+    Examined,
+    MediaError,
+    OnSegment,
+    Packager,
 )
 from .plan import (
     Action,
@@ -44,7 +53,6 @@ from .plan import (
     observed_facts,
 )
 from .progress import Tracker
-from .sources import STRICT, FetchPolicy
 from .store import PreconditionFailed, Store, StoreError
 
 DUB_META = {".mp3": layout.ObjectMeta("audio/mpeg", "no-store"),
@@ -52,21 +60,23 @@ DUB_META = {".mp3": layout.ObjectMeta("audio/mpeg", "no-store"),
 JOB_META = layout.ObjectMeta("application/json", "no-store")
 TRANSCRIPT_META = layout.ObjectMeta("text/vtt; charset=utf-8", "no-store")
 ALIGN_TOLERANCE = 1.0  # seconds between an audio input and the video before we say so
-EXPECTED = (media.MediaError, InputError, StoreError, DubbingError, InitSegmentError, OSError,
+EXPECTED = (MediaError, InputError, StoreError, DubbingError, InitSegmentError, OSError,
             subtitles.SubtitleError)
 
 
 @dataclass
 class Runtime:
-    """The seams and limits an apply runs with."""
+    """The seams and limits an apply runs with: apply reaches the outside world only through
+    the store, the packager, the inputs and the dubber given here (engine.py wires them)."""
 
     store: Store
     tmp_dir: Path
+    packager: Packager
+    inputs: Inputs
     workers: int = 8
     dub_concurrency: int = 2
-    dubber: Callable[[], ElevenLabs] | None = None
+    dubber: Callable[[], Dubber] | None = None  # created on first use: no key without dubs
     tracker: Tracker = field(default_factory=Tracker)
-    fetch_policy: FetchPolicy = STRICT
     # ffmpeg runs (measure, encode, copy) at once: one per core.
     cpu: threading.Semaphore = field(
         default_factory=lambda: threading.Semaphore(os.cpu_count() or 1))
@@ -214,7 +224,7 @@ class _SectionWork:
         """The section's video as a local file, fetched at most once."""
         with self._fetch_lock:
             if self._video_local is None:
-                self._video_local = fetch(self.s.video, self.work / "input", self.rt.fetch_policy)
+                self._video_local = self.rt.inputs.fetch(self.s.video, self.work / "input")
             return self._video_local
 
     def speech(self) -> Path:
@@ -222,7 +232,7 @@ class _SectionWork:
         video = self.video_local()
         with self._fetch_lock:
             if self._speech is None:
-                self._speech = media.extract_audio(video, self.work / "speech.mp3")
+                self._speech = self.rt.packager.extract_audio(video, self.work / "speech.mp3")
             return self._speech
 
     def _submit(self, key: str, path: Path) -> Future:
@@ -236,7 +246,7 @@ class _SectionWork:
 
         return self.uploads.submit(put)
 
-    def _streamer(self, language: str | None) -> tuple[dict[str, Future], media.OnSegment | None]:
+    def _streamer(self, language: str | None) -> tuple[dict[str, Future], OnSegment | None]:
         """Uploads started while ffmpeg still writes, and the callback that starts them. Only
         for a new rendition: a replaced one's segments are uploaded after its encode succeeded,
         so a failed encode never mixes new segments into the rendition players still get."""
@@ -284,18 +294,18 @@ class _SectionWork:
                 early: dict[str, Future] | None = None) -> Facts:
         """Upload a packaged rendition: init + segments (those in `early` are already on their
         way), then its playlist (our rewrite), then remove segments the new playlist no longer
-        names. A rendition more than media.MAX_SHORTFALL seconds shorter than `expected` (what
+        names. A rendition more than MAX_SHORTFALL seconds shorter than `expected` (what
         the input says it lasts) is refused and nothing of it is left published: ffmpeg exits 0
         on a file cut short."""
         name = layout.playlist_name(language)
         produced = parse_media((out / name).read_text())
-        if expected - produced.duration > media.MAX_SHORTFALL:
-            raise media.MediaError(
+        if expected - produced.duration > MAX_SHORTFALL:
+            raise MediaError(
                 f"packaged {produced.duration:.1f}s but the input lasts {expected:.1f}s "
                 "(truncated or damaged?); not published")
         missing = [s.uri for s in produced.segments if not (out / s.uri).is_file()]
         if missing or not (out / layout.INIT).is_file():
-            raise media.MediaError(f"ffmpeg output incomplete: {missing[:1] or layout.INIT}")
+            raise MediaError(f"ffmpeg output incomplete: {missing[:1] or layout.INIT}")
         track = read_track((out / layout.INIT).read_bytes(), "video" if language is None
                            else "audio")
         playlist = replace(produced, target_duration=self._section_target(produced),
@@ -335,8 +345,8 @@ class _SectionWork:
         try:
             out = self.work / "video"
             with self.rt.cpu:
-                info = media.package_video(self.video_local(), out, on_segment)
-            extra = {STAMP_SETTINGS: media.VIDEO_SETTINGS}
+                info = self.rt.packager.package_video(self.video_local(), out, on_segment)
+            extra = {STAMP_SETTINGS: VIDEO_SETTINGS}
             if info.frame_rate:
                 extra[STAMP_FRAME_RATE] = f"{info.frame_rate:g}"
             self.facts[None] = self.publish(None, out, action.source_id or "", extra,
@@ -398,7 +408,7 @@ class _SectionWork:
                 with self._lock:
                     self.result.warnings.append(f"{lang.code}: transcript not fetched yet: {err}")
 
-    def _fetch_transcript(self, client: ElevenLabs, dubbing_id: str, cache_key: str,
+    def _fetch_transcript(self, client: Dubber, dubbing_id: str, cache_key: str,
                           spoken: str) -> bytes:
         """Fetch a dub's transcript (free with the paid dub) and keep it in the dub cache."""
         text = client.transcript(dubbing_id, spoken)
@@ -428,7 +438,7 @@ class _SectionWork:
                                language=lang.code)
         return self._fetch_transcript(self.rt.dubber(), dubbing_id, cache_key, spoken)
 
-    def _resume_or_create(self, client: ElevenLabs, code: str, job_key: str, key: str) -> str:
+    def _resume_or_create(self, client: Dubber, code: str, job_key: str, key: str) -> str:
         store = self.store
         got = store.get(job_key)
         record = json.loads(got[0]) if got else {}
@@ -472,7 +482,7 @@ class _SectionWork:
             return self._cached_dub(lang.code, action.source_id or ""), False
         if lang.audio.kind == "video":
             return self.video_local(), True
-        return fetch(lang.audio, self.work / "input", self.rt.fetch_policy), False
+        return self.rt.inputs.fetch(lang.audio, self.work / "input"), False
 
     def _cached_dub(self, code: str, key: str) -> Path:
         prefix, job = layout.dub_cache_keys(self.s.section_id, code, key)
@@ -489,17 +499,17 @@ class _SectionWork:
         code = action.language or ""
         if any(f.language == code for f in self.result.failures):
             return  # its dub failed; already reported
-        examined: media.Examined | Exception
+        examined: Examined | Exception
         try:
             source, from_video = self._audio_input(action)
             with self.rt.cpu:
-                examined = media.examine_audio(source, from_video=from_video)
+                examined = self.rt.packager.examine_audio(source, from_video=from_video)
         except EXPECTED as err:
             examined = err
         self.video_ready.wait()
         if self.video_failed or None not in self.facts:
             if not self.video_failed:
-                self.fail(Step.PACKAGE_AUDIO, code, media.MediaError("video rendition not ready"))
+                self.fail(Step.PACKAGE_AUDIO, code, MediaError("video rendition not ready"))
             return
         self.say(f"packaging audio {code}")
         early, on_segment = self._streamer(code)
@@ -509,15 +519,15 @@ class _SectionWork:
             duration = self.facts[None].playlist.duration
             out = self.work / "audio" / code
             with self.rt.cpu:
-                info = media.encode_audio(examined, out, duration=duration,
-                                          on_segment=on_segment)
+                info = self.rt.packager.encode_audio(examined, out, duration=duration,
+                                                     on_segment=on_segment)
             if abs(info.duration - duration) > ALIGN_TOLERANCE:
                 verb = "padded with silence" if info.duration < duration else "trimmed"
                 self.result.warnings.append(
                     f"{code}: audio is {info.duration:.1f}s, video {duration:.1f}s: {verb}"
                 )
             facts = self.publish(code, out, action.source_id or "",
-                                 {STAMP_SETTINGS: media.AUDIO_SETTINGS}, duration, early)
+                                 {STAMP_SETTINGS: AUDIO_SETTINGS}, duration, early)
             with self._lock:
                 self.facts[code] = facts
         except EXPECTED as err:
@@ -540,8 +550,7 @@ class _SectionWork:
                 data = self._transcript(lang, action.keys[0])
                 label = f"transcript of the {self.s.transcript_of(lang)[0]} dub"
             else:
-                data = fetch(lang.subtitles, self.work / "input",
-                             self.rt.fetch_policy).read_bytes()
+                data = self.rt.inputs.fetch(lang.subtitles, self.work / "input").read_bytes()
                 label = lang.subtitles.display()
             cues = subtitles.check(subtitles.parse(data, label), label, video.playlist.duration)
             out.mkdir(parents=True, exist_ok=True)

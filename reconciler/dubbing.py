@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -117,6 +117,29 @@ def _is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, httpx.UnsupportedProtocol):
         return False
     return isinstance(exc, _Retryable | httpx.TransportError)
+
+
+class Dubber(Protocol):
+    """What apply and engine ask of a dubbing service (ElevenLabs is the one production
+    implementation; tests point it at a fake server). Every method works or raises
+    DubbingError; `create` is the only billable call."""
+
+    def create(self, audio: Path, *, target_lang: str, source_lang: str = "auto", name: str,
+               num_speakers: int = 0, watermark: bool = False) -> str:
+        """Start dubbing `audio`; returns the dubbing_id."""
+
+    def find(self, name: str) -> str | None:
+        """The id of the newest dub called `name`, or None (a create whose answer was lost)."""
+
+    def wait(self, dubbing_id: str, *, language: str | None = None,
+             on_status: Callable[[str], None] | None = None) -> None:
+        """Return once the dub is done; `on_status` hears each status polled."""
+
+    def download(self, dubbing_id: str, language_code: str, dest: Path) -> Path:
+        """Save the dubbed track next to `dest`; returns the path written."""
+
+    def transcript(self, dubbing_id: str, language_code: str) -> bytes:
+        """The dub's transcript in one language as WebVTT."""
 
 
 class ElevenLabs:

@@ -19,11 +19,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import git, gitscope, layout, lock, planfile
 from .apply import Failure, Runtime, SectionResult, Step, apply_plan
 from .cdn import Cdn, CdnError, Invalidation, open_cdn
+from .dubbing import Dubber, DubbingError, ElevenLabs
 from .git import GitError
+from .inputs import InputReader, Inputs
 from .lock import Lease, LockError, SectionLock
 from .manifest import Section, load_manifests
-from .media import MediaError
+from .media import FfmpegPackager
 from .observe import ObservedSection, observe
+from .packaging import MediaError, Packager
 from .plan import Plan, PlanOptions, make_plan
 from .progress import Tracker
 from .sources import STRICT, FetchError, FetchPolicy
@@ -181,14 +184,20 @@ class Outcome:
 
 
 class Reconciler:
-    """One store + CDN; `plan` is read-only, `apply` converges."""
+    """One store + CDN; `plan` is read-only, `apply` converges. Every seam (store, CDN,
+    packager, inputs, dubber) defaults to its production implementation from the settings;
+    tests pass their stand-ins. `dubber` is a factory: the client is made on first use."""
 
     def __init__(self, settings: Settings, *, store: Store | None = None, cdn: Cdn | None = None,
-                 dubber=None, tracker: Tracker | None = None) -> None:
+                 packager: Packager | None = None, inputs: Inputs | None = None,
+                 dubber: Callable[[], Dubber] | None = None,
+                 tracker: Tracker | None = None) -> None:
         self.settings = settings
         self.store = store or open_store(settings.store_url, workers=settings.workers)
         self.cdn = cdn or open_cdn(self.store.url, settings.distribution_id)
-        self.dubber = dubber
+        self.packager = packager or FfmpegPackager()
+        self.inputs = inputs or InputReader(settings.fetch_policy)
+        self.dubber = dubber or _default_dubber()
         self.tracker = tracker or Tracker()
 
     def observe(self, sections: list[Section], removed: Mapping[int, str] | None = None,
@@ -196,7 +205,7 @@ class Reconciler:
                 ) -> dict[int, ObservedSection]:
         observed = observe(self.store, sections, extra_ids=list(removed or {}),
                            deep=self.settings.deep, workers=self.settings.workers,
-                           policy=self.settings.fetch_policy, previous=previous)
+                           inputs=self.inputs, previous=previous)
         self._find_unrecorded_dubs(observed)
         return observed
 
@@ -210,10 +219,8 @@ class Reconciler:
                    if rec.get("name") and not rec.get("dubbing_id")]
         if not pending:
             return
-        from .dubbing import DubbingError
-
         try:
-            client = (self.dubber or _default_dubber())()
+            client = self.dubber()
             for record, name in pending:
                 found = client.find(name)
                 if found:
@@ -236,10 +243,11 @@ class Reconciler:
         return Runtime(
             store=self.store,
             tmp_dir=self.settings.tmp_dir,
+            packager=self.packager,
+            inputs=self.inputs,
             workers=self.settings.workers,
             dub_concurrency=self.settings.dub_concurrency,
-            fetch_policy=self.settings.fetch_policy,
-            dubber=self.dubber or _default_dubber(),
+            dubber=self.dubber,
             tracker=self.tracker,
         )
 
@@ -363,11 +371,9 @@ def check_spend(plan: Plan, limit: float | None) -> None:
         )
 
 
-def _default_dubber():
+def _default_dubber() -> Callable[[], Dubber]:
     """ElevenLabs from the environment, created on first use (a run without dubs never needs
     the key)."""
-    from .dubbing import ElevenLabs
-
     client: list[ElevenLabs] = []
     guard = threading.Lock()
 

@@ -1,9 +1,11 @@
-"""Reading the manifests' inputs (videos, supplied dubs) from s3://, https:// or the repository.
+"""The inputs seam: the manifests' inputs (videos, supplied dubs, subtitle files) read from
+s3://, https:// or the repository.
 
 Observation (`identify`) is cheap and read-only: a HEAD for remote inputs, a content hash for
 local files. It yields the identity recorded on every rendition, so a changed input is rebuilt.
 `fetch` streams an input to a local file: ffmpeg and ffprobe only ever read local files, and
-https inputs are fetched under the one address policy of sources.py.
+https inputs are fetched under the one address policy of sources.py. Observe and apply are
+handed an `Inputs`; `InputReader` is the production one, given its policy and S3 access.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from .manifest import Source
-from .media import MediaError, probe
+from .media import probe
+from .packaging import MediaError
 from .sources import STRICT, FetchError, FetchPolicy, request
-from .store import StoreError
+from .store import Store, StoreError
 
 CHUNK = 1024 * 1024
 
@@ -40,10 +45,24 @@ def _s3_parts(uri: str) -> tuple[str, str]:
     return parts.netloc, unquote(parts.path.lstrip("/"))
 
 
-def _s3_store(bucket: str):
+def s3_bucket(bucket: str) -> Store:
+    """The production S3 access for s3:// inputs (credentials from the environment)."""
     from .store.s3 import S3Store
 
     return S3Store(bucket)
+
+
+class Inputs(Protocol):
+    """What observe and apply know of the manifests' inputs (manifest.Source)."""
+
+    def identify(self, source: Source) -> InputState:
+        """The input's identity, or why it is unreadable (never raises for a bad input)."""
+
+    def fetch(self, source: Source, dest_dir: Path) -> Path:
+        """A local file with the input's bytes; InputError when it cannot be read."""
+
+    def duration(self, source: Source) -> float | None:
+        """The input's duration in seconds, or None when unknown."""
 
 
 _hash_cache: dict[tuple[str, int, int], str] = {}
@@ -66,71 +85,79 @@ def _sha256(path: Path) -> str:
     return value
 
 
-def identify(source: Source, policy: FetchPolicy = STRICT) -> InputState:
-    """Identity of an input (content hash, or ETag and size), or the reason it is unreadable."""
-    try:
+class InputReader:
+    """The production Inputs: https under `policy` (sources.py), s3:// through the store `s3`
+    opens for a bucket, repository files from disk."""
+
+    def __init__(self, policy: FetchPolicy = STRICT,
+                 s3: Callable[[str], Store] = s3_bucket) -> None:
+        self.policy = policy
+        self.s3 = s3
+
+    def identify(self, source: Source) -> InputState:
+        """Identity of an input (content hash, or ETag and size), or why it is unreadable."""
+        try:
+            if source.kind == "file":
+                assert source.path is not None
+                if not source.path.is_file():
+                    return InputState(None, f"{source.display()}: no such file")
+                return InputState(_sha256(source.path))
+            if source.kind == "s3":
+                bucket, key = _s3_parts(source.uri)
+                info = self.s3(bucket).head(key)
+                if info is None:
+                    return InputState(None, f"{source.display()}: no such object")
+                return InputState(f"s3:{info.etag}:{info.size}")
+            if source.kind == "https":
+                resp = request(self.policy, "HEAD", source.uri, source.display())
+                tag = resp.headers.get("etag") or resp.headers.get("last-modified") or "?"
+                size = resp.headers.get("content-length")
+                return InputState(f"https:{tag.strip(chr(34))}:{size}")
+        except FetchError as err:
+            return InputState(None, str(err))
+        except (StoreError, OSError) as err:
+            return InputState(None, f"{source.display()}: {type(err).__name__}")
+        raise ValueError(f"cannot identify a {source.kind} input")
+
+    def fetch(self, source: Source, dest_dir: Path) -> Path:
+        """A local file with the input's bytes (the file itself for repository files)."""
         if source.kind == "file":
             assert source.path is not None
             if not source.path.is_file():
-                return InputState(None, f"{source.display()}: no such file")
-            return InputState(_sha256(source.path))
+                raise InputError(f"{source.display()}: no such file")
+            return source.path
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        name = Path(urlsplit(source.uri).path).name or "input"
+        dest = dest_dir / f"{hashlib.sha256(source.uri.encode()).hexdigest()[:12]}-{name}"
         if source.kind == "s3":
             bucket, key = _s3_parts(source.uri)
-            info = _s3_store(bucket).head(key)
-            if info is None:
-                return InputState(None, f"{source.display()}: no such object")
-            return InputState(f"s3:{info.etag}:{info.size}")
+            try:
+                self.s3(bucket).download(key, dest)
+            except StoreError as err:
+                raise InputError(f"{source.display()}: {err}") from err
+            return dest
         if source.kind == "https":
-            resp = request(policy, "HEAD", source.uri, source.display())
-            tag = resp.headers.get("etag") or resp.headers.get("last-modified") or "?"
-            return InputState(f"https:{tag.strip(chr(34))}:{resp.headers.get('content-length')}")
-    except FetchError as err:
-        return InputState(None, str(err))
-    except (StoreError, OSError) as err:
-        return InputState(None, f"{source.display()}: {type(err).__name__}")
-    raise ValueError(f"cannot identify a {source.kind} input")
 
+            def save(resp) -> None:
+                with dest.open("wb") as fh:
+                    for chunk in resp.iter_bytes(CHUNK):
+                        fh.write(chunk)
 
-def fetch(source: Source, dest_dir: Path, policy: FetchPolicy = STRICT) -> Path:
-    """A local file with the input's bytes (the file itself for repository files)."""
-    if source.kind == "file":
-        assert source.path is not None
-        if not source.path.is_file():
-            raise InputError(f"{source.display()}: no such file")
-        return source.path
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    name = Path(urlsplit(source.uri).path).name or "input"
-    dest = dest_dir / f"{hashlib.sha256(source.uri.encode()).hexdigest()[:12]}-{name}"
-    if source.kind == "s3":
-        bucket, key = _s3_parts(source.uri)
+            try:
+                request(self.policy, "GET", source.uri, source.display(), consume=save)
+            except FetchError as err:
+                dest.unlink(missing_ok=True)
+                raise InputError(str(err)) from None
+            return dest
+        raise InputError(f"cannot fetch a {source.kind} input")
+
+    def duration(self, source: Source) -> float | None:
+        """The input's duration in seconds, or None when unknown. ffprobe reads local files
+        only: a remote input is downloaded (under the policy) into a temporary folder first."""
         try:
-            _s3_store(bucket).download(key, dest)
-        except StoreError as err:
-            raise InputError(f"{source.display()}: {err}") from err
-        return dest
-    if source.kind == "https":
-
-        def save(resp) -> None:
-            with dest.open("wb") as fh:
-                for chunk in resp.iter_bytes(CHUNK):
-                    fh.write(chunk)
-
-        try:
-            request(policy, "GET", source.uri, source.display(), consume=save)
-        except FetchError as err:
-            dest.unlink(missing_ok=True)
-            raise InputError(str(err)) from None
-        return dest
-    raise InputError(f"cannot fetch a {source.kind} input")
-
-
-def duration(source: Source, policy: FetchPolicy = STRICT) -> float | None:
-    """The input's duration in seconds, or None when unknown. ffprobe reads local files only:
-    a remote input is downloaded (under the policy) into a temporary folder first."""
-    try:
-        if source.kind == "file":
-            return probe(fetch(source, Path()), source.display()).duration or None
-        with tempfile.TemporaryDirectory(prefix="reconciler-probe-") as tmp:
-            return probe(fetch(source, Path(tmp), policy), source.display()).duration or None
-    except (MediaError, InputError, OSError):
-        return None
+            if source.kind == "file":
+                return probe(self.fetch(source, Path()), source.display()).duration or None
+            with tempfile.TemporaryDirectory(prefix="reconciler-probe-") as tmp:
+                return probe(self.fetch(source, Path(tmp)), source.display()).duration or None
+        except (MediaError, InputError, OSError):
+            return None

@@ -1,4 +1,6 @@
-"""The packager seam: ffprobe and ffmpeg, always as argument lists (never through a shell).
+"""The packager seam's implementation: ffprobe and ffmpeg, always as argument lists (never
+through a shell). `FfmpegPackager` is what apply is handed (packaging.py holds the interface and
+the settings a rendition is stamped with).
 
 Packaging writes into a fresh directory per rendition with `-hls_segment_filename` carrying
 that directory: ffmpeg writes init.mp4 beside the playlist but segments relative to the working
@@ -14,9 +16,7 @@ import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -27,51 +27,30 @@ from .layout import (
     VIDEO_PLAYLIST,
     VIDEO_SEGMENT_TEMPLATE,
 )
+from .packaging import (
+    AUDIO_BITRATE,
+    AUDIO_CHANNELS,
+    AUDIO_RATE,
+    HLS_TIME,
+    LOUDNESS_I,
+    LOUDNESS_TP,
+    PEAK_HEADROOM_DB,
+    Examined,
+    Loudness,
+    MediaError,
+    MediaInfo,
+    OnSegment,
+)
 
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
-HLS_TIME = 4
-AUDIO_BITRATE = "128k"
-AUDIO_RATE = 48000
-AUDIO_CHANNELS = 2
-# Loudness target for every audio rendition (EBU R128 style, streaming level): switching
-# language never jumps in volume.
-LOUDNESS_I = -16.0
-LOUDNESS_TP = -1.0
-# Recorded on each rendition; bump when packaging changes so renditions are rebuilt.
-VIDEO_SETTINGS = f"video:copy:hls{HLS_TIME}:v1"
-AUDIO_SETTINGS = (
-    f"audio:aac-lc:{AUDIO_BITRATE}:{AUDIO_RATE}:{AUDIO_CHANNELS}ch:hls{HLS_TIME}"
-    f":gain{LOUDNESS_I:g}/{LOUDNESS_TP:g}:v3"
-)
 STDERR_TAIL = 12
-# A packaged rendition this many seconds shorter than its input is incomplete (a file cut short
-# with its index intact makes ffmpeg package what is there and exit 0).
-MAX_SHORTFALL = 1.0
 # The only demuxers an input is opened with, and the only protocol: a "video" that is really an
 # HLS playlist, an ffconcat list or an image pattern would make ffmpeg read other files
 # (outside the repository, or over the network). Names as ffmpeg's -format_whitelist matches
 # them: mov covers mp4/m4a, matroska covers webm.
 INPUT_FORMATS = ("mov", "matroska", "mp3", "wav", "aac", "flac", "ogg")
 _NOT_ALLOWED = re.compile(r"\[(\w+) @ [^\]]*\] Format not on whitelist")
-
-
-class MediaError(Exception):
-    """ffmpeg/ffprobe failed or the media is unusable; `detail` holds the tail of stderr."""
-
-    def __init__(self, message: str, detail: str = "") -> None:
-        super().__init__(message)
-        self.detail = detail
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    duration: float
-    video_codec: str | None
-    width: int | None
-    height: int | None
-    frame_rate: float | None
-    audio_streams: int
 
 
 def _tail(stderr: str) -> str:
@@ -147,7 +126,6 @@ def probe(path: Path, label: str | None = None) -> MediaInfo:
     )
 
 
-OnSegment = Callable[[Path], None]
 WATCH_INTERVAL = 0.1  # seconds between looks at ffmpeg's output folder
 
 
@@ -221,30 +199,9 @@ MAX_AUDIO_RATIO = 2.0  # audio longer than this many times the video is a mistak
 
 BLOCK_GATE_LUFS = -70.0  # BS.1770 absolute gate for 400 ms blocks
 RELATIVE_GATE_LU = 10.0  # BS.1770 relative gate below the absolutely gated loudness
-# The limiter works on sample peaks at 48 kHz; this headroom below the true-peak ceiling covers
-# inter-sample peaks and the AAC encoder's overshoot (the tests measure true peak on the output).
-PEAK_HEADROOM_DB = 1.0
 SPLIT_MIN_SECONDS = 60.0  # shorter inputs are measured by one process
 _BLOCK = re.compile(r"\bt:\s*([0-9.]+)\s.*?\bM:\s*(-?[0-9.]+)")
 _PEAK = re.compile(r"Peak:\s*(-?[0-9.]+|-inf)\s*dBFS")
-
-
-@dataclass(frozen=True)
-class Loudness:
-    """What one measurement of the input found: integrated loudness and sample peak."""
-
-    i: float  # LUFS, BS.1770 gated
-    peak: float  # dBFS, highest sample
-
-    @property
-    def gain(self) -> float:
-        """Linear gain (dB) that brings the input to the target loudness."""
-        return LOUDNESS_I - self.i
-
-    @property
-    def needs_limiter(self) -> bool:
-        """True when that gain would push peaks into the true-peak ceiling's headroom."""
-        return self.peak + self.gain > LOUDNESS_TP - PEAK_HEADROOM_DB
 
 
 def integrated(blocks: list[float]) -> float:
@@ -325,15 +282,6 @@ def loudness_filter(measured: Loudness, correction: float = 0.0) -> str:
 def _summary_i(text: str) -> float | None:
     found = re.search(r"I:\s*(-?[0-9.]+) LUFS", text[text.rfind("Summary:"):])
     return float(found.group(1)) if "Summary:" in text and found else None
-
-
-@dataclass(frozen=True)
-class Examined:
-    """An audio input probed and measured: what the encode pass needs besides the duration."""
-
-    source: Path
-    info: MediaInfo
-    loudness: Loudness
 
 
 def examine_audio(source: Path, *, from_video: bool = False) -> Examined:
@@ -421,3 +369,12 @@ def loudness(path: Path) -> tuple[float, float]:
     if proc.returncode != 0 or lufs is None or not peak:
         raise MediaError(f"loudness of {path.name}: no measurement", _tail(text))
     return lufs, float(peak.group(1))
+
+
+class FfmpegPackager:
+    """The production Packager (packaging.py): this module's ffmpeg functions."""
+
+    package_video = staticmethod(package_video)
+    examine_audio = staticmethod(examine_audio)
+    encode_audio = staticmethod(encode_audio)
+    extract_audio = staticmethod(extract_audio)

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 
 from . import layout
 from .hls import MediaPlaylist, PlaylistError, parse_master, parse_media
-from .inputs import InputState, duration, identify
+from .inputs import Inputs, InputState
 from .manifest import Section
 from .mp4 import InitSegmentError, TrackInfo, read_track
-from .sources import STRICT, FetchPolicy
 from .store import ObjectInfo, Store, StoreError
 
 STAMP_SOURCE = "reconciler-source"
@@ -127,11 +126,11 @@ class _SectionReader:
     """Reads one section; each step fills in the ObservedSection."""
 
     def __init__(self, store: Store, section_id: int, deep: bool, pool: ThreadPoolExecutor,
-                 policy: FetchPolicy = STRICT):
+                 inputs: Inputs | None = None):
         self.store = store
         self.obs = ObservedSection(section_id, {})
         self.deep = deep
-        self.policy = policy
+        self.inputs = inputs
         self.pool = pool
 
     def _remember(self, info: ObjectInfo) -> None:
@@ -258,14 +257,16 @@ class _SectionReader:
 
     def observe_inputs(self, section: Section) -> None:
         """Identities of the inputs, so changed ones are rebuilt; the dub cache listing."""
-        self.obs.video_input = identify(section.video, self.policy)
+        inputs = self.inputs
+        assert inputs is not None  # observe() refuses declared sections without it
+        self.obs.video_input = inputs.identify(section.video)
         remote = [lang for lang in section.languages if lang.audio and lang.audio.kind != "video"]
-        states = self.pool.map(lambda lang: identify(lang.audio, self.policy), remote)
+        states = self.pool.map(lambda lang: inputs.identify(lang.audio), remote)
         for lang, state in zip(remote, states, strict=True):
             self.obs.audio_inputs[lang.code] = state
         texts = [lang for lang in section.languages
                  if lang.subtitles and lang.subtitles.kind != "dub"]  # dubs: their cache key
-        states = self.pool.map(lambda lang: identify(lang.subtitles, self.policy), texts)
+        states = self.pool.map(lambda lang: inputs.identify(lang.subtitles), texts)
         for lang, state in zip(texts, states, strict=True):
             self.obs.subtitle_inputs[lang.code] = state
         if any(lang.audio is None for lang in section.languages):
@@ -274,7 +275,7 @@ class _SectionReader:
             for key, got in zip(jobs, self.pool.map(self.store.get, jobs), strict=True):
                 self.obs.dub_jobs[key] = _job_record(got[0] if got else b"")
             if not self.obs.video.complete:
-                self.obs.video_duration = duration(section.video, self.policy)
+                self.obs.video_duration = inputs.duration(section.video)
 
 
 def _unchanged(previous: ObservedSection | None, listing: dict[str, ObjectInfo],
@@ -298,13 +299,16 @@ def observe(
     *,
     extra_ids: list[int] | None = None,
     deep: bool = False,
-    policy: FetchPolicy = STRICT,
+    inputs: Inputs | None = None,
     workers: int = 8,
     previous: dict[int, ObservedSection] | None = None,
 ) -> dict[int, ObservedSection]:
     """Observe every section (and `extra_ids` with no manifest, e.g. to prune). With
     `previous` (an observation made moments ago by this run, e.g. before taking the locks), a
-    section whose LIST is unchanged is not read again: observe once."""
+    section whose LIST is unchanged is not read again: observe once. `inputs` identifies the
+    sections' inputs (needed when `sections` is not empty: extra ids have none)."""
+    if sections and inputs is None:
+        raise TypeError("observe: declared sections need the Inputs seam to identify inputs")
     wanted: dict[int, Section | None] = {s.section_id: s for s in sections}
     for sid in extra_ids or []:
         wanted.setdefault(sid, None)
@@ -312,7 +316,7 @@ def observe(
         results = {}
         for sid, section in wanted.items():
             try:
-                results[sid] = _SectionReader(store, sid, deep, pool, policy).run(
+                results[sid] = _SectionReader(store, sid, deep, pool, inputs).run(
                     section, (previous or {}).get(sid))
             except StoreError as err:  # one section's failure must not stop the others
                 results[sid] = ObservedSection(sid, {}, error=f"observe failed: {err}")

@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from . import layout, media, subtitles
+from . import layout, subtitles
 from .hls import (
     AudioRendition,
     MediaPlaylist,
@@ -30,6 +30,7 @@ from .observe import (
     ObservedSection,
     Rendition,
 )
+from .packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
 
 FORMAT_VERSION = 2  # 2: every JSON key camelCase
 
@@ -322,7 +323,7 @@ class _SectionPlanner:
     def video(self) -> bool:
         """Plan the video rendition; False when the section cannot proceed."""
         source_id = video_source_id(self.o)
-        change, reason = _status(self.o.video, source_id, media.VIDEO_SETTINGS)
+        change, reason = _status(self.o.video, source_id, VIDEO_SETTINGS)
         if change is None:
             self.video_ref = self.o.video.stamp.get(STAMP_SOURCE) or source_id
             if self.video_ref is None:
@@ -345,7 +346,7 @@ class _SectionPlanner:
         rend = self.o.rendition(lang.code)
         assert self.video_ref is not None
         source_id = audio_source_id(self.s, lang, self.o, self.video_ref)
-        change, reason = _status(rend, source_id, media.AUDIO_SETTINGS)
+        change, reason = _status(rend, source_id, AUDIO_SETTINGS)
         if change is None and None in self.rebuilt and rend.stamp.get(STAMP_SOURCE) != source_id:
             change, reason = Change.UPDATE, "video changed"
         if change is None:

@@ -5,7 +5,10 @@
   front ends;
 - the front ends (`cli`, `api`, `github`, `preview`) import the library through `engine`, the
   views and the models only: never `apply`, never a seam (store, CDN, media, sources, lock,
-  git), never a `_private` name of `observe` or `plan`. Each may import its own package.
+  git), never a `_private` name of `observe` or `plan`. Each may import its own package;
+- `apply` and `observe` reach the outside world only through the seams they are handed
+  (`apply.Runtime`, `observe`'s arguments): of an I/O module they import nothing but the seam's
+  Protocol and the types that cross it (SEAM_TYPES), never a function or class that does I/O.
 
 Two narrow rules say where a front end honestly needs more, and why:
 
@@ -16,9 +19,9 @@ Two narrow rules say where a front end honestly needs more, and why:
   implementation): it stands in for CloudFront, serving a store's objects read-only over HTTP,
   so the store is what it serves, not a library it drives.
 
-What today's code still does against these rules is listed, with the reason, in KNOWN (only the
-entry its owner removes with the Packager seam). A new forbidden import fails the test; so does
-a KNOWN entry that no longer happens (keep it honest).
+An import that breaks a rule for a while goes in KNOWN, with the reason and who removes it (none
+today: plan's read of media's settings went with the Packager seam). A new forbidden import
+fails the test; so does a KNOWN entry that no longer happens (keep it honest).
 """
 
 from __future__ import annotations
@@ -48,13 +51,19 @@ PRIVATE_INTERNALS = ("reconciler.observe", "reconciler.plan")
 # The docstring's two narrow rules: (front end, exactly the modules it may import beyond those).
 STARTS_FRONT_ENDS = ("reconciler.cli", ("reconciler.api", "reconciler.preview", "reconciler.demo"))
 CDN_STAND_IN = ("reconciler.preview", ("reconciler.store",))
+SEAM_USERS = ("reconciler.apply", "reconciler.observe")
+# What apply/observe may import of an I/O module, each name only as a type: the seam's Protocol
+# (annotations), the exceptions its implementations raise (caught by name) and the data it hands
+# back. The packager's Protocol, settings and MediaError live in the pure `packaging` module, so
+# nothing of `media` (ffmpeg) is allowed; nothing of `sources`, `cdn`, `lock`, `store.s3`, ...
+SEAM_TYPES = {
+    "reconciler.store": {"Store", "StoreError", "PreconditionFailed", "ObjectInfo"},
+    "reconciler.inputs": {"Inputs", "InputError", "InputState"},
+    "reconciler.dubbing": {"Dubber", "DubbingError"},
+}
 
 # (importer, imported) pairs that break a rule today, each with why and who removes it.
-KNOWN = {
-    # plan reads media's AUDIO_/VIDEO_SETTINGS (what a packaged rendition is stamped with);
-    # part B's Packager seam owns those constants.
-    ("reconciler.plan", "reconciler.media"): "part B: Packager seam",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:
@@ -98,6 +107,11 @@ def front_end_may_import(module: str, imported: str) -> bool:
                for who, allowed in (STARTS_FRONT_ENDS, CDN_STAND_IN))
 
 
+def seam_import_allowed(imported: str, name: str) -> bool:
+    """May apply/observe import `name` of `imported` ("" for the whole module)?"""
+    return not under(imported, IO_MODULES) or name in SEAM_TYPES.get(imported, ())
+
+
 def violations(found: Mapping[str, Iterable[tuple[str, str]]]) -> set[tuple[str, str]]:
     """(importer, imported) for every import against the rules, from module -> its imports."""
     bad: set[tuple[str, str]] = set()
@@ -105,6 +119,8 @@ def violations(found: Mapping[str, Iterable[tuple[str, str]]]) -> set[tuple[str,
         for imported, name in module_imports:
             if module == "reconciler.plan" and under(imported, IO_MODULES):
                 bad.add((module, imported))
+            if module in SEAM_USERS and not seam_import_allowed(imported, name):
+                bad.add((module, f"{imported}.{name}" if name else imported))
             if under(module, DATA_MODULES) and under(imported, ABOVE_DATA):
                 bad.add((module, imported))
             if (under(module, FRONT_ENDS) and imported.startswith("reconciler")
@@ -144,10 +160,34 @@ def test_no_front_end_import_is_excused():
     ("reconciler.preview", "reconciler.store.s3"),  # the protocol, not an implementation
     ("reconciler.preview", "reconciler.media"),
     ("reconciler.plan", "reconciler.inputs"),
+    ("reconciler.plan", "reconciler.media"),
+    ("reconciler.apply", "reconciler.media"),  # through the Packager on its Runtime
+    ("reconciler.observe", "reconciler.sources"),  # the fetch policy is the Inputs' business
     ("reconciler.layout", "reconciler.engine"),
 ])
 def test_a_new_forbidden_import_is_caught(module: str, imported: str):
     assert violations({module: [(imported, "")]}) == {(module, imported)}
+
+
+def test_apply_and_observe_import_only_the_seams_types():
+    """apply's and observe's imports before the seams (ffmpeg and input fetching called
+    directly, the dubber's concrete class, the fetch policy) are each caught; the Protocols and
+    exception types they import now are not."""
+    before = {"reconciler.apply": [("reconciler.media", ""), ("reconciler.inputs", "fetch"),
+                                   ("reconciler.dubbing", "ElevenLabs"),
+                                   ("reconciler.sources", "FetchPolicy")],
+              "reconciler.observe": [("reconciler.inputs", "identify"),
+                                     ("reconciler.store.s3", "S3Store")]}
+    assert violations(before) == {
+        ("reconciler.apply", "reconciler.media"), ("reconciler.apply", "reconciler.inputs.fetch"),
+        ("reconciler.apply", "reconciler.dubbing.ElevenLabs"),
+        ("reconciler.apply", "reconciler.sources.FetchPolicy"),
+        ("reconciler.observe", "reconciler.inputs.identify"),
+        ("reconciler.observe", "reconciler.store.s3.S3Store")}
+    now = {module: imports(module) for module in SEAM_USERS}
+    assert ("reconciler.inputs", "Inputs") in now["reconciler.apply"]
+    assert ("reconciler.dubbing", "Dubber") in now["reconciler.apply"]
+    assert violations(now) == set()
 
 
 def test_private_names_of_plan_and_observe_are_caught():

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fake_packager import avc1, box, init_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -133,22 +134,6 @@ def test_sample_rate(inits, name, rate):
 
 
 # -- not an init segment ----------------------------------------------------------------------
-
-
-def box(kind: bytes, body: bytes = b"") -> bytes:
-    return struct.pack(">I4s", 8 + len(body), kind) + body
-
-
-def init_with(entry: bytes) -> bytes:
-    """A minimal init segment whose only stsd entry is `entry`."""
-    stsd = box(b"stsd", bytes(4) + struct.pack(">I", 1) + entry)
-    return box(b"ftyp", b"iso6") + box(b"moov", box(b"trak", box(b"mdia", box(b"minf", box(
-        b"stbl", stsd)))))
-
-
-def avc1(avcc_body: bytes) -> bytes:
-    return box(b"avc1", bytes(24) + struct.pack(">HH", 64, 48) + bytes(50)
-               + box(b"avcC", avcc_body))
 
 
 def test_synthetic_init_is_read():

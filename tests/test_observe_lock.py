@@ -13,6 +13,7 @@ from cli_helpers import reconcile
 from conftest import KO_EN
 
 from reconciler import engine, layout
+from reconciler.inputs import InputReader
 from reconciler.layout import lock_key
 from reconciler.lock import LockError, SectionLock, read_lease, unlock
 from reconciler.observe import observe
@@ -47,7 +48,7 @@ def converged(repo, tmp_path):
 def test_converged_section_costs_one_list_and_a_few_gets(converged):
     url, sections = converged
     store = CountingStore(open_store(url))
-    observe(store, sections)
+    observe(store, sections, inputs=InputReader())
     # master + (playlist + init) for the video and each of 2 languages; no HEAD at all.
     assert dict(store.calls) == {"list": 1, "get": 1 + 2 * 3}
 
@@ -59,7 +60,7 @@ def test_an_object_touched_after_its_playlist_is_headed_and_deep_heads_all(conve
     seg = layout.audio_dir(11, "en") + "a_001.m4s"
     store.set_meta(seg, layout.ObjectMeta("text/plain", "no-cache"), {})
     counting = CountingStore(store)
-    plan = make_plan(sections, observe(counting, sections))
+    plan = make_plan(sections, observe(counting, sections, inputs=InputReader()))
     assert counting.calls["head"] == 1
     assert [a.keys for s in plan.sections for a in s.actions] == [(seg,)]
 
@@ -67,9 +68,9 @@ def test_an_object_touched_after_its_playlist_is_headed_and_deep_heads_all(conve
     side = root / ".meta" / (seg + ".json")
     old = os.stat(root / layout.audio_dir(11, "en") / "a_000.m4s").st_mtime
     os.utime(side, (old, old))
-    assert not make_plan(sections, observe(store, sections)).has_changes
+    assert not make_plan(sections, observe(store, sections, inputs=InputReader())).has_changes
     deep = CountingStore(store)
-    assert make_plan(sections, observe(deep, sections, deep=True)).has_changes
+    assert make_plan(sections, observe(deep, sections, deep=True, inputs=InputReader())).has_changes
     segments = [k for k in store.list(layout.section_prefix(11)) if k.endswith(".m4s")]
     assert deep.calls["head"] == len(segments)
 
@@ -120,15 +121,15 @@ def test_an_unchanged_listing_reuses_this_runs_observation_and_a_changed_one_is_
     made moments ago are not repeated; anything moved is read again."""
     url, sections = converged
     store = LocalStore(Path(url[len("file://"):]))
-    first = observe(store, sections)
+    first = observe(store, sections, inputs=InputReader())
     again = CountingStore(store)
-    assert observe(again, sections, previous=first)[11] is first[11]
+    assert observe(again, sections, previous=first, inputs=InputReader())[11] is first[11]
     assert dict(again.calls) == {"list": 1}
     seg = layout.audio_dir(11, "en") + "a_001.m4s"
     time.sleep(0.01)
     store.set_meta(seg, layout.ObjectMeta("text/plain", "no-cache"), {})
     moved = CountingStore(store)
-    fresh = observe(moved, sections, previous=first)[11]
+    fresh = observe(moved, sections, previous=first, inputs=InputReader())[11]
     assert fresh is not first[11] and moved.calls["get"] == 7 and moved.calls["head"] == 1
 
 

@@ -26,7 +26,7 @@ def test_finished_segments_are_handed_over_while_ffmpeg_writes(tmp_path):
     assert all(size == (tmp_path / "out" / name).stat().st_size for name, size in handed)
 
 
-def test_a_rendition_failing_after_early_uploads_leaves_nothing_behind(tmp_path, monkeypatch):
+def test_a_rendition_failing_after_early_uploads_leaves_nothing_behind(tmp_path):
     """A video cut in half whose index still promises the whole length: ffmpeg copies the first
     half (its segments are uploaded as they appear) and exits 0; the shortfall is caught
     afterwards, and the segments already uploaded are deleted again."""
@@ -41,18 +41,18 @@ def test_a_rendition_failing_after_early_uploads_leaves_nothing_behind(tmp_path,
         {"sectionId": 5, "video": "cut.mp4", "languages": [{"code": "ko", "audio": "source"}]}))
     store = tmp_path / "store"
     handed: list[str] = []
-    real = media.package_video
 
-    def spying(source, out_dir, on_segment=None):
-        def spy(path: Path) -> None:
-            handed.append(path.name)
-            on_segment(path)
-        return real(source, out_dir, spy if on_segment else None)
+    class Spying(media.FfmpegPackager):
+        """The real ffmpeg packager, watched: it notes each segment handed over early."""
 
-    monkeypatch.setattr(media, "package_video", spying)  # a spy: it only watches
-    outcome = engine.Reconciler(engine.Settings(store_url=f"file://{store}",
-                                                tmp_dir=tmp_path)).apply(
-        engine.load([root / "section.yaml"]))
+        def package_video(self, source, out_dir, on_segment=None):
+            def spy(path: Path) -> None:
+                handed.append(path.name)
+                on_segment(path)
+            return super().package_video(source, out_dir, spy if on_segment else None)
+
+    outcome = engine.Reconciler(engine.Settings(store_url=f"file://{store}", tmp_dir=tmp_path),
+                                packager=Spying()).apply(engine.load([root / "section.yaml"]))
     assert not outcome.ok
     [failure] = outcome.results[0].failures
     assert (failure.step, failure.language) == (Step.PACKAGE_VIDEO, None)

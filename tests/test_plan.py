@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import layout, media
+from reconciler import layout
 from reconciler.hls import MediaPlaylist, Segment, parse_master
 from reconciler.inputs import InputState
 from reconciler.manifest import VIDEO_TRACK, DubbingSettings, Language, Section, Source
@@ -20,6 +20,7 @@ from reconciler.observe import (
     ObservedSection,
     Rendition,
 )
+from reconciler.packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
 from reconciler.plan import (
     Change,
     Kind,
@@ -89,9 +90,9 @@ def converged(sec: Section) -> ObservedSection:
     obs.audio_inputs = {lang.code: InputState("sha256:" + lang.code) for lang in sec.languages
                         if lang.audio is not None and lang.audio.kind != "video"}
     ref = video_source_id(obs)
-    add_rendition(obs, None, ref, media.VIDEO_SETTINGS)
+    add_rendition(obs, None, ref, VIDEO_SETTINGS)
     for lang in sec.languages:
-        add_rendition(obs, lang.code, audio_source_id(sec, lang, obs, ref), media.AUDIO_SETTINGS)
+        add_rendition(obs, lang.code, audio_source_id(sec, lang, obs, ref), AUDIO_SETTINGS)
     set_master(obs, sec)
     return obs
 

@@ -16,7 +16,7 @@ import pytest
 from cli_helpers import reconcile, store_listing
 
 from reconciler import engine
-from reconciler.inputs import InputError, fetch, identify
+from reconciler.inputs import InputError, InputReader
 from reconciler.manifest import Source
 from reconciler.media import MediaError, probe
 from reconciler.sources import STRICT, FetchPolicy, SourceRefused, request
@@ -147,9 +147,10 @@ def test_redirects_are_never_followed(origin):
     for method in ("HEAD", "GET"):
         with pytest.raises(InputError if method == "GET" else AssertionError):
             if method == "GET":
-                fetch(Source("https", origin.url("/v.mp4")), Path("/nonexistent"), origin.policy)
+                InputReader(origin.policy).fetch(Source("https", origin.url("/v.mp4")),
+                                                Path("/nonexistent"))
             else:
-                state = identify(Source("https", origin.url("/v.mp4")), origin.policy)
+                state = InputReader(origin.policy).identify(Source("https", origin.url("/v.mp4")))
                 assert state.identity is None and "redirects are not followed" in state.error
                 raise AssertionError
     assert "/inside" not in origin.requests
@@ -158,12 +159,12 @@ def test_redirects_are_never_followed(origin):
 def test_busy_origin_is_retried_and_a_404_is_not(origin, tmp_path):
     origin.routes["/v.mp4"] = (200, {"ETag": '"abc"'}, b"x" * 1000)
     origin.fail_first = 2
-    got = fetch(Source("https", origin.url("/v.mp4")), tmp_path, origin.policy)
+    got = InputReader(origin.policy).fetch(Source("https", origin.url("/v.mp4")), tmp_path)
     assert got.read_bytes() == b"x" * 1000 and len(origin.requests) == 3
     origin.requests.clear()
     origin.fail_first = 0
     with pytest.raises(InputError, match="HTTP 404"):
-        fetch(Source("https", origin.url("/missing.mp4")), tmp_path, origin.policy)
+        InputReader(origin.policy).fetch(Source("https", origin.url("/missing.mp4")), tmp_path)
     assert origin.requests == ["/missing.mp4"]
 
 

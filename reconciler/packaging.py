@@ -1,0 +1,102 @@
+"""The packager seam: what apply asks of packaging, and what a packaged rendition is stamped with.
+
+Pure (no subprocess): the plan reads the settings stamps here to tell a stale rendition, and
+apply drives a `Packager` it is handed. media.py's `FfmpegPackager` is the one production
+implementation; a test may pass a stand-in that writes canned files, so plan/apply tests that
+are not about ffmpeg run without it (the split of store/__init__.py and store/s3.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+HLS_TIME = 4
+AUDIO_BITRATE = "128k"
+AUDIO_RATE = 48000
+AUDIO_CHANNELS = 2
+# Loudness target for every audio rendition (EBU R128 style, streaming level): switching
+# language never jumps in volume.
+LOUDNESS_I = -16.0
+LOUDNESS_TP = -1.0
+# The limiter works on sample peaks at 48 kHz; this headroom below the true-peak ceiling covers
+# inter-sample peaks and the AAC encoder's overshoot (the tests measure true peak on the output).
+PEAK_HEADROOM_DB = 1.0
+# Recorded on each rendition; bump when packaging changes so renditions are rebuilt.
+VIDEO_SETTINGS = f"video:copy:hls{HLS_TIME}:v1"
+AUDIO_SETTINGS = (
+    f"audio:aac-lc:{AUDIO_BITRATE}:{AUDIO_RATE}:{AUDIO_CHANNELS}ch:hls{HLS_TIME}"
+    f":gain{LOUDNESS_I:g}/{LOUDNESS_TP:g}:v3"
+)
+# A packaged rendition this many seconds shorter than its input is incomplete (a file cut short
+# with its index intact makes ffmpeg package what is there and exit 0).
+MAX_SHORTFALL = 1.0
+
+OnSegment = Callable[[Path], None]
+
+
+class MediaError(Exception):
+    """ffmpeg/ffprobe failed or the media is unusable; `detail` holds the tail of stderr."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    duration: float
+    video_codec: str | None
+    width: int | None
+    height: int | None
+    frame_rate: float | None
+    audio_streams: int
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """What one measurement of the input found: integrated loudness and sample peak."""
+
+    i: float  # LUFS, BS.1770 gated
+    peak: float  # dBFS, highest sample
+
+    @property
+    def gain(self) -> float:
+        """Linear gain (dB) that brings the input to the target loudness."""
+        return LOUDNESS_I - self.i
+
+    @property
+    def needs_limiter(self) -> bool:
+        """True when that gain would push peaks into the true-peak ceiling's headroom."""
+        return self.peak + self.gain > LOUDNESS_TP - PEAK_HEADROOM_DB
+
+
+@dataclass(frozen=True)
+class Examined:
+    """An audio input probed and measured: what the encode pass needs besides the duration."""
+
+    source: Path
+    info: MediaInfo
+    loudness: Loudness
+
+
+class Packager(Protocol):
+    """Local media files in, fMP4 HLS renditions out (`init.mp4`, segments and the playlist
+    named by layout.py, in a fresh `out_dir`). Raises MediaError when the media is unusable.
+    `on_segment` receives each finished segment while packaging runs, so uploads overlap it."""
+
+    def package_video(self, source: Path, out_dir: Path,
+                      on_segment: OnSegment | None = None) -> MediaInfo:
+        """The video stream as a rendition (copied, never re-encoded)."""
+
+    def examine_audio(self, source: Path, *, from_video: bool = False) -> Examined:
+        """Probe and measure one language's input (runs while the video is packaged)."""
+
+    def encode_audio(self, examined: Examined, out_dir: Path, *, duration: float,
+                     on_segment: OnSegment | None = None) -> MediaInfo:
+        """One language's rendition at the target loudness, exactly `duration` seconds long."""
+
+    def extract_audio(self, source: Path, dest: Path) -> Path:
+        """The video's audio track as a small file to send for dubbing."""
