@@ -19,9 +19,8 @@ Two narrow rules say where a front end honestly needs more, and why:
   implementation): it stands in for CloudFront, serving a store's objects read-only over HTTP,
   so the store is what it serves, not a library it drives.
 
-An import that breaks a rule for a while goes in KNOWN, with the reason and who removes it (none
-today: plan's read of media's settings went with the Packager seam). A new forbidden import
-fails the test; so does a KNOWN entry that no longer happens (keep it honest).
+There is no exception list: the code follows these rules, and a new forbidden import fails the
+test (the synthetic violations below prove the checker sees each kind).
 """
 
 from __future__ import annotations
@@ -61,9 +60,6 @@ SEAM_TYPES = {
     "reconciler.inputs": {"Inputs", "InputError", "InputState"},
     "reconciler.dubbing": {"Dubber", "DubbingError"},
 }
-
-# (importer, imported) pairs that break a rule today, each with why and who removes it.
-KNOWN: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:
@@ -137,16 +133,8 @@ def all_violations() -> set[tuple[str, str]]:
 
 
 def test_layers_hold():
-    found = all_violations()
-    new = sorted(found - KNOWN.keys())
-    assert not new, f"imports against the layering (see this file's docstring): {new}"
-    gone = sorted(KNOWN.keys() - found)
-    assert not gone, f"KNOWN lists imports that no longer happen; remove them: {gone}"
-
-
-def test_no_front_end_import_is_excused():
-    """The front ends' rule has no exception list: only the docstring's two narrow rules."""
-    assert not [pair for pair in KNOWN if under(pair[0], FRONT_ENDS)]
+    found = sorted(all_violations())
+    assert not found, f"imports against the layering (see this file's docstring): {found}"
 
 
 @pytest.mark.parametrize(("module", "imported"), [
