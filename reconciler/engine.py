@@ -21,7 +21,7 @@ from .apply import Failure, Runtime, SectionResult, Step, apply_plan
 from .cdn import Cdn, CdnError, Invalidation, open_cdn
 from .dubbing import Dubber, DubbingError, ElevenLabs
 from .git import GitError
-from .inputs import InputReader, Inputs
+from .inputs import InputError, InputReader, Inputs
 from .lock import Lease, LockError, SectionLock
 from .manifest import Section, load_manifests
 from .media import FfmpegPackager
@@ -389,7 +389,7 @@ def _default_dubber() -> Callable[[], Dubber]:
 # -- what the front ends need of the seams, in one place (they import the engine alone) -------
 
 # The seams' own errors, beyond RUN_ERRORS: one line each, safe to show a client.
-SEAM_ERRORS = (CdnError, MediaError, FetchError)
+SEAM_ERRORS = (CdnError, MediaError, FetchError, InputError, DubbingError)
 # What any command may meet in normal use (the seams' transports included): a front end reports
 # these in one line; anything else is a bug and keeps its traceback.
 EXPECTED_ERRORS = (*RUN_ERRORS, *SEAM_ERRORS, OSError, httpx.HTTPError, BotoCoreError,
