@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -42,6 +43,7 @@ HEAD_REJECTED = frozenset({403, 405, 501})
 AUDIO_CODEC_PREFIXES = ("mp4a", "ac-3", "ec-3", "ac-4", "opus", "flac", "fLaC")
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 SUBTITLES_ROLE = "subtitles "
+P = TypeVar("P", MasterPlaylist, MediaPlaylist)
 
 
 @dataclass(frozen=True)
@@ -205,17 +207,24 @@ class _SectionCheck:
         self.report.objects_checked += 1
         self.report.failures.extend(fetched.failures)
 
-    def take_master(self, fetched: _Fetched) -> None:
+    def parse(self, fetched: _Fetched, parser: Callable[[str], P], what: str) -> P | None:
+        """Count the fetch; the playlist it brought, or None (no body, or unparsable: recorded
+        as a failure)."""
         self.add(fetched)
         if fetched.text is None:
+            return None
+        try:
+            return parser(fetched.text)
+        except PlaylistError as err:
+            self.report.failures.append(CheckFailure(fetched.url, "playlist",
+                                                     f"a valid {what} playlist", str(err)))
+            return None
+
+    def take_master(self, fetched: _Fetched) -> None:
+        self.master = self.parse(fetched, parse_master, "master")
+        if self.master is None:
             return
         url = fetched.url
-        try:
-            self.master = parse_master(fetched.text)
-        except PlaylistError as err:
-            self.report.failures.append(CheckFailure(url, "playlist", "a valid master playlist",
-                                                     str(err)))
-            return
         self.report.failures.extend(_master_checks(url, self.master, self.expected))
         for _attrs, uri in self.master.variants:
             self.playlists.setdefault(urljoin(url, uri), "video")
@@ -230,16 +239,10 @@ class _SectionCheck:
                                           f"{SUBTITLES_ROLE}{media.get('LANGUAGE', '')}")
 
     def take_playlist(self, fetched: _Fetched) -> None:
-        self.add(fetched)
-        if fetched.text is None:
+        playlist = self.parse(fetched, parse_media, "media")
+        if playlist is None:
             return
         url = fetched.url
-        try:
-            playlist = parse_media(fetched.text)
-        except PlaylistError as err:
-            self.report.failures.append(CheckFailure(url, "playlist", "a valid media playlist",
-                                                     str(err)))
-            return
         self.parsed[url] = playlist
         if playlist.map_uri is not None:
             self.objects.append(urljoin(url, playlist.map_uri))
