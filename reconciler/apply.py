@@ -33,6 +33,9 @@ from .observe import (
     STAMP_SETTINGS,
     STAMP_SOURCE,
     ObservedSection,
+    Rendition,
+    SubtitleRendition,
+    to_record,
 )
 from .packaging import (
     AUDIO_SETTINGS,
@@ -53,7 +56,8 @@ from .plan import (
     observed_facts,
 )
 from .progress import Tracker
-from .store import PreconditionFailed, Store, StoreError
+from .state import update_index
+from .store import ObjectInfo, PreconditionFailed, Store, StoreError
 
 DUB_META = {".mp3": layout.ObjectMeta("audio/mpeg", "no-store"),
             ".mp4": layout.ObjectMeta("audio/mp4", "no-store")}
@@ -146,25 +150,35 @@ class _GuardedStore:
     def __init__(self, store: Store, guard: Callable[[], None]) -> None:
         self._store = store
         self._guard = guard
+        # key -> the headers this run gave it: what the state index records as known
+        self.written: dict[str, tuple[layout.ObjectMeta, dict[str, str]]] = {}
 
     def __getattr__(self, name: str):
         return getattr(self._store, name)
 
-    def put_file(self, *args, **kwargs) -> None:
+    def put_file(self, key: str, path: Path, meta: layout.ObjectMeta,
+                 metadata: dict[str, str] | None = None) -> None:
         self._guard()
-        self._store.put_file(*args, **kwargs)
+        self._store.put_file(key, path, meta, metadata)
+        self.written[key] = (meta, dict(metadata or {}))
 
-    def put_bytes(self, *args, **kwargs) -> str:
+    def put_bytes(self, key: str, body: bytes, meta: layout.ObjectMeta,
+                  metadata: dict[str, str] | None = None, **conditions) -> str:
         self._guard()
-        return self._store.put_bytes(*args, **kwargs)
+        etag = self._store.put_bytes(key, body, meta, metadata, **conditions)
+        self.written[key] = (meta, dict(metadata or {}))
+        return etag
 
-    def set_meta(self, *args, **kwargs) -> None:
+    def set_meta(self, key: str, meta: layout.ObjectMeta, metadata: dict[str, str]) -> None:
         self._guard()
-        self._store.set_meta(*args, **kwargs)
+        self._store.set_meta(key, meta, metadata)
+        self.written[key] = (meta, dict(metadata))
 
     def delete(self, keys: list[str]) -> None:
         self._guard()
         self._store.delete(keys)
+        for key in keys:
+            self.written.pop(key, None)
 
 
 def _store_for(rt: Runtime, section_id: int) -> _GuardedStore:
@@ -195,6 +209,8 @@ class _SectionWork:
         self._speech: Path | None = None
         self._lock = threading.Lock()  # results and facts, written by several phase threads
         self._fetch_lock = threading.Lock()  # inputs fetched or extracted once per section
+        self.master_text = obs.master_text
+        self.after: ObservedSection | None = None  # the section once done, for the index
         rebuilt = {a.language for a in plan.actions
                    if a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO)}
         for language in [None, *obs.audio]:
@@ -593,6 +609,7 @@ class _SectionWork:
             for action in self.plan.actions_of(Kind.DELETE_OBJECTS):
                 self.store.delete(list(action.keys))
                 self.result.deleted += list(action.keys)
+            self.after = self.observed_after()
         except PreconditionFailed:
             self.result.conflict = True
         except EXPECTED as err:
@@ -602,6 +619,59 @@ class _SectionWork:
             self.say(f"{'done' if self.result.ok else 'FAILED'}: "
                      f"{len(self.result.uploaded)} object(s) uploaded")
             self.rt.tracker.section_done(self.s.section_id)
+
+    def observed_after(self) -> ObservedSection | None:
+        """The section as a full read would now find it, from the observation this run began
+        with and what it wrote: one LIST, no GET or HEAD (observe once, trust what this run
+        just wrote). It becomes the section's record in the state index. None when only a read
+        could tell: a failure, or an object or rendition this run neither wrote nor saw."""
+        if not self.result.ok:
+            return None
+        sid = self.s.section_id
+        written = self.store.written
+        after = ObservedSection(sid, {}, master_text=self.master_text)
+        try:
+            listing = self.store.list(layout.section_prefix(sid))
+        except StoreError as err:
+            self.result.warnings.append(f"state index: section not recorded ({err}); the "
+                                        "next observe reads it in full")
+            return None
+        for key, info in listing.items():
+            before = self.o.objects.get(key)
+            if key in written:
+                meta, metadata = written[key]
+                info = replace(info, content_type=meta.content_type, sse=meta.sse,
+                               cache_control=meta.cache_control, metadata=metadata,
+                               headers_known=True)
+            elif before is not None and before.headers_known and _same(before, info):
+                info = before
+            after.objects[key] = info
+        master = after.master
+        if master is not None and not master.headers_known:
+            return None
+        folders = {layout.rendition_dir(sid, lang) for lang in self.facts}
+        folders |= {layout.subtitles_dir(sid, code) for code in self.texts}
+        if any(k.rsplit("/", 1)[0] + "/" not in folders for k in after.objects
+               if k != layout.master_key(sid)):
+            return None
+        for lang, facts in self.facts.items():
+            key = layout.rendition_dir(sid, lang) + layout.playlist_name(lang)
+            rend = (Rendition(lang, facts.playlist, after.objects.get(key), facts.track)
+                    if key in written else self.o.rendition(lang))
+            if not rend.complete or rend.playlist_info != after.objects.get(key):
+                return None
+            if lang is None:
+                after.video = rend
+            else:
+                after.audio[lang] = rend
+        for code, playlist in self.texts.items():
+            key = layout.subtitles_dir(sid, code) + layout.SUBTITLES_PLAYLIST
+            sub = (SubtitleRendition(code, playlist, after.objects.get(key))
+                   if key in written else self.o.subtitle_rendition(code))
+            if not sub.complete or sub.playlist_info != after.objects.get(key):
+                return None
+            after.subtitles[code] = sub
+        return after
 
     def _fix_metadata(self) -> None:
         keys = [k for a in self.plan.actions_of(Kind.FIX_METADATA) for k in a.keys]
@@ -653,9 +723,35 @@ class _SectionWork:
             key, text.encode(), layout.PLAYLIST_META,
             if_match=current.etag if current else None, if_none_match=current is None,
         )
+        self.master_text = text
         self.result.master_written = True
         self.result.uploaded.append(key)
         self.result.invalidation_paths.append(layout.cdn_path(key))
+
+
+def _same(a: ObjectInfo, b: ObjectInfo) -> bool:
+    return (a.etag, a.size, a.last_modified) == (b.etag, b.size, b.last_modified)
+
+
+def _update_index(rt: Runtime, jobs: list[_SectionWork], removed: list[SectionResult],
+                  observed: dict[int, ObservedSection]) -> None:
+    """Record in the state index what each section now is: the applied ones as they finished
+    (or no record, when only a read could tell), the deleted ones not at all, and the
+    untouched ones this run read in full. A failure costs the next observe a full read of
+    these sections, never the apply: it is a warning."""
+    records: dict[int, dict | None] = {
+        sid: to_record(obs) for sid, obs in observed.items()
+        if not obs.indexed and obs.error is None}
+    records.update({j.s.section_id: to_record(j.after) if j.after else None for j in jobs})
+    records.update({r.section_id: None for r in removed})
+    try:
+        update_index(rt.store, records)
+    except StoreError as err:
+        warning = (f"state index not updated ({err}); the next observe reads "
+                   f"{len(records)} section(s) in full")
+        rt.tracker.say(None, warning)
+        for result in [*(j.result for j in jobs), *removed]:
+            result.warnings.append(warning)
 
 
 def delete_section(rt: Runtime, sp: SectionPlan) -> SectionResult:
@@ -716,4 +812,5 @@ def apply_plan(plan: Plan, desired: dict[int, Section], observed: dict[int, Obse
         cpu = max(1, min(2, len(jobs) or 1))
         with ThreadPoolExecutor(max_workers=cpu, thread_name_prefix="finish") as pool:
             list(pool.map(lambda j: j.finish(), jobs))
+    _update_index(rt, jobs, removed, observed)
     return [j.result for j in jobs] + removed

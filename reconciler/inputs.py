@@ -11,8 +11,11 @@ handed an `Inputs`; `InputReader` is the production one, given its policy and S3
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,24 +68,70 @@ class Inputs(Protocol):
         """The input's duration in seconds, or None when unknown."""
 
 
-_hash_cache: dict[tuple[str, int, int], str] = {}
-_hash_lock = threading.Lock()
+class HashCache:
+    """sha256 of local inputs by (size, mtime_ns), kept across runs in a small JSON file, so
+    an unchanged lecture is not read through again on every plan. Trusted only while size and
+    mtime_ns match, and not for a file modified within RACY_NS of being hashed (a write in the
+    same clock tick could keep both); an unreadable file is an empty cache."""
+
+    RACY_NS = 2_000_000_000
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        try:
+            loaded = json.loads(path.read_text())
+            self.entries: dict[str, list] = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            self.entries = {}
+
+    def digest(self, path: Path) -> str:
+        stat = path.stat()
+        name = str(path.resolve())
+        with self.lock:
+            entry = self.entries.get(name)
+        if (isinstance(entry, list) and len(entry) == 4 and entry[:2] == [stat.st_size,
+                stat.st_mtime_ns] and entry[3] - stat.st_mtime_ns > self.RACY_NS):
+            return str(entry[2])
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+        value = f"sha256:{digest.hexdigest()}"
+        with self.lock:
+            self.entries[name] = [stat.st_size, stat.st_mtime_ns, value, time.time_ns()]
+            self._save()
+        return value
+
+    def _save(self) -> None:
+        """Best effort (a read-only home only costs the next run a hash): atomic replace."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.entries))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass
+
+
+def cache_dir() -> Path:
+    """$RECONCILER_CACHE_DIR, else $XDG_CACHE_HOME/reconciler, else ~/.cache/reconciler."""
+    if os.environ.get("RECONCILER_CACHE_DIR"):
+        return Path(os.environ["RECONCILER_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reconciler"
+
+
+_caches: dict[Path, HashCache] = {}
+_caches_lock = threading.Lock()
 
 
 def _sha256(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    with _hash_lock:
-        if key in _hash_cache:
-            return _hash_cache[key]
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    value = f"sha256:{digest.hexdigest()}"
-    with _hash_lock:
-        _hash_cache[key] = value
-    return value
+    where = cache_dir() / "input-hashes.json"
+    with _caches_lock:
+        if where not in _caches:
+            _caches[where] = HashCache(where)
+        cache = _caches[where]
+    return cache.digest(path)
 
 
 class InputReader:

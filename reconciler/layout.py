@@ -54,6 +54,11 @@ def section_prefix(section_id: int) -> str:
     return f"{ASSETS_ROOT}/{section_id}/"
 
 
+def assets_prefix() -> str:
+    """The folder every section's prefix is under: one LIST of it lists the whole catalogue."""
+    return f"{ASSETS_ROOT}/"
+
+
 def master_key(section_id: int) -> str:
     return f"{section_prefix(section_id)}master.m3u8"
 
@@ -102,6 +107,10 @@ def language_root(section_id: int, folder: str) -> str:
 # -- the reconciler's own objects, outside the assets -------------------------------------
 
 LOCK_PREFIX = "locks/"
+# The state index: per section, what the last apply wrote and what observe parses from it (a
+# cache checked against LIST, never the truth). Gzipped JSON; never served by the CDN.
+STATE_INDEX_KEY = "reconciler-state/index.json.gz"
+STATE_INDEX_META = ObjectMeta("application/gzip", "no-store")
 DUB_CACHE_ROOT = "dubbing-cache"
 JOB_SUFFIX = ".job.json"
 TRANSCRIPT_SUFFIX = "-transcript.vtt"

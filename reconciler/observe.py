@@ -1,23 +1,28 @@
 """Store (+ inputs) -> observed state of each section. Read-only.
 
-Per section: one LIST of its prefix, a GET of master, of each media playlist and of each
-init.mp4 (they are small and carry what master needs), and a HEAD only for objects whose
+A full read of a section: one LIST of its prefix, a GET of master, of each media playlist and
+of each init.mp4 (they are small and carry what master needs), and a HEAD only for objects whose
 headers LIST cannot vouch for. An object written by the reconciler before its rendition's
 playlist (LastModified strictly older than the playlist, whose own headers are right) still
 has the headers it was written with; anything touched later is HEADed. `deep=True` HEADs all.
+
+A section whose LIST entries all match its record in the state index (state.py) is rebuilt
+from that record with no further request; many sections are listed with one LIST of the whole
+assets prefix instead of one each.
 """
 
 from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 
 from . import layout
-from .hls import MediaPlaylist, PlaylistError, parse_master, parse_media
+from .hls import MediaPlaylist, PlaylistError, Segment, parse_master, parse_media
 from .inputs import Inputs, InputState
 from .manifest import Section
 from .mp4 import InitSegmentError, TrackInfo, read_track
+from .state import Records, load_index
 from .store import ObjectInfo, Store, StoreError
 
 STAMP_SOURCE = "reconciler-source"
@@ -72,6 +77,7 @@ class ObservedSection:
     dub_jobs: dict[str, dict] = field(default_factory=dict)  # job record key -> its content
     video_duration: float | None = None  # probed only when dubs need it before packaging
     error: str | None = None  # the section could not be observed at all
+    indexed: bool = False  # rebuilt from the state index's record, not read
 
     @property
     def master(self) -> ObjectInfo | None:
@@ -120,6 +126,85 @@ def _codes(section_id: int, keys: list[str], folder: str = "audio") -> set[str]:
     """Languages with objects under a folder (audio/ or subtitles/) of the section."""
     prefix = layout.language_root(section_id, folder)
     return {k[len(prefix):].split("/", 1)[0] for k in keys if k.startswith(prefix)}
+
+
+# -- the state index's record of a section (state.py keeps them) ---------------------------
+
+
+def _playlist_record(playlist: MediaPlaylist) -> list:
+    segments = playlist.segments
+    return [playlist.target_duration, playlist.map_uri, playlist.endlist,
+            [s.uri for s in segments], [s.duration for s in segments]]
+
+
+def _renditions(obs: ObservedSection) -> list[tuple[str, Rendition]]:
+    """Every rendition with its record name: `video`, `audio/{code}`, `subtitles/{code}`."""
+    return [("video", obs.video), *((f"audio/{c}", r) for c, r in obs.audio.items()),
+            *((f"subtitles/{c}", r) for c, r in obs.subtitles.items())]
+
+
+def to_record(obs: ObservedSection) -> dict | None:
+    """What the state index keeps of a section's observation (None for a failed one): the
+    LIST entry of every object, the headers known, master's text and each rendition's parsed
+    playlist, init track and problems: all a full read would find, none of the inputs."""
+    if obs.error is not None:
+        return None
+    cut = len(layout.section_prefix(obs.section_id))
+    return {
+        "objects": {k[cut:]: [i.etag, i.size, i.last_modified.timestamp()]
+                    for k, i in obs.objects.items()},
+        "headers": {k[cut:]: [i.content_type, i.cache_control, i.sse, i.metadata]
+                    for k, i in obs.objects.items() if i.headers_known},
+        "master": obs.master_text,
+        "renditions": {name: {
+            "info": rend.playlist_info.key[cut:] if rend.playlist_info else None,
+            "playlist": _playlist_record(rend.playlist) if rend.playlist else None,
+            "track": astuple(rend.track) if rend.track else None,
+            "problems": rend.problems,
+        } for name, rend in _renditions(obs) if rend.exists or rend.problems},
+    }
+
+
+def from_record(section_id: int, record: dict,
+                listing: dict[str, ObjectInfo]) -> ObservedSection | None:
+    """The section as its record describes it, when `listing` (a LIST of its prefix made now)
+    shows exactly the recorded objects with the same ETag, size and LastModified; None
+    otherwise (anything added, missing or touched, a CopyObject that kept the ETag included,
+    or a record this code cannot read): the section is then read."""
+    prefix = layout.section_prefix(section_id)
+    try:
+        objects = record["objects"]
+        if len(objects) != len(listing) or any(
+                objects.get(key[len(prefix):]) != [i.etag, i.size, i.last_modified.timestamp()]
+                for key, i in listing.items()):
+            return None
+        obs = ObservedSection(section_id, dict(listing), master_text=record["master"],
+                              indexed=True)
+        for rel, (ctype, cache, sse, metadata) in record["headers"].items():
+            obs.objects[prefix + rel] = replace(
+                obs.objects[prefix + rel], content_type=ctype, cache_control=cache, sse=sse,
+                metadata=dict(metadata), headers_known=True)
+        for name, rec in record["renditions"].items():
+            folder, _, code = name.partition("/")
+            kind = SubtitleRendition if folder == "subtitles" else Rendition
+            target, map_uri, endlist, uris, durations = rec["playlist"] or [0, None, True, [], []]
+            rend = kind(
+                code or None,
+                playlist=MediaPlaylist(target, tuple(
+                    Segment(u, d) for u, d in zip(uris, durations, strict=True)), map_uri,
+                    endlist) if rec["playlist"] else None,
+                playlist_info=obs.objects[prefix + rec["info"]] if rec["info"] else None,
+                track=TrackInfo(*rec["track"]) if rec["track"] else None,
+                problems=list(rec["problems"]))
+            if folder == "video":
+                obs.video = rend
+            elif folder == "audio":
+                obs.audio[code] = rend
+            else:
+                obs.subtitles[code] = rend
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return obs
 
 
 class _SectionReader:
@@ -222,12 +307,26 @@ class _SectionReader:
             if info is not None:
                 self._remember(info)
 
-    def run(self, section: Section | None,
-            previous: ObservedSection | None = None) -> ObservedSection:
+    def run(self, section: Section | None, previous: ObservedSection | None = None,
+            listing: dict[str, ObjectInfo] | None = None,
+            record: dict | None = None) -> ObservedSection:
+        """`listing`: the section's objects from a catalogue-wide LIST (else it is listed
+        here); `record`: its record in the state index, used when the LIST matches it."""
         sid = self.obs.section_id
-        self.obs.objects = self.store.list(layout.section_prefix(sid))
+        self.obs.objects = (self.store.list(layout.section_prefix(sid)) if listing is None
+                            else listing)
         if _unchanged(previous, self.obs.objects, section):
             return previous
+        indexed = from_record(sid, record, self.obs.objects) if record is not None else None
+        if indexed is not None:
+            self.obs = indexed
+            for lang in section.languages if section else ():
+                self.obs.audio.setdefault(lang.code, Rendition(lang.code))
+                if lang.subtitles:
+                    self.obs.subtitles.setdefault(lang.code, SubtitleRendition(lang.code))
+            if section is not None:
+                self.observe_inputs(section)
+            return self.obs
         master = layout.master_key(sid)
         if master in self.obs.objects:
             got = self.store.get(master)
@@ -293,6 +392,32 @@ def _unchanged(previous: ObservedSection | None, listing: dict[str, ObjectInfo],
         == (info.etag, info.size, info.last_modified) for k, info in listing.items())
 
 
+def _grouped(listing: dict[str, ObjectInfo], ids) -> dict[int, dict[str, ObjectInfo]]:
+    """A catalogue-wide LIST split into the sections asked for (layout names the section)."""
+    out: dict[int, dict[str, ObjectInfo]] = {sid: {} for sid in ids}
+    for key, info in listing.items():
+        sid = layout.section_of(key)
+        if sid in out:
+            out[sid][key] = info
+    return out
+
+
+def one_list(index: Records, sections: int) -> bool:
+    """Whether one LIST over the whole assets prefix beats one LIST per section in scope.
+    Its cost grows with the whole catalogue (a request per 1,000 objects, one after the other),
+    theirs with the scope (a request per section, in parallel): take it when its pages, as
+    counted from the index, are fewer than the sections; without an index, from
+    CATALOGUE_SECTIONS sections on (a catalogue of 10,000 sections of ~40 objects is ~400
+    pages, so a CI run over a few changed sections keeps its few per-section LISTs)."""
+    if not index:
+        return sections >= CATALOGUE_SECTIONS
+    pages = 1 + sum(len(rec.get("objects", ())) for rec in index.values()) // 1000
+    return sections > pages
+
+
+CATALOGUE_SECTIONS = 400
+
+
 def observe(
     store: Store,
     sections: list[Section],
@@ -306,18 +431,34 @@ def observe(
     """Observe every section (and `extra_ids` with no manifest, e.g. to prune). With
     `previous` (an observation made moments ago by this run, e.g. before taking the locks), a
     section whose LIST is unchanged is not read again: observe once. `inputs` identifies the
-    sections' inputs (needed when `sections` is not empty: extra ids have none)."""
+    sections' inputs (needed when `sections` is not empty: extra ids have none). The state index
+    is read once (not with `deep`, nor when `previous` covers every section) and a section
+    matching its record is not read at all."""
     if sections and inputs is None:
         raise TypeError("observe: declared sections need the Inputs seam to identify inputs")
     wanted: dict[int, Section | None] = {s.section_id: s for s in sections}
     for sid in extra_ids or []:
         wanted.setdefault(sid, None)
+    previous = previous or {}
+    index: Records = {}
+    if wanted and not deep and not all(sid in previous for sid in wanted):
+        try:
+            index = load_index(store)
+        except StoreError:
+            index = {}  # a cache: without it every section is read, as it would be anyway
+    listings: dict[int, dict[str, ObjectInfo]] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = {}
+        if len(wanted) > 1 and one_list(index, len(wanted)):
+            try:
+                listings = _grouped(store.list(layout.assets_prefix()), wanted)
+            except StoreError as err:
+                return {sid: ObservedSection(sid, {}, error=f"observe failed: {err}")
+                        for sid in wanted}
         for sid, section in wanted.items():
             try:
                 results[sid] = _SectionReader(store, sid, deep, pool, inputs).run(
-                    section, (previous or {}).get(sid))
+                    section, previous.get(sid), listings.get(sid), index.get(sid))
             except StoreError as err:  # one section's failure must not stop the others
                 results[sid] = ObservedSection(sid, {}, error=f"observe failed: {err}")
         return results

@@ -1,0 +1,60 @@
+"""Local inputs are identified by sha256, hashed once per content: the digest is kept with the
+file's size and mtime_ns in $RECONCILER_CACHE_DIR (else $XDG_CACHE_HOME/reconciler) and
+trusted only while both match."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from hashlib import sha256
+from pathlib import Path
+
+from reconciler.inputs import HashCache, InputReader
+from reconciler.manifest import Source
+
+
+def _file(path: Path, body: bytes, age: float) -> Path:
+    path.write_bytes(body)
+    then = time.time_ns() - int(age * 1e9)
+    os.utime(path, ns=(then, then))
+    return path
+
+
+def test_an_unchanged_input_is_not_hashed_again_and_a_changed_one_is(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECONCILER_CACHE_DIR", str(tmp_path / "cache"))
+    lecture = _file(tmp_path / "lecture.mp4", b"a" * 1000, age=60)
+    source = Source("file", "lecture.mp4", lecture)
+    real = f"sha256:{sha256(b'a' * 1000).hexdigest()}"
+    assert InputReader().identify(source).identity == real
+    saved = json.loads((tmp_path / "cache" / "input-hashes.json").read_text())
+    stat = lecture.stat()
+    assert saved[str(lecture.resolve())][:3] == [stat.st_size, stat.st_mtime_ns, real]
+
+    # Another run (a fresh cache in memory) trusts the record while size and mtime match:
+    # it does not read the file (here: a record it could not have computed).
+    saved[str(lecture.resolve())][2] = "sha256:recorded"
+    (tmp_path / "cache" / "input-hashes.json").write_text(json.dumps(saved))
+    monkeypatch.setenv("RECONCILER_CACHE_DIR", str(tmp_path / "cache2"))
+    (tmp_path / "cache2").mkdir()
+    (tmp_path / "cache2" / "input-hashes.json").write_text(json.dumps(saved))
+    assert InputReader().identify(source).identity == "sha256:recorded"
+
+    # Same size, new content, new mtime: hashed again.
+    _file(lecture, b"b" * 1000, age=30)
+    assert InputReader().identify(source).identity == f"sha256:{sha256(b'b' * 1000).hexdigest()}"
+
+
+def test_a_corrupt_cache_is_ignored_and_a_just_written_file_is_not_trusted(tmp_path):
+    where = tmp_path / "hashes.json"
+    where.write_text("{not json")
+    fresh = _file(tmp_path / "en.mp3", b"x" * 10, age=0)
+    cache = HashCache(where)
+    real = f"sha256:{sha256(b'x' * 10).hexdigest()}"
+    assert cache.digest(fresh) == real
+    # Hashed within the racy window of its mtime: a same-size write in the same clock tick
+    # could go unseen, so the record is not trusted yet (the file is read again).
+    stat = fresh.stat()
+    fresh.write_bytes(b"y" * 10)
+    os.utime(fresh, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert HashCache(where).digest(fresh) == f"sha256:{sha256(b'y' * 10).hexdigest()}"
