@@ -3,6 +3,7 @@ media, and throw-away repositories of manifests."""
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import socket
@@ -176,3 +177,17 @@ KO_EN = [
     {"code": "ko", "audio": "source", "default": True},
     {"code": "en", "audio": "../media/en.mp3"},
 ]
+
+
+class CountingStore:
+    """A store that counts the requests made through it, by method (observe's budget)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.url = inner, inner.url
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def __getattr__(self, name):
+        def counted(*args, **kwargs):
+            self.calls[name] += 1
+            return getattr(self.inner, name)(*args, **kwargs)
+        return counted

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import collections
 import os
 import time
 from pathlib import Path
 
 import pytest
 from cli_helpers import reconcile
-from conftest import KO_EN
+from conftest import KO_EN, CountingStore
 
 from reconciler import engine, layout
 from reconciler.inputs import InputReader
@@ -20,20 +19,6 @@ from reconciler.observe import observe
 from reconciler.plan import make_plan
 from reconciler.store import StoreError, open_store
 from reconciler.store.local import LocalStore
-
-
-class CountingStore:
-    """Counts the requests observation makes, by method."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.url = inner, inner.url
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    def __getattr__(self, name):
-        def counted(*args, **kwargs):
-            self.calls[name] += 1
-            return getattr(self.inner, name)(*args, **kwargs)
-        return counted
 
 
 @pytest.fixture

@@ -5,14 +5,13 @@ server (real ETags, LastModified and conditional writes) and the local store."""
 
 from __future__ import annotations
 
-import collections
 import time
 import uuid
 
 import boto3
 import pytest
 from cli_helpers import reconcile
-from conftest import KO_EN, Repo
+from conftest import KO_EN, CountingStore, Repo
 
 from reconciler import engine, layout
 from reconciler.inputs import InputReader
@@ -22,20 +21,6 @@ from reconciler.state import load_index, update_index
 from reconciler.store import PreconditionFailed, StoreError, open_store
 
 IDS = (11, 12, 13, 14, 15, 16)
-
-
-class CountingStore:
-    """Counts requests by method (and keeps the keys each GET asked for)."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.url = inner, inner.url
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    def __getattr__(self, name):
-        def counted(*args, **kwargs):
-            self.calls[name] += 1
-            return getattr(self.inner, name)(*args, **kwargs)
-        return counted
 
 
 class NoIndex:
