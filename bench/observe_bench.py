@@ -134,13 +134,18 @@ def make_inits(tmp: Path) -> Path:
     return clip
 
 
-def timed(args: list[str], env: dict[str, str], codes: tuple[int, ...] = (0,)) -> float:
-    """Wall seconds of a command (no shell); it must exit with one of `codes`."""
+def timed(args: list[str], env: dict[str, str], codes: tuple[int, ...] = (0,)
+          ) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of a command (no shell), which must exit with one of
+    `codes`."""
     start = time.perf_counter()
-    proc = subprocess.run(args, env=env, capture_output=True, check=False)
-    if proc.returncode not in codes:
-        raise RuntimeError(f"{args[0]} exited {proc.returncode}: {proc.stderr[-2000:]!r}")
-    return time.perf_counter() - start
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = proc.stderr.read() if proc.stderr else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) not in codes:
+        raise RuntimeError(f"{args[0]} exited {status}: {err[-2000:]!r}")
+    return elapsed, usage.ru_maxrss / 1024
 
 
 def catalogue_bench(args: argparse.Namespace) -> None:
@@ -191,14 +196,18 @@ def catalogue_bench(args: argparse.Namespace) -> None:
 
             def step(name: str, argv: list[str], codes: tuple[int, ...] = (0,)) -> None:
                 before = len(proxy.seen)
-                seconds = timed(argv, env, codes)
+                seconds, rss = timed(argv, env, codes)
                 kinds = collections.Counter(map(kind, proxy.seen[before:]))
                 steps.setdefault(name, []).append((seconds, kinds))
-                print(f"{name}: {seconds:.1f} s, {sum(kinds.values())} requests "
-                      f"{dict(sorted(kinds.items()))}, load {os.getloadavg()[0]:.1f}", flush=True)
+                print(f"{name}: {seconds:.1f} s, peak RSS {rss:.0f} MiB, "
+                      f"{sum(kinds.values())} requests {dict(sorted(kinds.items()))}, "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
 
             step("apply, nothing to change (reads all, writes the index)",
                  [*cli, "--apply", *target])
+            index = store.head(layout.STATE_INDEX_KEY)
+            print(f"state index: {index.size / 1024:.0f} KiB gzipped" if index else
+                  "state index: not written", flush=True)
             for r in range(args.rounds):
                 pair = [("aws s3 ls --recursive", [str(aws), "s3", "ls", "--recursive", prefix]),
                         ("reconcile --plan", [*cli, "--plan", *target])]
