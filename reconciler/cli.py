@@ -29,10 +29,6 @@ from .progress import Heartbeat
 from .redaction import redact
 from .render import OUTCOME_VIEWS, PLAN_VIEWS, colorize
 
-# What a command may meet in normal use (the engine's, and the API job store's for `serve`);
-# anything else is a bug and keeps its traceback.
-EXPECTED_ERRORS = (*engine.EXPECTED_ERRORS, sqlite3.Error)
-
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 DISTRIBUTION = "lingoost-reconciler"
 APPROVE_PROMPT = "Apply these changes? Only 'yes' will be accepted"
@@ -56,7 +52,9 @@ class MainGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except EXPECTED_ERRORS as err:
+        # What a command may meet in normal use (the engine's, and the API job store's for
+        # `serve`); anything else is a bug and keeps its traceback.
+        except (*engine.expected_errors(), sqlite3.Error) as err:
             fail(f"{err}" if str(err) else type(err).__name__)
 
 

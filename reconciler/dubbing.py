@@ -26,13 +26,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote
 
-import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from .redaction import redact
+
+if TYPE_CHECKING:  # httpx is imported when a client is made: a run that dubs nothing
+    import httpx  # never loads it (a fifth of a second of every start)
 
 __all__ = ["DEFAULT_BASE_URL", "DubbingError", "ElevenLabs"]
 
@@ -114,6 +116,8 @@ class _Retryable(Exception):
 
 def _is_retryable(exc: BaseException) -> bool:
     """Retry API back-pressure and network trouble, not a malformed URL."""
+    import httpx
+
     if isinstance(exc, httpx.UnsupportedProtocol):
         return False
     return isinstance(exc, _Retryable | httpx.TransportError)
@@ -173,6 +177,8 @@ class ElevenLabs:
         self.max_attempts = max_attempts
         self.max_backoff = max_backoff
         self.backoff_base = backoff_base
+        import httpx
+
         # No redirects: httpx would forward the custom xi-api-key header to another host.
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -388,6 +394,8 @@ class ElevenLabs:
         dubbing_id: str | None = None,
     ) -> T:
         """Run `attempt` under the retry policy; whatever still fails becomes a DubbingError."""
+        import httpx
+
         retrying = Retrying(
             retry=retry_if_exception(_is_retryable),
             stop=stop_after_attempt(self.max_attempts),

@@ -5,6 +5,7 @@ load manifests -> observe -> plan -> apply -> one invalidation.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import threading
 import uuid
@@ -13,7 +14,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import git, gitscope, layout, lock, planfile
@@ -391,9 +391,17 @@ def _default_dubber() -> Callable[[], Dubber]:
 # The seams' own errors, beyond RUN_ERRORS: one line each, safe to show a client.
 SEAM_ERRORS = (CdnError, MediaError, FetchError, InputError, DubbingError)
 # What any command may meet in normal use (the seams' transports included): a front end reports
-# these in one line; anything else is a bug and keeps its traceback.
-EXPECTED_ERRORS = (*RUN_ERRORS, *SEAM_ERRORS, OSError, httpx.HTTPError, BotoCoreError,
-                   ClientError)
+# these in one line; anything else is a bug and keeps its traceback. httpx's errors join them
+# through expected_errors().
+EXPECTED_ERRORS = (*RUN_ERRORS, *SEAM_ERRORS, OSError, BotoCoreError, ClientError)
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """EXPECTED_ERRORS, with httpx's once httpx is loaded. Only what talks HTTP imports it
+    (https inputs, dubbing, verify, GitHub), so a run that never loaded it cannot meet its
+    errors, and naming them up front would cost every start the import (a fifth of a second)."""
+    httpx = sys.modules.get("httpx")
+    return (*EXPECTED_ERRORS, httpx.HTTPError) if httpx else EXPECTED_ERRORS
 
 
 def reachable_store(url: str) -> Store:

@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 from .manifest import Source
 from .media import probe
 from .packaging import MediaError
-from .sources import STRICT, FetchError, FetchPolicy, request
+from .sources import STRICT, FetchError, FetchPolicy
 from .store import Store, StoreError
 
 CHUNK = 1024 * 1024
@@ -158,7 +158,7 @@ class InputReader:
                     return InputState(None, f"{source.display()}: no such object")
                 return InputState(f"s3:{info.etag}:{info.size}")
             if source.kind == "https":
-                resp = request(self.policy, "HEAD", source.uri, source.display())
+                resp = self._request("HEAD", source)
                 tag = resp.headers.get("etag") or resp.headers.get("last-modified") or "?"
                 size = resp.headers.get("content-length")
                 return InputState(f"https:{tag.strip(chr(34))}:{size}")
@@ -167,6 +167,13 @@ class InputReader:
         except (StoreError, OSError) as err:
             return InputState(None, f"{source.display()}: {type(err).__name__}")
         raise ValueError(f"cannot identify a {source.kind} input")
+
+    def _request(self, method: str, source: Source, consume: Callable | None = None):
+        """One request under the policy. httpx is loaded here, on the first https input, so a
+        run whose inputs are files and S3 objects never pays for importing it."""
+        from .transport import request
+
+        return request(self.policy, method, source.uri, source.display(), consume=consume)
 
     def fetch(self, source: Source, dest_dir: Path) -> Path:
         """A local file with the input's bytes (the file itself for repository files)."""
@@ -193,7 +200,7 @@ class InputReader:
                         fh.write(chunk)
 
             try:
-                request(self.policy, "GET", source.uri, source.display(), consume=save)
+                self._request("GET", source, consume=save)
             except FetchError as err:
                 dest.unlink(missing_ok=True)
                 raise InputError(str(err)) from None

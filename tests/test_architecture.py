@@ -26,6 +26,8 @@ test (the synthetic violations below prove the checker sees each kind).
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -34,9 +36,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "reconciler"
 
 IO_MODULES = ("reconciler.store", "reconciler.media", "reconciler.inputs", "reconciler.dubbing",
-              "reconciler.cdn", "reconciler.sources", "reconciler.git", "reconciler.gitscope",
-              "reconciler.lock", "boto3", "botocore", "httpx", "subprocess", "socket",
-              "urllib.request")
+              "reconciler.cdn", "reconciler.sources", "reconciler.transport", "reconciler.git",
+              "reconciler.gitscope", "reconciler.lock", "boto3", "botocore", "httpx", "subprocess",
+              "socket", "urllib.request")
 DATA_MODULES = ("reconciler.manifest", "reconciler.layout", "reconciler.hls", "reconciler.mp4")
 FRONT_ENDS = ("reconciler.cli", "reconciler.api", "reconciler.github", "reconciler.preview")
 ABOVE_DATA = ("reconciler.apply", "reconciler.engine", "reconciler.observe", "reconciler.plan",
@@ -201,3 +203,14 @@ def test_the_checker_sees_relative_and_function_level_imports():
     assert ("reconciler.preview", "serve") in imports("reconciler.cli")  # in a function
     assert ("reconciler.engine", "") in imports("reconciler.api.service")
     assert ("reconciler.engine", "") in imports("reconciler.github.workflow")
+
+
+def test_the_cli_starts_without_the_http_libraries():
+    """httpx and httpcore (a fifth of a second of every start) load only when something talks
+    HTTP: an https input (transport.py), a dub, verify, GitHub. A local or S3 run never does."""
+    code = ("import sys, reconciler.cli; "
+            "print(sorted(m for m in ('httpx', 'httpcore', 'reconciler.transport') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=PACKAGE.parent)
+    assert out.stdout.strip() == "[]"

@@ -19,7 +19,8 @@ from reconciler import engine
 from reconciler.inputs import InputError, InputReader
 from reconciler.manifest import Source
 from reconciler.media import MediaError, probe
-from reconciler.sources import STRICT, FetchPolicy, SourceRefused, request
+from reconciler.sources import STRICT, FetchPolicy, SourceRefused
+from reconciler.transport import request
 
 
 def _certificate(folder: Path) -> tuple[Path, Path]:
