@@ -146,8 +146,10 @@ def _renditions(obs: ObservedSection) -> list[tuple[str, Rendition]]:
 def to_record(obs: ObservedSection) -> dict | None:
     """What the state index keeps of a section's observation (None for a failed one): the
     LIST entry of every object, the headers known, master's text and each rendition's parsed
-    playlist, init track and problems: all a full read would find, none of the inputs."""
-    if obs.error is not None:
+    playlist, init track and problems: all a full read would find, none of the inputs. An
+    empty section has none (its LIST is all a read finds), so a refused first apply leaves the
+    bucket as it found it."""
+    if obs.error is not None or not obs.objects:
         return None
     cut = len(layout.section_prefix(obs.section_id))
     return {
