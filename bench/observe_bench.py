@@ -245,7 +245,11 @@ def catalogue_bench(args: argparse.Namespace) -> None:
         os.environ.clear()
         os.environ.update(saved)
         moto.terminate()
-        moto.wait(10)
+        try:
+            moto.wait(30)  # a moto holding 80,000 objects takes a while to stop
+        except subprocess.TimeoutExpired:
+            moto.kill()
+            moto.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
