@@ -143,6 +143,11 @@ class SectionResult:
                 if f.language and f.step != Step.PACKAGE_SUBTITLES}
 
 
+# S3's LastModified has one-second resolution: a second after a write returned, any other
+# change to that object shows as a later LastModified (the state index relies on it).
+SETTLE_SECONDS = 1.05
+
+
 class _GuardedStore:
     """The store as one section's apply writes to it: each write first asks the section's
     lease guard, so a run whose lease could lapse stops writing; reads pass straight through."""
@@ -152,6 +157,7 @@ class _GuardedStore:
         self._guard = guard
         # key -> the headers this run gave it: what the state index records as known
         self.written: dict[str, tuple[layout.ObjectMeta, dict[str, str]]] = {}
+        self.last_write = 0.0  # time.monotonic() when the last write returned
 
     def __getattr__(self, name: str):
         return getattr(self._store, name)
@@ -161,18 +167,21 @@ class _GuardedStore:
         self._guard()
         self._store.put_file(key, path, meta, metadata)
         self.written[key] = (meta, dict(metadata or {}))
+        self.last_write = time.monotonic()
 
     def put_bytes(self, key: str, body: bytes, meta: layout.ObjectMeta,
                   metadata: dict[str, str] | None = None, **conditions) -> str:
         self._guard()
         etag = self._store.put_bytes(key, body, meta, metadata, **conditions)
         self.written[key] = (meta, dict(metadata or {}))
+        self.last_write = time.monotonic()
         return etag
 
     def set_meta(self, key: str, meta: layout.ObjectMeta, metadata: dict[str, str]) -> None:
         self._guard()
         self._store.set_meta(key, meta, metadata)
         self.written[key] = (meta, dict(metadata))
+        self.last_write = time.monotonic()
 
     def delete(self, keys: list[str]) -> None:
         self._guard()
@@ -622,23 +631,37 @@ class _SectionWork:
 
     def observed_after(self) -> ObservedSection | None:
         """The section as a full read would now find it, from the observation this run began
-        with and what it wrote: one LIST, no GET or HEAD (observe once, trust what this run
-        just wrote). It becomes the section's record in the state index. None when only a read
-        could tell: a failure, or an object or rendition this run neither wrote nor saw."""
+        with and what it wrote: one LIST, and a HEAD of what it wrote in its last second once
+        that second is over (observe once, trust what this run wrote). It becomes the section's
+        record in the state index. None when only a read could tell: a failure, or an object
+        or rendition this run neither wrote nor saw."""
         if not self.result.ok:
             return None
         sid = self.s.section_id
         written = self.store.written
         after = ObservedSection(sid, {}, master_text=self.master_text)
+        time.sleep(max(0.0, self.store.last_write + SETTLE_SECONDS - time.monotonic()))
         try:
             listing = self.store.list(layout.section_prefix(sid))
         except StoreError as err:
             self.result.warnings.append(f"state index: section not recorded ({err}); the "
                                         "next observe reads it in full")
             return None
+        # What this run wrote in its last second is HEADed, not trusted: another tool's
+        # CopyObject in that same second keeps ETag, size and LastModified, so a LIST cannot
+        # tell. The run has waited (above) until that second is over, so any later change moves
+        # LastModified and the next observe sees it.
+        last = max((int(i.last_modified.timestamp()) for i in listing.values()), default=0)
+        recent = [k for k, i in listing.items()
+                  if k in written and int(i.last_modified.timestamp()) >= last]
+        headed = dict(zip(recent, self.uploads.map(self.store.head, recent), strict=True))
         for key, info in listing.items():
             before = self.o.objects.get(key)
-            if key in written:
+            if key in headed:
+                if headed[key] is None:
+                    return None
+                info = headed[key]
+            elif key in written:
                 meta, metadata = written[key]
                 info = replace(info, content_type=meta.content_type, sse=meta.sse,
                                cache_control=meta.cache_control, metadata=metadata,

@@ -278,3 +278,18 @@ def test_many_sections_are_listed_with_one_list_and_few_with_one_each(tmp_path):
     assert counting.calls["list"] == 1 and set(observed) == {0, 1, 2}
     assert all(set(observed[sid].objects) == {layout.master_key(sid)} for sid in range(3))
     assert not observed[0].indexed  # a record that does not match is not used
+
+
+@pytest.mark.parametrize("name", ["master.m3u8", "audio/en/init.mp4"])
+def test_a_copy_object_at_once_after_an_apply_is_seen_by_the_next_plan(repo, bucket, s3, name):
+    """A metadata change by another tool straight after an apply (the same second as the
+    apply's last writes, where LIST shows nothing moved) is not hidden by the record: the apply
+    records only once its last second is over, after HEADing what it wrote in it."""
+    repo.write(11, KO_EN)
+    assert reconcile("--apply", repo.manifests).code == 0
+    key = f"{layout.section_prefix(11)}{name}"
+    s3.copy_object(Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": key},
+                   MetadataDirective="REPLACE", ContentType="text/plain")
+    planned = reconcile("--plan", repo.manifests)
+    assert planned.code == 2, planned.stdout
+    assert key.rsplit("/", 1)[-1] in planned.stdout
