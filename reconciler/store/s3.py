@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -19,6 +21,7 @@ DEFAULT_MULTIPART_THRESHOLD = 8 * 1024 * 1024
 # Each request is tried at most 3 times (botocore "standard" mode: exponential backoff with jitter
 # on throttling, 5xx and connection errors).
 RETRIES = {"total_max_attempts": 3, "mode": "standard"}
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=8)
@@ -111,28 +114,29 @@ class S3Store:
             headers_known=True,
         )
 
-    def head(self, key: str) -> ObjectInfo | None:
+    def _read(self, verb: str, key: str, call: Callable[[], T]) -> T | None:
+        """One read request: None when the object is not there, StoreError for anything else."""
         try:
-            resp = self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
-            return self._info(key, resp)
+            return call()
         except ClientError as err:
             if _missing(err):
                 return None
-            raise self._fail("HEAD", key, err) from err
+            raise self._fail(verb, key, err) from err
         except BotoCoreError as err:
-            raise self._fail("HEAD", key, err) from err
+            raise self._fail(verb, key, err) from err
+
+    def head(self, key: str) -> ObjectInfo | None:
+        resp = self._read("HEAD", key, lambda: self.client.head_object(
+            Bucket=self.bucket, Key=self.prefix + key))
+        return None if resp is None else self._info(key, resp)
 
     def get(self, key: str) -> tuple[bytes, ObjectInfo] | None:
-        try:
+        def call() -> tuple[bytes, dict]:
             resp = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
-            body = resp["Body"].read()
-        except ClientError as err:
-            if _missing(err):
-                return None
-            raise self._fail("GET", key, err) from err
-        except BotoCoreError as err:
-            raise self._fail("GET", key, err) from err
-        return body, self._info(key, resp)
+            return resp["Body"].read(), resp
+
+        got = self._read("GET", key, call)
+        return None if got is None else (got[0], self._info(key, got[1]))
 
     def download(self, key: str, dest: Path) -> ObjectInfo:
         info = self.head(key)
