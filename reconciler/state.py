@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 
 from . import layout
 from .store import PreconditionFailed, Store, StoreError
@@ -22,13 +23,20 @@ VERSION = 1
 ATTEMPTS = 5  # conditional writes lost to other applies before giving up (a warning)
 
 Records = dict[int, dict]
+# An index is about 0.9 MiB per 41,000 objects once decompressed; a body that inflates past this
+# is not one (a gzip bomb, or another tool's file) and reads as no index.
+MAX_DECODED = 512 * 1024 * 1024
 
 
 def _decode(body: bytes) -> Records | None:
     """The records of an index body, or None when it is not one this version can read."""
     try:
-        doc = json.loads(gzip.decompress(body))
-    except (OSError, EOFError, ValueError):
+        inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip framing
+        text = inflate.decompress(body, MAX_DECODED)
+        if inflate.unconsumed_tail or not inflate.eof:
+            return None
+        doc = json.loads(text)
+    except (zlib.error, ValueError):
         return None
     if not isinstance(doc, dict) or doc.get("version") != VERSION:
         return None

@@ -293,3 +293,16 @@ def test_a_copy_object_at_once_after_an_apply_is_seen_by_the_next_plan(repo, buc
     planned = reconcile("--plan", repo.manifests)
     assert planned.code == 2, planned.stdout
     assert key.rsplit("/", 1)[-1] in planned.stdout
+
+
+def test_an_index_that_inflates_past_the_cap_reads_as_no_index(monkeypatch):
+    """A gzip bomb (or any huge body) at the index key is not inflated into memory."""
+    import gzip
+
+    from reconciler import state
+
+    body = gzip.compress(b'{"version": 1, "sections": {}}' + b" " * 1_000_000)
+    assert state._decode(body) == {}
+    assert state._decode(body[:-20]) is None  # truncated
+    monkeypatch.setattr(state, "MAX_DECODED", 64 * 1024)
+    assert state._decode(body) is None
