@@ -618,7 +618,6 @@ class _SectionWork:
             for action in self.plan.actions_of(Kind.DELETE_OBJECTS):
                 self.store.delete(list(action.keys))
                 self.result.deleted += list(action.keys)
-            self.after = self.observed_after()
         except PreconditionFailed:
             self.result.conflict = True
         except EXPECTED as err:
@@ -640,21 +639,20 @@ class _SectionWork:
         sid = self.s.section_id
         written = self.store.written
         after = ObservedSection(sid, {}, master_text=self.master_text)
-        time.sleep(max(0.0, self.store.last_write + SETTLE_SECONDS - time.monotonic()))
         try:
             listing = self.store.list(layout.section_prefix(sid))
+            # What this run wrote in its last second is HEADed, not trusted: another tool's
+            # CopyObject in that same second keeps ETag, size and LastModified, so a LIST
+            # cannot tell. That second is over by now (_record waited), so any later change
+            # moves LastModified and the next observe sees it.
+            last = max((int(i.last_modified.timestamp()) for i in listing.values()), default=0)
+            recent = [k for k, i in listing.items()
+                      if k in written and int(i.last_modified.timestamp()) >= last]
+            headed = dict(zip(recent, self.uploads.map(self.store.head, recent), strict=True))
         except StoreError as err:
             self.result.warnings.append(f"state index: section not recorded ({err}); the "
                                         "next observe reads it in full")
             return None
-        # What this run wrote in its last second is HEADed, not trusted: another tool's
-        # CopyObject in that same second keeps ETag, size and LastModified, so a LIST cannot
-        # tell. The run has waited (above) until that second is over, so any later change moves
-        # LastModified and the next observe sees it.
-        last = max((int(i.last_modified.timestamp()) for i in listing.values()), default=0)
-        recent = [k for k, i in listing.items()
-                  if k in written and int(i.last_modified.timestamp()) >= last]
-        headed = dict(zip(recent, self.uploads.map(self.store.head, recent), strict=True))
         for key, info in listing.items():
             before = self.o.objects.get(key)
             if key in headed:
@@ -756,6 +754,18 @@ def _same(a: ObjectInfo, b: ObjectInfo) -> bool:
     return (a.etag, a.size, a.last_modified) == (b.etag, b.size, b.last_modified)
 
 
+def _record(jobs: list[_SectionWork]) -> None:
+    """What each section now is, for the state index: once, after every section finished,
+    wait until the second of the run's last write is over (one wait for the whole run, not
+    one per section), then one LIST (and a few HEADs) per section, several at once."""
+    last = max((j.store.last_write for j in jobs), default=0.0)
+    time.sleep(max(0.0, last + SETTLE_SECONDS - time.monotonic()))
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(jobs))),
+                            thread_name_prefix="record") as pool:
+        for job, after in zip(jobs, pool.map(lambda j: j.observed_after(), jobs), strict=True):
+            job.after = after
+
+
 def _update_index(rt: Runtime, jobs: list[_SectionWork], removed: list[SectionResult],
                   observed: dict[int, ObservedSection]) -> None:
     """Record in the state index what each section now is: the applied ones as they finished
@@ -835,5 +845,6 @@ def apply_plan(plan: Plan, desired: dict[int, Section], observed: dict[int, Obse
         cpu = max(1, min(2, len(jobs) or 1))
         with ThreadPoolExecutor(max_workers=cpu, thread_name_prefix="finish") as pool:
             list(pool.map(lambda j: j.finish(), jobs))
+        _record(jobs)
     _update_index(rt, jobs, removed, observed)
     return [j.result for j in jobs] + removed
