@@ -162,26 +162,27 @@ class _GuardedStore:
     def __getattr__(self, name: str):
         return getattr(self._store, name)
 
+    def _wrote(self, key: str, meta: layout.ObjectMeta, metadata: dict[str, str] | None) -> None:
+        self.written[key] = (meta, dict(metadata or {}))
+        self.last_write = time.monotonic()
+
     def put_file(self, key: str, path: Path, meta: layout.ObjectMeta,
                  metadata: dict[str, str] | None = None) -> None:
         self._guard()
         self._store.put_file(key, path, meta, metadata)
-        self.written[key] = (meta, dict(metadata or {}))
-        self.last_write = time.monotonic()
+        self._wrote(key, meta, metadata)
 
     def put_bytes(self, key: str, body: bytes, meta: layout.ObjectMeta,
                   metadata: dict[str, str] | None = None, **conditions) -> str:
         self._guard()
         etag = self._store.put_bytes(key, body, meta, metadata, **conditions)
-        self.written[key] = (meta, dict(metadata or {}))
-        self.last_write = time.monotonic()
+        self._wrote(key, meta, metadata)
         return etag
 
     def set_meta(self, key: str, meta: layout.ObjectMeta, metadata: dict[str, str]) -> None:
         self._guard()
         self._store.set_meta(key, meta, metadata)
-        self.written[key] = (meta, dict(metadata))
-        self.last_write = time.monotonic()
+        self._wrote(key, meta, metadata)
 
     def delete(self, keys: list[str]) -> None:
         self._guard()
