@@ -53,6 +53,13 @@ class MediaInfo:
     height: int | None
     frame_rate: float | None
     audio_streams: int
+    # What decides whether every player can show the copied video as it was filmed: ffprobe's
+    # profile name ("High", "High 10" ...) and pixel format, and the display matrix's rotation
+    # (degrees counterclockwise, as ffprobe reports it) and mirroring.
+    profile: str | None = None
+    pixel_format: str | None = None
+    rotation: int = 0
+    mirrored: bool = False
 
 
 @dataclass(frozen=True)
