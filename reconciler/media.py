@@ -255,7 +255,6 @@ def package_video(source: Path, out_dir: Path, on_segment: OnSegment | None = No
 
 
 SILENCE_LUFS = -70.0  # quieter than this integrated loudness counts as silent (EBU gate)
-MAX_AUDIO_RATIO = 2.0  # audio longer than this many times the video is a mistake, not a dub
 
 
 BLOCK_GATE_LUFS = -70.0  # BS.1770 absolute gate for 400 ms blocks
@@ -366,15 +365,11 @@ def encode_audio(examined: Examined, out_dir: Path, *, duration: float,
     """Encode one language: AAC-LC 128 kb/s, 48 kHz stereo, at the target loudness (the
     measured linear gain; limited only when peaks need it, and re-encoded once with a corrected
     gain if the limiter took the loudness off target), padded with silence or trimmed to exactly
-    `duration` (the video's) so it spans the whole lecture. Far too long audio is refused.
+    `duration` (the video's) so it spans the whole lecture (whether it may be is the caller's
+    decision: packaging.check_fit).
     `on_segment` receives finished segments while ffmpeg runs (not on the limited path, whose
     segments a correction may rewrite)."""
     source, info, measured = examined.source, examined.info, examined.loudness
-    if info.duration > MAX_AUDIO_RATIO * duration + 1:
-        raise MediaError(
-            f"{source.name}: audio is {info.duration:.1f}s but the video is {duration:.1f}s "
-            f"(more than {MAX_AUDIO_RATIO:g}x): wrong file?"
-        )
     out_dir.mkdir(parents=True, exist_ok=True)
     correction = 0.0
     for _attempt in range(2):
