@@ -14,6 +14,7 @@ from conftest import master_languages as s3_master_languages
 from corpus import LECTURE_SECONDS
 
 from reconciler.hls import parse_media
+from reconciler.packaging import MediaError, check_fit
 
 PREFIX = "assets/curriculumsection"
 
@@ -128,3 +129,22 @@ def test_a_dub_longer_than_the_video_fails_and_the_opt_in_reuses_it_unpaid(
     assert len(eleven.creates) == 1  # the cached dub, not a new one
     assert s3_master_languages(s3, bucket) == ["ko", "en"]
 
+
+
+@pytest.mark.parametrize("audio, video, may_pad, may_trim, refused", [
+    (7.0, 8.0, False, False, None),  # the tolerance is inclusive
+    (9.0, 8.0, False, False, None),
+    (6.9, 8.0, False, True, "set `fit: pad`"),
+    (9.1, 8.0, True, False, "set `fit: trim`"),
+    (17.1, 8.0, True, True, "more than 2x): wrong file?"),  # even with the opt-in
+])
+def test_check_fit_bounds(audio, video, may_pad, may_trim, refused):
+    def check() -> str | None:
+        return check_fit(audio, video, may_pad=may_pad, may_trim=may_trim, label="en.mp3",
+                         language="en")
+
+    if refused is None:
+        assert check() is None
+    else:
+        with pytest.raises(MediaError, match=re.escape(refused)):
+            check()

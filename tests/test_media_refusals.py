@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,7 @@ def store(tmp_path) -> str:
 def test_a_video_players_would_show_wrong_is_refused_and_nothing_published(
         repo, corpus, store, shape, what):
     corpus.copy_to(shape, repo.root / "media", "upload.mp4")
-    repo.write(11, [{"code": "ko", "audio": "source", "default": True},
-                    {"code": "en", "audio": "../media/en.mp3"}], video="../media/upload.mp4")
+    repo.write(11, [{"code": "ko", "audio": "source"}], video="../media/upload.mp4")
     res = reconcile("--apply", repo.manifests, "--store", store)
     assert res.code == 1, res.stdout
     line = next((x for x in res.stdout.splitlines() if what in x), None)
@@ -96,3 +96,20 @@ def test_a_constrained_baseline_upload_publishes(repo, corpus, store):
     res = reconcile("--apply", repo.manifests, "--store", store)
     assert res.code == 0, res.stdout
     assert "master.m3u8" in published(store, 11)
+
+
+def test_a_mirrored_display_matrix_is_read_as_mirrored_and_refused(corpus):
+    """ffmpeg 5.1 cannot write one (`rotate` tags only rotate): ffprobe's dump of a horizontal
+    flip, in the form it prints any display matrix, and the refusal of a video so flipped."""
+    from reconciler.media import _orientation
+
+    flipped = {"side_data_list": [{
+        "displaymatrix": "\n00000000:       -65536           0           0\n"
+                         "00000001:            0       65536           0\n"
+                         "00000002:            0           0  1073741824\n",
+        "rotation": 0}]}
+    assert _orientation(flipped) == (0, True)
+    assert _orientation({}) == (0, False)
+    flipped_upload = replace(probe(corpus.path("upright")), mirrored=True)
+    with pytest.raises(MediaError, match="upload.mp4: the video is mirrored by its display"):
+        refuse_unplayable(flipped_upload, "upload.mp4")
