@@ -113,3 +113,16 @@ def test_a_mirrored_display_matrix_is_read_as_mirrored_and_refused(corpus):
     flipped_upload = replace(probe(corpus.path("upright")), mirrored=True)
     with pytest.raises(MediaError, match="upload.mp4: the video is mirrored by its display"):
         refuse_unplayable(flipped_upload, "upload.mp4")
+
+
+def test_a_refused_video_pays_for_no_dub_and_publishes_nothing_on_s3(repo, corpus, s3, bucket,
+                                                                     eleven):
+    corpus.copy_to("high10", repo.root / "media", "upload.mp4")
+    repo.write(11, [{"code": "ko", "audio": "source", "default": True}, {"code": "en"}],
+               video="../media/upload.mp4")
+    res = reconcile("--apply", repo.manifests)
+    assert res.code == 1
+    assert "upload.mp4: H.264 profile High 10" in res.stdout
+    assert eleven.creates == []
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/11/")
+    assert listed.get("KeyCount") == 0
