@@ -546,9 +546,7 @@ class _SectionWork:
             lang = self.s.language(code)
             fitted = check_fit(  # before anything of this language is encoded or uploaded
                 examined.info.duration, duration, may_pad=lang.may_pad, may_trim=lang.may_trim,
-                label=("the ElevenLabs dub" if lang.audio is None else "the video's own track"
-                       if lang.audio.kind == "video" else lang.audio.display()),
-                language=code)
+                label=_audio_label(lang), language=code)
             out = self.work / "audio" / code
             with self.rt.cpu:
                 self.rt.packager.encode_audio(examined, out, duration=duration,
@@ -752,6 +750,13 @@ class _SectionWork:
         self.result.master_written = True
         self.result.uploaded.append(key)
         self.result.invalidation_paths.append(layout.cdn_path(key))
+
+
+def _audio_label(lang: Language) -> str:
+    """A language's audio input as a message names it (never a presigned query)."""
+    if lang.audio is None:
+        return "the ElevenLabs dub"
+    return "the video's own track" if lang.audio.kind == "video" else lang.audio.display()
 
 
 def _same(a: ObjectInfo, b: ObjectInfo) -> bool:
