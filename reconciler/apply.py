@@ -45,6 +45,7 @@ from .packaging import (
     MediaError,
     OnSegment,
     Packager,
+    check_fit,
 )
 from .plan import (
     Action,
@@ -63,7 +64,6 @@ DUB_META = {".mp3": layout.ObjectMeta("audio/mpeg", "no-store"),
             ".mp4": layout.ObjectMeta("audio/mp4", "no-store")}
 JOB_META = layout.ObjectMeta("application/json", "no-store")
 TRANSCRIPT_META = layout.ObjectMeta("text/vtt; charset=utf-8", "no-store")
-ALIGN_TOLERANCE = 1.0  # seconds between an audio input and the video before we say so
 EXPECTED = (MediaError, InputError, StoreError, DubbingError, InitSegmentError, OSError,
             subtitles.SubtitleError)
 
@@ -543,19 +543,20 @@ class _SectionWork:
             if isinstance(examined, Exception):
                 raise examined
             duration = self.facts[None].playlist.duration
+            lang = self.s.language(code)
+            fitted = check_fit(  # before anything of this language is encoded or uploaded
+                examined.info.duration, duration, may_pad=lang.may_pad, may_trim=lang.may_trim,
+                label=_audio_label(lang), language=code)
             out = self.work / "audio" / code
             with self.rt.cpu:
-                info = self.rt.packager.encode_audio(examined, out, duration=duration,
-                                                     on_segment=on_segment)
-            if abs(info.duration - duration) > ALIGN_TOLERANCE:
-                verb = "padded with silence" if info.duration < duration else "trimmed"
-                self.result.warnings.append(
-                    f"{code}: audio is {info.duration:.1f}s, video {duration:.1f}s: {verb}"
-                )
+                self.rt.packager.encode_audio(examined, out, duration=duration,
+                                              on_segment=on_segment)
             facts = self.publish(code, out, action.source_id or "",
                                  {STAMP_SETTINGS: AUDIO_SETTINGS}, duration, early)
             with self._lock:
                 self.facts[code] = facts
+                if fitted:
+                    self.result.warnings.append(fitted)
         except EXPECTED as err:
             self.fail(Step.PACKAGE_AUDIO, code, err)
             self._discard(early)
@@ -749,6 +750,13 @@ class _SectionWork:
         self.result.master_written = True
         self.result.uploaded.append(key)
         self.result.invalidation_paths.append(layout.cdn_path(key))
+
+
+def _audio_label(lang: Language) -> str:
+    """A language's audio input as a message names it (never a presigned query)."""
+    if lang.audio is None:
+        return "the ElevenLabs dub"
+    return "the video's own track" if lang.audio.kind == "video" else lang.audio.display()
 
 
 def _same(a: ObjectInfo, b: ObjectInfo) -> bool:

@@ -38,7 +38,7 @@ def prepare(root: Path, sections: tuple[int, ...] = (11, 12)) -> Path:
         if not video.exists():
             samples.make_video(video, seconds=12, tone_hz=330)
             samples.make_tone(media_dir / f"dub-{sid}-en.mp3", hz=550, seconds=12.5)
-            samples.make_tone(media_dir / f"dub-{sid}-ja.m4a", hz=770, seconds=11)
+            samples.make_tone(media_dir / f"dub-{sid}-ja.m4a", hz=770, seconds=11.5)
         (manifests / f"section-{sid}.yaml").write_text(MANIFEST.format(sid=sid))
     return manifests
 

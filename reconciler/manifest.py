@@ -66,6 +66,11 @@ VIDEO_TRACK = Source("video", "source")
 DUB_TRANSCRIPT = Source("dub", "dub")  # the transcript ElevenLabs made with a dub
 
 
+# A language's `fit`: what may be done to audio whose length differs from the video's by more
+# than the alignment tolerance (packaging.ALIGN_TOLERANCE); without it such audio is refused.
+FIT_PAD, FIT_TRIM, FIT_BOTH = "pad", "trim", "both"
+
+
 @dataclass(frozen=True)
 class Language:
     code: str
@@ -73,6 +78,17 @@ class Language:
     default: bool
     audio: Source | None  # None: dubbed by ElevenLabs
     subtitles: Source | None = None  # a .vtt/.srt file, DUB_TRANSCRIPT, or None: no subtitles
+    fit: str | None = None  # FIT_PAD, FIT_TRIM, FIT_BOTH, or None: only within the tolerance
+
+    @property
+    def may_pad(self) -> bool:
+        """Audio shorter than the video may be padded with silence, however much."""
+        return self.fit in (FIT_PAD, FIT_BOTH)
+
+    @property
+    def may_trim(self) -> bool:
+        """Audio longer than the video may be cut at the video's end, however much."""
+        return self.fit in (FIT_TRIM, FIT_BOTH)
 
 
 @dataclass(frozen=True)
@@ -444,7 +460,8 @@ def _parse_file(file: Path, root: Path, check_files: bool
                       + ("no language of the section is dubbed" if audio == VIDEO_TRACK else
                          "this language has audio (not dubbed)")
                       + ": give a .vtt or .srt file")
-        languages.append(Language(code, name, i == default_index, audio, subtitles))
+        languages.append(Language(code, name, i == default_index, audio, subtitles,
+                                  raw.get("fit")))
     if ctx.errors or video is None:
         return None, ctx.errors, declared
     dubbing = data.get("dubbing", {})

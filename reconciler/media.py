@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import tempfile
 import time
@@ -97,12 +98,28 @@ def _rate(text: str | None) -> float | None:
     return round(value, 3) if value > 0 else None
 
 
+def _orientation(video: dict) -> tuple[int, bool]:
+    """Rotation (degrees counterclockwise, 0-359) and mirroring from a video stream's display
+    matrix side data (row-major a b u / c d v / x y w in ffprobe's dump); (0, False) without."""
+    for side in video.get("side_data_list") or []:
+        if "displaymatrix" not in side:
+            continue
+        cells = [int(value) for line in side["displaymatrix"].splitlines() if ":" in line
+                 for value in line.split(":", 1)[1].split()]
+        if len(cells) != 9:
+            continue
+        a, b, _u, c, d = cells[:5]
+        return round(float(side.get("rotation") or 0)) % 360, a * d - b * c < 0
+    return 0, False
+
+
 def probe(path: Path, label: str | None = None) -> MediaInfo:
     """Duration and streams of a local media file; MediaError when ffprobe cannot read it.
     `label` names it in errors (never put a presigned URL in a message)."""
     out = _run(
         [FFPROBE, "-v", "error", "-show_entries",
-         "format=duration:stream=codec_type,codec_name,width,height,avg_frame_rate,duration",
+         "format=duration:stream=codec_type,codec_name,width,height,avg_frame_rate,duration,"
+         "profile,pix_fmt:stream_side_data=rotation,displaymatrix",
          "-of", "json", *input_args(path)],
         f"probe {label or Path(path).name}",
     )
@@ -116,6 +133,7 @@ def probe(path: Path, label: str | None = None) -> MediaInfo:
         duration = 0.0
     if duration <= 0 and streams:
         duration = max(float(s.get("duration") or 0) for s in streams)
+    rotation, mirrored = _orientation(video) if video else (0, False)
     return MediaInfo(
         duration=duration,
         video_codec=video.get("codec_name") if video else None,
@@ -123,7 +141,49 @@ def probe(path: Path, label: str | None = None) -> MediaInfo:
         height=video.get("height") if video else None,
         frame_rate=_rate(video.get("avg_frame_rate")) if video else None,
         audio_streams=len(audio),
+        profile=video.get("profile") if video else None,
+        pixel_format=video.get("pix_fmt") if video else None,
+        rotation=rotation,
+        mirrored=mirrored,
     )
+
+
+# What every target player decodes (iOS/Safari and Firefox lack High 10, 4:2:2 and 4:4:4, though
+# Chromium's isTypeSupported says yes): ffprobe's names of the 8-bit 4:2:0 H.264 profiles.
+PLAYABLE_PROFILES = ("Constrained Baseline", "Baseline", "Main", "High")
+PLAYABLE_PIXEL_FORMATS = ("yuv420p", "yuvj420p")
+# The one-line fix offered for a video that is refused: re-encoded to 8-bit 4:2:0 High, and
+# upright (ffmpeg applies a display matrix when it re-encodes, and writes none).
+FIX_COMMAND = ("ffmpeg", "-i", "{source}", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+               "-profile:v", "high", "-c:a", "copy", "{fixed}")
+
+
+def fix_command(name: str) -> list[str]:
+    """FIX_COMMAND for a file name (the output beside it, `-h264` before its suffix)."""
+    fixed = f"{Path(name).stem}-h264.mp4"
+    return [part.format(source=name, fixed=fixed) for part in FIX_COMMAND]
+
+
+def refuse_unplayable(info: MediaInfo, name: str) -> None:
+    """Refuse a video the copy would publish wrong: stored rotated or mirrored (WebKit's HLS
+    player ignores the tkhd display matrix of fMP4 HLS, so it would play sideways), or an
+    H.264 profile/pixel format that iOS/Safari or Firefox cannot decode. The message names the
+    file, what is wrong and the ffmpeg command that fixes it."""
+    fix = shlex.join(fix_command(name))
+    if info.rotation or info.mirrored:
+        how = " and ".join([f"rotated {info.rotation} degrees"] * bool(info.rotation)
+                           + ["mirrored"] * info.mirrored)
+        raise MediaError(
+            f"{name}: the video is {how} by its display matrix (as phones record portrait "
+            f"video); HLS players such as iOS Safari's ignore it, so the copied stream would "
+            f"be shown sideways: not published. Re-encode it upright: {fix}")
+    if info.profile not in PLAYABLE_PROFILES or info.pixel_format not in PLAYABLE_PIXEL_FORMATS:
+        raise MediaError(
+            f"{name}: H.264 profile {info.profile or 'unknown'} with pixel format "
+            f"{info.pixel_format or 'unknown'} cannot be decoded by iOS/Safari or Firefox "
+            f"(only 8-bit 4:2:0 {', '.join(PLAYABLE_PROFILES[:-1])} or "
+            f"{PLAYABLE_PROFILES[-1]} is published). Re-encode it: "
+            f"{fix}")
 
 
 WATCH_INTERVAL = 0.1  # seconds between looks at ffmpeg's output folder
@@ -183,6 +243,7 @@ def package_video(source: Path, out_dir: Path, on_segment: OnSegment | None = No
             f"{source.name}: video codec is {info.video_codec}; only H.264 is packaged "
             "(copied, never re-encoded)"
         )
+    refuse_unplayable(info, source.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     _run_streaming(
         [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *input_args(source),
@@ -194,7 +255,6 @@ def package_video(source: Path, out_dir: Path, on_segment: OnSegment | None = No
 
 
 SILENCE_LUFS = -70.0  # quieter than this integrated loudness counts as silent (EBU gate)
-MAX_AUDIO_RATIO = 2.0  # audio longer than this many times the video is a mistake, not a dub
 
 
 BLOCK_GATE_LUFS = -70.0  # BS.1770 absolute gate for 400 ms blocks
@@ -305,15 +365,11 @@ def encode_audio(examined: Examined, out_dir: Path, *, duration: float,
     """Encode one language: AAC-LC 128 kb/s, 48 kHz stereo, at the target loudness (the
     measured linear gain; limited only when peaks need it, and re-encoded once with a corrected
     gain if the limiter took the loudness off target), padded with silence or trimmed to exactly
-    `duration` (the video's) so it spans the whole lecture. Far too long audio is refused.
+    `duration` (the video's) so it spans the whole lecture (whether it may be is the caller's
+    decision: packaging.check_fit).
     `on_segment` receives finished segments while ffmpeg runs (not on the limited path, whose
     segments a correction may rewrite)."""
     source, info, measured = examined.source, examined.info, examined.loudness
-    if info.duration > MAX_AUDIO_RATIO * duration + 1:
-        raise MediaError(
-            f"{source.name}: audio is {info.duration:.1f}s but the video is {duration:.1f}s "
-            f"(more than {MAX_AUDIO_RATIO:g}x): wrong file?"
-        )
     out_dir.mkdir(parents=True, exist_ok=True)
     correction = 0.0
     for _attempt in range(2):

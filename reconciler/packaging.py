@@ -36,13 +36,43 @@ MAX_SHORTFALL = 1.0
 
 OnSegment = Callable[[Path], None]
 
-
 class MediaError(Exception):
     """ffmpeg/ffprobe failed or the media is unusable; `detail` holds the tail of stderr."""
 
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.detail = detail
+
+
+# An audio input whose length differs from the video's by at most this many seconds is padded
+# or trimmed to it silently (encoder padding, a dub a breath longer). Beyond it the language
+# fails unless its manifest entry opts in (`fit`), naming both durations: 27 s of silence or a
+# cut-off ending is a wrong file more often than a wish.
+ALIGN_TOLERANCE = 1.0
+MAX_AUDIO_RATIO = 2.0  # audio longer than this many times the video is a mistake, not a dub
+
+
+def check_fit(audio: float, video: float, *, may_pad: bool, may_trim: bool, label: str,
+              language: str) -> str | None:
+    """Whether audio of `audio` seconds may be fitted to a video of `video` seconds. MediaError
+    when not (beyond ALIGN_TOLERANCE without the opt-in, or more than MAX_AUDIO_RATIO times
+    the video even with it); otherwise a line to report when it is fitted beyond the tolerance,
+    None within it. `label` names the input (no secrets), `language` the manifest entry."""
+    if audio > MAX_AUDIO_RATIO * video + 1:
+        raise MediaError(f"{label}: audio is {audio:.1f}s but the video is {video:.1f}s "
+                         f"(more than {MAX_AUDIO_RATIO:g}x): wrong file?")
+    gap = abs(audio - video)
+    if gap <= ALIGN_TOLERANCE:
+        return None
+    short = audio < video
+    fit, verb = ("pad", "padded with silence") if short else ("trim", "trimmed at its end")
+    if not (may_pad if short else may_trim):
+        raise MediaError(
+            f"{label}: audio is {audio:.1f}s but the video is {video:.1f}s ({gap:.1f}s "
+            f"{'shorter' if short else 'longer'}; the tolerance is {ALIGN_TOLERANCE:g}s): not "
+            f"published. Supply audio as long as the video, or set `fit: {fit}` on language "
+            f"{language} in the manifest to have it {verb}")
+    return f"{language}: audio is {audio:.1f}s, video {video:.1f}s: {verb} (as its `fit` allows)"
 
 
 @dataclass(frozen=True)
@@ -53,6 +83,13 @@ class MediaInfo:
     height: int | None
     frame_rate: float | None
     audio_streams: int
+    # What decides whether every player can show the copied video as it was filmed: ffprobe's
+    # profile name ("High", "High 10" ...) and pixel format, and the display matrix's rotation
+    # (degrees counterclockwise, as ffprobe reports it) and mirroring.
+    profile: str | None = None
+    pixel_format: str | None = None
+    rotation: int = 0
+    mirrored: bool = False
 
 
 @dataclass(frozen=True)

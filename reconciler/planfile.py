@@ -36,7 +36,8 @@ def manifests_digest(sections: list[Section]) -> str:
             "sourceLanguage": s.source_language,
             "dubbing": [s.dubbing.num_speakers, s.dubbing.watermark],
             "languages": [[lang.code, lang.name, lang.default,
-                           lang.audio.uri if lang.audio else None] for lang in s.languages],
+                           lang.audio.uri if lang.audio else None, lang.fit]
+                          for lang in s.languages],
         }
         for s in sections
     ]

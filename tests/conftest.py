@@ -123,6 +123,15 @@ def media(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """Real-world input shapes (tests/corpus.py: rotation, 10-bit, 4:2:2, 5.1, VFR, dubs that
+    do not fit ...), each generated on first use and kept for the test run."""
+    from corpus import Corpus
+
+    return Corpus(tmp_path_factory.mktemp("corpus"))
+
+
 @pytest.fixture
 def eleven(monkeypatch):
     """The fake ElevenLabs server, with the client's environment pointing at it. Tests tune

@@ -40,7 +40,7 @@ def invalidations(dist: str) -> list[list[str]]:
 @pytest.fixture
 def two_sections(repo):
     repo.write(11, KO_EN + [{"code": "ja", "name": "Japanese", "audio": "../media/ja.m4a"}])
-    repo.write(12, [{"code": "en", "audio": "../media/en.mp3"},
+    repo.write(12, [{"code": "en", "audio": "../media/en.mp3", "fit": "trim"},  # 8 s for 6 s
                     {"code": "ko", "audio": "source", "default": True}],
                video="../media/lecture-b.mp4")
     return repo
