@@ -148,12 +148,19 @@ class SectionResult:
 SETTLE_SECONDS = 1.05
 
 
+class ForeignKeys(StoreError):
+    """A delete named keys outside the section's own folders: refused, nothing deleted."""
+
+
 class _GuardedStore:
     """The store as one section's apply writes to it: each write first asks the section's
-    lease guard, so a run whose lease could lapse stops writing; reads pass straight through."""
+    lease guard, so a run whose lease could lapse stops writing; a delete is refused outright
+    when it names a key outside the section's folder (`layout.in_section`) and its dub cache,
+    whatever planned it; reads pass straight through."""
 
-    def __init__(self, store: Store, guard: Callable[[], None]) -> None:
+    def __init__(self, store: Store, section_id: int, guard: Callable[[], None]) -> None:
         self._store = store
+        self._section_id = section_id
         self._guard = guard
         # key -> the headers this run gave it: what the state index records as known
         self.written: dict[str, tuple[layout.ObjectMeta, dict[str, str]]] = {}
@@ -184,7 +191,17 @@ class _GuardedStore:
         self._store.set_meta(key, meta, metadata)
         self._wrote(key, meta, metadata)
 
+    def check_own(self, keys: list[str]) -> None:
+        """ForeignKeys unless every key is the section's (its folder or its dub cache)."""
+        dubs = layout.dub_cache_prefix(self._section_id)
+        foreign = [k for k in keys
+                   if not (layout.in_section(self._section_id, k) or k.startswith(dubs))]
+        if foreign:
+            raise ForeignKeys(f"refused to delete {len(foreign)} key(s) outside "
+                              f"{layout.section_prefix(self._section_id)}, first {foreign[0]}")
+
     def delete(self, keys: list[str]) -> None:
+        self.check_own(keys)
         self._guard()
         self._store.delete(keys)
         for key in keys:
@@ -193,7 +210,7 @@ class _GuardedStore:
 
 def _store_for(rt: Runtime, section_id: int) -> _GuardedStore:
     """What one section writes through (unguarded when it holds no lease, as in tests)."""
-    return _GuardedStore(rt.store, rt.guards.get(section_id, lambda: None))
+    return _GuardedStore(rt.store, section_id, rt.guards.get(section_id, lambda: None))
 
 
 class _SectionWork:
@@ -796,6 +813,7 @@ def delete_section(rt: Runtime, sp: SectionPlan) -> SectionResult:
     for action in sp.actions_of(Kind.DELETE_OBJECTS):
         keys = list(action.keys)
         try:
+            store.check_own(keys)  # all of them before master goes
             if keys and keys[0] == layout.master_key(sp.section_id):
                 store.delete(keys[:1])
                 keys = keys[1:]
