@@ -24,7 +24,8 @@ FOREIGN = [f"{ROOT}/{folder}/{rest}"
 
 @pytest.mark.parametrize("key, section", [
     (f"{ROOT}/11/master.m3u8", 11), (f"{ROOT}/2147483647/video/init.mp4", 2147483647),
-    (f"{ROOT}/011/master.m3u8", None), (f"{ROOT}/+11/x", None), (f"{ROOT}/0/x", 0), (f"{ROOT}/00/x", None),
+    (f"{ROOT}/011/master.m3u8", None), (f"{ROOT}/+11/x", None),
+    (f"{ROOT}/0/x", 0), (f"{ROOT}/00/x", None),
     (f"{ROOT}/\u0661\u0661/x", None), (f"{ROOT}/\uff11\uff11/x", None), (f"{ROOT}/11", None),
     (f"{ROOT}/1 1/x", None), (f"{ROOT}/11 /x", None), ("assets/other/11/x", None),
 ])
