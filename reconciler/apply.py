@@ -630,6 +630,7 @@ class _SectionWork:
             for action in self.plan.actions_of(Kind.PACKAGE_SUBTITLES):
                 self.subtitles(action)
             self._fix_metadata()
+            self._adopt()
             self._harmonize_targets()
             self._master()
             # Only now that master no longer names them.
@@ -719,6 +720,21 @@ class _SectionWork:
             self.store.set_meta(key, layout.meta_for(key), info.metadata)
         for key, _ in zip(keys, self.uploads.map(fix, keys), strict=True):
             self.result.fixed.append(key)
+
+    def _adopt(self) -> None:
+        """Stamp each rendition the plan adopts (another tool wrote it; it matched the input):
+        a metadata-only write of its playlist, with the table's headers, so a later change of
+        input shows as for any rendition the reconciler built. After the metadata fixes, which
+        would otherwise write the playlist's old metadata back."""
+        for action in self.plan.actions_of(Kind.ADOPT):
+            key = action.keys[0]
+            stamp = {**self.o.objects[key].metadata, STAMP_SOURCE: action.source_id or "",
+                     **dict(action.stamp)}
+            self.store.set_meta(key, layout.PLAYLIST_META, stamp)
+            self.result.fixed.append(key)
+            rate = stamp.get(STAMP_FRAME_RATE)
+            if action.language is None and rate and None in self.facts:  # master states it
+                self.facts[None] = replace(self.facts[None], frame_rate=float(rate))
 
     def _harmonize_targets(self) -> None:
         ready = {lang: f for lang, f in self.facts.items()
