@@ -84,14 +84,18 @@ def test_an_old_scripts_bucket_is_adopted_then_fully_rebuilt_when_the_video_chan
     repo.write(SID, KO_EN)
     encoded = media_objects(s3, bucket)
 
-    first = reconcile("--plan", repo.manifests, "--format", "json")
+    saved = tmp_path / "plan.json"  # the adoption goes through a saved plan, as in CI
+    first = reconcile("--plan", repo.manifests, "--format", "json", "--out", saved)
     assert first.code == 2
     assert sorted(actions(first), key=str) == sorted(
         [("adopt", None), ("adopt", "ko"), ("adopt", "en"), ("write_master", None)], key=str)
-    assert reconcile("--apply", repo.manifests).code == 0
+    applied = reconcile("--apply", saved)
+    assert applied.code == 0, applied.stdout + applied.stderr
     assert media_objects(s3, bucket) == encoded  # nothing re-encoded nor uploaded again
     for language in (None, "ko", "en"):
         assert STAMP_SOURCE in playlist(s3, bucket, language)[1]
+    master = s3.get_object(Bucket=bucket, Key=layout.master_key(SID))["Body"].read().decode()
+    assert "RESOLUTION=320x180,FRAME-RATE=24.000" in master  # the video as measured
     assert reconcile("--plan", repo.manifests).code == 0
     assert reconcile("--plan", repo.manifests, "--deep").code == 0
 
