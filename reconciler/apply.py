@@ -148,12 +148,19 @@ class SectionResult:
 SETTLE_SECONDS = 1.05
 
 
+class ForeignKeys(StoreError):
+    """A delete named keys outside the section's own folders: refused, nothing deleted."""
+
+
 class _GuardedStore:
     """The store as one section's apply writes to it: each write first asks the section's
-    lease guard, so a run whose lease could lapse stops writing; reads pass straight through."""
+    lease guard, so a run whose lease could lapse stops writing; a delete is refused outright
+    when it names a key outside the section's folder (`layout.in_section`) and its dub cache,
+    whatever planned it; reads pass straight through."""
 
-    def __init__(self, store: Store, guard: Callable[[], None]) -> None:
+    def __init__(self, store: Store, section_id: int, guard: Callable[[], None]) -> None:
         self._store = store
+        self._section_id = section_id
         self._guard = guard
         # key -> the headers this run gave it: what the state index records as known
         self.written: dict[str, tuple[layout.ObjectMeta, dict[str, str]]] = {}
@@ -184,7 +191,17 @@ class _GuardedStore:
         self._store.set_meta(key, meta, metadata)
         self._wrote(key, meta, metadata)
 
+    def check_own(self, keys: list[str]) -> None:
+        """ForeignKeys unless every key is the section's (its folder or its dub cache)."""
+        dubs = layout.dub_cache_prefix(self._section_id)
+        foreign = [k for k in keys
+                   if not (layout.in_section(self._section_id, k) or k.startswith(dubs))]
+        if foreign:
+            raise ForeignKeys(f"refused to delete {len(foreign)} key(s) outside "
+                              f"{layout.section_prefix(self._section_id)}, first {foreign[0]}")
+
     def delete(self, keys: list[str]) -> None:
+        self.check_own(keys)
         self._guard()
         self._store.delete(keys)
         for key in keys:
@@ -193,7 +210,7 @@ class _GuardedStore:
 
 def _store_for(rt: Runtime, section_id: int) -> _GuardedStore:
     """What one section writes through (unguarded when it holds no lease, as in tests)."""
-    return _GuardedStore(rt.store, rt.guards.get(section_id, lambda: None))
+    return _GuardedStore(rt.store, section_id, rt.guards.get(section_id, lambda: None))
 
 
 class _SectionWork:
@@ -614,6 +631,7 @@ class _SectionWork:
             for action in self.plan.actions_of(Kind.PACKAGE_SUBTITLES):
                 self.subtitles(action)
             self._fix_metadata()
+            self._adopt()
             self._harmonize_targets()
             self._master()
             # Only now that master no longer names them.
@@ -703,6 +721,21 @@ class _SectionWork:
             self.store.set_meta(key, layout.meta_for(key), info.metadata)
         for key, _ in zip(keys, self.uploads.map(fix, keys), strict=True):
             self.result.fixed.append(key)
+
+    def _adopt(self) -> None:
+        """Stamp each rendition the plan adopts (another tool wrote it; it matched the input):
+        a metadata-only write of its playlist, with the table's headers, so a later change of
+        input shows as for any rendition the reconciler built. After the metadata fixes, which
+        would otherwise write the playlist's old metadata back."""
+        for action in self.plan.actions_of(Kind.ADOPT):
+            key = action.keys[0]
+            stamp = {**self.o.objects[key].metadata, STAMP_SOURCE: action.source_id or "",
+                     **dict(action.stamp)}
+            self.store.set_meta(key, layout.PLAYLIST_META, stamp)
+            self.result.fixed.append(key)
+            rate = stamp.get(STAMP_FRAME_RATE)
+            if action.language is None and rate and None in self.facts:  # master states it
+                self.facts[None] = replace(self.facts[None], frame_rate=float(rate))
 
     def _harmonize_targets(self) -> None:
         ready = {lang: f for lang, f in self.facts.items()
@@ -804,6 +837,7 @@ def delete_section(rt: Runtime, sp: SectionPlan) -> SectionResult:
     for action in sp.actions_of(Kind.DELETE_OBJECTS):
         keys = list(action.keys)
         try:
+            store.check_own(keys)  # all of them before master goes
             if keys and keys[0] == layout.master_key(sp.section_id):
                 store.delete(keys[:1])
                 keys = keys[1:]

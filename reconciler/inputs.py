@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from .manifest import Source
 from .media import probe
-from .packaging import MediaError
+from .packaging import MediaError, MediaInfo
 from .sources import STRICT, FetchError, FetchPolicy
 from .store import Store, StoreError
 
@@ -66,6 +66,9 @@ class Inputs(Protocol):
 
     def duration(self, source: Source) -> float | None:
         """The input's duration in seconds, or None when unknown."""
+
+    def media(self, source: Source) -> MediaInfo | None:
+        """The input's duration and streams, read from its bytes; None when unreadable."""
 
 
 class HashCache:
@@ -208,12 +211,18 @@ class InputReader:
         raise InputError(f"cannot fetch a {source.kind} input")
 
     def duration(self, source: Source) -> float | None:
-        """The input's duration in seconds, or None when unknown. ffprobe reads local files
-        only: a remote input is downloaded (under the policy) into a temporary folder first."""
+        """The input's duration in seconds, or None when unknown."""
+        info = self.media(source)
+        return info.duration or None if info else None
+
+    def media(self, source: Source) -> MediaInfo | None:
+        """The input's duration and streams (ffprobe), or None when unreadable. ffprobe reads
+        local files only: a remote input is downloaded (under the policy) into a temporary
+        folder first."""
         try:
             if source.kind == "file":
-                return probe(self.fetch(source, Path()), source.display()).duration or None
+                return probe(self.fetch(source, Path()), source.display())
             with tempfile.TemporaryDirectory(prefix="reconciler-probe-") as tmp:
-                return probe(self.fetch(source, Path(tmp)), source.display()).duration or None
+                return probe(self.fetch(source, Path(tmp)), source.display())
         except (MediaError, InputError, OSError):
             return None

@@ -6,6 +6,7 @@ key or a Content-Type.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 ASSETS_ROOT = "assets/curriculumsection"
@@ -148,9 +149,22 @@ def cdn_folder(prefix: str) -> str:
     return cdn_path(prefix) + "*"
 
 
+# A section's folder exactly as section_prefix spells its id (str(int)): ASCII decimal, no
+# sign, no leading zero. `011/`, `+11/`, `١١/` (str.isdigit takes any Unicode digit) are other
+# tools' folders, never section 11's.
+_SECTION_FOLDER = re.compile(r"0|[1-9][0-9]*")
+
+
 def section_of(key: str) -> int | None:
-    """Section id of an assets key, or None."""
-    if not key.startswith(ASSETS_ROOT + "/"):
+    """The section a key belongs to: the id whose canonical folder (`section_prefix`) the key
+    is under, else None. The one rule that maps keys to sections: observe groups a LIST by it
+    and apply deletes nothing outside it."""
+    if not key.startswith(assets_prefix()):
         return None
-    head = key[len(ASSETS_ROOT) + 1 :].split("/", 1)[0]
-    return int(head) if head.isdigit() else None
+    head, slash, _ = key[len(assets_prefix()):].partition("/")
+    return int(head) if slash and _SECTION_FOLDER.fullmatch(head) else None
+
+
+def in_section(section_id: int, key: str) -> bool:
+    """Whether a key is one of the section's own objects (under its canonical folder)."""
+    return section_of(key) == section_id

@@ -10,7 +10,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"edts", b"dinf", b"udta"}
+CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"edts", b"dinf", b"udta",
+              b"moof", b"traf"}
 
 
 class InitSegmentError(ValueError):
@@ -178,3 +179,48 @@ def read_track(data: bytes, kind: str) -> TrackInfo:
         if track.kind == kind:
             return track
     raise InitSegmentError(f"init segment has no {kind} track")
+
+
+def _full_box_field(data: bytes, body: int, v0: int, v1: int) -> int:
+    """A 32-bit field of a full box at offset v0 (version 0) or v1 (version 1) of its body."""
+    return struct.unpack_from(">I", data, body + (v1 if data[body] == 1 else v0))[0]
+
+
+def frame_rate(init: bytes, segment: bytes) -> float | None:
+    """Frames per second of a video rendition, from its init (the track's timescale) and one
+    media segment (its samples and their durations): the stream's own timing, which neither
+    the playlist nor the init states. None when the bytes do not say (no video track, no
+    samples); InitSegmentError when they are malformed."""
+    try:
+        track = timescale = None
+        for body, end in _find(init, [b"moov", b"trak"]):
+            handler = next(_find(init, [b"mdia", b"hdlr"], body, end), None)
+            if handler is not None and init[handler[0] + 8:handler[0] + 12] == b"vide":
+                track = _full_box_field(init, next(_find(init, [b"tkhd"], body, end))[0], 12, 20)
+                timescale = _full_box_field(
+                    init, next(_find(init, [b"mdia", b"mdhd"], body, end))[0], 12, 20)
+                break
+        if track is None or not timescale:
+            return None
+        default = next((struct.unpack_from(">I", init, b + 12)[0]
+                        for b, _ in _find(init, [b"moov", b"mvex", b"trex"])
+                        if struct.unpack_from(">I", init, b + 4)[0] == track), 0)
+        samples = ticks = 0
+        for body, end in _find(segment, [b"moof", b"traf"]):
+            tfhd = next(_find(segment, [b"tfhd"], body, end))[0]
+            flags = int.from_bytes(segment[tfhd + 1:tfhd + 4], "big")
+            if struct.unpack_from(">I", segment, tfhd + 4)[0] != track:
+                continue
+            pos = tfhd + 8 + (8 if flags & 0x01 else 0) + (4 if flags & 0x02 else 0)
+            duration = struct.unpack_from(">I", segment, pos)[0] if flags & 0x08 else default
+            for trun, _ in _find(segment, [b"trun"], body, end):
+                flags = int.from_bytes(segment[trun + 1:trun + 4], "big")
+                count = struct.unpack_from(">I", segment, trun + 4)[0]
+                pos = trun + 8 + (4 if flags & 0x01 else 0) + (4 if flags & 0x04 else 0)
+                stride = 4 * bin(flags & 0xF00).count("1")
+                samples += count
+                ticks += (sum(struct.unpack_from(">I", segment, pos + i * stride)[0]
+                              for i in range(count)) if flags & 0x100 else count * duration)
+    except (IndexError, StopIteration, struct.error) as err:
+        raise InitSegmentError(f"malformed init or media segment: {err}") from err
+    return round(samples * timescale / ticks, 3) if samples and ticks else None

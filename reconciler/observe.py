@@ -9,6 +9,10 @@ has the headers it was written with; anything touched later is HEADed. `deep=Tru
 A section whose LIST entries all match its record in the state index (state.py) is rebuilt
 from that record with no further request; many sections are listed with one LIST of the whole
 assets prefix instead of one each.
+
+Either way, a video rendition without a source stamp (another tool wrote it) is read from the
+media (its init and first segment) and the manifest's video probed, for the planner to decide
+whether to adopt it.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ from . import layout
 from .hls import MediaPlaylist, PlaylistError, Segment, parse_master, parse_media
 from .inputs import Inputs, InputState
 from .manifest import Section
-from .mp4 import InitSegmentError, TrackInfo, read_track
+from .mp4 import InitSegmentError, TrackInfo, frame_rate, read_track
+from .packaging import MediaInfo
 from .state import Records, load_index
 from .store import ObjectInfo, Store, StoreError
 
 STAMP_SOURCE = "reconciler-source"
 STAMP_SETTINGS = "reconciler-settings"
 STAMP_FRAME_RATE = "reconciler-frame-rate"
+# On a rendition another tool wrote and the reconciler adopted: what it was checked against.
+STAMP_ADOPTED = "reconciler-adopted"
 
 
 @dataclass
@@ -62,6 +69,15 @@ class SubtitleRendition(Rendition):
         return self.playlist is not None and not self.problems
 
 
+@dataclass(frozen=True)
+class UnstampedVideo:
+    """A video rendition the reconciler did not write (no source stamp) and the manifest's
+    video, both read from the media, so the planner adopts it only when they agree."""
+
+    declared: MediaInfo | None  # the manifest's video, probed; None when unreadable
+    frame_rate: float | None  # the rendition's, from its init and first segment
+
+
 @dataclass
 class ObservedSection:
     section_id: int
@@ -76,6 +92,7 @@ class ObservedSection:
     dub_cache: dict[str, ObjectInfo] = field(default_factory=dict)
     dub_jobs: dict[str, dict] = field(default_factory=dict)  # job record key -> its content
     video_duration: float | None = None  # probed only when dubs need it before packaging
+    unstamped_video: UnstampedVideo | None = None  # read only for an unstamped video rendition
     error: str | None = None  # the section could not be observed at all
     indexed: bool = False  # rebuilt from the state index's record, not read
 
@@ -356,11 +373,29 @@ class _SectionReader:
             self.observe_inputs(section)
         return self.obs
 
+    def rendition_frame_rate(self) -> float | None:
+        """The video rendition's frame rate from its init and first segment (two GETs); None
+        when they do not say."""
+        directory = layout.video_dir(self.obs.section_id)
+        playlist = self.obs.video.playlist
+        assert playlist is not None and playlist.segments  # a complete rendition
+        init = self.store.get(directory + layout.INIT)
+        first = self.store.get(directory + playlist.segments[0].uri)
+        if init is None or first is None:
+            return None
+        try:
+            return frame_rate(init[0], first[0])
+        except InitSegmentError:
+            return None
+
     def observe_inputs(self, section: Section) -> None:
         """Identities of the inputs, so changed ones are rebuilt; the dub cache listing."""
         inputs = self.inputs
         assert inputs is not None  # observe() refuses declared sections without it
         self.obs.video_input = inputs.identify(section.video)
+        if self.obs.video.complete and STAMP_SOURCE not in self.obs.video.stamp:
+            self.obs.unstamped_video = UnstampedVideo(inputs.media(section.video),
+                                                      self.rendition_frame_rate())
         remote = [lang for lang in section.languages if lang.audio and lang.audio.kind != "video"]
         states = self.pool.map(lambda lang: inputs.identify(lang.audio), remote)
         for lang, state in zip(remote, states, strict=True):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from . import layout, subtitles
@@ -24,13 +24,15 @@ from .hls import (
 from .manifest import Language, Section
 from .mp4 import TrackInfo
 from .observe import (
+    STAMP_ADOPTED,
     STAMP_FRAME_RATE,
     STAMP_SETTINGS,
     STAMP_SOURCE,
     ObservedSection,
     Rendition,
+    UnstampedVideo,
 )
-from .packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
+from .packaging import AUDIO_CHANNELS, AUDIO_RATE, AUDIO_SETTINGS, VIDEO_SETTINGS
 
 FORMAT_VERSION = 2  # 2: every JSON key camelCase
 
@@ -41,6 +43,7 @@ class Kind(StrEnum):
     PACKAGE_AUDIO = "package_audio"
     PACKAGE_SUBTITLES = "package_subtitles"
     FIX_METADATA = "fix_metadata"
+    ADOPT = "adopt"  # stamp a rendition another tool wrote, once checked against the input
     REWRITE_PLAYLIST = "rewrite_playlist"
     WRITE_MASTER = "write_master"
     DELETE_OBJECTS = "delete_objects"
@@ -107,6 +110,7 @@ class Action:
     source_id: str | None = None  # identity stamped on a (re)built rendition
     minutes: float | None = None  # billable dubbing minutes
     detail: tuple[tuple[str, str], ...] = ()
+    stamp: tuple[tuple[str, str], ...] = ()  # user metadata ADOPT adds to the playlist
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,65 @@ def video_source_id(obs: ObservedSection) -> str | None:
     return _digest("video", obs.video_input.identity)
 
 
+# -- adopting renditions another tool wrote --------------------------------------------------
+
+ADOPT_TOLERANCE = 1.0  # seconds an adopted rendition may last more or less than it must
+FRAME_RATE_TOLERANCE = 0.01  # relative difference of two frame rates still taken as one
+AUDIO_CODEC = "mp4a.40.2"  # AAC-LC, as every audio rendition is encoded
+H264_ENTRIES = ("avc1", "avc3")  # sample entries of H.264, the one video codec packaged
+
+
+@dataclass(frozen=True)
+class Check:
+    """An unstamped rendition checked against what it must be: why it is not (None when it
+    is) and what it was checked against (recorded on it when adopted)."""
+
+    mismatch: str | None
+    against: str
+    frame_rate: str | None = None  # the video's, stamped as the reconciler's own renditions
+
+
+def check_video(rend: Rendition, found: UnstampedVideo | None) -> Check:
+    """An unstamped video rendition against the manifest's video, both read from the media:
+    duration (within ADOPT_TOLERANCE), codec, resolution and frame rate."""
+    assert rend.playlist is not None and rend.track is not None  # a complete rendition
+    lasts, track = rend.playlist.duration, rend.track
+    declared = found.declared if found else None
+    if declared is None:
+        return Check("the manifest's video cannot be probed", "")
+    against = (f"video {declared.duration:.2f}s {declared.video_codec} "
+               f"{declared.width}x{declared.height} {declared.frame_rate or 0:g}fps")
+    mine = found.frame_rate if found else None
+    theirs = declared.frame_rate
+    if abs(lasts - declared.duration) > ADOPT_TOLERANCE:
+        why = f"it lasts {lasts:.1f}s, the video {declared.duration:.1f}s"
+    elif track.codec.split(".")[0] not in H264_ENTRIES or declared.video_codec != "h264":
+        why = f"it is {track.codec}, the video {declared.video_codec}"
+    elif (track.width, track.height) != (declared.width, declared.height):
+        why = f"it is {track.width}x{track.height}, the video {declared.width}x{declared.height}"
+    elif not mine or not theirs or abs(mine - theirs) > FRAME_RATE_TOLERANCE * theirs:
+        why = f"it runs at {mine or '?'} fps, the video at {theirs or '?'}"
+    else:
+        why = None
+    return Check(why, against, f"{theirs:g}" if theirs else None)
+
+
+def check_audio(rend: Rendition, video: Rendition) -> Check:
+    """An unstamped audio rendition against what every audio rendition is: as long as the
+    video (within ADOPT_TOLERANCE), AAC-LC, 48 kHz, stereo."""
+    assert rend.playlist is not None and rend.track is not None  # a complete rendition
+    assert video.playlist is not None  # the video was kept, so it is complete
+    lasts, track, wanted = rend.playlist.duration, rend.track, video.playlist.duration
+    against = f"video {wanted:.2f}s; {AUDIO_CODEC} {AUDIO_RATE}Hz {AUDIO_CHANNELS}ch"
+    if abs(lasts - wanted) > ADOPT_TOLERANCE:
+        return Check(f"it lasts {lasts:.1f}s, the video {wanted:.1f}s", against)
+    if (track.codec, track.sample_rate, track.channels) != (AUDIO_CODEC, AUDIO_RATE,
+                                                            AUDIO_CHANNELS):
+        return Check(f"it is {track.codec} {track.sample_rate}Hz {track.channels}ch, not "
+                     f"{AUDIO_CODEC} {AUDIO_RATE}Hz {AUDIO_CHANNELS}ch", against)
+    return Check(None, against)
+
+
 # -- the diff -------------------------------------------------------------------------------
 
 
@@ -316,6 +379,7 @@ class _SectionPlanner:
         self.ready: set[str] = set()  # languages that will be listed in master
         self.texts: set[str] = set()  # languages whose subtitles master will list
         self.texts_rebuilt: set[str] = set()
+        self.video_rate: str | None = None  # the frame rate an adopted video is stamped with
 
     def error(self, language: str | None, kind: Problem, message: str) -> None:
         self.errors.append(PlanError(self.s.section_id, language, kind, message))
@@ -324,6 +388,10 @@ class _SectionPlanner:
         """Plan the video rendition; False when the section cannot proceed."""
         source_id = video_source_id(self.o)
         change, reason = _status(self.o.video, source_id, VIDEO_SETTINGS)
+        if change is None and source_id is not None and STAMP_SOURCE not in self.o.video.stamp:
+            check = check_video(self.o.video, self.o.unstamped_video)
+            change, reason = self.adopt(self.o.video, source_id, check)
+            self.video_rate = check.frame_rate
         if change is None:
             self.video_ref = self.o.video.stamp.get(STAMP_SOURCE) or source_id
             if self.video_ref is None:
@@ -349,6 +417,8 @@ class _SectionPlanner:
         change, reason = _status(rend, source_id, AUDIO_SETTINGS)
         if change is None and None in self.rebuilt and rend.stamp.get(STAMP_SOURCE) != source_id:
             change, reason = Change.UPDATE, "video changed"
+        if change is None and source_id is not None and STAMP_SOURCE not in rend.stamp:
+            change, reason = self.adopt(rend, source_id, check_audio(rend, self.o.video))
         if change is None:
             self.ready.add(lang.code)
             return
@@ -368,6 +438,23 @@ class _SectionPlanner:
         )
         self.rebuilt.add(lang.code)
         self.ready.add(lang.code)
+
+    def adopt(self, rend: Rendition, source_id: str,
+              check: Check) -> tuple[Change | None, str]:
+        """An unstamped rendition (another tool wrote it): rebuilt when its check fails; else
+        adopted, stamped with the identity of what it is built from and what it was checked
+        against (a metadata-only write), so a later change of input rebuilds it as any other."""
+        if check.mismatch is not None:
+            return Change.UPDATE, f"written by another tool and {check.mismatch}"
+        assert rend.playlist_info is not None
+        stamp = {STAMP_ADOPTED: check.against}
+        if check.frame_rate:
+            stamp[STAMP_FRAME_RATE] = check.frame_rate
+        self.actions.append(Action(
+            Kind.ADOPT, Change.UPDATE, rend.language, "written by another tool; it matches",
+            keys=(rend.playlist_info.key,), source_id=source_id,
+            detail=(("checked", check.against),), stamp=tuple(stamp.items())))
+        return None, ""
 
     def subtitles(self, lang: Language) -> None:
         """Plan a language's subtitle rendition, exactly as an audio one."""
@@ -439,10 +526,12 @@ class _SectionPlanner:
     def metadata(self) -> None:
         rebuilt_dirs = {layout.rendition_dir(self.s.section_id, r) for r in self.rebuilt} | {
             layout.subtitles_dir(self.s.section_id, c) for c in self.texts_rebuilt}
+        stamped = {k for a in self.actions if a.type == Kind.ADOPT for k in a.keys}
         for key in sorted(self.o.objects):
             info = self.o.objects[key]
             want = layout.meta_for(key)
-            if want is None or not info.headers_known or key == self.master_key:
+            if (want is None or not info.headers_known or key == self.master_key
+                    or key in stamped):  # adopting writes the table's headers
                 continue
             if key.rsplit("/", 1)[0] + "/" in rebuilt_dirs:
                 continue
@@ -515,6 +604,8 @@ class _SectionPlanner:
         audio = {c: f for c in self.ready if (f := observed_facts(self.o, self.o.audio[c]))}
         if video is None:
             return None
+        if self.video_rate:  # adopted: master states the frame rate it is stamped with
+            video = replace(video, frame_rate=float(self.video_rate))
         if compose_master(self.s, video, audio, self.texts) != self.o.master_text:
             return "content differs" if self.o.master_text else "missing"
         return None

@@ -38,6 +38,7 @@ LABEL = {
     Kind.PACKAGE_AUDIO: "package audio",
     Kind.PACKAGE_SUBTITLES: "package subtitles",
     Kind.FIX_METADATA: "fix metadata",
+    Kind.ADOPT: "adopt",
     Kind.REWRITE_PLAYLIST: "rewrite playlist",
     Kind.WRITE_MASTER: "write master.m3u8",
     Kind.DELETE_OBJECTS: "delete objects",
@@ -90,6 +91,8 @@ def action_line(section_id: int, a: Action) -> str:
     elif a.type == Kind.DELETE_OBJECTS:
         folder = "subtitles" if a.keys and "/subtitles/" in a.keys[0] else "audio"
         what += f" {folder}/{a.language}/ ({len(a.keys)})"
+    elif a.type == Kind.ADOPT:
+        what += " video" if a.language is None else f" audio {a.language}"
     elif a.language:
         what += f" {a.language}"
     why = [a.reason] if a.reason else []
@@ -149,6 +152,7 @@ def _action_dict(a: Action) -> dict:
         "sourceId": a.source_id,
         "minutes": a.minutes,
         "detail": dict(a.detail),
+        "stamp": dict(a.stamp),
     }
 
 
@@ -191,7 +195,7 @@ def plan_from_dict(data: dict) -> Plan:
                 Action(Kind(a["type"]), Change(a["change"]), a.get("language"),
                        a.get("reason", ""),
                        tuple(a.get("keys", ())), a.get("sourceId"), a.get("minutes"),
-                       tuple(a.get("detail", {}).items()))
+                       tuple(a.get("detail", {}).items()), tuple(a.get("stamp", {}).items()))
                 for a in s["actions"]
             ),
             languages_before=tuple(s["languages"]["before"]),
