@@ -138,7 +138,8 @@ def test_concurrent_applies_merge_their_pending_entries(tmp_path):
     store = open_store(f"file://{tmp_path}/store")
     pending.add(store, "run-a", ["/a/1"], "2026-12-05T10:00:00Z")
     pending.add(store, "run-b", ["/b/1", "/a/1"], "2026-12-05T11:00:00Z")
-    pending.fail(store, ["run-b"], "CreateInvalidation on E1: AccessDenied")
+    pending.keep(store, {"run-b": pending.read(store)["run-b"]},
+                 "CreateInvalidation on E1: AccessDenied")
     entries = pending.read(store)
     assert set(entries) == {"run-a", "run-b"}
     summary = pending.summary(entries)

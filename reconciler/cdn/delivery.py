@@ -45,12 +45,13 @@ class Delivery:
         run = f"reconciler-{uuid.uuid4()}"
         if not self.cdn.sends:
             return self.cdn.invalidate(paths, run) if paths else None
+        mine = {"paths": paths, "since": _stamp(self.clock()), "error": ""}
         try:
-            entries = (pending.add(self.store, run, paths, _stamp(self.clock())) if paths
+            entries = (pending.add(self.store, run, paths, mine["since"]) if paths
                        else pending.read(self.store))
         except StoreError as err:
             self.say(f"could not record the invalidation as pending before sending it ({err})")
-            entries = {run: {"paths": paths}} if paths else {}
+            entries = {run: mine} if paths else {}
         if not entries:
             return None
         wanted = list(dict.fromkeys([*paths, *(p for e in entries.values() for p in e["paths"])]))
@@ -58,11 +59,12 @@ class Delivery:
             sent = self._within_quota(wanted, run)
         except CdnError as err:
             try:
-                pending.fail(self.store, entries, str(err))
+                pending.keep(self.store, entries, str(err))
             except StoreError as store_err:
-                self.say(f"could not note the failure in {pending.KEY} ({store_err})")
+                raise type(err)(f"{err}; its {len(wanted)} path(s) could not be kept pending "
+                                f"either ({store_err}): invalidate them by hand") from err
             raise type(err)(f"{err}; {len(wanted)} path(s) kept pending in {pending.KEY}: the "
-                           "next apply sends them") from err
+                            "next apply sends them") from err
         try:
             pending.clear(self.store, entries)
         except StoreError as err:

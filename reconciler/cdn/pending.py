@@ -83,10 +83,11 @@ def add(store: Store, reference: str, paths: list[str], since: str) -> Entries:
                                                                 "since": since, "error": ""}})
 
 
-def fail(store: Store, references: Collection[str], error: str) -> None:
-    """Note why these entries are still pending (the next plan says so)."""
-    update(store, lambda entries: {ref: {**entry, "error": error} if ref in references else entry
-                                   for ref, entry in entries.items()})
+def keep(store: Store, entries: Entries, error: str) -> None:
+    """Keep these entries pending, noting why they were not accepted (the next plan says so);
+    also when recording them before the request had failed."""
+    update(store, lambda now: {**now, **{ref: {**entry, "error": error}
+                                         for ref, entry in entries.items()}})
 
 
 def clear(store: Store, references: Collection[str]) -> None:
