@@ -322,3 +322,37 @@ def test_the_apply_reports_a_throttled_invalidation_as_pending(
     assert json.loads(plan.stdout)["summary"]["changes"] is True
     assert layout.master_key(11)  # the section itself converged: only the CDN is pending
     assert plan.json()["sections"][0]["actions"] == []
+
+
+# -- the plan's data and views ----------------------------------------------------------------
+
+
+def test_a_pending_invalidation_round_trips_through_the_saved_form_and_never_stales_it(
+    repo, tmp_path
+):
+    """The JSON view (the saved plan's format) carries it exactly; a saved plan is not refused
+    because a pending invalidation came or went since review: the apply sends what is pending
+    when it ends."""
+    from reconciler.plan import PendingInvalidation, Plan
+    from reconciler.render import plan_dict, plan_from_dict, plan_text
+
+    plan = Plan((), (), pending_invalidation=PendingInvalidation(
+        tuple(f"/assets/curriculumsection/{i}/master.m3u8" for i in range(12)),
+        "2026-12-05T03:23:41Z", "CreateInvalidation on E1: AccessDenied"))
+    assert plan_from_dict(json.loads(json.dumps(plan_dict(plan)))) == plan
+    text = plan_text(plan)
+    assert "~ invalidate 12 paths pending since 2026-12-05T03:23:41Z  (last attempt: " \
+           "CreateInvalidation on E1: AccessDenied)" in text
+    assert "… and 2 more" in text and plan.has_changes
+
+    url = f"file://{tmp_path}/store"
+    repo.write(11, KO)
+    assert reconcile("--apply", repo.manifests, "--store", url).code == 0
+    store = open_store(url)
+    pending.add(store, "earlier", ["/assets/curriculumsection/11/audio/ko/*"], "2026-12-05T03:00Z")
+    saved = tmp_path / "plan.json"
+    assert reconcile("--plan", repo.manifests, "--store", url, "--out", saved).code == 2
+    pending.clear(store, ["earlier"])  # another apply sent it meanwhile
+    applied = reconcile("--apply", saved)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert reconcile("--plan", repo.manifests, "--store", url).code == 0
