@@ -18,8 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import git, gitscope, layout, lock, planfile
 from .apply import Failure, Runtime, SectionResult, Step, apply_plan
 from .cdn import Cdn, CdnError, Invalidation, open_cdn
-from .cdn import pending as cdn_pending
 from .cdn.delivery import Delivery
+from .cdn.pending import PendingRecord, summary
 from .dubbing import Dubber, DubbingError, ElevenLabs
 from .git import GitError
 from .inputs import InputError, InputReader, Inputs
@@ -203,8 +203,9 @@ class Reconciler:
         self.inputs = inputs or InputReader(settings.fetch_policy)
         self.dubber = dubber or _default_dubber()
         self.tracker = tracker or Tracker()
-        # The one invalidation of an apply; tests set its clock and sleep.
-        self.delivery = Delivery(self.store, self.cdn, timeout=settings.invalidation_timeout,
+        # Invalidations not yet accepted, and the one invalidation of an apply that sends them.
+        self.pending = PendingRecord(self.store)
+        self.delivery = Delivery(self.pending, self.cdn, timeout=settings.invalidation_timeout,
                                  say=lambda message: self.tracker.say(None, message))
 
     def observe(self, sections: list[Section], removed: Mapping[int, str] | None = None,
@@ -237,15 +238,15 @@ class Reconciler:
 
     def plan(self, sections: list[Section], removed: Mapping[int, str] | None = None,
              previous: dict[int, ObservedSection] | None = None,
-             options: PlanOptions | None = None,
+             options: PlanOptions | None = None, *, read_pending: bool = True,
              ) -> tuple[Plan, dict[int, ObservedSection]]:
         """Observe and plan. `removed`: sectionId -> path of a manifest deleted (to prune);
         `previous`: this run's earlier observation, reused where a LIST shows no change;
         `options`: the plan's (default: the settings' prune/allow_empty). Invalidations earlier
-        applies left pending are part of the plan (one GET)."""
+        applies left pending are part of the plan (one GET; not for an apply's re-plans, whose
+        first plan has them, `read_pending=False`)."""
         observed = self.observe(sections, removed, previous)
-        waiting = (cdn_pending.summary(cdn_pending.read(self.store)) if self.cdn.sends
-                   else None)
+        waiting = summary(self.pending.read()) if self.cdn.sends and read_pending else None
         plan = make_plan(sections, observed, options or self.settings.plan_options, removed,
                          waiting)
         return plan, observed
@@ -297,7 +298,8 @@ class Reconciler:
                 scope = set(busy)
                 fresh, fresh_obs = self.plan([s for s in sections if s.section_id in scope],
                                              {k: v for k, v in removed.items() if k in scope},
-                                             previous=observed, options=options)
+                                             previous=observed, options=options,
+                                             read_pending=False)
                 observed.update(fresh_obs)
                 renewed = {sp.section_id: sp for sp in fresh.sections}
                 plan = replace(plan, sections=tuple(renewed.get(sp.section_id, sp)
@@ -332,7 +334,7 @@ class Reconciler:
                 break
             self.tracker.say(None, f"master changed under us for {len(retry)} section(s): "
                                    "re-planning")
-            plan, observed = self.plan(retry, options=first_plan.options)
+            plan, observed = self.plan(retry, options=first_plan.options, read_pending=False)
         for r in results.values():
             if r.conflict:
                 r.failures.append(

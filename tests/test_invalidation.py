@@ -15,15 +15,18 @@ import boto3
 import pytest
 import yaml
 from cli_helpers import reconcile
+from conftest import CountingStore
 from fake_packager import FakePackager
 from faultproxy import FaultProxy, Rule
 from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciler import engine, layout
-from reconciler.cdn import CdnBusy, CdnError, Usage, pending
+from reconciler.cdn import CdnBusy, CdnError, Usage
 from reconciler.cdn.cloudfront import CloudFront
 from reconciler.cdn.delivery import Delivery
+from reconciler.cdn.pending import KEY, PendingRecord
+from reconciler.cdn.pending import summary as pending_summary
 from reconciler.cdn.quota import LIMIT, collapse
 from reconciler.cdn.recorded import RecordedCdn
 from reconciler.store import open_store
@@ -83,7 +86,7 @@ def test_a_failed_invalidation_stays_pending_until_an_apply_gets_it_accepted(
     failed = reconcile("--apply", repo.manifests)
     assert failed.code == 1
     assert "CreateInvalidation on EWRONGDISTRIBUTION: NoSuchDistribution" in failed.stdout
-    assert f"1 path(s) kept pending in {pending.KEY}" in failed.stdout
+    assert f"1 path(s) kept pending in {KEY}" in failed.stdout
 
     plan = reconcile("--plan", repo.manifests)
     assert plan.code == 2, plan.stdout + plan.stderr
@@ -102,7 +105,7 @@ def test_a_failed_invalidation_stays_pending_until_an_apply_gets_it_accepted(
     sent = reconcile("--apply", repo.manifests)
     assert sent.code == 0, sent.stdout + sent.stderr
     assert moto_invalidations(moto_server, distribution) == [[MASTER_11]]
-    assert pending.read(open_store(f"s3://{bucket}")) == {}
+    assert PendingRecord(open_store(f"s3://{bucket}")).read() == {}
     assert reconcile("--plan", repo.manifests).code == 0
 
 
@@ -114,11 +117,11 @@ def test_the_paths_are_recorded_before_create_invalidation_is_called(
     store = open_store(f"s3://{bucket}")
     at_request: list[dict] = []
     proxy.rules.append(Rule("POST", r"/invalidation$", "pass",
-                            hook=lambda seen: at_request.append(pending.read(store))))
-    inv = Delivery(store, CloudFront(distribution)).send([MASTER_11])
+                            hook=lambda seen: at_request.append(PendingRecord(store).read())))
+    inv = Delivery(PendingRecord(store), CloudFront(distribution)).send([MASTER_11])
     assert inv is not None and inv.paths == (MASTER_11,)
     assert [[e["paths"] for e in entries.values()] for entries in at_request] == [[[MASTER_11]]]
-    assert pending.read(store) == {}  # cleared once accepted
+    assert PendingRecord(store).read() == {}  # cleared once accepted
 
 
 def test_a_lost_answer_is_retried_as_the_same_invalidation(bucket, distribution, moto_server,
@@ -127,7 +130,8 @@ def test_a_lost_answer_is_retried_as_the_same_invalidation(bucket, distribution,
     CallerReference; CloudFront (here the proxy, which keeps its contract) answers with the
     invalidation it already made."""
     proxy.rules.append(Rule("POST", r"/invalidation$", "drop", times=1))
-    inv = Delivery(open_store(f"s3://{bucket}"), CloudFront(distribution)).send([MASTER_11])
+    record = PendingRecord(open_store(f"s3://{bucket}"))
+    inv = Delivery(record, CloudFront(distribution)).send([MASTER_11])
     assert inv is not None
     assert len({ref for _, ref in proxy.invalidation_refs}) == 1
     assert len(proxy.invalidation_refs) == 2 and proxy.invalidations_forwarded == 1
@@ -135,30 +139,40 @@ def test_a_lost_answer_is_retried_as_the_same_invalidation(bucket, distribution,
 
 
 def test_concurrent_applies_merge_their_pending_entries(tmp_path):
-    store = open_store(f"file://{tmp_path}/store")
-    pending.add(store, "run-a", ["/a/1"], "2026-12-05T10:00:00Z")
-    pending.add(store, "run-b", ["/b/1", "/a/1"], "2026-12-05T11:00:00Z")
-    pending.keep(store, {"run-b": pending.read(store)["run-b"]},
-                 "CreateInvalidation on E1: AccessDenied")
-    entries = pending.read(store)
-    assert set(entries) == {"run-a", "run-b"}
-    summary = pending.summary(entries)
+    """Two applies that both planned (read the record) before either wrote: the second write
+    loses the race (412), reads again and merges, so both entries are kept; a clear from a
+    stale version keeps the other's entry. Uncontested, a change is one conditional PUT."""
+    store = CountingStore(open_store(f"file://{tmp_path}/store"))
+    first, second = PendingRecord(store), PendingRecord(store)
+    assert first.read() == {} and second.read() == {}
+    first.add("run-a", ["/a/1"], "2026-12-05T10:00:00Z")
+    second.add("run-b", ["/b/1", "/a/1"], "2026-12-05T11:00:00Z")
+    second.keep({"run-b": second.read()["run-b"]}, "CreateInvalidation on E1: AccessDenied")
+    summary = pending_summary(PendingRecord(store).read())
     assert summary is not None
     assert summary.paths == ("/a/1", "/b/1") and summary.since == "2026-12-05T10:00:00Z"
     assert summary.error == "CreateInvalidation on E1: AccessDenied"
-    pending.clear(store, ["run-a"])
-    assert set(pending.read(store)) == {"run-b"}
+    first.clear(["run-a"])  # its version is stale: 412, read, merge
+    assert set(PendingRecord(store).read()) == {"run-b"}
+
+    store.calls.clear()
+    third = PendingRecord(store)
+    third.read()
+    third.add("run-c", ["/c/1"], "2026-12-05T12:00:00Z")
+    third.clear(["run-c"])
+    assert dict(store.calls) == {"get": 1, "put_bytes": 2}
 
 
 def test_a_pending_invalidation_is_sent_with_the_next_apply_of_the_local_store(tmp_path):
     """The recorded CDN keeps CloudFront's contract, and the local store keeps the record."""
     store = open_store(f"file://{tmp_path}/store")
     cdn = RecordedCdn(tmp_path / "store" / ".cdn" / "invalidations.jsonl")
-    pending.add(store, "earlier", ["/assets/curriculumsection/12/video/*"], "2026-12-05T10:00Z")
-    inv = Delivery(store, cdn).send([MASTER_11])
+    PendingRecord(store).add("earlier", ["/assets/curriculumsection/12/video/*"],
+                             "2026-12-05T10:00Z")
+    inv = Delivery(PendingRecord(store), cdn).send([MASTER_11])
     assert inv is not None
     assert set(inv.paths) == {MASTER_11, "/assets/curriculumsection/12/video/*"}
-    assert pending.read(store) == {}
+    assert PendingRecord(store).read() == {}
     assert [e["paths"] for e in cdn.read()] == [list(inv.paths)]
     assert cdn.invalidate(list(inv.paths), cdn.read()[0]["caller_reference"]).id == inv.id
     with pytest.raises(CdnError, match="InvalidationBatchAlreadyExists"):
@@ -253,14 +267,14 @@ def test_a_busy_distribution_is_waited_for_then_the_paths_fit_what_is_free(
     clock = Clock()
     store = open_store(f"s3://{bucket}")
     mine = section_paths(1)
-    delivery = Delivery(store, CloudFront(distribution), timeout=60, clock=clock,
+    delivery = Delivery(PendingRecord(store), CloudFront(distribution), timeout=60, clock=clock,
                         sleep=clock.sleep)
     inv = delivery.send(mine)
     assert inv is not None and inv.paths == ("/assets/curriculumsection/0/*",)
     assert [f.kind for f in proxy.faults] == ["TooManyInvalidationsInProgress"]
     assert len(clock.slept) == 1 and 2 <= clock.slept[0] <= 5
     assert all(Usage.of(p).within(LIMIT) for _, p in proxy.invalidation_batches)
-    assert pending.read(store) == {}
+    assert PendingRecord(store).read() == {}
 
 
 def test_too_many_in_progress_is_retried_as_one_invalidation(bucket, distribution,
@@ -269,8 +283,8 @@ def test_too_many_in_progress_is_retried_as_one_invalidation(bucket, distributio
     CallerReference: exactly one invalidation exists."""
     proxy.too_many_invalidations = 2
     clock = Clock()
-    delivery = Delivery(open_store(f"s3://{bucket}"), CloudFront(distribution), clock=clock,
-                        sleep=clock.sleep)
+    delivery = Delivery(PendingRecord(open_store(f"s3://{bucket}")), CloudFront(distribution),
+                        clock=clock, sleep=clock.sleep)
     inv = delivery.send([MASTER_11])
     assert inv is not None
     assert [f.kind for f in proxy.faults] == ["TooManyInvalidationsInProgress"] * 2
@@ -292,18 +306,19 @@ def test_throttling_waits_within_the_deadline_then_keeps_the_paths_pending(
     start = clock()
     with pytest.raises(CdnBusy, match=rf"{distribution}: TooManyInvalidationsInProgress.*kept "
                                       "pending"):
-        Delivery(store, cdn, timeout=30, clock=clock, sleep=clock.sleep).send([MASTER_11 + "*"])
+        Delivery(PendingRecord(store), cdn, timeout=30, clock=clock,
+                 sleep=clock.sleep).send([MASTER_11 + "*"])
     assert clock() - start == pytest.approx(30)  # waited exactly as long as allowed
     assert len(clock.slept) >= 6 and all(s <= 5 for s in clock.slept)
-    [entry] = pending.read(store).values()
+    [entry] = PendingRecord(store).read().values()
     assert entry["paths"] == [MASTER_11 + "*"] and "TooManyInvalidations" in entry["error"]
     assert proxy.invalidations_forwarded == 1  # the other run's only
 
     # Capacity frees up while the next apply waits: it sends the pending paths and clears them.
     clock.on_sleep = proxy.complete_invalidations
-    inv = Delivery(store, cdn, timeout=30, clock=clock, sleep=clock.sleep).send([])
+    inv = Delivery(PendingRecord(store), cdn, timeout=30, clock=clock, sleep=clock.sleep).send([])
     assert inv is not None and inv.paths == (MASTER_11 + "*",)
-    assert pending.read(store) == {}
+    assert PendingRecord(store).read() == {}
 
 
 def test_the_apply_reports_a_throttled_invalidation_as_pending(
@@ -349,10 +364,11 @@ def test_a_pending_invalidation_round_trips_through_the_saved_form_and_never_sta
     repo.write(11, KO)
     assert reconcile("--apply", repo.manifests, "--store", url).code == 0
     store = open_store(url)
-    pending.add(store, "earlier", ["/assets/curriculumsection/11/audio/ko/*"], "2026-12-05T03:00Z")
+    PendingRecord(store).add("earlier", ["/assets/curriculumsection/11/audio/ko/*"],
+                             "2026-12-05T03:00Z")
     saved = tmp_path / "plan.json"
     assert reconcile("--plan", repo.manifests, "--store", url, "--out", saved).code == 2
-    pending.clear(store, ["earlier"])  # another apply sent it meanwhile
+    PendingRecord(store).clear(["earlier"])  # another apply sent it meanwhile
     applied = reconcile("--apply", saved)
     assert applied.code == 0, applied.stdout + applied.stderr
     assert reconcile("--plan", repo.manifests, "--store", url).code == 0

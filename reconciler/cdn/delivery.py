@@ -13,28 +13,25 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..store import Store, StoreError
-from . import Cdn, CdnBusy, CdnError, Invalidation, pending
+from ..store import StoreError
+from . import Cdn, CdnBusy, CdnError, Invalidation
+from .pending import KEY, PendingRecord
 from .quota import LIMIT, collapse
 
 WAIT = (2.0, 5.0)  # seconds between looks at a busy distribution (random: concurrent applies
 # do not retry in step)
 
 
-def _stamp(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
 @dataclass
 class Delivery:
-    """Sends invalidations through `cdn`, keeping what is not yet accepted in `store`.
-    `timeout`: how long to wait for capacity on a busy distribution; `clock` (seconds since the
-    epoch) and `sleep` are the tests' to control; `say` reports what does not fail the apply."""
+    """Sends invalidations through `cdn`, keeping what is not yet accepted in `record`.
+    `timeout`: how long to wait for capacity on a busy distribution, on `clock` (monotonic
+    seconds) with `sleep`, which tests control; `say` reports what does not fail the apply."""
 
-    store: Store
+    record: PendingRecord
     cdn: Cdn
     timeout: float = 300.0
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     say: Callable[[str], None] = field(default=lambda message: None)
 
@@ -45,10 +42,10 @@ class Delivery:
         run = f"reconciler-{uuid.uuid4()}"
         if not self.cdn.sends:
             return self.cdn.invalidate(paths, run) if paths else None
-        mine = {"paths": paths, "since": _stamp(self.clock()), "error": ""}
+        mine = {"paths": paths, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "error": ""}
         try:
-            entries = (pending.add(self.store, run, paths, mine["since"]) if paths
-                       else pending.read(self.store))
+            entries = self.record.add(run, paths, mine["since"]) if paths else self.record.read()
         except StoreError as err:
             self.say(f"could not record the invalidation as pending before sending it ({err})")
             entries = {run: mine} if paths else {}
@@ -59,16 +56,16 @@ class Delivery:
             sent = self._within_quota(wanted, run)
         except CdnError as err:
             try:
-                pending.keep(self.store, entries, str(err))
+                self.record.keep(entries, str(err))
             except StoreError as store_err:
                 raise type(err)(f"{err}; its {len(wanted)} path(s) could not be kept pending "
                                 f"either ({store_err}): invalidate them by hand") from err
-            raise type(err)(f"{err}; {len(wanted)} path(s) kept pending in {pending.KEY}: the "
+            raise type(err)(f"{err}; {len(wanted)} path(s) kept pending in {KEY}: the "
                             "next apply sends them") from err
         try:
-            pending.clear(self.store, entries)
+            self.record.clear(entries)
         except StoreError as err:
-            self.say(f"invalidation {sent.id} accepted, but {pending.KEY} could not be cleared "
+            self.say(f"invalidation {sent.id} accepted, but {KEY} could not be cleared "
                      f"({err}); the next apply sends its paths again")
         return sent
 

@@ -41,12 +41,6 @@ def _decode(body: bytes) -> Entries:
             and isinstance(entry.get("since"), str)}
 
 
-def read(store: Store) -> Entries:
-    """Every pending entry (one GET); {} when there is none or the record cannot be read."""
-    got = store.get(KEY)
-    return _decode(got[0]) if got else {}
-
-
 def summary(entries: Entries) -> PendingInvalidation | None:
     """What a plan shows: every pending path once, since the oldest entry, the last error."""
     if not entries:
@@ -57,40 +51,58 @@ def summary(entries: Entries) -> PendingInvalidation | None:
     return PendingInvalidation(paths, ordered[0]["since"], errors[-1] if errors else "")
 
 
-def update(store: Store, change: Callable[[Entries], Entries]) -> Entries:
-    """Apply `change` to the record as it is now and write the result conditionally, again on
-    conflict; returns what was written. StoreError when other writers kept winning."""
-    for _ in range(ATTEMPTS):
-        got = store.get(KEY)
-        before = _decode(got[0]) if got else {}
-        after = change(dict(before))
-        if after == before:
+class PendingRecord:
+    """The record in one store. It remembers the version it last read or wrote, so a change
+    costs one conditional PUT when no other writer came in between (the plan's GET serves the
+    apply's first write, that write serves its last); a lost race costs a GET and a retry."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._known: tuple[Entries, str | None] | None = None  # entries, ETag (None: absent)
+
+    def read(self) -> Entries:
+        """Every pending entry (one GET); {} when there is none or it cannot be read."""
+        got = self.store.get(KEY)
+        entries = _decode(got[0]) if got else {}
+        self._known = (entries, got[1].etag if got else None)
+        return dict(entries)
+
+    def update(self, change: Callable[[Entries], Entries]) -> Entries:
+        """Apply `change` to the record and write the result conditionally, again (after a
+        GET) on conflict; returns what was written. StoreError when others kept winning."""
+        for _ in range(ATTEMPTS):
+            if self._known is None:
+                self.read()
+            assert self._known is not None
+            before, etag = self._known
+            after = change(dict(before))
+            if after == before:
+                return after
+            body = json.dumps({"version": VERSION, "invalidations": after}, indent=1).encode()
+            try:
+                written = self.store.put_bytes(KEY, body, META, if_match=etag,
+                                               if_none_match=etag is None)
+            except PreconditionFailed:
+                self._known = None
+                continue
+            self._known = (after, written)
             return after
-        body = json.dumps({"version": VERSION, "invalidations": after}, indent=1).encode()
-        try:
-            store.put_bytes(KEY, body, META, if_match=got[1].etag if got else None,
-                            if_none_match=got is None)
-            return after
-        except PreconditionFailed:
-            continue
-    raise StoreError(f"pending invalidations {KEY}: changed by other writers {ATTEMPTS} times "
-                     "in a row")
+        raise StoreError(f"pending invalidations {KEY}: changed by other writers {ATTEMPTS} "
+                         "times in a row")
 
+    def add(self, reference: str, paths: list[str], since: str) -> Entries:
+        """Record `paths` as pending under `reference` (before they are sent); every entry
+        now pending."""
+        return self.update(lambda entries: {**entries, reference: {
+            "paths": list(paths), "since": since, "error": ""}})
 
-def add(store: Store, reference: str, paths: list[str], since: str) -> Entries:
-    """Record `paths` as pending under `reference` (before they are sent); every entry now."""
-    return update(store, lambda entries: {**entries, reference: {"paths": list(paths),
-                                                                "since": since, "error": ""}})
+    def keep(self, entries: Entries, error: str) -> None:
+        """Keep these entries pending, noting why they were not accepted (the next plan says
+        so); also when recording them before the request had failed."""
+        self.update(lambda now: {**now, **{ref: {**entry, "error": error}
+                                           for ref, entry in entries.items()}})
 
-
-def keep(store: Store, entries: Entries, error: str) -> None:
-    """Keep these entries pending, noting why they were not accepted (the next plan says so);
-    also when recording them before the request had failed."""
-    update(store, lambda now: {**now, **{ref: {**entry, "error": error}
-                                         for ref, entry in entries.items()}})
-
-
-def clear(store: Store, references: Collection[str]) -> None:
-    """Remove these entries: the CDN accepted their paths. Entries added meanwhile stay."""
-    update(store, lambda entries: {ref: entry for ref, entry in entries.items()
-                                   if ref not in references})
+    def clear(self, references: Collection[str]) -> None:
+        """Remove these entries: the CDN accepted their paths. Entries added meanwhile stay."""
+        self.update(lambda entries: {ref: entry for ref, entry in entries.items()
+                                     if ref not in references})
