@@ -372,3 +372,19 @@ def test_a_pending_invalidation_round_trips_through_the_saved_form_and_never_sta
     applied = reconcile("--apply", saved)
     assert applied.code == 0, applied.stdout + applied.stderr
     assert reconcile("--plan", repo.manifests, "--store", url).code == 0
+
+
+def test_a_record_that_cannot_be_written_is_said_never_claimed(bucket, distribution, moto_server,
+                                                               proxy):
+    """The bucket refuses the record (403 on every PUT of it): an accepted invalidation only
+    warns; a refused one says its paths could not be kept, instead of claiming they were."""
+    proxy.rules.append(Rule("PUT", KEY.replace(".", r"\.") + "$", 403))
+    said: list[str] = []
+    record = PendingRecord(open_store(f"s3://{bucket}"))
+    inv = Delivery(record, CloudFront(distribution), say=said.append).send([MASTER_11])
+    assert inv is not None and moto_invalidations(moto_server, distribution) == [[MASTER_11]]
+    assert said and "could not record the invalidation as pending" in said[0]
+    with pytest.raises(CdnError, match="could not be kept pending either") as refused:
+        Delivery(record, CloudFront("EWRONGDISTRIBUTION"), say=said.append).send([MASTER_11])
+    assert "kept pending in" not in str(refused.value)
+    assert record.read() == {}
