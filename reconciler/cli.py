@@ -176,11 +176,16 @@ def main() -> None:
               metavar="SECONDS", help="Length of each section's lease (renewed while working).")
 @click.option("--lock-timeout", type=click.FloatRange(0), default=600, show_default=True,
               metavar="SECONDS", help="How long to wait for a section another run holds.")
+@click.option("--invalidation-timeout", type=click.FloatRange(0), default=300,
+              show_default=True, metavar="SECONDS",
+              help="How long to wait for a CloudFront distribution with too many invalidations "
+                   "in progress; then the paths are kept pending for the next apply.")
 @click.option("--auto-approve", is_flag=True,
               help="On a terminal, apply without asking (pruning and dubbing are still "
                    "confirmed). Without a terminal an apply never asks.")
 def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_concurrency,
-        max_dub_minutes, prune, allow_empty, deep, lock_ttl, lock_timeout, auto_approve) -> None:
+        max_dub_minutes, prune, allow_empty, deep, lock_ttl, lock_timeout, invalidation_timeout,
+        auto_approve) -> None:
     """Plan or apply (the default command)."""
     if mode is None:
         fail("choose --plan or --apply")
@@ -202,7 +207,7 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
         settings = engine.Settings.from_env(
             scope.store_url, workers=jobs, dub_concurrency=dub_concurrency,
             max_dub_minutes=max_dub_minutes, deep=deep, lock_ttl=lock_ttl,
-            lock_timeout=lock_timeout,
+            lock_timeout=lock_timeout, invalidation_timeout=invalidation_timeout,
         )
         rec = engine.Reconciler(settings, tracker=tracker)
         if mode == "plan":

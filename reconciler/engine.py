@@ -8,7 +8,6 @@ import os
 import sys
 import tempfile
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -19,6 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import git, gitscope, layout, lock, planfile
 from .apply import Failure, Runtime, SectionResult, Step, apply_plan
 from .cdn import Cdn, CdnError, Invalidation, open_cdn
+from .cdn.delivery import Delivery
+from .cdn.pending import PendingRecord, summary
 from .dubbing import Dubber, DubbingError, ElevenLabs
 from .git import GitError
 from .inputs import InputError, InputReader, Inputs
@@ -58,6 +59,9 @@ class Settings:
     deep: bool = False
     lock_ttl: float = 300.0
     lock_timeout: float = 600.0
+    # How long the invalidation waits for a busy distribution (TooManyInvalidationsInProgress)
+    # before its paths are left pending for the next apply.
+    invalidation_timeout: float = 300.0
     # Where remote inputs may be fetched from; only code (tests) ever relaxes it.
     fetch_policy: FetchPolicy = STRICT
 
@@ -199,6 +203,10 @@ class Reconciler:
         self.inputs = inputs or InputReader(settings.fetch_policy)
         self.dubber = dubber or _default_dubber()
         self.tracker = tracker or Tracker()
+        # Invalidations not yet accepted, and the one invalidation of an apply that sends them.
+        self.pending = PendingRecord(self.store)
+        self.delivery = Delivery(self.pending, self.cdn, timeout=settings.invalidation_timeout,
+                                 say=lambda message: self.tracker.say(None, message))
 
     def observe(self, sections: list[Section], removed: Mapping[int, str] | None = None,
                 previous: dict[int, ObservedSection] | None = None
@@ -230,13 +238,17 @@ class Reconciler:
 
     def plan(self, sections: list[Section], removed: Mapping[int, str] | None = None,
              previous: dict[int, ObservedSection] | None = None,
-             options: PlanOptions | None = None,
+             options: PlanOptions | None = None, *, read_pending: bool = True,
              ) -> tuple[Plan, dict[int, ObservedSection]]:
         """Observe and plan. `removed`: sectionId -> path of a manifest deleted (to prune);
         `previous`: this run's earlier observation, reused where a LIST shows no change;
-        `options`: the plan's (default: the settings' prune/allow_empty)."""
+        `options`: the plan's (default: the settings' prune/allow_empty). Invalidations earlier
+        applies left pending are part of the plan (one GET; not for an apply's re-plans, whose
+        first plan has them, `read_pending=False`)."""
         observed = self.observe(sections, removed, previous)
-        plan = make_plan(sections, observed, options or self.settings.plan_options, removed)
+        waiting = summary(self.pending.read()) if self.cdn.sends and read_pending else None
+        plan = make_plan(sections, observed, options or self.settings.plan_options, removed,
+                         waiting)
         return plan, observed
 
     def _runtime(self) -> Runtime:
@@ -286,7 +298,8 @@ class Reconciler:
                 scope = set(busy)
                 fresh, fresh_obs = self.plan([s for s in sections if s.section_id in scope],
                                              {k: v for k, v in removed.items() if k in scope},
-                                             previous=observed, options=options)
+                                             previous=observed, options=options,
+                                             read_pending=False)
                 observed.update(fresh_obs)
                 renewed = {sp.section_id: sp for sp in fresh.sections}
                 plan = replace(plan, sections=tuple(renewed.get(sp.section_id, sp)
@@ -321,7 +334,7 @@ class Reconciler:
                 break
             self.tracker.say(None, f"master changed under us for {len(retry)} section(s): "
                                    "re-planning")
-            plan, observed = self.plan(retry, options=first_plan.options)
+            plan, observed = self.plan(retry, options=first_plan.options, read_pending=False)
         for r in results.values():
             if r.conflict:
                 r.failures.append(
@@ -330,11 +343,10 @@ class Reconciler:
         outcome = Outcome(first_plan, list(results.values()), None, self.settings.cdn_url,
                           self.store.url, self.cdn.description)
         paths = list(dict.fromkeys(p for r in results.values() for p in r.invalidation_paths))
-        if paths:
-            try:
-                outcome.invalidation = self.cdn.invalidate(paths, f"reconciler-{uuid.uuid4()}")
-            except CdnError as err:
-                outcome.errors.append(str(err))
+        try:  # with what earlier applies left pending, which is sent even when paths is empty
+            outcome.invalidation = self.delivery.send(paths)
+        except CdnError as err:
+            outcome.errors.append(str(err))
         return outcome
 
 

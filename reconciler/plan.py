@@ -129,14 +129,28 @@ class SectionPlan:
 
 
 @dataclass(frozen=True)
+class PendingInvalidation:
+    """Paths earlier applies could not get the CDN to accept (kept in the bucket until it
+    does): the next apply sends them with its own. `since`: when the oldest was recorded (UTC,
+    ISO 8601); `error`: why the last attempt failed ("" when it never got an answer)."""
+
+    paths: tuple[str, ...]
+    since: str
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class Plan:
     sections: tuple[SectionPlan, ...]
     invalidation_paths: tuple[str, ...] = ()
     options: PlanOptions = PlanOptions()
+    # Not part of what a saved plan fixes: an apply sends whatever is pending when it ends.
+    pending_invalidation: PendingInvalidation | None = None
 
     @property
     def has_changes(self) -> bool:
-        return any(s.actions for s in self.sections)
+        """Anything to do, a pending invalidation included (the CDN may serve stale objects)."""
+        return any(s.actions for s in self.sections) or self.pending_invalidation is not None
 
     @property
     def has_errors(self) -> bool:
@@ -147,6 +161,8 @@ class Plan:
         for s in self.sections:
             for a in s.actions:
                 out[str(a.change)] += 1
+        if self.pending_invalidation is not None:
+            out[str(Change.UPDATE)] += 1  # `~ invalidate N paths pending since …`
         return out
 
     @property
@@ -710,10 +726,12 @@ def make_plan(
     observed: Mapping[int, ObservedSection],
     options: PlanOptions = PlanOptions(),
     removed: Mapping[int, str] | None = None,
+    pending: PendingInvalidation | None = None,
 ) -> Plan:
     """The actions that make the store match the manifests, section by section, plus the
     CloudFront paths the one invalidation will list. `removed` maps the ids of sections whose
-    manifest was deleted to that manifest's path."""
+    manifest was deleted to that manifest's path; `pending`: paths earlier applies left
+    pending, which the one invalidation sends too."""
     sections = [
         _SectionPlanner(s, observed[s.section_id], options).run() for s in desired
     ]
@@ -733,5 +751,5 @@ def make_plan(
             elif a.type == Kind.PACKAGE_SUBTITLES and a.change == Change.UPDATE:
                 paths.append(layout.cdn_folder(layout.subtitles_dir(sp.section_id,
                                                                     a.language or "")))
-    return Plan(tuple(sections), tuple(dict.fromkeys(paths)), options)
+    return Plan(tuple(sections), tuple(dict.fromkeys(paths)), options, pending)
 

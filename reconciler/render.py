@@ -19,6 +19,7 @@ from .plan import (
     Action,
     Change,
     Kind,
+    PendingInvalidation,
     Plan,
     PlanError,
     PlanOptions,
@@ -123,6 +124,21 @@ def _section_lines(sp: SectionPlan) -> list[str]:
     return lines
 
 
+SHOWN_PATHS = 10  # pending paths listed by the text and markdown views; the JSON has all
+
+
+def pending_line(pending: PendingInvalidation) -> str:
+    """`~ invalidate 3 paths pending since …`: an earlier apply's invalidation, not accepted."""
+    n = len(pending.paths)
+    line = f"~ invalidate {n} path{'s' if n != 1 else ''} pending since {pending.since}"
+    return line + (f"  (last attempt: {pending.error})" if pending.error else "")
+
+
+def _pending_paths(pending: PendingInvalidation) -> list[str]:
+    more = len(pending.paths) - SHOWN_PATHS
+    return [*pending.paths[:SHOWN_PATHS], *([f"… and {more} more"] if more > 0 else [])]
+
+
 def plan_text(plan: Plan) -> str:
     out: list[str] = []
     for sp in plan.sections:
@@ -130,6 +146,12 @@ def plan_text(plan: Plan) -> str:
             continue
         out.append(f"section {sp.section_id}" + (f" ({sp.file})" if sp.file else ""))
         out += _section_lines(sp)
+        out.append("")
+    if plan.pending_invalidation is not None:
+        out.append("CDN (an earlier apply's invalidation was not accepted; the next apply sends "
+                   "it):")
+        out.append(f"  {pending_line(plan.pending_invalidation)}")
+        out += [f"      {p}" for p in _pending_paths(plan.pending_invalidation)]
         out.append("")
     if plan.invalidation_paths:
         out.append("Invalidation (one, after all uploads):")
@@ -176,6 +198,8 @@ def plan_dict(plan: Plan) -> dict:
             for sp in plan.sections
         ],
         "invalidationPaths": list(plan.invalidation_paths),
+        "pendingInvalidation": vars(plan.pending_invalidation) | {
+            "paths": list(plan.pending_invalidation.paths)} if plan.pending_invalidation else None,
         "options": {camel(k): v for k, v in vars(plan.options).items()},
         "summary": {**counts, "dubMinutes": plan.dub_minutes, "changes": plan.has_changes,
                     "errors": plan.has_errors},
@@ -207,7 +231,10 @@ def plan_from_dict(data: dict) -> Plan:
         )
         for s in data["sections"]
     )
-    return Plan(sections, tuple(data["invalidationPaths"]), _options(data.get("options", {})))
+    pending = data.get("pendingInvalidation")
+    return Plan(sections, tuple(data["invalidationPaths"]), _options(data.get("options", {})),
+                PendingInvalidation(tuple(pending["paths"]), pending["since"],
+                                    pending.get("error", "")) if pending else None)
 
 
 def _options(data: dict) -> PlanOptions:
@@ -236,6 +263,10 @@ def _cell(items: list[str]) -> str:
 def plan_markdown(plan: Plan) -> str:
     # No heading: the PR comment and the job summary put their own above it.
     out = [f"**{summary_line(plan)}**", ""]
+    if plan.pending_invalidation is not None:
+        out += ["An earlier apply's invalidation was not accepted; the next apply sends it:", "",
+                "```diff", pending_line(plan.pending_invalidation).replace("~ ", "! ", 1),
+                *[f"    {p}" for p in _pending_paths(plan.pending_invalidation)], "```", ""]
     rows = [sp for sp in plan.sections if sp.actions or sp.errors]
     if rows:
         out += [

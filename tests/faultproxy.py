@@ -23,12 +23,22 @@ may answer with an injected fault:
                            request still held when the proxy stops never reaches moto
     too_many_invalidations the first N CloudFront CreateInvalidation calls are answered 400
                            TooManyInvalidationsInProgress (moto never says so)
+    hold_invalidations     invalidations created stay InProgress (moto completes them at once)
+                           until `complete_invalidations()`: ListInvalidations and
+                           GetInvalidation say so
+
+CloudFront's published contract, which moto does not keep, is kept here for CreateInvalidation:
+a request that would put more than 15 wildcard paths or 3,000 file paths in progress (counting
+the held ones) is answered TooManyInvalidationsInProgress; the same CallerReference with the
+same paths returns the invalidation already created (never a second), with other paths it is
+409 InvalidationBatchAlreadyExists.
 
 Observations (all under one lock): `seen` (every request and what happened to it), `attempts`
 per (method, object key), `faults` injected, `invalidations_forwarded` (CreateInvalidation calls
-that reached moto) and `invalidation_refs` (time and CallerReference of every CreateInvalidation
-the proxy saw). botocore's `amz-sdk-invocation-id` header groups the attempts of one logical
-request (`invocations()`), `amz-sdk-request: attempt=N` numbers them.
+that reached moto), `invalidation_refs` (time and CallerReference of every CreateInvalidation
+the proxy saw) and `invalidation_batches` (the CallerReference and paths of each). botocore's
+`amz-sdk-invocation-id` header groups the attempts of one logical request (`invocations()`),
+`amz-sdk-request: attempt=N` numbers them.
 
 The proxy's own health check (GET /__faultproxy__/health) is answered by the proxy and never
 faulted; moto's control API (/moto-api/) is forwarded but never faulted. `stop()` (or the
@@ -62,8 +72,14 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 HEALTH_PATH = "/__faultproxy__/health"
 INVALIDATION = re.compile(r"^/20\d\d-\d\d-\d\d/distribution/(?P<id>[^/]+)/invalidation$")
+INVALIDATION_ONE = re.compile(r"^/20\d\d-\d\d-\d\d/distribution/[^/]+/invalidation/[^/]+$")
 CLOUDFRONT = re.compile(r"^/20\d\d-\d\d-\d\d/")
 CALLER_REFERENCE = re.compile(rb"<CallerReference>([^<]*)</CallerReference>")
+PATH_ITEM = re.compile(rb"<Path>([^<]*)</Path>")
+INVALIDATION_ID = re.compile(rb"<Id>([^<]*)</Id>")
+SUMMARY = re.compile(rb"<(InvalidationSummary|Invalidation)>(.*?)</\1>", re.S)
+STATUS = re.compile(rb"<Status>[^<]*</Status>")
+WILDCARD_QUOTA, FILE_QUOTA = 15, 3000  # paths in progress per distribution
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
               "trailer", "trailers", "transfer-encoding", "upgrade", "expect"}
 S3_ERRORS = {
@@ -129,7 +145,8 @@ class Fault:
 class FaultProxy:
     def __init__(self, upstream: str, *, rate: float = 0.0, seed: int = 0,
                  kinds: tuple[str, ...] = FAULT_KINDS, rules: list[Rule] | None = None,
-                 too_many_invalidations: int = 0, timeout: float = 60.0) -> None:
+                 too_many_invalidations: int = 0, hold_invalidations: bool = False,
+                 timeout: float = 60.0) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"upstream must be http://HOST:PORT, got {upstream!r}")
@@ -143,12 +160,16 @@ class FaultProxy:
         self.kinds = tuple(kinds)
         self.rules: list[Rule] = list(rules or [])
         self.too_many_invalidations = too_many_invalidations
+        self.hold_invalidations = hold_invalidations
         self.timeout = timeout
         # observations
         self.seen: list[Seen] = []
         self.faults: list[Fault] = []
         self.invalidations_forwarded = 0
         self.invalidation_refs: list[tuple[float, str]] = []
+        self.invalidation_batches: list[tuple[str, list[str]]] = []
+        self.held: dict[str, list[str]] = {}  # invalidation id -> paths, still InProgress
+        self._created: dict[str, tuple[list[str], int, list[tuple[str, str]], bytes]] = {}
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -211,6 +232,12 @@ class FaultProxy:
             self.faults.clear()
             self.invalidations_forwarded = 0
             self.invalidation_refs.clear()
+            self.invalidation_batches.clear()
+
+    def complete_invalidations(self) -> None:
+        """Every held invalidation completes (its quota is free again)."""
+        with self._lock:
+            self.held.clear()
 
     # -- observations ------------------------------------------------------------------------
 
@@ -261,9 +288,11 @@ class FaultProxy:
             if rule.action != "pass":
                 self._fault(h, seen, rule.action, body=body)
                 return
-        match = INVALIDATION.match(path) if h.command == "POST" else None
-        if match:
+        if INVALIDATION.match(path) and h.command == "POST":
             self._invalidation(h, seen)
+            return
+        if h.command == "GET" and (INVALIDATION.match(path) or INVALIDATION_ONE.match(path)):
+            self._cloudfront_read(h, seen)
             return
         kind = self._roll(seen)
         if kind is not None:
@@ -321,7 +350,10 @@ class FaultProxy:
             self.faults.append(Fault(time.monotonic(), seen.method, seen.key, kind))
         seen.outcome = f"fault {kind}"
         if kind == "drop":  # it reaches moto; the answer never reaches the client
-            self._forward(h, seen, body=body, relay=False)
+            if seen.method == "POST" and INVALIDATION.match(seen.path):
+                self._invalidation(h, seen, relay=False)
+            else:
+                self._forward(h, seen, body=body, relay=False)
             seen.outcome = f"fault {kind}"
             _reset(h)
             return
@@ -337,26 +369,86 @@ class FaultProxy:
                 "</RequestId></Error>").encode()
         _reply(h, status, body, "application/xml", head=h.command == "HEAD")
 
-    def _invalidation(self, h: _Handler, seen: Seen) -> None:
+    def _invalidation(self, h: _Handler, seen: Seen, *, relay: bool = True) -> None:
+        """CreateInvalidation under CloudFront's contract (see the module's docstring)."""
         body = _read_all(h)
-        ref = CALLER_REFERENCE.search(body)
+        found = CALLER_REFERENCE.search(body)
+        ref = found.group(1).decode() if found else ""
+        paths = [unquote(p.decode()) for p in PATH_ITEM.findall(body)]
+        wildcards = sum(p.endswith("*") for p in paths)
         with self._lock:
-            self.invalidation_refs.append((seen.at, ref.group(1).decode() if ref else ""))
-            refuse = self.too_many_invalidations > 0
-            if refuse:
+            self.invalidation_refs.append((seen.at, ref))
+            self.invalidation_batches.append((ref, paths))
+            before = self._created.get(ref)
+            held = [p for batch in self.held.values() for p in batch]
+            held_wildcards = sum(p.endswith("*") for p in held)
+            over = (held_wildcards + wildcards > WILDCARD_QUOTA
+                    or len(held) - held_wildcards + len(paths) - wildcards > FILE_QUOTA)
+            refuse = before is None and (self.too_many_invalidations > 0 or over)
+            if refuse and not over:
                 self.too_many_invalidations -= 1
+            if refuse:
                 self.faults.append(Fault(time.monotonic(), seen.method, seen.key,
                                          "TooManyInvalidationsInProgress"))
+        if before is not None:  # the same CallerReference: the same invalidation, or refused
+            same, status, headers, answer = before
+            if same != paths:
+                seen.outcome = "refused InvalidationBatchAlreadyExists"
+                _reply(h, 409, _cloudfront_error("InvalidationBatchAlreadyExists",
+                                                 "Batch already exists."), "text/xml")
+                return
+            seen.outcome = f"replayed {status}"
+            _relay(h, status, headers, answer)
+            return
         if refuse:
             seen.outcome = "fault TooManyInvalidationsInProgress"
-            xml = ('<?xml version="1.0"?>\n<ErrorResponse xmlns="http://cloudfront.amazonaws.com/'
-                   'doc/2020-05-31/"><Error><Type>Sender</Type><Code>TooManyInvalidationsInProgress'
-                   "</Code><Message>Processing your request will cause you to exceed the maximum "
-                   "number of in-progress wildcard invalidations.</Message></Error><RequestId>"
-                   f"{uuid.uuid4()}</RequestId></ErrorResponse>").encode()
-            _reply(h, 400, xml, "text/xml")
+            _reply(h, 400, _cloudfront_error(
+                "TooManyInvalidationsInProgress", "Processing your request will cause you to "
+                "exceed the maximum number of in-progress wildcard invalidations."), "text/xml")
             return
-        self._forward(h, seen, body=body)
+        status, headers, answer = self._exchange(h, body)
+        seen.outcome = f"forwarded {status}"
+        if status == 201:
+            ident = INVALIDATION_ID.search(answer)
+            with self._lock:
+                self.invalidations_forwarded += 1
+                self._created[ref] = (paths, status, headers, answer)
+                if self.hold_invalidations and ident:
+                    self.held[ident.group(1).decode()] = paths
+        if relay:
+            _relay(h, status, headers, answer)
+
+    def _exchange(self, h: _Handler, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Send one small request to moto and read its whole answer."""
+        conn = http.client.HTTPConnection(*self.upstream, timeout=self.timeout)
+        try:
+            conn.putrequest(h.command, h.path, skip_host=True, skip_accept_encoding=True)
+            for name, value in h.headers.items():
+                if name.lower() not in HOP_BY_HOP | {"content-length"}:
+                    conn.putheader(name, value)
+            conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            resp = conn.getresponse()
+            headers = [(k, v) for k, v in resp.getheaders()
+                       if k.lower() not in HOP_BY_HOP | {"content-length"}]
+            return resp.status, headers, resp.read()
+        finally:
+            conn.close()
+
+    def _cloudfront_read(self, h: _Handler, seen: Seen) -> None:
+        """ListInvalidations / GetInvalidation, with the held invalidations InProgress."""
+        status, headers, answer = self._exchange(h, b"")
+        with self._lock:
+            held = set(self.held)
+
+        def with_status(block: re.Match[bytes]) -> bytes:
+            ident = INVALIDATION_ID.search(block.group(0))
+            state = b"InProgress" if ident and ident.group(1).decode() in held else b"Completed"
+            return STATUS.sub(b"<Status>" + state + b"</Status>", block.group(0))
+
+        answer = SUMMARY.sub(with_status, answer)
+        seen.outcome = f"forwarded {status}"
+        _relay(h, status, headers, answer)
 
     def _forward(self, h: _Handler, seen: Seen, *, body: bytes | None = None,
                  relay: bool = True) -> None:
@@ -506,6 +598,22 @@ def _reply(h: BaseHTTPRequestHandler, status: int, body: bytes, content_type: st
     h.end_headers()
     if not head:
         h.wfile.write(body)
+
+
+def _relay(h: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]],
+           body: bytes) -> None:
+    h.send_response_only(status)
+    for name, value in headers:
+        h.send_header(name, value)
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
+
+
+def _cloudfront_error(code: str, message: str) -> bytes:
+    return ('<?xml version="1.0"?>\n<ErrorResponse xmlns="http://cloudfront.amazonaws.com/doc/'
+            f'2020-05-31/"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}'
+            f"</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>").encode()
 
 
 def _reset(h: BaseHTTPRequestHandler) -> None:

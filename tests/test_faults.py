@@ -16,7 +16,6 @@ from cli_helpers import reconcile
 from conftest import KO_EN, master_languages
 from faultproxy import FaultProxy, Rule, reachable_from_master
 
-from reconciler.cdn import CdnError, CloudFront
 from reconciler.store.s3 import s3_client
 
 PREFIX = "assets/curriculumsection"
@@ -147,30 +146,6 @@ def test_proxy_injects_each_fault_kind_and_relays_moto_untouched(bucket, s3, pro
     put = httpx.put(f"{proxy.url}/{bucket}/chunked", content=iter(chunks), timeout=10)
     assert put.status_code == 200 and proxy.seen[-1].headers["transfer-encoding"] == "chunked"
     assert s3.get_object(Bucket=bucket, Key="chunked")["Body"].read() == b"".join(chunks)
-
-
-def test_invalidation_retried_on_too_many_in_progress_creates_exactly_one(
-    distribution, moto_server, proxy
-):
-    proxy.too_many_invalidations = 2
-    cdn = CloudFront(distribution, wait_min=0.01, wait_max=0.02)
-    inv = cdn.invalidate(["/assets/curriculumsection/11/master.m3u8"], "reconciler-run-1")
-    assert [f.kind for f in proxy.faults] == ["TooManyInvalidationsInProgress"] * 2
-    assert [ref for _, ref in proxy.invalidation_refs] == ["reconciler-run-1"] * 3
-    assert proxy.invalidations_forwarded == 1
-    cf = boto3.client("cloudfront", region_name="us-east-1", endpoint_url=moto_server)
-    items = cf.list_invalidations(DistributionId=distribution)["InvalidationList"].get("Items")
-    assert [i["Id"] for i in items or []] == [inv.id]
-
-
-def test_invalidation_gives_up_naming_the_distribution(distribution, moto_server, proxy):
-    proxy.too_many_invalidations = 5
-    cdn = CloudFront(distribution, attempts=3, wait_min=0.01, wait_max=0.02)
-    with pytest.raises(CdnError, match=rf"{distribution}: TooManyInvalidationsInProgress"):
-        cdn.invalidate(["/x"], "reconciler-run-2")
-    assert len(proxy.invalidation_refs) == 3 and proxy.invalidations_forwarded == 0
-    cf = boto3.client("cloudfront", region_name="us-east-1", endpoint_url=moto_server)
-    assert not cf.list_invalidations(DistributionId=distribution)["InvalidationList"].get("Items")
 
 
 def test_apply_waits_2_to_5_s_after_too_many_invalidations_and_sends_one(

@@ -975,6 +975,17 @@ def test_third_party_actions_are_pinned_to_commit_shas_with_their_tag() -> None:
     assert [u for u in uses if not pinned.fullmatch(u[1])] == []
 
 
+def test_the_nightly_drift_check_reads_deep_as_readme_says() -> None:
+    """Drift never rests on the state index alone: the nightly plan HEADs every object
+    (`--deep`), and README says exactly that."""
+    steps = _load(WORKFLOWS / "drift.yml")["jobs"]["drift"]["steps"]
+    plan = next(s for s in steps if s.get("id") == "plan")
+    command = plan["run"].split(" -- ", 1)[1].split()
+    assert command[:2] == ["reconcile", "--plan"] and "--deep" in command, command
+    readme = (ROOT / "README.md").read_text()
+    assert "a nightly deep plan (`reconcile --plan --deep`" in readme
+
+
 def test_drift_workflow_keeps_one_issue_and_installs_pinned_versions() -> None:
     drift = _load(WORKFLOWS / "drift.yml")
     assert drift["permissions"]["issues"] == "write"
