@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Install everything the tests need (scripts/setup.sh --test), lint, then run the whole suite
-# with the project venv's Python (its bin/ first on PATH, as `source .venv/bin/activate` would).
+# with the project venv's Python (its bin/ first on PATH, as `source .venv/bin/activate` would):
+# on RECONCILER_TEST_WORKERS processes (default: twice the cores, since most tests wait on
+# moto, ffmpeg or a browser rather than compute), in random order (pytest-randomly; the seed is
+# printed at the top; `scripts/test.sh --randomly-seed=N` replays it), with the 15 slowest tests
+# reported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 export PATH="$PWD/.venv/bin:$PATH"
 .venv/bin/python -m ruff check reconciler tests bench scripts
-exec .venv/bin/python -m pytest -q "$@"
+workers=${RECONCILER_TEST_WORKERS:-$((2 * $(nproc)))}
+exec .venv/bin/python -m pytest -q -n "$workers" --dist loadfile --durations=15 "$@"
