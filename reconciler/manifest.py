@@ -20,6 +20,8 @@ import jsonschema
 import langcodes
 import yaml
 
+from .dubbing_languages import AUTO, elevenlabs_code
+from .dubbing_languages import offered as offered_dubbing
 from .redaction import redact
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -444,7 +446,14 @@ def _parse_file(file: Path, root: Path, check_files: bool
                       + ("no language of the section is dubbed" if audio == VIDEO_TRACK else
                          "this language has audio (not dubbed)")
                       + ": give a .vtt or .srt file")
+        if audio is None and elevenlabs_code(code) is None:
+            ctx.error(["languages", i, "code"], f"ElevenLabs does not dub {shown(code)}; give "
+                      f"this language audio, or use one it dubs: {offered_dubbing()}")
         languages.append(Language(code, name, i == default_index, audio, subtitles))
+    source_language = data.get("sourceLanguage", AUTO)
+    if dubbed and valid("sourceLanguage") and elevenlabs_code(source_language) is None:
+        ctx.error(["sourceLanguage"], f"ElevenLabs does not take {shown(source_language)} as "
+                  f"the spoken language; use auto or one of: {offered_dubbing()}")
     if ctx.errors or video is None:
         return None, ctx.errors, declared
     dubbing = data.get("dubbing", {})
@@ -454,7 +463,7 @@ def _parse_file(file: Path, root: Path, check_files: bool
             video=video,
             languages=tuple(languages),
             file=label,
-            source_language=data.get("sourceLanguage", "auto"),
+            source_language=source_language,
             dubbing=DubbingSettings(dubbing.get("numSpeakers", 0), dubbing.get("watermark", False)),
         ),
         [],

@@ -34,11 +34,13 @@ def fake() -> Iterator[FakeElevenLabs]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_fake(fake: FakeElevenLabs) -> None:
+def _fresh_fake(fake: FakeElevenLabs) -> Iterator[None]:
     fake.reset()
     fake.steps_to_dub = STEPS
     fake.audio_format = "mp3"
     fake.retry_after = 1
+    yield
+    assert fake.violations == [], "requests ElevenLabs would refuse (its published contract)"
 
 
 @pytest.fixture
@@ -322,14 +324,14 @@ def test_connection_errors_retried_then_reported(make_client, caplog):
 
 
 def test_flat_envelope_400_fails_fast_with_api_message(fake, client, lecture):
-    fake.reject_languages = {"tlh": "Klingon is not a supported target language."}
+    fake.reject_languages = {"ko": "Korean is not available for this source."}
 
     with pytest.raises(DubbingError) as raised:
-        client.create(lecture, target_lang="tlh", name="L1")
+        client.create(lecture, target_lang="ko", name="L1")
 
-    assert raised.value.reason == "Klingon is not a supported target language."
+    assert raised.value.reason == "Korean is not available for this source."
     assert raised.value.status_code == 400
-    assert raised.value.language == "tlh"
+    assert raised.value.language == "ko"
     assert fake.requests == [("POST", "/v1/dubbing")]
     assert fake.creates == []
 
@@ -358,8 +360,38 @@ def test_validation_errors_are_readable(fake):
     resp = httpx.post(f"{fake.base_url}/v1/dubbing", headers={"xi-api-key": fake.api_key},
                       data={"name": "no file, no language"})
     assert resp.status_code == 422
-    assert [e["loc"] for e in resp.json()["detail"]] == [["body", "file"], ["body", "target_lang"]]
-    assert api_message(resp) == "body.file: Field required; body.target_lang: Field required"
+    assert api_message(resp) == ("request: expected multipart/form-data, got "
+                                 "application/x-www-form-urlencoded")
+    assert fake.violations == [f"POST /v1/dubbing: {api_message(resp)[len('request: '):]}"]
+    fake.violations.clear()
+
+
+@pytest.mark.parametrize(("method", "path", "params", "files", "broken"), [
+    ("POST", "/v1/dubbing", None, {"file": ("a.mp3", b"x", "audio/mpeg")}, "missing"),
+    ("POST", "/v1/dubbing", None, {"file": ("a.mp3", b"x", "audio/mpeg"),
+                                   "target_lang": (None, "pt-BR")}, "'pt-BR' is not"),
+    ("POST", "/v1/dubbing", None, {"file": ("a.mp3", b"x", "audio/mpeg"),
+                                   "target_lang": (None, "pt"), "speed": (None, "2")}, "speed"),
+    ("POST", "/v1/dubbing", None, {"file": ("a.mp3", b"x", "audio/mpeg"),
+                                   "target_lang": (None, "pt"), "watermark": (None, "yes")},
+     "not a boolean"),
+    ("GET", "/v1/dubbing", {"page_size": "500"}, None, "out of 1..200"),
+    ("GET", "/v1/dubbing", {"order_direction": "desc"}, None, "not one of"),
+    ("GET", "/v1/dubbing", {"sort": "name"}, None, "'sort'"),
+    ("GET", "/v1/dubbing/abc/audio/zh-Hans", None, None, "'zh-Hans' is not"),
+    ("GET", "/v1/dubbing/abc/transcript/pt", {"format_type": "vtt"}, None, "not one of"),
+    ("GET", "/v1/dubbings", None, None, "not an endpoint"),
+])
+def test_fake_refuses_what_the_published_contract_refuses(fake, method, path, params, files,
+                                                           broken):
+    """The fake is only as good as its contract: each request the real API would refuse is
+    answered 422 and recorded, so a test sending one fails."""
+    resp = httpx.request(method, fake.base_url + path, params=params, files=files,
+                         headers={"xi-api-key": fake.api_key})
+    assert resp.status_code == 422
+    [violation] = fake.violations
+    assert broken in violation and violation.startswith(f"{method} {path}: ")
+    fake.violations.clear()
 
 
 def test_failed_dub_raises_with_the_api_error(fake, client, lecture):
@@ -416,7 +448,7 @@ def test_api_key_never_appears_in_errors_or_logs(fake, make_client, lecture, tmp
     caplog.set_level(logging.DEBUG)
     good = make_client(max_attempts=2, poll_timeout=0.1)
     leaky = f"echo of {fake.api_key}"
-    fake.reject_languages = {"xx": leaky}  # an API message that (absurdly) echoes the key
+    fake.reject_languages = {"ko": leaky}  # an API message that (absurdly) echoes the key
     fake.fail_languages = {"ja": leaky}
     errors: list[DubbingError] = []
 
@@ -425,7 +457,7 @@ def test_api_key_never_appears_in_errors_or_logs(fake, make_client, lecture, tmp
             call()
         errors.append(raised.value)
 
-    expect_error(lambda: good.create(lecture, target_lang="xx", name="L1"))
+    expect_error(lambda: good.create(lecture, target_lang="ko", name="L1"))
     failing = good.create(lecture, target_lang="ja", name="L1")
     expect_error(lambda: good.wait(failing))
     fake.fail_next = [500, 500]
