@@ -30,8 +30,8 @@ Faults, per language (ElevenLabs' code): `after_accept` (the create is accepted,
 502, dropped, or stalled past the client's read timeout), `broken_audio` (the next downloads are
 empty, an HTML page, random bytes, silence or ten times too long), `final_status` (the dub ends
 `cancelled`, or any status), `no_slot_for` (creates are refused 429 concurrent_limit_exceeded
-for that many seconds of `clock`, a clock the test controls). `other_dubs` fills the account
-with other people's dubs so a name must be found past the first page.
+for that many seconds of `clock`, a clock the test controls). `other_dubs` and `busy_account`
+fill the account with other people's newer dubs, so a name must be found past the first page.
 
 Typical use:
 
@@ -208,6 +208,7 @@ class FakeElevenLabs:
         self.stall_seconds = 3.0  # how long a "stall" sits on an accepted create's answer
         self.broken_audio: dict[str, list[str]] = {}  # lang -> BROKEN_AUDIO kinds, per download
         self.final_status: dict[str, str] = {}  # lang -> the status its dub ends in
+        self.busy_account = 0  # other people's dubs created right after each accepted create
         self.no_slot_for: dict[str, float] = {}  # lang -> seconds of 429 concurrent_limit_exceeded
         self._no_slot_since: dict[str, float] = {}
         # observations
@@ -266,6 +267,7 @@ class FakeElevenLabs:
             self.after_accept.clear()
             self.broken_audio.clear()
             self.final_status.clear()
+            self.busy_account = 0
             self.no_slot_for.clear()
             self._no_slot_since.clear()
             self.violations.clear()
@@ -278,13 +280,18 @@ class FakeElevenLabs:
             self._dubs.clear()
 
     def other_dubs(self, count: int) -> None:
-        """Add `count` finished dubs by other people (created before any test dub), so the
-        account's list runs to several pages."""
+        """Add `count` finished dubs by other people, newer than any so far, so the account's
+        list runs to several pages before a dub made earlier."""
         with self._lock:
-            older = {f"other{i:05d}": _Dub(f"other{i:05d}", f"someone else's dub {i}", "en",
-                                           "auto", 60.0, "audio/mpeg", "2020-01-01T00:00:00+00:00",
-                                           status="dubbed") for i in range(count)}
-            self._dubs = older | self._dubs
+            self._add_others(count)
+
+    def _add_others(self, count: int) -> None:
+        """(with the lock held)"""
+        start = len(self._dubs)
+        for i in range(start, start + count):
+            self._dubs[f"other{i:05d}"] = _Dub(
+                f"other{i:05d}", f"someone else's dub {i}", "en", "auto", 60.0, "audio/mpeg",
+                datetime.now(UTC).isoformat(), status="dubbed")
 
     def count(self, method: str, path: str) -> int:
         """How many requests hit exactly (method, path)."""
@@ -428,6 +435,7 @@ class FakeElevenLabs:
                 "file_sha256": hashlib.sha256(upload.data).hexdigest(),
                 "duration": duration,
             })
+            self._add_others(self.busy_account)
             lost = self.after_accept.get(lang)
             fault = lost.pop(0) if lost else None
         answer = _json(200, {"dubbing_id": dub.dubbing_id,

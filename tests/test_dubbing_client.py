@@ -20,9 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fake_elevenlabs import FFMPEG, FFPROBE, FakeElevenLabs, probe_duration
+from fake_elevenlabs import FFMPEG, FFPROBE, Clock, FakeElevenLabs, probe_duration
 
-from reconciler.dubbing import DubbingError, ElevenLabs, api_message
+from reconciler.dubbing import CreateUnknown, DubbingError, ElevenLabs, api_message
+from reconciler.pay_once import Spend, create_or_adopt
 
 STEPS = 2  # metadata polls until a dub is terminal, unless a test says otherwise
 
@@ -39,6 +40,7 @@ def _fresh_fake(fake: FakeElevenLabs) -> Iterator[None]:
     fake.steps_to_dub = STEPS
     fake.audio_format = "mp3"
     fake.retry_after = 1
+    fake.clock = time.monotonic
     yield
     assert fake.violations == [], "requests ElevenLabs would refuse (its published contract)"
 
@@ -477,3 +479,91 @@ def test_api_key_never_appears_in_errors_or_logs(fake, make_client, lecture, tmp
         assert secret not in _all_text(exc)
     assert fake.api_key not in repr(good) and secret not in repr(unreachable)
     assert fake.api_key not in caplog.text and secret not in caplog.text
+
+
+# -- a create is paid once (issue 20) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["502", "drop", "stall"])
+def test_a_create_that_may_have_been_accepted_is_never_sent_again(fake, make_client, lecture,
+                                                                   fault):
+    """Accepted, then answered 502, dropped, or answered after the read timeout: one create
+    only, CreateUnknown, and the dub is found by its name."""
+    client = make_client(timeout=1.0)
+    fake.stall_seconds = 2.0
+    fake.after_accept["de"] = [fault]
+    with pytest.raises(CreateUnknown):
+        client.create(lecture, target_lang="de", name="L1-unique")
+    assert fake.count("POST", "/v1/dubbing") == 1
+    assert client.find("L1-unique") == fake.creates[0]["dubbing_id"]
+
+
+def test_find_reads_every_page_newest_first(fake, client, lecture):
+    first = client.create(lecture, target_lang="de", name="mine")
+    fake.other_dubs(450)
+    assert client.find("mine") == first
+    assert client.find("nobody's") is None
+    assert [q.get("cursor") for q in fake.lists] == [None, "page-200", "page-400"] * 2
+    assert len(fake.creates) == 1
+    assert {(q["page_size"], q["order_by"], q["order_direction"]) for q in fake.lists} == {
+        ("200", "created_at", "DESCENDING")}
+
+
+def test_create_or_adopt_adopts_a_lost_create_and_counts_a_repeat_against_the_cap(
+    fake, client, lecture
+):
+    said: list[str] = []
+    fake.after_accept["de"] = ["502"]
+    spend = Spend(limit=1.0, planned=1.0)
+    adopted = create_or_adopt(client, lecture, target_lang="de", source_lang="auto", name="n1",
+                              num_speakers=0, watermark=False, minutes=1.0, spend=spend,
+                              say=said.append)
+    assert adopted == fake.creates[0]["dubbing_id"] and len(fake.creates) == 1
+    assert spend.minutes == 1.0  # found: nothing more may have been billed
+
+    fake.flaky_languages["fr"] = [502]  # refused before acceptance: another create may bill
+    with pytest.raises(DubbingError, match="over --max-dub-minutes 1"):
+        create_or_adopt(client, lecture, target_lang="fr", source_lang="auto", name="n2",
+                        num_speakers=0, watermark=False, minutes=1.0, spend=spend,
+                        say=said.append)
+    assert len(fake.creates) == 1
+
+    fake.flaky_languages["fr"] = [502]
+    roomy = Spend(limit=None)
+    create_or_adopt(client, lecture, target_lang="fr", source_lang="auto", name="n3",
+                    num_speakers=0, watermark=False, minutes=1.0, spend=roomy, say=said.append)
+    assert [c["target_lang"] for c in fake.creates] == ["de", "fr"]
+    assert roomy.minutes == 1.0  # the second create was counted
+
+
+@pytest.mark.parametrize(("status", "final"), [("cancelled", True), ("on_hold", False)])
+def test_a_status_neither_working_nor_dubbed_ends_the_wait_naming_it(fake, make_client, lecture,
+                                                                     status, final):
+    client = make_client(poll_timeout=60)
+    fake.final_status["de"] = status
+    dubbing_id = client.create(lecture, target_lang="de", name="L1")
+    with pytest.raises(DubbingError, match=status) as raised:
+        client.wait(dubbing_id, language="de")
+    assert raised.value.final is final
+    assert raised.value.state == status
+    assert fake.count("GET", f"/v1/dubbing/{dubbing_id}") == STEPS
+
+
+def test_no_free_slot_is_waited_for_on_the_clock_and_never_counted_as_an_attempt(
+    fake, make_client, lecture
+):
+    clock = Clock()
+    fake.clock = clock
+    fake.retry_after = 5
+    fake.no_slot_for["de"] = 45.0
+    waits: list[float] = []
+    client = make_client(clock=clock, sleep=clock.sleep, max_attempts=2, slot_timeout=600)
+    client.create(lecture, target_lang="de", name="L1", on_wait=waits.append)
+    assert len(fake.creates) == 1
+    assert waits == [0, 5, 10, 15, 20, 25, 30, 35, 40]  # 9 refusals, far more than max_attempts
+
+    fake.no_slot_for["fr"] = 1000.0
+    short = make_client(clock=clock, sleep=clock.sleep, slot_timeout=30)
+    with pytest.raises(DubbingError, match="no free ElevenLabs dubbing slot after 30s"):
+        short.create(lecture, target_lang="fr", name="L2")
+    assert len(fake.creates) == 1
