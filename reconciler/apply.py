@@ -47,7 +47,7 @@ from .packaging import (
     OnSegment,
     Packager,
 )
-from .pay_once import Spend, create_or_adopt, verify_dub
+from .pay_once import SlotHeartbeat, Spend, create_or_adopt, verify_dub
 from .plan import (
     Action,
     Facts,
@@ -519,11 +519,18 @@ class _SectionWork:
             record = {"name": name, "language": code, "created": time.time()}
             store.put_bytes(job_key, json.dumps(record).encode(), JOB_META)  # before paying
         self.say(f"{code}: dubbing")
+        heartbeat = SlotHeartbeat(code, self.say)
+
+        def on_wait(waited: float) -> None:  # the periodic progress line shows it as the status
+            self.rt.tracker.dub_status(self.s.section_id, code,
+                                       "no free ElevenLabs slot: waiting (nothing paid)")
+            heartbeat(waited)
+
         dubbing_id = create_or_adopt(
             client, self.speech(), target_lang=_elevenlabs(code),
             source_lang=_elevenlabs(self.s.source_language), name=name,
             num_speakers=self.s.dubbing.num_speakers, watermark=self.s.dubbing.watermark,
-            minutes=action.minutes or 0.0, spend=self.rt.spend, say=self.say,
+            minutes=action.minutes or 0.0, spend=self.rt.spend, say=self.say, on_wait=on_wait,
         )
         self._record(job_key, {**record, "dubbing_id": dubbing_id})
         return dubbing_id

@@ -50,12 +50,14 @@ class Spend:
 
 def create_or_adopt(client: Dubber, audio: Path, *, target_lang: str, source_lang: str,
                     name: str, num_speakers: int, watermark: bool, minutes: float, spend: Spend,
-                    say: Callable[[str], None]) -> str:
+                    say: Callable[[str], None],
+                    on_wait: Callable[[float], None] | None = None) -> str:
     """The dubbing_id of the dub called `name`: created, or found after a lost answer.
 
     The first create is the plan's (already counted). After a CreateUnknown the name is looked
     up; only when ElevenLabs lists no such dub is another create sent, counted against the cap
-    first. A create refused outright (4xx, no free slot) raises at once: nothing was paid."""
+    first. A create refused outright (4xx, no free slot) raises at once: nothing was paid.
+    `on_wait` hears the seconds a create has waited for a free slot."""
     lost: CreateUnknown | None = None
     for attempt in range(MAX_CREATES):
         if attempt:
@@ -71,7 +73,7 @@ def create_or_adopt(client: Dubber, audio: Path, *, target_lang: str, source_lan
         try:
             return client.create(audio, target_lang=target_lang, source_lang=source_lang,
                                  name=name, num_speakers=num_speakers, watermark=watermark,
-                                 on_wait=SlotHeartbeat(target_lang, say))
+                                 on_wait=on_wait)
         except CreateUnknown as err:
             lost = err
             say(f"{target_lang}: {err.reason}; looking dub {name!r} up before paying again")
@@ -84,7 +86,8 @@ def create_or_adopt(client: Dubber, audio: Path, *, target_lang: str, source_lan
 
 
 class SlotHeartbeat:
-    """Says, now and then, that a create waits for a free ElevenLabs slot (not a failure)."""
+    """Says when a create starts waiting for a free ElevenLabs slot and every HEARTBEAT seconds
+    of waiting after (a wait, not a failure)."""
 
     def __init__(self, language: str, say: Callable[[str], None]) -> None:
         self.language = language
