@@ -406,6 +406,10 @@ def _parse_file(file: Path, root: Path, check_files: bool
         ctx.error(["languages", defaults[1], "default"], "only one language may be the default")
     default_index = defaults[0] if defaults else 0
     dubbed = any("audio" not in raw for _i, raw in raw_languages)
+    source_language = data.get("sourceLanguage", AUTO)
+    if dubbed and valid("sourceLanguage") and elevenlabs_code(source_language) is None:
+        ctx.error(["sourceLanguage"], f"ElevenLabs does not take {shown(source_language)} as "
+                  f"the spoken language; use auto or one of: {offered_dubbing()}")
     for i, raw in raw_languages:
         code = raw["code"]
         if not langcodes.tag_is_valid(code):
@@ -434,6 +438,9 @@ def _parse_file(file: Path, root: Path, check_files: bool
                 else _source(ctx, ["languages", i, "audio"], raw["audio"], base, root,
                              check_files)
             )
+        elif elevenlabs_code(code) is None:
+            ctx.error(["languages", i, "code"], f"ElevenLabs does not dub {shown(code)}; give "
+                      f"this language audio, or use one it dubs: {offered_dubbing()}")
         # `dub`: a dubbed language's own transcript; for the video's own track, the source
         # transcript of the section's first dub.
         transcribed = audio is None or (audio == VIDEO_TRACK and dubbed)
@@ -446,14 +453,7 @@ def _parse_file(file: Path, root: Path, check_files: bool
                       + ("no language of the section is dubbed" if audio == VIDEO_TRACK else
                          "this language has audio (not dubbed)")
                       + ": give a .vtt or .srt file")
-        if audio is None and elevenlabs_code(code) is None:
-            ctx.error(["languages", i, "code"], f"ElevenLabs does not dub {shown(code)}; give "
-                      f"this language audio, or use one it dubs: {offered_dubbing()}")
         languages.append(Language(code, name, i == default_index, audio, subtitles))
-    source_language = data.get("sourceLanguage", AUTO)
-    if dubbed and valid("sourceLanguage") and elevenlabs_code(source_language) is None:
-        ctx.error(["sourceLanguage"], f"ElevenLabs does not take {shown(source_language)} as "
-                  f"the spoken language; use auto or one of: {offered_dubbing()}")
     if ctx.errors or video is None:
         return None, ctx.errors, declared
     dubbing = data.get("dubbing", {})
@@ -463,7 +463,7 @@ def _parse_file(file: Path, root: Path, check_files: bool
             video=video,
             languages=tuple(languages),
             file=label,
-            source_language=source_language,
+            source_language=data.get("sourceLanguage", "auto"),
             dubbing=DubbingSettings(dubbing.get("numSpeakers", 0), dubbing.get("watermark", False)),
         ),
         [],
