@@ -20,9 +20,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fake_elevenlabs import FFMPEG, FFPROBE, Clock, FakeElevenLabs, probe_duration
+from fake_elevenlabs import CONTRACT, FFMPEG, FFPROBE, Clock, FakeElevenLabs, probe_duration
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.dubbing import CreateUnknown, DubbingError, ElevenLabs, api_message
+from reconciler.dubbing_languages import DUBBING_LANGUAGES, elevenlabs_code
 from reconciler.pay_once import Spend, create_or_adopt
 
 STEPS = 2  # metadata polls until a dub is terminal, unless a test says otherwise
@@ -567,3 +570,25 @@ def test_no_free_slot_is_waited_for_on_the_clock_and_never_counted_as_an_attempt
     with pytest.raises(DubbingError, match="no free ElevenLabs dubbing slot after 30s"):
         short.create(lecture, target_lang="fr", name="L2")
     assert len(fake.creates) == 1
+
+
+# -- language codes ---------------------------------------------------------------------------
+
+
+def test_the_language_table_is_the_contracts():
+    assert list(DUBBING_LANGUAGES) == sorted(CONTRACT["languages"])
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(st.sampled_from(sorted(DUBBING_LANGUAGES)),
+       st.sampled_from(["", "-BR", "-PT", "-Hans", "-Hant", "-KR", "-419", "-Latn", "-x-lecture"]))
+def test_a_tag_is_sent_as_its_languages_elevenlabs_code(code, rest):
+    assert elevenlabs_code(code + rest) == code
+
+
+@pytest.mark.parametrize(("tag", "code"), [
+    ("pt-BR", "pt"), ("zh-Hans", "zh"), ("ko-KR", "ko"), ("fil", "fil"), ("tl", "fil"),
+    ("nb", "no"), ("nn", "no"), ("cmn", "zh"), ("auto", "auto"),
+    ("th", None), ("he", None), ("yue", None), ("und", None), ("not a tag", None)])
+def test_elevenlabs_codes_of_notable_tags(tag, code):
+    assert elevenlabs_code(tag) == code
