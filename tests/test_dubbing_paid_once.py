@@ -190,3 +190,39 @@ def test_a_language_refused_for_want_of_a_slot_is_dubbed_once_one_frees(
     assert clock.now >= 45
     assert any("all ElevenLabs dubbing slots are busy" in line for line in said.lines), said.lines
     assert master_languages(s3, bucket) == ["ko", "en"]
+
+
+def test_a_create_answered_after_the_read_timeout_costs_one_dub(repo, bucket, eleven, s3,
+                                                                  tmp_path):
+    """The upload is accepted but the answer comes after the client's read timeout."""
+    client = ElevenLabs(eleven.api_key, eleven.base_url, poll_interval=0.05, timeout=2.0)
+    eleven.stall_seconds = 4.0
+    eleven.after_accept["en"] = ["stall"]
+    rec = engine.Reconciler(engine.Settings(store_url=f"s3://{bucket}", tmp_dir=tmp_path),
+                            dubber=lambda: client)
+    repo.write(11, KO_EN)
+    outcome = rec.apply(engine.load([repo.manifests]))
+    client.close()
+    assert outcome.ok, outcome
+    assert len(eleven.creates) == 1
+    assert eleven.count("POST", "/v1/dubbing") == 1
+    assert master_languages(s3, bucket) == ["ko", "en"]
+
+
+def test_an_unknown_status_ends_the_language_and_the_next_apply_resumes_it_unpaid(
+    repo, bucket, eleven, s3, monkeypatch
+):
+    monkeypatch.setenv("ELEVENLABS_POLL_TIMEOUT", "20")  # was waited out in full, every apply
+    repo.write(11, KO_EN)
+    eleven.final_status["en"] = "on_hold"
+    res = reconcile("--apply", repo.manifests)
+    assert res.code == 1
+    assert "en: dub: ElevenLabs reports status 'on_hold'" in res.stdout, res.stdout
+    assert "the dub is kept and the next apply resumes it unpaid" in res.stdout
+
+    eleven.final_status.clear()  # ElevenLabs finishes it after all
+    plan = reconcile("--plan", repo.manifests)
+    assert f"resume dub {eleven.creates[0]['dubbing_id']}" in plan.stdout
+    assert reconcile("--apply", repo.manifests, "--max-dub-minutes", "0").code == 0
+    assert len(eleven.creates) == 1
+    assert master_languages(s3, bucket) == ["ko", "en"]
