@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import layout, subtitles
 from .dubbing import Dubber, DubbingError
+from .dubbing_languages import elevenlabs_code
 from .hls import MediaPlaylist, parse_media, render_media, section_target
 from .inputs import InputError, Inputs
 from .manifest import DUB_TRANSCRIPT, Language, Section
@@ -47,6 +48,7 @@ from .packaging import (
     Packager,
     check_fit,
 )
+from .pay_once import SlotHeartbeat, Spend, create_or_adopt, verify_dub
 from .plan import (
     Action,
     Facts,
@@ -80,6 +82,7 @@ class Runtime:
     workers: int = 8
     dub_concurrency: int = 2
     dubber: Callable[[], Dubber] | None = None  # created on first use: no key without dubs
+    spend: Spend = field(default_factory=lambda: Spend(None))  # --max-dub-minutes, this run
     tracker: Tracker = field(default_factory=Tracker)
     # ffmpeg runs (measure, encode, copy) at once: one per core.
     cpu: threading.Semaphore = field(
@@ -208,6 +211,14 @@ class _GuardedStore:
             self.written.pop(key, None)
 
 
+def _elevenlabs(tag: str) -> str:
+    """ElevenLabs' code for a manifest's tag (validated when the manifest was loaded)."""
+    code = elevenlabs_code(tag)
+    if code is None:
+        raise DubbingError(f"ElevenLabs does not dub {tag!r}", language=tag)
+    return code
+
+
 def _store_for(rt: Runtime, section_id: int) -> _GuardedStore:
     """What one section writes through (unguarded when it holds no lease, as in tests)."""
     return _GuardedStore(rt.store, section_id, rt.guards.get(section_id, lambda: None))
@@ -228,7 +239,7 @@ class _SectionWork:
         self.work = Path(tempfile.mkdtemp(prefix=f"section-{section.section_id}-",
                                           dir=rt.tmp_dir))
         self.facts: dict[str | None, Facts] = {}
-        self.dub_files: dict[str, Path] = {}
+        self.dub_files: dict[str, Examined] = {}  # language -> its dub, downloaded and checked
         self.transcripts: dict[str, bytes] = {}  # cache key -> a dub's WebVTT transcript
         self.video_failed = False
         self.video_ready = threading.Event()  # the video phase is over (done, failed or none)
@@ -402,7 +413,8 @@ class _SectionWork:
     def dub(self, action: Action) -> None:
         """Dub one language, paying at most once: the job record is written *before* the paid
         create (with the dub's unique name) and completed with its id right after, so a run
-        that dies anywhere resumes that dub instead of creating another."""
+        that dies anywhere resumes that dub instead of creating another (pay_once.py: a lost
+        create answer). ElevenLabs is asked in its own code (`pt` for `pt-BR`)."""
         code = action.language or ""
         if self.video_failed:
             return
@@ -416,7 +428,7 @@ class _SectionWork:
                 raise DubbingError("dubbing is not configured (set ELEVENLABS_API_KEY)",
                                    language=code)
             client = self.rt.dubber()
-            dubbing_id = self._resume_or_create(client, code, job_key, action.source_id or "")
+            dubbing_id = self._resume_or_create(client, action, job_key)
             try:
                 client.wait(dubbing_id, language=code,
                             on_status=lambda state: tracker.dub_status(sid, code, state))
@@ -426,12 +438,13 @@ class _SectionWork:
                 else:  # still working, maybe: keep the record, the next apply resumes polling
                     err.reason += "; the dub is kept and the next apply resumes it unpaid"
                 raise
-            path = client.download(dubbing_id, code, self.work / f"dub-{code}")
+            examined = self._download_checked(client, dubbing_id, code)
+            path = examined.source
             store.put_file(audio_prefix + path.suffix.lstrip("."), path,
                            DUB_META.get(path.suffix, DUB_META[".mp3"]),
                            {"dubbing-id": dubbing_id})
             store.delete([job_key])
-            self.dub_files[code] = path
+            self.dub_files[code] = examined
             self.result.dubbed.append(code)
         except EXPECTED as err:
             self.fail(Step.DUB, code, err)
@@ -451,10 +464,33 @@ class _SectionWork:
                 with self._lock:
                     self.result.warnings.append(f"{lang.code}: transcript not fetched yet: {err}")
 
+    def _download_checked(self, client: Dubber, dubbing_id: str, code: str) -> Examined:
+        """The dub's audio, downloaded and verified (pay_once.verify_dub); a broken download is
+        fetched once more from the same dub (free), then left to the next apply (its job record
+        keeps the id, so that apply downloads again, unpaid)."""
+        problem: MediaError | None = None
+        for attempt in (1, 2):
+            path = client.download(dubbing_id, _elevenlabs(code),
+                                   self.work / f"dub-{code}-{attempt}")
+            try:
+                with self.rt.cpu:
+                    return verify_dub(self.rt.packager, path, self._video_duration())
+            except MediaError as err:
+                problem = err
+                self.say(f"{code}: downloaded dub {dubbing_id} is not usable audio ({err}); "
+                         + ("downloading it again" if attempt == 1 else "not cached"))
+        raise DubbingError(f"downloaded dub is not usable audio ({problem}); not cached: the "
+                           "next apply downloads it again, unpaid", language=code,
+                           dubbing_id=dubbing_id)
+
+    def _video_duration(self) -> float | None:
+        facts = self.facts.get(None)
+        return facts.playlist.duration if facts is not None else None
+
     def _fetch_transcript(self, client: Dubber, dubbing_id: str, cache_key: str,
                           spoken: str) -> bytes:
         """Fetch a dub's transcript (free with the paid dub) and keep it in the dub cache."""
-        text = client.transcript(dubbing_id, spoken)
+        text = client.transcript(dubbing_id, spoken if spoken == "source" else _elevenlabs(spoken))
         self.store.put_bytes(cache_key, text, TRANSCRIPT_META, {"dubbing-id": dubbing_id})
         with self._lock:
             self.transcripts[cache_key] = text
@@ -481,7 +517,8 @@ class _SectionWork:
                                language=lang.code)
         return self._fetch_transcript(self.rt.dubber(), dubbing_id, cache_key, spoken)
 
-    def _resume_or_create(self, client: Dubber, code: str, job_key: str, key: str) -> str:
+    def _resume_or_create(self, client: Dubber, action: Action, job_key: str) -> str:
+        code, key = action.language or "", action.source_id or ""
         store = self.store
         got = store.get(job_key)
         record = json.loads(got[0]) if got else {}
@@ -499,9 +536,18 @@ class _SectionWork:
             record = {"name": name, "language": code, "created": time.time()}
             store.put_bytes(job_key, json.dumps(record).encode(), JOB_META)  # before paying
         self.say(f"{code}: dubbing")
-        dubbing_id = client.create(
-            self.speech(), target_lang=code, source_lang=self.s.source_language, name=name,
+        heartbeat = SlotHeartbeat(code, self.say)
+
+        def on_wait(waited: float) -> None:  # the periodic progress line shows it as the status
+            self.rt.tracker.dub_status(self.s.section_id, code,
+                                       "no free ElevenLabs slot: waiting (nothing paid)")
+            heartbeat(waited)
+
+        dubbing_id = create_or_adopt(
+            client, self.speech(), target_lang=_elevenlabs(code),
+            source_lang=_elevenlabs(self.s.source_language), name=name,
             num_speakers=self.s.dubbing.num_speakers, watermark=self.s.dubbing.watermark,
+            minutes=action.minutes or 0.0, spend=self.rt.spend, say=self.say, on_wait=on_wait,
         )
         self._record(job_key, {**record, "dubbing_id": dubbing_id})
         return dubbing_id
@@ -515,26 +561,53 @@ class _SectionWork:
                 self.result.warnings.append(f"{record['language']}: dub {record['dubbing_id']} "
                                             f"not recorded ({err}); found by name on resume")
 
-    def _audio_input(self, action: Action) -> tuple[Path, bool]:
+    def _examined_input(self, action: Action) -> Examined:
+        """A language's input, probed and measured: a dub of this run was so when downloaded;
+        a cached dub that no longer is usable audio is set aside (never packaged)."""
         lang = self.s.language(action.language or "")
         if lang.audio is None:
             if lang.code in self.dub_files:
-                return self.dub_files[lang.code], False
+                return self.dub_files[lang.code]
             if any(a.language == lang.code for a in self.plan.actions_of(Kind.DUB)):
                 raise DubbingError("dub did not complete", language=lang.code)
-            return self._cached_dub(lang.code, action.source_id or ""), False
-        if lang.audio.kind == "video":
-            return self.video_local(), True
-        return self.rt.inputs.fetch(lang.audio, self.work / "input"), False
+            return self._cached_dub(lang.code, action.source_id or "")
+        from_video = lang.audio.kind == "video"
+        source = (self.video_local() if from_video
+                  else self.rt.inputs.fetch(lang.audio, self.work / "input"))
+        with self.rt.cpu:
+            return self.rt.packager.examine_audio(source, from_video=from_video)
 
-    def _cached_dub(self, code: str, key: str) -> Path:
+    def _cached_dub(self, code: str, key: str) -> Examined:
         prefix, job = layout.dub_cache_keys(self.s.section_id, code, key)
         cached = sorted(k for k in self.o.dub_cache if k.startswith(prefix) and k != job)
         if not cached:
             raise DubbingError("cached dub vanished; re-run to dub again", language=code)
         dest = self.work / f"cached-{code}.{cached[0].rsplit('.', 1)[-1]}"
-        self.store.download(cached[0], dest)
-        return dest
+        info = self.store.download(cached[0], dest)
+        try:
+            with self.rt.cpu:
+                return verify_dub(self.rt.packager, dest, self._video_duration())
+        except MediaError as err:
+            raise DubbingError(self._set_aside(cached[0], dest, job, code,
+                                               info.metadata.get("dubbing-id")) + f" ({err})",
+                               language=code) from err
+
+    def _set_aside(self, key: str, local: Path, job_key: str, code: str,
+                   dubbing_id: str | None) -> str:
+        """Move a cached dub that is not usable audio out of the cache (kept beside it for a
+        look) and say how it gets dubbed again; with its dub id on record, the next apply
+        downloads that dub again, unpaid."""
+        aside = layout.set_aside_key(key)
+        self.store.put_file(aside, local, DUB_META.get(local.suffix, DUB_META[".mp3"]),
+                            {"dubbing-id": dubbing_id} if dubbing_id else {})
+        if dubbing_id:
+            record = {"name": None, "language": code, "created": time.time(),
+                      "dubbing_id": dubbing_id}
+            self.store.put_bytes(job_key, json.dumps(record).encode(), JOB_META)
+        self.store.delete([key])
+        then = (f"the next apply downloads dub {dubbing_id} again, unpaid" if dubbing_id else
+                "no dub id is recorded: the next apply dubs it again (billed; see its plan)")
+        return f"cached dub {key} is not usable audio; set aside as {aside}: {then}"
 
     def audio(self, action: Action) -> None:
         """Examine the input (needs nothing from the video, so it overlaps the video's
@@ -544,9 +617,7 @@ class _SectionWork:
             return  # its dub failed; already reported
         examined: Examined | Exception
         try:
-            source, from_video = self._audio_input(action)
-            with self.rt.cpu:
-                examined = self.rt.packager.examine_audio(source, from_video=from_video)
+            examined = self._examined_input(action)
         except EXPECTED as err:
             examined = err
         self.video_ready.wait()

@@ -1,18 +1,26 @@
 """ElevenLabs Dubbing API client: upload a lecture's audio, wait for the dub, stream it to disk.
 
-Only the (v1) endpoints the reconciler needs are wrapped:
+Only the (v1) endpoints the reconciler needs are wrapped (the contract is the official `elevenlabs`
+Python SDK 2.78.0 and its OpenAPI document; tests/elevenlabs_contract.json keeps the subset used):
 
     POST /v1/dubbing                          create a dub (multipart upload) -> dubbing_id
-    GET  /v1/dubbing/{id}                     metadata; `status` is queued/preparing/dubbing/...,
-                                              then `dubbed` or `failed` (with `error`)
-    GET  /v1/dubbing/{id}/audio/{language}    the dubbed track (MP3, or MP4 for video input);
+    GET  /v1/dubbing                          the account's dubs, paged (cursor, page_size <= 200,
+                                              order_by/order_direction): finds a dub by name
+    GET  /v1/dubbing/{id}                     metadata; `status` is queued/preparing/dubbing
+                                              (working), then `dubbed` or `failed` (with `error`)
+    GET  /v1/dubbing/{id}/audio/{code}        the dubbed track (MP3, or MP4 for video input);
                                               425 while the dub is not finished
+    GET  /v1/dubbing/{id}/transcript/{code}   ?format_type=webvtt: the dub's transcript
 
+Language codes are ElevenLabs' (ISO 639-1/639-3, dubbing_languages.py), never BCP 47 tags.
 Retries live here so callers can treat every method as "it worked, or a DubbingError says why":
-429 (rate or concurrency limits), 425 (not dubbed yet), 5xx and network failures are retried with
-jittered exponential backoff that honours Retry-After; any other 4xx fails at once with the API's
-own message. The API key is sent in the `xi-api-key` header and is scrubbed from every message
-this module produces, because error texts end up in CI logs and PR comments.
+429, 425, 5xx and network failures are retried with jittered exponential backoff that honours
+Retry-After; any other 4xx fails at once with the API's own message. The one exception is the
+billable create: once a create may have reached ElevenLabs (a 5xx, a timeout, a dropped
+connection) it is never sent again here; CreateUnknown says so and `find` tells whether it was
+accepted. A 429 for the account's concurrency limit is waited out (the create was refused, so
+nothing is paid) for up to `slot_timeout`. The API key is sent in the `xi-api-key` header and is
+scrubbed from every message this module produces, because error texts end up in CI logs.
 """
 
 from __future__ import annotations
@@ -36,14 +44,22 @@ from .redaction import redact
 if TYPE_CHECKING:  # httpx is imported when a client is made: a run that dubs nothing
     import httpx  # never loads it (a fifth of a second of every start)
 
-__all__ = ["DEFAULT_BASE_URL", "DubbingError", "ElevenLabs"]
+__all__ = ["DEFAULT_BASE_URL", "CreateUnknown", "DubbingError", "ElevenLabs"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"
 
+# Statuses of a dub (the SDK's DubbingListRequestDubbingStatusesItem). Only WORKING ones are
+# waited on; any other status than DUBBED ends the wait with an error naming it.
+WORKING = ("queued", "preparing", "dubbing")
 DUBBED = "dubbed"
 FAILED = "failed"
+CANCELLED = "cancelled"  # not in the SDK's enum, but a dub can be cancelled from the UI
+OVER = (FAILED, CANCELLED)  # ElevenLabs will never finish it: the next apply dubs again
+# 429 `detail.status` for the account's concurrent-dub limit (the API has used both names).
+CONCURRENCY_LIMITS = ("concurrent_limit_exceeded", "too_many_concurrent_requests")
+LIST_PAGE_SIZE = 200  # the most GET /v1/dubbing returns per page
 
 # Upload Content-Type by suffix; the API sniffs media itself, but a right type avoids surprises.
 _UPLOAD_TYPES = {
@@ -95,8 +111,9 @@ class DubbingError(Exception):
 
     @property
     def final(self) -> bool:
-        """ElevenLabs said the dub failed, or does not know its id: it will never finish."""
-        return self.state == FAILED or self.status_code == 404
+        """ElevenLabs said the dub failed or was cancelled, or does not know its id: it will
+        never finish."""
+        return self.state in OVER or self.status_code == 404
 
     def __str__(self) -> str:
         context = [f"{k}={v}" for k, v in (("language", self.language),
@@ -104,14 +121,26 @@ class DubbingError(Exception):
         return f"{self.reason} ({', '.join(context)})" if context else self.reason
 
 
+class CreateUnknown(DubbingError):
+    """A create that may have reached ElevenLabs, with no answer to say so (a 5xx, a timeout,
+    a dropped connection): it may be paid for. Look its name up (`find`) before another."""
+
+
 class _Retryable(Exception):
     """An answer worth asking again (425, 429, 5xx); converted to DubbingError before leaving."""
 
-    def __init__(self, status_code: int, reason: str, retry_after: float | None) -> None:
+    def __init__(self, status_code: int, reason: str, retry_after: float | None,
+                 code: str | None = None) -> None:
         super().__init__(f"HTTP {status_code}: {reason}")
         self.status_code = status_code
         self.reason = reason
         self.retry_after = retry_after
+        self.code = code  # the API's `detail.status`, e.g. concurrent_limit_exceeded
+
+    @property
+    def no_free_slot(self) -> bool:
+        """The account's concurrent dubs are all busy: refused, not paid; wait for a slot."""
+        return self.status_code == 429 and self.code in CONCURRENCY_LIMITS
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -129,8 +158,10 @@ class Dubber(Protocol):
     DubbingError; `create` is the only billable call."""
 
     def create(self, audio: Path, *, target_lang: str, source_lang: str = "auto", name: str,
-               num_speakers: int = 0, watermark: bool = False) -> str:
-        """Start dubbing `audio`; returns the dubbing_id."""
+               num_speakers: int = 0, watermark: bool = False,
+               on_wait: Callable[[float], None] | None = None) -> str:
+        """Start dubbing `audio`; returns the dubbing_id. CreateUnknown when it may have been
+        accepted without an answer; `on_wait` hears how long it has waited for a free slot."""
 
     def find(self, name: str) -> str | None:
         """The id of the newest dub called `name`, or None (a create whose answer was lost)."""
@@ -152,6 +183,7 @@ class ElevenLabs:
     `max_attempts` bounds every request (first try included). Between attempts it sleeps for
     the server's Retry-After if given, else `backoff_base * 2**n` plus up to `backoff_base` of
     jitter; either way at most `max_backoff` seconds. `timeout` applies per network operation.
+    `clock`/`sleep` are the time it waits by (a test passes its own, so no test really waits).
     """
 
     def __init__(
@@ -165,6 +197,9 @@ class ElevenLabs:
         timeout: float = 60.0,
         backoff_base: float = 1.0,
         max_backoff: float = 60.0,
+        slot_timeout: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not api_key:
             raise DubbingError("an ElevenLabs API key is required")
@@ -177,6 +212,10 @@ class ElevenLabs:
         self.max_attempts = max_attempts
         self.max_backoff = max_backoff
         self.backoff_base = backoff_base
+        # How long a create waits for a free concurrency slot (default: the poll timeout).
+        self.slot_timeout = poll_timeout if slot_timeout is None else slot_timeout
+        self._clock = clock  # time.monotonic and time.sleep unless a test drives the time
+        self._sleep = sleep
         import httpx
 
         # No redirects: httpx would forward the custom xi-api-key header to another host.
@@ -216,47 +255,87 @@ class ElevenLabs:
         name: str,
         num_speakers: int = 0,
         watermark: bool = False,
+        on_wait: Callable[[float], None] | None = None,
     ) -> str:
-        """Start dubbing `audio` into `target_lang`; returns the dubbing_id.
+        """Start dubbing `audio` into `target_lang` (an ElevenLabs code); returns the dubbing_id.
 
-        The file is streamed from disk (re-opened on every attempt). A create is billable, and a
-        retry after a timeout or 5xx may start a second dub if the first one was in fact accepted;
-        that is the price of not failing a whole run on one dropped connection.
+        The file is streamed from disk (re-opened on every attempt). A create is billable, so it
+        is sent again only when ElevenLabs certainly did not take it: a refused connection, or a
+        429. A 429 for the concurrency limit is waited out for up to `slot_timeout` seconds
+        (`on_wait` hears the seconds waited so far, to say so); other 429s get the usual
+        `max_attempts`. Anything that may have reached ElevenLabs unanswered raises CreateUnknown.
         """
+        import httpx
+
         audio = Path(audio)
         if not audio.is_file():
             raise DubbingError(f"audio file not found: {audio}", language=target_lang)
         content_type = _UPLOAD_TYPES.get(audio.suffix.lower(), "application/octet-stream")
         fields = {
-            "target_lang": target_lang,
+            "name": name,
             "source_lang": source_lang,
+            "target_lang": target_lang,
             "num_speakers": str(num_speakers),
             "watermark": "true" if watermark else "false",
-            "name": name,
         }
-
-        def attempt() -> dict[str, Any]:
-            with audio.open("rb") as fh:
-                resp = self._http.post(
-                    "/v1/dubbing", data=fields, files={"file": (audio.name, fh, content_type)}
-                )
-            return self._json(resp, language=target_lang)
-
-        body = self._call("create dub", attempt, language=target_lang)
+        started = self._clock()
+        attempts = 0
+        while True:
+            try:
+                with audio.open("rb") as fh:
+                    resp = self._http.post(
+                        "/v1/dubbing", data=fields, files={"file": (audio.name, fh, content_type)}
+                    )
+                body = self._json(resp, language=target_lang)
+                break
+            except _Retryable as exc:
+                if exc.status_code != 429:  # 5xx (and 425): it may have been accepted
+                    raise CreateUnknown(f"create answered HTTP {exc.status_code} ({exc.reason})",
+                                        language=target_lang, status_code=exc.status_code
+                                        ) from None
+                waited = self._clock() - started
+                if exc.no_free_slot:
+                    if waited >= self.slot_timeout:
+                        raise DubbingError(
+                            f"no free ElevenLabs dubbing slot after {waited:.0f}s ({exc.code}); "
+                            "nothing was paid", language=target_lang, status_code=429) from None
+                    if on_wait is not None:
+                        on_wait(waited)
+                    pause = exc.retry_after if exc.retry_after is not None else self.poll_interval
+                    self._sleep(min(pause, self.max_backoff, self.slot_timeout - waited))
+                    continue
+                attempts += 1
+                if attempts >= self.max_attempts:
+                    raise DubbingError(exc.reason, language=target_lang,
+                                       status_code=429) from None
+                self._sleep(self._backoff(attempts, exc.retry_after))
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                attempts += 1  # never reached ElevenLabs: safe to send again
+                if attempts >= self.max_attempts:
+                    raise DubbingError(self._redact(f"create dub failed: {type(exc).__name__}: "
+                                                    f"{exc}"), language=target_lang) from exc
+                self._sleep(self._backoff(attempts, None))
+            except httpx.TransportError as exc:
+                raise CreateUnknown(self._redact(f"create answer lost: {type(exc).__name__}: "
+                                                 f"{exc}"), language=target_lang) from exc
         dubbing_id = body.get("dubbing_id")
         if not isinstance(dubbing_id, str) or not dubbing_id:
-            raise DubbingError("create answer carried no dubbing_id", language=target_lang)
+            raise CreateUnknown("create answer carried no dubbing_id", language=target_lang)
         log.info("ElevenLabs dub %s started for %s (expected %.0fs)", dubbing_id, target_lang,
                  float(body.get("expected_duration_sec") or 0))
         return dubbing_id
 
-    def find(self, name: str, *, pages: int = 5) -> str | None:
-        """The id of the newest dub called `name` (GET /v1/dubbing, newest first), or None.
+    def find(self, name: str) -> str | None:
+        """The id of the newest dub called `name`, or None: every page of GET /v1/dubbing,
+        newest first, is read (a busy account's dub need not be on the first page).
 
-        Lets a run that crashed between paying for a dub and recording its id find it again."""
+        Lets a run whose create went unanswered, or that crashed between paying for a dub and
+        recording its id, find it again."""
         cursor: str | None = None
-        for _ in range(pages):
-            params = {"page_size": "100"} | ({"cursor": cursor} if cursor else {})
+        seen: set[str] = set()
+        while True:
+            params = {"page_size": str(LIST_PAGE_SIZE), "order_by": "created_at",
+                      "order_direction": "DESCENDING"} | ({"cursor": cursor} if cursor else {})
             page = self._call(
                 "list dubs", lambda p=params: self._json(self._http.get("/v1/dubbing", params=p)),
             )
@@ -266,7 +345,9 @@ class ElevenLabs:
             cursor = page.get("next_cursor")
             if not page.get("has_more") or not cursor:
                 return None
-        return None
+            if cursor in seen:
+                raise DubbingError(f"listing dubs looped (cursor {cursor!r} came back)")
+            seen.add(cursor)
 
     def status(self, dubbing_id: str) -> dict:
         """The dub's metadata: dubbing_id, name, status, target_languages, error, ..."""
@@ -279,12 +360,14 @@ class ElevenLabs:
 
     def wait(self, dubbing_id: str, *, language: str | None = None,
              on_status: Callable[[str], None] | None = None) -> None:
-        """Poll until the dub is `dubbed`; DubbingError on `failed` or after poll_timeout.
+        """Poll until the dub is `dubbed`; DubbingError on any status but the working ones
+        (queued, preparing, dubbing) or after poll_timeout.
 
-        Unknown non-terminal statuses (the API has added some over time) just mean "keep waiting".
+        `failed` and `cancelled` are final (ElevenLabs will not finish the dub); an unknown
+        status is not waited on either, but the error is not final: the next apply asks again.
         `on_status` hears each status polled (progress for a wait that can last an hour).
         """
-        deadline = time.monotonic() + self.poll_timeout
+        deadline = self._clock() + self.poll_timeout
         while True:
             try:
                 meta = self.status(dubbing_id)
@@ -296,22 +379,19 @@ class ElevenLabs:
                 on_status(state or "unknown")
             if state == DUBBED:
                 return
-            if state == FAILED:
-                reason = meta.get("error") or "dubbing failed without an error message"
-                raise DubbingError(
-                    self._redact(str(reason)), language=language, dubbing_id=dubbing_id,
-                    state=FAILED,
-                )
-            remaining = deadline - time.monotonic()
+            if state not in WORKING:
+                raise DubbingError(self._redact(_ended(state, meta.get("error"))),
+                                   language=language, dubbing_id=dubbing_id, state=state or None)
+            remaining = deadline - self._clock()
             if remaining <= 0:
                 raise DubbingError(
-                    f"dub still {state or 'unknown'!r} after {self.poll_timeout:g}s of polling",
+                    f"dub still {state!r} after {self.poll_timeout:g}s of polling",
                     language=language,
                     dubbing_id=dubbing_id,
-                    state=state or None,
+                    state=state,
                 )
             log.debug("ElevenLabs dub %s is %s", dubbing_id, state)
-            time.sleep(min(self.poll_interval, remaining))
+            self._sleep(min(self.poll_interval, remaining))
 
     def download(self, dubbing_id: str, language_code: str, dest: Path) -> Path:
         """Stream the dubbed track to `dest` with the right extension; returns the path written.
@@ -401,6 +481,7 @@ class ElevenLabs:
             stop=stop_after_attempt(self.max_attempts),
             wait=self._wait,
             before_sleep=lambda state: self._log_retry(what, state),
+            sleep=self._sleep,
             reraise=True,
         )
         try:
@@ -414,11 +495,15 @@ class ElevenLabs:
             raise DubbingError(reason, language=language, dubbing_id=dubbing_id) from exc
 
     def _wait(self, state: RetryCallState) -> float:
-        """Honour the server's Retry-After when it gave one, else jittered exponential backoff."""
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            return min(exc.retry_after, self.max_backoff)
-        exponential = self.backoff_base * 2 ** (state.attempt_number - 1)
+        return self._backoff(state.attempt_number,
+                             exc.retry_after if isinstance(exc, _Retryable) else None)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Honour the server's Retry-After when it gave one, else jittered exponential backoff."""
+        if retry_after is not None:
+            return min(retry_after, self.max_backoff)
+        exponential = self.backoff_base * 2 ** (attempt - 1)
         return min(exponential + random.uniform(0, self.backoff_base), self.max_backoff)
 
     def _log_retry(self, what: str, state: RetryCallState) -> None:
@@ -454,7 +539,7 @@ class ElevenLabs:
             return
         reason = self._redact(api_message(resp))
         if resp.status_code in (425, 429) or resp.status_code >= 500:
-            raise _Retryable(resp.status_code, reason, _retry_after(resp))
+            raise _Retryable(resp.status_code, reason, _retry_after(resp), api_status(resp))
         raise DubbingError(
             reason, language=language, dubbing_id=dubbing_id, status_code=resp.status_code
         )
@@ -478,6 +563,28 @@ def api_message(resp: httpx.Response) -> str:
         return message
     text = resp.text.strip() if resp.headers.get("content-type", "").startswith("text/") else ""
     return f"HTTP {resp.status_code} {resp.reason_phrase}" + (f": {text[:200]}" if text else "")
+
+
+def api_status(resp: httpx.Response) -> str | None:
+    """The API's machine-readable error code (`detail.status`), e.g. concurrent_limit_exceeded."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return str(detail["status"]) if isinstance(detail, dict) and detail.get("status") else None
+
+
+def _ended(state: str, error: object) -> str:
+    """Why a wait ended on a status other than dubbed or a working one."""
+    if state == FAILED:
+        return str(error or "dubbing failed without an error message")
+    said = f": {error}" if error else ""
+    if state == CANCELLED:
+        return f"the dub was cancelled at ElevenLabs{said}; the next apply dubs again"
+    return (f"ElevenLabs reports status {state or 'none'!r}{said}, which is neither dubbed nor "
+            f"one of the working statuses ({', '.join(WORKING)}); the next apply asks again, "
+            "unpaid")
 
 
 def _message_from_body(body: object) -> str | None:

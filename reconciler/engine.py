@@ -28,6 +28,7 @@ from .manifest import Section, load_manifests
 from .media import FfmpegPackager
 from .observe import ObservedSection, observe
 from .packaging import MediaError, Packager
+from .pay_once import Spend
 from .plan import Plan, PlanOptions, make_plan
 from .progress import Tracker
 from .sources import STRICT, FetchError, FetchPolicy
@@ -320,7 +321,9 @@ class Reconciler:
                   observed: dict[int, ObservedSection],
                   guards: Mapping[int, Callable[[], None]]) -> Outcome:
         by_id = {s.section_id: s for s in sections}
-        rt = replace(self._runtime(), guards=dict(guards))
+        # Creates after a lost answer count on top of the plan's own against the cap.
+        rt = replace(self._runtime(), guards=dict(guards),
+                     spend=Spend(self.settings.max_dub_minutes, plan.dub_minutes))
         results: dict[int, SectionResult] = {}
         first_plan = plan
         for _round in range(MAX_ROUNDS):

@@ -132,6 +132,13 @@ def dub_cache_keys(section_id: int, language: str, key: str) -> tuple[str, str]:
     return base + ".", base + JOB_SUFFIX
 
 
+def set_aside_key(cached_key: str) -> str:
+    """Where a cached dub that is not usable audio is kept for a look, out of the cache (its
+    name no longer starts with the dub's `{key}.` prefix)."""
+    base, _dot, suffix = cached_key.rpartition(".")
+    return f"{base}-set-aside.{suffix}"
+
+
 def transcript_key(section_id: int, dubbed: str, key: str, spoken: str) -> str:
     """Where a dub's transcript in `spoken` (its language, or `source`) is cached, beside its
     audio (not under the audio's `{key}.` prefix, which names the audio object)."""

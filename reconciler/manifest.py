@@ -20,6 +20,8 @@ import jsonschema
 import langcodes
 import yaml
 
+from .dubbing_languages import AUTO, elevenlabs_code
+from .dubbing_languages import offered as offered_dubbing
 from .redaction import redact
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -420,6 +422,10 @@ def _parse_file(file: Path, root: Path, check_files: bool
         ctx.error(["languages", defaults[1], "default"], "only one language may be the default")
     default_index = defaults[0] if defaults else 0
     dubbed = any("audio" not in raw for _i, raw in raw_languages)
+    source_language = data.get("sourceLanguage", AUTO)
+    if dubbed and valid("sourceLanguage") and elevenlabs_code(source_language) is None:
+        ctx.error(["sourceLanguage"], f"ElevenLabs does not take {shown(source_language)} as "
+                  f"the spoken language; use auto or one of: {offered_dubbing()}")
     for i, raw in raw_languages:
         code = raw["code"]
         if not langcodes.tag_is_valid(code):
@@ -448,6 +454,9 @@ def _parse_file(file: Path, root: Path, check_files: bool
                 else _source(ctx, ["languages", i, "audio"], raw["audio"], base, root,
                              check_files)
             )
+        elif elevenlabs_code(code) is None:
+            ctx.error(["languages", i, "code"], f"ElevenLabs does not dub {shown(code)}; give "
+                      f"this language audio, or use one it dubs: {offered_dubbing()}")
         # `dub`: a dubbed language's own transcript; for the video's own track, the source
         # transcript of the section's first dub.
         transcribed = audio is None or (audio == VIDEO_TRACK and dubbed)

@@ -144,6 +144,7 @@ def eleven(monkeypatch):
     monkeypatch.setenv("ELEVENLABS_POLL_INTERVAL", "0.05")
     yield fake
     fake.stop()
+    assert fake.violations == [], "requests ElevenLabs would refuse (its published contract)"
 
 
 class Repo:

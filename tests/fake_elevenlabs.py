@@ -1,11 +1,16 @@
 """A fake ElevenLabs Dubbing API on 127.0.0.1, so tests never touch the real (billable) one.
 
-It is a real HTTP server (stdlib ThreadingHTTPServer in a daemon thread) speaking the documented
-v1 dubbing shapes, so the client under test exercises its real transport, multipart encoding,
-streaming and retry code:
+It is a real HTTP server (stdlib ThreadingHTTPServer in a daemon thread) speaking the published
+v1 dubbing contract, so the client under test exercises its real transport, multipart encoding,
+streaming and retry code. The contract is tests/elevenlabs_contract.json (the subset of the
+official `elevenlabs` SDK 2.78.0 / OpenAPI document we use): every request is checked against its
+endpoints, fields, query parameters, enums and language codes, and one the real service would
+refuse is answered 422 *and* recorded in `violations` (the fixtures fail the test on any):
 
     POST   /v1/dubbing                        multipart (file, target_lang, ...) ->
                                               {"dubbing_id", "expected_duration_sec"}
+    GET    /v1/dubbing                        ?cursor&page_size(<=200)&order_by&order_direction
+                                              -> {"dubs", "has_more", "next_cursor"}
     GET    /v1/dubbing/{id}                   metadata; every GET advances the dub one step:
                                               queued -> preparing -> dubbing -> dubbed (or failed)
                                               after `steps_to_dub` (per language: steps_by_lang)
@@ -21,6 +26,13 @@ status lookups), FastAPI's `{"detail": [...]}` for 422 validation, and the flat
 `{"error", "message"}` (400 unsupported language, and the audio endpoint's 404/425, as in the
 published OpenAPI examples).
 
+Faults, per language (ElevenLabs' code): `after_accept` (the create is accepted, then answered
+502, dropped, or stalled past the client's read timeout), `broken_audio` (the next downloads are
+empty, an HTML page, random bytes, silence or ten times too long), `final_status` (the dub ends
+`cancelled`, or any status), `no_slot_for` (creates are refused 429 concurrent_limit_exceeded
+for that many seconds of `clock`, a clock the test controls). `other_dubs` and `busy_account`
+fill the account with other people's newer dubs, so a name must be found past the first page.
+
 Typical use:
 
     with FakeElevenLabs(steps_to_dub=3) as fake:
@@ -29,6 +41,7 @@ Typical use:
         fake.steps_by_lang["ja"] = 1000   # per language: slow (ja stays `dubbing`) ...
         fake.flaky_languages["en"] = [503, 429]  # ... flaky (en's next two requests fail) ...
         fake.fail_languages["de"] = "voice clone failed"  # ... or failing
+        fake.after_accept["pt"] = ["502"]  # ... or its create's answer is lost
         ...
         assert fake.creates[0]["target_lang"] == "de"
 """
@@ -46,6 +59,7 @@ import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
@@ -55,10 +69,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
+CONTRACT = json.loads((Path(__file__).parent / "elevenlabs_contract.json").read_text())
+LANGUAGES = frozenset(CONTRACT["languages"])
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 FFPROBE = shutil.which("ffprobe") or "/usr/bin/ffprobe"
 
-PROGRESS = ("queued", "preparing", "dubbing")  # non-terminal statuses, in order
+PROGRESS = tuple(CONTRACT["statuses"]["working"])  # non-terminal statuses, in order
+BROKEN_AUDIO = ("empty", "html", "random", "silence", "long")
+DROP = -1  # a _Reply status: close the connection without answering
 AUDIO_TYPES = {"mp3": "audio/mpeg", "mp4": "video/mp4"}
 
 _DUB = re.compile(r"^/v1/dubbing/(?P<id>[^/]+)$")
@@ -103,6 +121,21 @@ def probe_duration(path: Path) -> float:
         return float(out.stdout.strip())
     except ValueError:
         raise ValueError(f"ffprobe cannot read {path.name}: {out.stderr.strip()}") from None
+
+
+class Clock:
+    """Time a test controls: `sleep` moves it on at once (give it to the client and the fake)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.now += max(0.0, seconds)
 
 
 @dataclass
@@ -150,6 +183,7 @@ class FakeElevenLabs:
         audio_format: str = "mp3",
         tone_hz_by_lang: dict[str, int] | None = None,
         tone_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if audio_format not in AUDIO_TYPES:
             raise ValueError(f"audio_format must be one of {sorted(AUDIO_TYPES)}")
@@ -169,8 +203,18 @@ class FakeElevenLabs:
         self.fail_next: list[int] = []  # status codes to answer the next requests with
         self.stall_next: list[float] = []  # seconds to sit on the next requests (timeouts)
         self.retry_after = 1  # Retry-After (seconds) sent with every 429
+        self.clock = clock  # what `no_slot_for` windows are measured by
+        self.after_accept: dict[str, list[str]] = {}  # lang -> "502" | "drop" | "stall", per create
+        self.stall_seconds = 3.0  # how long a "stall" sits on an accepted create's answer
+        self.broken_audio: dict[str, list[str]] = {}  # lang -> BROKEN_AUDIO kinds, per download
+        self.final_status: dict[str, str] = {}  # lang -> the status its dub ends in
+        self.busy_account = 0  # other people's dubs created right after each accepted create
+        self.no_slot_for: dict[str, float] = {}  # lang -> seconds of 429 concurrent_limit_exceeded
+        self._no_slot_since: dict[str, float] = {}
         # observations
         self.creates: list[dict] = []  # accepted (billable) creates: form fields + file facts
+        self.violations: list[str] = []  # requests the real service would refuse
+        self.lists: list[dict[str, str]] = []  # the query of every GET /v1/dubbing
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.responses: list[tuple[str, str, int]] = []  # (method, path, status) answered
         self._dubs: dict[str, _Dub] = {}
@@ -220,12 +264,34 @@ class FakeElevenLabs:
             self.fail_languages.clear()
             self.reject_languages.clear()
             self.concurrent_limit = None
+            self.after_accept.clear()
+            self.broken_audio.clear()
+            self.final_status.clear()
+            self.busy_account = 0
+            self.no_slot_for.clear()
+            self._no_slot_since.clear()
+            self.violations.clear()
+            self.lists.clear()
             self.fail_next.clear()
             self.stall_next.clear()
             self.creates.clear()
             self.requests.clear()
             self.responses.clear()
             self._dubs.clear()
+
+    def other_dubs(self, count: int) -> None:
+        """Add `count` finished dubs by other people, newer than any so far, so the account's
+        list runs to several pages before a dub made earlier."""
+        with self._lock:
+            self._add_others(count)
+
+    def _add_others(self, count: int) -> None:
+        """(with the lock held)"""
+        start = len(self._dubs)
+        for i in range(start, start + count):
+            self._dubs[f"other{i:05d}"] = _Dub(
+                f"other{i:05d}", f"someone else's dub {i}", "en", "auto", 60.0, "audio/mpeg",
+                datetime.now(UTC).isoformat(), status="dubbed")
 
     def count(self, method: str, path: str) -> int:
         """How many requests hit exactly (method, path)."""
@@ -243,10 +309,40 @@ class FakeElevenLabs:
             stall = self.stall_next.pop(0) if self.stall_next else 0.0
         if stall:
             time.sleep(stall)
-        reply = self._route(method, path, handler, body)
+        problem = self._against_contract(method, path, handler, body)
+        if problem is not None:
+            with self._lock:
+                self.violations.append(f"{method} {path}: {problem}")
+            reply = _json(422, {"detail": [{"type": "value_error", "loc": ["request"],
+                                            "msg": problem, "input": None}]})
+        else:
+            reply = self._route(method, path, handler, body)
         with self._lock:
             self.responses.append((method, path, reply.status))
+        if reply.status == DROP:
+            handler.close_connection = True  # no answer at all: the client sees a dropped line
+            return
         _send(handler, reply)
+
+    def _against_contract(self, method: str, path: str, handler: _Handler,
+                          body: bytes) -> str | None:
+        """Why the real service would refuse this request (None: it follows the contract)."""
+        query = parse_qs(urlsplit(handler.path).query, keep_blank_values=True)
+        endpoints = CONTRACT["endpoints"]
+        if method == "POST" and path == "/v1/dubbing":
+            return _check_create(handler.headers.get("content-type", ""), body, query)
+        if method == "GET" and path == "/v1/dubbing":
+            return _check_query(query, endpoints["list"])
+        if m := _AUDIO.match(path):
+            return (_check_language(m["lang"]) if method == "GET"
+                    else f"{method} is not an operation of {path}") or _check_query(
+                        query, endpoints["audio"])
+        if m := _TRANSCRIPT.match(path):
+            lang = None if m["lang"] == "source" else _check_language(m["lang"])
+            return lang or _check_query(query, endpoints["transcript"])
+        if _DUB.match(path) and method in ("GET", "DELETE"):
+            return _check_query(query, endpoints["get"])
+        return f"{method} {path} is not an endpoint of the dubbing API"
 
     def _route(self, method: str, path: str, handler: _Handler, body: bytes) -> _Reply:
         if handler.headers.get("xi-api-key") != self.api_key:
@@ -258,7 +354,10 @@ class FakeElevenLabs:
         if method == "POST" and path == "/v1/dubbing":
             return self._create(handler.headers.get("content-type", ""), body)
         if method == "GET" and path == "/v1/dubbing":
-            return self._list(parse_qs(urlsplit(handler.path).query))
+            query = parse_qs(urlsplit(handler.path).query)
+            with self._lock:
+                self.lists.append({k: v[0] for k, v in query.items()})
+            return self._list(query)
         if m := _AUDIO.match(path):
             if method == "GET":
                 return self._audio(m["id"], m["lang"])
@@ -303,6 +402,8 @@ class FakeElevenLabs:
             return flaky
         if lang in self.reject_languages:
             return _flat(400, "unsupported_language", self.reject_languages[lang])
+        if refused := self._no_slot(lang):
+            return refused
         try:
             duration = self._probe_upload(upload)
         except ValueError:
@@ -311,7 +412,7 @@ class FakeElevenLabs:
             in_progress = sum(d.status not in ("dubbed", "failed") for d in self._dubs.values())
             if self.concurrent_limit is not None and in_progress >= self.concurrent_limit:
                 return _detail(
-                    429, "too_many_concurrent_requests",
+                    429, "concurrent_limit_exceeded",
                     f"Too many concurrent dubs: {in_progress} in progress, limit "
                     f"{self.concurrent_limit}.", **{"Retry-After": str(self.retry_after)},
                 )
@@ -334,22 +435,56 @@ class FakeElevenLabs:
                 "file_sha256": hashlib.sha256(upload.data).hexdigest(),
                 "duration": duration,
             })
-        return _json(200, {"dubbing_id": dub.dubbing_id,
-                           "expected_duration_sec": round(max(1.0, duration * 0.5), 1)})
+            self._add_others(self.busy_account)
+            lost = self.after_accept.get(lang)
+            fault = lost.pop(0) if lost else None
+        answer = _json(200, {"dubbing_id": dub.dubbing_id,
+                             "expected_duration_sec": round(max(1.0, duration * 0.5), 1)})
+        if fault == "502":
+            return _detail(502, "bad_gateway", "Bad gateway.")
+        if fault == "drop":
+            return _Reply(DROP)
+        if fault == "stall":
+            time.sleep(self.stall_seconds)  # the client's read timeout fires first
+        return answer
+
+    def _no_slot(self, lang: str) -> _Reply | None:
+        """429 concurrent_limit_exceeded while `lang`'s window (on `clock`) is open."""
+        with self._lock:
+            window = self.no_slot_for.get(lang)
+            if window is None:
+                return None
+            since = self._no_slot_since.setdefault(lang, self.clock())
+            if self.clock() - since >= window:
+                return None
+        return _detail(429, "concurrent_limit_exceeded",
+                       "You have too many dubs in progress; wait for one to finish.",
+                       **{"Retry-After": str(self.retry_after)})
 
     def _list(self, query: dict[str, list[str]]) -> _Reply:
-        """GET /v1/dubbing: the account's dubs, newest first, cursor-paginated."""
-        size = min(200, max(1, int((query.get("page_size") or ["100"])[0])))
-        start = int((query.get("cursor") or ["0"])[0] or 0)
+        """GET /v1/dubbing: the account's dubs, ordered as asked (default newest first),
+        cursor-paginated (the cursor is opaque to the client)."""
+        size = int((query.get("page_size") or [str(CONTRACT["endpoints"]["list"]
+                                                   ["page_size_default"])])[0])
+        cursor = (query.get("cursor") or [""])[0]
+        start = int(cursor[len("page-"):]) if cursor.startswith("page-") else 0
+        by = (query.get("order_by") or ["created_at"])[0]
         with self._lock:
-            dubs = list(reversed(self._dubs.values()))
+            dubs = list(self._dubs.values())  # in creation order
+        if by == "name":
+            dubs.sort(key=lambda d: d.name)
+        if (query.get("order_direction") or ["DESCENDING"])[0] == "DESCENDING":
+            dubs.reverse()
         page = dubs[start : start + size]
         more = start + size < len(dubs)
         return _json(200, {
             "dubs": [{"dubbing_id": d.dubbing_id, "name": d.name, "status": d.status,
-                      "target_languages": [d.target_lang], "created_at": d.created_at}
+                      "target_languages": [d.target_lang], "created_at": d.created_at,
+                      "source_language": d.source_lang, "editable": False,
+                      "media_metadata": {"content_type": d.content_type, "duration": d.duration},
+                      "error": d.error}
                      for d in page],
-            "next_cursor": str(start + size) if more else None,
+            "next_cursor": f"page-{start + size}" if more else None,
             "has_more": more,
         })
 
@@ -390,6 +525,8 @@ class FakeElevenLabs:
             dub.status = PROGRESS[min(dub.polls - 1, len(PROGRESS) - 1)]
         elif dub.target_lang in self.fail_languages:
             dub.status, dub.error = "failed", self.fail_languages[dub.target_lang]
+        elif dub.target_lang in self.final_status:
+            dub.status = self.final_status[dub.target_lang]
         else:
             dub.status = "dubbed"
 
@@ -406,7 +543,29 @@ class FakeElevenLabs:
         if dub.status != "dubbed":
             return _flat(425, "dubbing_not_dubbed", "Dubbing has not finished yet.")
         fmt = self.audio_format
+        with self._lock:
+            queue = self.broken_audio.get(lang)
+            broken = queue.pop(0) if queue else None
+        if broken is not None:
+            return self._broken(broken, dub.duration, fmt)
         return _Reply(200, content_type=AUDIO_TYPES[fmt], file=self._tone(lang, dub.duration, fmt))
+
+    def _broken(self, kind: str, duration: float, fmt: str) -> _Reply:
+        """A 200 whose body is not the dub: what a broken download looks like."""
+        if kind == "empty":
+            return _Reply(200, b"", AUDIO_TYPES[fmt])
+        if kind == "html":
+            return _Reply(200, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                          AUDIO_TYPES[fmt])
+        if kind == "random":
+            return _Reply(200, secrets.token_bytes(64 * 1024), AUDIO_TYPES[fmt])
+        if kind == "silence":
+            return _Reply(200, content_type=AUDIO_TYPES[fmt],
+                          file=self._tone("silence", duration, fmt, hz=0))
+        if kind == "long":
+            return _Reply(200, content_type=AUDIO_TYPES[fmt],
+                          file=self._tone("long", duration * 10, fmt))
+        raise ValueError(f"broken_audio kind must be one of {BROKEN_AUDIO}, got {kind!r}")
 
     def _transcript(self, dubbing_id: str, lang: str, fmt: str) -> _Reply:
         with self._lock:
@@ -438,16 +597,18 @@ class FakeElevenLabs:
         finally:
             path.unlink(missing_ok=True)
 
-    def _tone(self, lang: str, duration: float, fmt: str) -> Path:
-        """The dubbed track for (lang, duration), generated once and cached."""
+    def _tone(self, lang: str, duration: float, fmt: str, hz: int | None = None) -> Path:
+        """The dubbed track for (lang, duration), generated once and cached (hz=0: silence)."""
         assert self._tmp is not None
-        hz = self.tone_hz_by_lang.get(lang, default_tone_hz(lang))
+        if hz is None:
+            hz = self.tone_hz_by_lang.get(lang, default_tone_hz(lang))
         seconds = round(self.tone_seconds if self.tone_seconds is not None else duration, 3)
         key = (lang, seconds, fmt, hz)
         with self._tone_lock:
             if key not in self._tones:
                 out = Path(self._tmp.name) / f"tone-{lang}-{hz}hz-{seconds}s.{fmt}"
-                source = f"sine=frequency={hz}:sample_rate=44100:duration={seconds}"
+                source = (f"sine=frequency={hz}:sample_rate=44100:duration={seconds}" if hz else
+                          f"anullsrc=r=44100:cl=stereo:d={seconds}")
                 codec = ["-c:a", "libmp3lame", "-b:a", "64k"] if fmt == "mp3" else [
                     "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart"]
                 subprocess.run(
@@ -513,6 +674,68 @@ def _parse_multipart(content_type: str, body: bytes) -> dict[str, _Part]:
         parts[name] = _Part(part.get_filename(), part.get_content_type(),
                             payload if isinstance(payload, bytes) else b"")
     return parts
+
+
+def _check_language(code: str) -> str | None:
+    if code not in LANGUAGES:
+        return f"{code!r} is not an ElevenLabs dubbing language ({', '.join(sorted(LANGUAGES))})"
+    return None
+
+
+def _check_value(name: str, value: str, kind: object) -> str | None:
+    """One form field or query value against its contract type."""
+    if isinstance(kind, list):
+        return None if value in kind else f"{name}={value!r} is not one of {kind}"
+    if kind == "language":
+        return _check_language(value)
+    if kind == "language_or_auto":
+        return None if value == "auto" else _check_language(value)
+    if kind == "boolean" and value not in ("true", "false"):
+        return f"{name}={value!r} is not a boolean"
+    if kind in ("integer", "page_size") and not re.fullmatch(r"-?\d+", value):
+        return f"{name}={value!r} is not an integer"
+    most = CONTRACT["endpoints"]["list"]["page_size_max"]
+    if kind == "page_size" and not 1 <= int(value) <= most:
+        return f"page_size={value} is out of 1..{most}"
+    if kind == "number":
+        try:
+            float(value)
+        except ValueError:
+            return f"{name}={value!r} is not a number"
+    return None
+
+
+def _check_query(query: dict[str, list[str]], endpoint: dict) -> str | None:
+    allowed = endpoint.get("query", {})
+    for name, values in query.items():
+        if name not in allowed:
+            return f"query parameter {name!r} is not in the contract"
+        for value in values:
+            if problem := _check_value(name, value, allowed[name]):
+                return problem
+    return None
+
+
+def _check_create(content_type: str, body: bytes, query: dict[str, list[str]]) -> str | None:
+    create = CONTRACT["endpoints"]["create"]
+    if query:
+        return f"POST /v1/dubbing takes no query parameters, got {sorted(query)}"
+    if not content_type.lower().startswith(create["content_type"]):
+        return f"expected {create['content_type']}, got {content_type or 'nothing'}"
+    try:
+        parts = _parse_multipart(content_type, body)
+    except ValueError as exc:
+        return str(exc)
+    for name, part in parts.items():
+        if name in create["files"]:
+            if part.filename is None:
+                return f"{name} must be a file"
+        elif name not in create["fields"]:
+            return f"form field {name!r} is not in the contract"
+        elif problem := _check_value(name, part.text(), create["fields"][name]):
+            return problem
+    missing = [name for name in create["required"] if name not in parts]
+    return f"required form field(s) missing: {missing}" if missing else None
 
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:

@@ -20,9 +20,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fake_elevenlabs import FFMPEG, FFPROBE, FakeElevenLabs, probe_duration
+from fake_elevenlabs import CONTRACT, FFMPEG, FFPROBE, Clock, FakeElevenLabs, probe_duration
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from reconciler.dubbing import DubbingError, ElevenLabs, api_message
+from reconciler.dubbing import CreateUnknown, DubbingError, ElevenLabs, api_message
+from reconciler.dubbing_languages import DUBBING_LANGUAGES, elevenlabs_code
+from reconciler.pay_once import Spend, create_or_adopt
 
 STEPS = 2  # metadata polls until a dub is terminal, unless a test says otherwise
 
@@ -34,11 +38,14 @@ def fake() -> Iterator[FakeElevenLabs]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_fake(fake: FakeElevenLabs) -> None:
+def _fresh_fake(fake: FakeElevenLabs) -> Iterator[None]:
     fake.reset()
     fake.steps_to_dub = STEPS
     fake.audio_format = "mp3"
     fake.retry_after = 1
+    fake.clock = time.monotonic
+    yield
+    assert fake.violations == [], "requests ElevenLabs would refuse (its published contract)"
 
 
 @pytest.fixture
@@ -322,14 +329,14 @@ def test_connection_errors_retried_then_reported(make_client, caplog):
 
 
 def test_flat_envelope_400_fails_fast_with_api_message(fake, client, lecture):
-    fake.reject_languages = {"tlh": "Klingon is not a supported target language."}
+    fake.reject_languages = {"ko": "Korean is not available for this source."}
 
     with pytest.raises(DubbingError) as raised:
-        client.create(lecture, target_lang="tlh", name="L1")
+        client.create(lecture, target_lang="ko", name="L1")
 
-    assert raised.value.reason == "Klingon is not a supported target language."
+    assert raised.value.reason == "Korean is not available for this source."
     assert raised.value.status_code == 400
-    assert raised.value.language == "tlh"
+    assert raised.value.language == "ko"
     assert fake.requests == [("POST", "/v1/dubbing")]
     assert fake.creates == []
 
@@ -358,8 +365,38 @@ def test_validation_errors_are_readable(fake):
     resp = httpx.post(f"{fake.base_url}/v1/dubbing", headers={"xi-api-key": fake.api_key},
                       data={"name": "no file, no language"})
     assert resp.status_code == 422
-    assert [e["loc"] for e in resp.json()["detail"]] == [["body", "file"], ["body", "target_lang"]]
-    assert api_message(resp) == "body.file: Field required; body.target_lang: Field required"
+    assert api_message(resp) == ("request: expected multipart/form-data, got "
+                                 "application/x-www-form-urlencoded")
+    assert fake.violations == [f"POST /v1/dubbing: {api_message(resp)[len('request: '):]}"]
+    fake.violations.clear()
+
+
+@pytest.mark.parametrize(("method", "path", "params", "files", "broken"), [
+    ("POST", "/v1/dubbing", None, {"file": ("a.mp3", b"x", "audio/mpeg")}, "missing"),
+    ("POST", "/v1/dubbing", None, {"file": ("a.mp3", b"x", "audio/mpeg"),
+                                   "target_lang": (None, "pt-BR")}, "'pt-BR' is not"),
+    ("POST", "/v1/dubbing", None, {"file": ("a.mp3", b"x", "audio/mpeg"),
+                                   "target_lang": (None, "pt"), "speed": (None, "2")}, "speed"),
+    ("POST", "/v1/dubbing", None, {"file": ("a.mp3", b"x", "audio/mpeg"),
+                                   "target_lang": (None, "pt"), "watermark": (None, "yes")},
+     "not a boolean"),
+    ("GET", "/v1/dubbing", {"page_size": "500"}, None, "out of 1..200"),
+    ("GET", "/v1/dubbing", {"order_direction": "desc"}, None, "not one of"),
+    ("GET", "/v1/dubbing", {"sort": "name"}, None, "'sort'"),
+    ("GET", "/v1/dubbing/abc/audio/zh-Hans", None, None, "'zh-Hans' is not"),
+    ("GET", "/v1/dubbing/abc/transcript/pt", {"format_type": "vtt"}, None, "not one of"),
+    ("GET", "/v1/dubbings", None, None, "not an endpoint"),
+])
+def test_fake_refuses_what_the_published_contract_refuses(fake, method, path, params, files,
+                                                           broken):
+    """The fake is only as good as its contract: each request the real API would refuse is
+    answered 422 and recorded, so a test sending one fails."""
+    resp = httpx.request(method, fake.base_url + path, params=params, files=files,
+                         headers={"xi-api-key": fake.api_key})
+    assert resp.status_code == 422
+    [violation] = fake.violations
+    assert broken in violation and violation.startswith(f"{method} {path}: ")
+    fake.violations.clear()
 
 
 def test_failed_dub_raises_with_the_api_error(fake, client, lecture):
@@ -416,7 +453,7 @@ def test_api_key_never_appears_in_errors_or_logs(fake, make_client, lecture, tmp
     caplog.set_level(logging.DEBUG)
     good = make_client(max_attempts=2, poll_timeout=0.1)
     leaky = f"echo of {fake.api_key}"
-    fake.reject_languages = {"xx": leaky}  # an API message that (absurdly) echoes the key
+    fake.reject_languages = {"ko": leaky}  # an API message that (absurdly) echoes the key
     fake.fail_languages = {"ja": leaky}
     errors: list[DubbingError] = []
 
@@ -425,7 +462,7 @@ def test_api_key_never_appears_in_errors_or_logs(fake, make_client, lecture, tmp
             call()
         errors.append(raised.value)
 
-    expect_error(lambda: good.create(lecture, target_lang="xx", name="L1"))
+    expect_error(lambda: good.create(lecture, target_lang="ko", name="L1"))
     failing = good.create(lecture, target_lang="ja", name="L1")
     expect_error(lambda: good.wait(failing))
     fake.fail_next = [500, 500]
@@ -445,3 +482,113 @@ def test_api_key_never_appears_in_errors_or_logs(fake, make_client, lecture, tmp
         assert secret not in _all_text(exc)
     assert fake.api_key not in repr(good) and secret not in repr(unreachable)
     assert fake.api_key not in caplog.text and secret not in caplog.text
+
+
+# -- a create is paid once (issue 20) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["502", "drop", "stall"])
+def test_a_create_that_may_have_been_accepted_is_never_sent_again(fake, make_client, lecture,
+                                                                   fault):
+    """Accepted, then answered 502, dropped, or answered after the read timeout: one create
+    only, CreateUnknown, and the dub is found by its name."""
+    client = make_client(timeout=1.0)
+    fake.stall_seconds = 2.0
+    fake.after_accept["de"] = [fault]
+    with pytest.raises(CreateUnknown):
+        client.create(lecture, target_lang="de", name="L1-unique")
+    assert fake.count("POST", "/v1/dubbing") == 1
+    assert client.find("L1-unique") == fake.creates[0]["dubbing_id"]
+
+
+def test_find_reads_every_page_newest_first(fake, client, lecture):
+    first = client.create(lecture, target_lang="de", name="mine")
+    fake.other_dubs(450)
+    assert client.find("mine") == first
+    assert client.find("nobody's") is None
+    assert [q.get("cursor") for q in fake.lists] == [None, "page-200", "page-400"] * 2
+    assert len(fake.creates) == 1
+    assert {(q["page_size"], q["order_by"], q["order_direction"]) for q in fake.lists} == {
+        ("200", "created_at", "DESCENDING")}
+
+
+def test_create_or_adopt_adopts_a_lost_create_and_counts_a_repeat_against_the_cap(
+    fake, client, lecture
+):
+    said: list[str] = []
+    fake.after_accept["de"] = ["502"]
+    spend = Spend(limit=1.0, planned=1.0)
+    adopted = create_or_adopt(client, lecture, target_lang="de", source_lang="auto", name="n1",
+                              num_speakers=0, watermark=False, minutes=1.0, spend=spend,
+                              say=said.append)
+    assert adopted == fake.creates[0]["dubbing_id"] and len(fake.creates) == 1
+    assert spend.minutes == 1.0  # found: nothing more may have been billed
+
+    fake.flaky_languages["fr"] = [502]  # refused before acceptance: another create may bill
+    with pytest.raises(DubbingError, match="over --max-dub-minutes 1"):
+        create_or_adopt(client, lecture, target_lang="fr", source_lang="auto", name="n2",
+                        num_speakers=0, watermark=False, minutes=1.0, spend=spend,
+                        say=said.append)
+    assert len(fake.creates) == 1
+
+    fake.flaky_languages["fr"] = [502]
+    roomy = Spend(limit=None)
+    create_or_adopt(client, lecture, target_lang="fr", source_lang="auto", name="n3",
+                    num_speakers=0, watermark=False, minutes=1.0, spend=roomy, say=said.append)
+    assert [c["target_lang"] for c in fake.creates] == ["de", "fr"]
+    assert roomy.minutes == 1.0  # the second create was counted
+
+
+@pytest.mark.parametrize(("status", "final"), [("cancelled", True), ("on_hold", False)])
+def test_a_status_neither_working_nor_dubbed_ends_the_wait_naming_it(fake, make_client, lecture,
+                                                                     status, final):
+    client = make_client(poll_timeout=60)
+    fake.final_status["de"] = status
+    dubbing_id = client.create(lecture, target_lang="de", name="L1")
+    with pytest.raises(DubbingError, match=status) as raised:
+        client.wait(dubbing_id, language="de")
+    assert raised.value.final is final
+    assert raised.value.state == status
+    assert fake.count("GET", f"/v1/dubbing/{dubbing_id}") == STEPS
+
+
+def test_no_free_slot_is_waited_for_on_the_clock_and_never_counted_as_an_attempt(
+    fake, make_client, lecture
+):
+    clock = Clock()
+    fake.clock = clock
+    fake.retry_after = 5
+    fake.no_slot_for["de"] = 45.0
+    waits: list[float] = []
+    client = make_client(clock=clock, sleep=clock.sleep, max_attempts=2, slot_timeout=600)
+    client.create(lecture, target_lang="de", name="L1", on_wait=waits.append)
+    assert len(fake.creates) == 1
+    assert waits == [0, 5, 10, 15, 20, 25, 30, 35, 40]  # 9 refusals, far more than max_attempts
+
+    fake.no_slot_for["fr"] = 1000.0
+    short = make_client(clock=clock, sleep=clock.sleep, slot_timeout=30)
+    with pytest.raises(DubbingError, match="no free ElevenLabs dubbing slot after 30s"):
+        short.create(lecture, target_lang="fr", name="L2")
+    assert len(fake.creates) == 1
+
+
+# -- language codes ---------------------------------------------------------------------------
+
+
+def test_the_language_table_is_the_contracts():
+    assert list(DUBBING_LANGUAGES) == sorted(CONTRACT["languages"])
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(st.sampled_from(sorted(DUBBING_LANGUAGES)),
+       st.sampled_from(["", "-BR", "-PT", "-Hans", "-Hant", "-KR", "-419", "-Latn", "-x-lecture"]))
+def test_a_tag_is_sent_as_its_languages_elevenlabs_code(code, rest):
+    assert elevenlabs_code(code + rest) == code
+
+
+@pytest.mark.parametrize(("tag", "code"), [
+    ("pt-BR", "pt"), ("zh-Hans", "zh"), ("ko-KR", "ko"), ("fil", "fil"), ("tl", "fil"),
+    ("nb", "no"), ("nn", "no"), ("cmn", "zh"), ("auto", "auto"),
+    ("th", None), ("he", None), ("yue", None), ("und", None), ("not a tag", None)])
+def test_elevenlabs_codes_of_notable_tags(tag, code):
+    assert elevenlabs_code(tag) == code
