@@ -19,6 +19,7 @@ import yaml
 from fake_packager import FakePackager
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from manual_clock import ManualClock
 
 from reconciler import engine, layout
 from reconciler.inputs import InputReader
@@ -324,3 +325,71 @@ def test_an_undisturbed_apply_is_recorded_from_what_it_wrote(world):
     assert observed[SID].indexed
     plain, deep = world.plans(sections)
     assert not plain.has_changes and plain == deep
+
+
+# -- item 7: the settle wait is a seam: the store's resolution, a driven clock, the CDN -------
+
+
+class SlowCdn:
+    """A real CDN (moto's CloudFront) whose request takes `seconds` on the test's clock; it
+    notes when it was asked, next to the store's index writes."""
+
+    def __init__(self, inner, clock: ManualClock, seconds: float, events: list[str]) -> None:
+        self.inner, self.clock, self.seconds, self.events = inner, clock, seconds, events
+        self.description = inner.description
+
+    def invalidate(self, paths, caller_reference):
+        self.events.append("invalidate")
+        self.clock.advance(self.seconds)
+        return self.inner.invalidate(paths, caller_reference)
+
+
+class IndexWrites:
+    """The store, noting each write of the state index."""
+
+    def __init__(self, inner: Store, events: list[str]) -> None:
+        self.inner, self.url, self.events = inner, inner.url, events
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put_bytes(self, key, body, meta, metadata=None, **conditions):
+        if key == layout.STATE_INDEX_KEY:
+            self.events.append("index")
+        return self.inner.put_bytes(key, body, meta, metadata, **conditions)
+
+
+def test_against_s3_the_settle_wait_overlaps_the_invalidation(tmp_path, bucket, distribution):
+    """S3 stamps LastModified in whole seconds: the index is recorded a second after the last
+    write, and the invalidation request (0.4 s here) is made during that second."""
+    from reconciler.cdn import open_cdn
+
+    world = World(f"s3://{bucket}", tmp_path / "repo")
+    sections = world.declare(KO_EN)
+    clock, events = ManualClock(), []
+    store = IndexWrites(open_store(world.url), events)
+    settings = engine.Settings.from_env(world.url, tmp_dir=tmp_path / "tmp")
+    cdn = SlowCdn(open_cdn(world.url, distribution), clock, 0.4, events)
+    outcome = engine.Reconciler(settings, store=store, cdn=cdn, packager=FakePackager(),
+                                clock=clock).apply(sections)
+    assert outcome.ok and outcome.invalidation is not None
+    assert store.timestamp_resolution == 1.0
+    assert events == ["invalidate", "index"]
+    assert clock.waits == [pytest.approx(0.6)]  # 1 s after the last write, 0.4 s of it spent
+
+
+def test_the_local_store_needs_no_settle_worth_the_name(tmp_path):
+    """A directory's timestamps are finer than a hundredth of a second: an apply whose
+    recording starts that long after its last write does not wait at all."""
+    world = local_world(tmp_path)
+    sections = world.declare(KO_EN)
+    clock = ManualClock()
+    from reconciler.cdn import open_cdn
+
+    slow = SlowCdn(open_cdn(world.url), clock, 0.02, [])
+    settings = engine.Settings.from_env(world.url, tmp_dir=tmp_path / "tmp")
+    outcome = engine.Reconciler(settings, cdn=slow, packager=FakePackager(),
+                                clock=clock).apply(sections)
+    assert outcome.ok and open_store(world.url).timestamp_resolution <= 0.01
+    assert clock.waits == []
+    assert observe(open_store(world.url), sections, inputs=InputReader())[SID].indexed
