@@ -156,12 +156,13 @@ class Recorder:
             self.applied.pop(sid, None)
 
     def settle(self) -> None:
-        """Wait until the LastModified tick of this run's last write is over (at most the
-        store's timestamp resolution after it returned: S3 stamps a write when it receives it,
-        before it answers), so any later change of an object this run wrote lists a later
-        LastModified than the one recorded. Multipart uploads do not change this (S3 is said
-        to stamp them when they began, earlier still); their ETags are not the body's MD5,
-        which is why writes return the ETag the store gave."""
+        """Wait until the LastModified tick of this run's last write is over: the store's
+        timestamp resolution after that write returned. A store stamps a write before it
+        answers (a multipart upload no later than its completion), so after the wait any later
+        change of an object this run wrote lists a later LastModified than the one recorded.
+        What multipart does change is the ETag: not the body's MD5 but the MD5 of the parts'
+        MD5s with "-N", which is why the index compares the ETag each write returned, never one
+        computed here."""
         writes = [done.last_write for done in self.applied.values()
                   if done.last_write is not None]
         if writes:
