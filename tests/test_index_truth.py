@@ -393,3 +393,20 @@ def test_the_local_store_needs_no_settle_worth_the_name(tmp_path):
     assert outcome.ok and open_store(world.url).timestamp_resolution <= 0.01
     assert clock.waits == []
     assert observe(open_store(world.url), sections, inputs=InputReader())[SID].indexed
+
+
+@pytest.mark.parametrize("size", [1000, 6 * 1024 * 1024])
+def test_every_write_returns_the_etag_a_list_then_shows(world, monkeypatch, tmp_path, size):
+    """put_file (single-part and multipart: its ETag is not the body's MD5), put_bytes and
+    set_meta answer with the identity the next LIST lists."""
+    monkeypatch.setenv("RECONCILER_MULTIPART_THRESHOLD", str(5 * 1024 * 1024))
+    store = open_store(world.url)
+    body = tmp_path / "body"
+    body.write_bytes(os.urandom(size))
+    prefix = layout.section_prefix(SID)
+    etags = {prefix + "file": store.put_file(prefix + "file", body, OTHER_META),
+             prefix + "bytes": store.put_bytes(prefix + "bytes", b"small", OTHER_META)}
+    assert {key: info.etag for key, info in store.list(prefix).items()} == etags
+    assert ("-" in etags[prefix + "file"]) == (size > 5 * 1024 * 1024 and "s3" in world.url)
+    copied = store.set_meta(prefix + "file", layout.SEGMENT_META, {})
+    assert copied == store.list(prefix + "file")[prefix + "file"].etag
