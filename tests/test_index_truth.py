@@ -343,6 +343,9 @@ class SlowCdn:
         self.inner, self.clock, self.seconds, self.events = inner, clock, seconds, events
         self.description = inner.description
 
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
     def invalidate(self, paths, caller_reference):
         self.events.append("invalidate")
         self.clock.advance(self.seconds)
