@@ -23,6 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from . import layout, subtitles
+from .clock import Clock, SystemClock
 from .dubbing import Dubber, DubbingError
 from .dubbing_languages import elevenlabs_code
 from .hls import MediaPlaylist, parse_media, render_media, section_target
@@ -34,9 +35,6 @@ from .observe import (
     STAMP_SETTINGS,
     STAMP_SOURCE,
     ObservedSection,
-    Rendition,
-    SubtitleRendition,
-    to_record,
 )
 from .packaging import (
     AUDIO_SETTINGS,
@@ -59,8 +57,8 @@ from .plan import (
     observed_facts,
 )
 from .progress import Tracker
-from .state import update_index
-from .store import ObjectInfo, PreconditionFailed, Store, StoreError
+from .recording import Applied, Recorder
+from .store import PreconditionFailed, Store, StoreError
 
 DUB_META = {".mp3": layout.ObjectMeta("audio/mpeg", "no-store"),
             ".mp4": layout.ObjectMeta("audio/mp4", "no-store")}
@@ -89,6 +87,12 @@ class Runtime:
         default_factory=lambda: threading.Semaphore(os.cpu_count() or 1))
     # sectionId -> its lease's guard, called before each write (raises once the lease is unsure)
     guards: dict[int, Callable[[], None]] = field(default_factory=dict)
+    clock: Clock = field(default_factory=SystemClock)
+
+    def recorder(self) -> Recorder:
+        """What records an apply's sections in the state index (Recorder.record, once)."""
+        return Recorder(self.store, self.clock, lambda message: self.tracker.say(None, message),
+                        self.workers)
 
 
 class Step(StrEnum):
@@ -146,11 +150,6 @@ class SectionResult:
                 if f.language and f.step != Step.PACKAGE_SUBTITLES}
 
 
-# S3's LastModified has one-second resolution: a second after a write returned, any other
-# change to that object shows as a later LastModified (the state index relies on it).
-SETTLE_SECONDS = 1.05
-
-
 class ForeignKeys(StoreError):
     """A delete named keys outside the section's own folders: refused, nothing deleted."""
 
@@ -159,40 +158,41 @@ class _GuardedStore:
     """The store as one section's apply writes to it: each write first asks the section's
     lease guard, so a run whose lease could lapse stops writing; a delete is refused outright
     when it names a key outside the section's folder (`layout.in_section`) and its dub cache,
-    whatever planned it; reads pass straight through."""
+    whatever planned it; reads pass straight through. It keeps the ETag each write returned,
+    for the state index (recording.py)."""
 
-    def __init__(self, store: Store, section_id: int, guard: Callable[[], None]) -> None:
+    def __init__(self, store: Store, section_id: int, guard: Callable[[], None],
+                 clock: Clock) -> None:
         self._store = store
         self._section_id = section_id
         self._guard = guard
-        # key -> the headers this run gave it: what the state index records as known
-        self.written: dict[str, tuple[layout.ObjectMeta, dict[str, str]]] = {}
-        self.last_write = 0.0  # time.monotonic() when the last write returned
+        self._clock = clock
+        self.written: dict[str, str] = {}  # key -> the ETag of this run's last write of it
+        self.deleted: set[str] = set()  # deleted by this run and not written again
+        self.last_write: float | None = None  # clock.monotonic() when the last write returned
 
     def __getattr__(self, name: str):
         return getattr(self._store, name)
 
-    def _wrote(self, key: str, meta: layout.ObjectMeta, metadata: dict[str, str] | None) -> None:
-        self.written[key] = (meta, dict(metadata or {}))
-        self.last_write = time.monotonic()
+    def _wrote(self, key: str, etag: str) -> str:
+        self.written[key] = etag
+        self.deleted.discard(key)
+        self.last_write = self._clock.monotonic()
+        return etag
 
     def put_file(self, key: str, path: Path, meta: layout.ObjectMeta,
-                 metadata: dict[str, str] | None = None) -> None:
+                 metadata: dict[str, str] | None = None) -> str:
         self._guard()
-        self._store.put_file(key, path, meta, metadata)
-        self._wrote(key, meta, metadata)
+        return self._wrote(key, self._store.put_file(key, path, meta, metadata))
 
     def put_bytes(self, key: str, body: bytes, meta: layout.ObjectMeta,
                   metadata: dict[str, str] | None = None, **conditions) -> str:
         self._guard()
-        etag = self._store.put_bytes(key, body, meta, metadata, **conditions)
-        self._wrote(key, meta, metadata)
-        return etag
+        return self._wrote(key, self._store.put_bytes(key, body, meta, metadata, **conditions))
 
-    def set_meta(self, key: str, meta: layout.ObjectMeta, metadata: dict[str, str]) -> None:
+    def set_meta(self, key: str, meta: layout.ObjectMeta, metadata: dict[str, str]) -> str:
         self._guard()
-        self._store.set_meta(key, meta, metadata)
-        self._wrote(key, meta, metadata)
+        return self._wrote(key, self._store.set_meta(key, meta, metadata))
 
     def check_own(self, keys: list[str]) -> None:
         """ForeignKeys unless every key is the section's (its folder or its dub cache)."""
@@ -209,6 +209,8 @@ class _GuardedStore:
         self._store.delete(keys)
         for key in keys:
             self.written.pop(key, None)
+            self.deleted.add(key)
+        self.last_write = self._clock.monotonic()
 
 
 def _elevenlabs(tag: str) -> str:
@@ -221,7 +223,8 @@ def _elevenlabs(tag: str) -> str:
 
 def _store_for(rt: Runtime, section_id: int) -> _GuardedStore:
     """What one section writes through (unguarded when it holds no lease, as in tests)."""
-    return _GuardedStore(rt.store, section_id, rt.guards.get(section_id, lambda: None))
+    return _GuardedStore(rt.store, section_id, rt.guards.get(section_id, lambda: None),
+                         rt.clock)
 
 
 class _SectionWork:
@@ -248,7 +251,6 @@ class _SectionWork:
         self._lock = threading.Lock()  # results and facts, written by several phase threads
         self._fetch_lock = threading.Lock()  # inputs fetched or extracted once per section
         self.master_text = obs.master_text
-        self.after: ObservedSection | None = None  # the section once done, for the index
         rebuilt = {a.language for a in plan.actions
                    if a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO)}
         for language in [None, *obs.audio]:
@@ -719,71 +721,11 @@ class _SectionWork:
                      f"{len(self.result.uploaded)} object(s) uploaded")
             self.rt.tracker.section_done(self.s.section_id)
 
-    def observed_after(self) -> ObservedSection | None:
-        """The section as a full read would now find it, from the observation this run began
-        with and what it wrote: one LIST, and a HEAD of what it wrote in its last second once
-        that second is over (observe once, trust what this run wrote). It becomes the section's
-        record in the state index. None when only a read could tell: a failure, or an object
-        or rendition this run neither wrote nor saw."""
-        if not self.result.ok:
-            return None
-        sid = self.s.section_id
-        written = self.store.written
-        after = ObservedSection(sid, {}, master_text=self.master_text)
-        try:
-            listing = self.store.list(layout.section_prefix(sid))
-            # What this run wrote in its last second is HEADed, not trusted: another tool's
-            # CopyObject in that same second keeps ETag, size and LastModified, so a LIST
-            # cannot tell. That second is over by now (_record waited), so any later change
-            # moves LastModified and the next observe sees it.
-            last = max((int(i.last_modified.timestamp()) for i in listing.values()), default=0)
-            recent = [k for k, i in listing.items()
-                      if k in written and int(i.last_modified.timestamp()) >= last]
-            headed = dict(zip(recent, self.uploads.map(self.store.head, recent), strict=True))
-        except StoreError as err:
-            self.result.warnings.append(f"state index: section not recorded ({err}); the "
-                                        "next observe reads it in full")
-            return None
-        for key, info in listing.items():
-            before = self.o.objects.get(key)
-            if key in headed:
-                if headed[key] is None:
-                    return None
-                info = headed[key]
-            elif key in written:
-                meta, metadata = written[key]
-                info = replace(info, content_type=meta.content_type, sse=meta.sse,
-                               cache_control=meta.cache_control, metadata=metadata,
-                               headers_known=True)
-            elif before is not None and before.headers_known and _same(before, info):
-                info = before
-            after.objects[key] = info
-        master = after.master
-        if master is not None and not master.headers_known:
-            return None
-        folders = {layout.rendition_dir(sid, lang) for lang in self.facts}
-        folders |= {layout.subtitles_dir(sid, code) for code in self.texts}
-        if any(k.rsplit("/", 1)[0] + "/" not in folders for k in after.objects
-               if k != layout.master_key(sid)):
-            return None
-        for lang, facts in self.facts.items():
-            key = layout.rendition_dir(sid, lang) + layout.playlist_name(lang)
-            rend = (Rendition(lang, facts.playlist, after.objects.get(key), facts.track)
-                    if key in written else self.o.rendition(lang))
-            if not rend.complete or rend.playlist_info != after.objects.get(key):
-                return None
-            if lang is None:
-                after.video = rend
-            else:
-                after.audio[lang] = rend
-        for code, playlist in self.texts.items():
-            key = layout.subtitles_dir(sid, code) + layout.SUBTITLES_PLAYLIST
-            sub = (SubtitleRendition(code, playlist, after.objects.get(key))
-                   if key in written else self.o.subtitle_rendition(code))
-            if not sub.complete or sub.playlist_info != after.objects.get(key):
-                return None
-            after.subtitles[code] = sub
-        return after
+    def applied(self) -> Applied:
+        """What this section's apply leaves for the state index."""
+        return Applied(self.s.section_id, self.o, self.store.written, self.store.deleted,
+                       self.store.last_write, self.master_text, self.facts, self.texts,
+                       self.result.ok, self.result)
 
     def _fix_metadata(self) -> None:
         keys = [k for a in self.plan.actions_of(Kind.FIX_METADATA) for k in a.keys]
@@ -863,43 +805,6 @@ def _audio_label(lang: Language) -> str:
     return "the video's own track" if lang.audio.kind == "video" else lang.audio.display()
 
 
-def _same(a: ObjectInfo, b: ObjectInfo) -> bool:
-    return (a.etag, a.size, a.last_modified) == (b.etag, b.size, b.last_modified)
-
-
-def _record(jobs: list[_SectionWork]) -> None:
-    """What each section now is, for the state index: once, after every section finished,
-    wait until the second of the run's last write is over (one wait for the whole run, not
-    one per section), then one LIST (and a few HEADs) per section, several at once."""
-    last = max((j.store.last_write for j in jobs), default=0.0)
-    time.sleep(max(0.0, last + SETTLE_SECONDS - time.monotonic()))
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(jobs))),
-                            thread_name_prefix="record") as pool:
-        for job, after in zip(jobs, pool.map(lambda j: j.observed_after(), jobs), strict=True):
-            job.after = after
-
-
-def _update_index(rt: Runtime, jobs: list[_SectionWork], removed: list[SectionResult],
-                  observed: dict[int, ObservedSection]) -> None:
-    """Record in the state index what each section now is: the applied ones as they finished
-    (or no record, when only a read could tell), the deleted ones not at all, and the
-    untouched ones this run read in full. A failure costs the next observe a full read of
-    these sections, never the apply: it is a warning."""
-    records: dict[int, dict | None] = {
-        sid: to_record(obs) for sid, obs in observed.items()
-        if not obs.indexed and obs.error is None}
-    records.update({j.s.section_id: to_record(j.after) if j.after else None for j in jobs})
-    records.update({r.section_id: None for r in removed})
-    try:
-        update_index(rt.store, records)
-    except StoreError as err:
-        warning = (f"state index not updated ({err}); the next observe reads "
-                   f"{len(records)} section(s) in full")
-        rt.tracker.say(None, warning)
-        for result in [*(j.result for j in jobs), *removed]:
-            result.warnings.append(warning)
-
-
 def delete_section(rt: Runtime, sp: SectionPlan) -> SectionResult:
     """A section whose manifest is gone (--prune --allow-empty): master first, so it never
     names a deleted object, then everything else."""
@@ -944,8 +849,10 @@ def _package(rt: Runtime, jobs: list[_SectionWork]) -> None:
 
 
 def apply_plan(plan: Plan, desired: dict[int, Section], observed: dict[int, ObservedSection],
-               rt: Runtime) -> list[SectionResult]:
-    """Run every section's actions; returns one result per section that had actions."""
+               rt: Runtime, recorder: Recorder | None = None) -> list[SectionResult]:
+    """Run every section's actions; returns one result per section that had actions. What the
+    sections now are goes to `recorder` for the caller to record (engine.py does, after the
+    invalidation) or, without one, is recorded in the state index before this returns."""
     rt.tmp_dir.mkdir(parents=True, exist_ok=True)
     removed = [delete_section(rt, sp) for sp in plan.sections
                if sp.actions and sp.section_id not in desired]
@@ -959,6 +866,9 @@ def apply_plan(plan: Plan, desired: dict[int, Section], observed: dict[int, Obse
         cpu = max(1, min(2, len(jobs) or 1))
         with ThreadPoolExecutor(max_workers=cpu, thread_name_prefix="finish") as pool:
             list(pool.map(lambda j: j.finish(), jobs))
-        _record(jobs)
-    _update_index(rt, jobs, removed, observed)
+    own = recorder is None
+    recorder = recorder or rt.recorder()
+    recorder.add([j.applied() for j in jobs], {r.section_id: r for r in removed}, observed)
+    if own:
+        recorder.record()
     return [j.result for j in jobs] + removed

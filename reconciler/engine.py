@@ -20,6 +20,7 @@ from .apply import Failure, Runtime, SectionResult, Step, apply_plan
 from .cdn import Cdn, CdnError, Invalidation, open_cdn
 from .cdn.delivery import Delivery
 from .cdn.pending import PendingRecord, summary
+from .clock import Clock, SystemClock
 from .dubbing import Dubber, DubbingError, ElevenLabs
 from .git import GitError
 from .inputs import InputError, InputReader, Inputs
@@ -190,13 +191,14 @@ class Outcome:
 
 class Reconciler:
     """One store + CDN; `plan` is read-only, `apply` converges. Every seam (store, CDN,
-    packager, inputs, dubber) defaults to its production implementation from the settings;
-    tests pass their stand-ins. `dubber` is a factory: the client is made on first use."""
+    packager, inputs, dubber, clock) defaults to its production implementation from the
+    settings; tests pass their stand-ins. `dubber` is a factory: the client is made on first
+    use."""
 
     def __init__(self, settings: Settings, *, store: Store | None = None, cdn: Cdn | None = None,
                  packager: Packager | None = None, inputs: Inputs | None = None,
                  dubber: Callable[[], Dubber] | None = None,
-                 tracker: Tracker | None = None) -> None:
+                 tracker: Tracker | None = None, clock: Clock | None = None) -> None:
         self.settings = settings
         self.store = store or open_store(settings.store_url, workers=settings.workers)
         self.cdn = cdn or open_cdn(self.store.url, settings.distribution_id)
@@ -204,10 +206,12 @@ class Reconciler:
         self.inputs = inputs or InputReader(settings.fetch_policy)
         self.dubber = dubber or _default_dubber()
         self.tracker = tracker or Tracker()
+        self.clock = clock or SystemClock()
         # Invalidations not yet accepted, and the one invalidation of an apply that sends them.
         self.pending = PendingRecord(self.store)
         self.delivery = Delivery(self.pending, self.cdn, timeout=settings.invalidation_timeout,
-                                 say=lambda message: self.tracker.say(None, message))
+                                 say=lambda message: self.tracker.say(None, message),
+                                 clock=self.clock.monotonic, sleep=self.clock.sleep)
 
     def observe(self, sections: list[Section], removed: Mapping[int, str] | None = None,
                 previous: dict[int, ObservedSection] | None = None
@@ -262,6 +266,7 @@ class Reconciler:
             dub_concurrency=self.settings.dub_concurrency,
             dubber=self.dubber,
             tracker=self.tracker,
+            clock=self.clock,
         )
 
     def plan_scope(self, scope: Scope, out: Path | None = None) -> Plan:
@@ -324,12 +329,13 @@ class Reconciler:
         # Creates after a lost answer count on top of the plan's own against the cap.
         rt = replace(self._runtime(), guards=dict(guards),
                      spend=Spend(self.settings.max_dub_minutes, plan.dub_minutes))
+        recorder = rt.recorder()
         results: dict[int, SectionResult] = {}
         first_plan = plan
         for _round in range(MAX_ROUNDS):
             for r in results.values():
                 r.conflict = False  # a re-plan with nothing left to do resolves it
-            for r in apply_plan(plan, by_id, observed, rt):
+            for r in apply_plan(plan, by_id, observed, rt, recorder):
                 previous = results.get(r.section_id)
                 results[r.section_id] = merge_rounds(previous, r) if previous else r
             retry = [by_id[sid] for sid, r in results.items() if r.conflict]
@@ -350,6 +356,9 @@ class Reconciler:
             outcome.invalidation = self.delivery.send(paths)
         except CdnError as err:
             outcome.errors.append(str(err))
+        # The state index last: its settle wait (S3 stamps LastModified in whole seconds) has
+        # been running while the invalidation request was made.
+        recorder.record()
         return outcome
 
 

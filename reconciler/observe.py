@@ -145,6 +145,60 @@ def _codes(section_id: int, keys: list[str], folder: str = "audio") -> set[str]:
     return {k[len(prefix):].split("/", 1)[0] for k in keys if k.startswith(prefix)}
 
 
+# -- what a full read concludes from a LIST and the bodies it GETs (the index checks the same) -
+
+
+def _folder(key: str) -> str:
+    return key.rsplit("/", 1)[0] + "/"
+
+
+def _missing_segments(playlist: MediaPlaylist, directory: str, objects) -> list[str]:
+    return [s.uri for s in playlist.segments if "/" in s.uri or directory + s.uri not in objects]
+
+
+def media_problems(playlist: MediaPlaylist, directory: str, objects) -> list[str]:
+    """What is wrong with a video or audio playlist given the objects LIST found (its init
+    aside): no init map, no segments, segments it names that are not there."""
+    problems = []
+    if playlist.map_uri != layout.INIT:
+        problems.append(f'no #EXT-X-MAP:URI="{layout.INIT}"')
+    if not playlist.segments:
+        problems.append("playlist names no segments")
+    missing = _missing_segments(playlist, directory, objects)
+    if missing:
+        problems.append(f"{len(missing)} segment(s) missing, first {missing[0]}")
+    return problems
+
+
+def subtitle_problems(playlist: MediaPlaylist, directory: str, objects) -> list[str]:
+    """What is wrong with a subtitle playlist given the objects LIST found."""
+    missing = _missing_segments(playlist, directory, objects)
+    if missing:
+        return [f"{len(missing)} segment(s) missing, first {missing[0]}"]
+    return [] if playlist.segments else ["playlist names no segments"]
+
+
+def unvouched(obs: ObservedSection, deep: bool) -> list[str]:
+    """Governed objects whose headers are not known and that no seal vouches for, so a read
+    HEADs them (all of them when `deep`). A seal is a rendition playlist stamped with its
+    settings and carrying the table's headers: what the reconciler wrote before it (a strictly
+    older LastModified) still has the headers it was written with."""
+    sealed: dict[str, ObjectInfo] = {}
+    for _, rend in _renditions(obs):
+        info = rend.playlist_info
+        if (info and info.headers_known and STAMP_SETTINGS in info.metadata
+                and info.meta() == layout.meta_for(info.key)):
+            sealed[_folder(info.key)] = info
+    todo = []
+    for key, info in obs.objects.items():
+        if info.headers_known or layout.meta_for(key) is None:
+            continue
+        seal = sealed.get(_folder(key))
+        if deep or seal is None or not info.last_modified < seal.last_modified:
+            todo.append(key)
+    return todo
+
+
 # -- the state index's record of a section (state.py keeps them) ---------------------------
 
 
@@ -187,9 +241,10 @@ def to_record(obs: ObservedSection) -> dict | None:
 def from_record(section_id: int, record: dict,
                 listing: dict[str, ObjectInfo]) -> ObservedSection | None:
     """The section as its record describes it, when `listing` (a LIST of its prefix made now)
-    shows exactly the recorded objects with the same ETag, size and LastModified; None
-    otherwise (anything added, missing or touched, a CopyObject that kept the ETag included,
-    or a record this code cannot read): the section is then read."""
+    shows exactly the recorded objects with the same ETag, size and LastModified and the record
+    passes the checks a full read of that listing applies (consistent_with_listing); None
+    otherwise (anything added, missing or touched, a CopyObject that kept the ETag included, a
+    record this code cannot read or one that disagrees with itself): the section is then read."""
     prefix = layout.section_prefix(section_id)
     try:
         objects = record["objects"]
@@ -197,8 +252,9 @@ def from_record(section_id: int, record: dict,
                 objects.get(key[len(prefix):]) != [i.etag, i.size, i.last_modified.timestamp()]
                 for key, i in listing.items()):
             return None
-        obs = ObservedSection(section_id, dict(listing), master_text=record["master"],
-                              indexed=True)
+        master = record["master"]
+        obs = ObservedSection(section_id, dict(listing), indexed=True,
+                              master_text=master if isinstance(master, str) else None)
         for rel, (ctype, cache, sse, metadata) in record["headers"].items():
             obs.objects[prefix + rel] = replace(
                 obs.objects[prefix + rel], content_type=ctype, cache_control=cache, sse=sse,
@@ -206,24 +262,87 @@ def from_record(section_id: int, record: dict,
         for name, rec in record["renditions"].items():
             folder, _, code = name.partition("/")
             kind = SubtitleRendition if folder == "subtitles" else Rendition
-            target, map_uri, endlist, uris, durations = rec["playlist"] or [0, None, True, [], []]
-            rend = kind(
-                code or None,
-                playlist=MediaPlaylist(target, tuple(
-                    Segment(u, d) for u, d in zip(uris, durations, strict=True)), map_uri,
-                    endlist) if rec["playlist"] else None,
-                playlist_info=obs.objects[prefix + rec["info"]] if rec["info"] else None,
-                track=TrackInfo(*rec["track"]) if rec["track"] else None,
-                problems=list(rec["problems"]))
-            if folder == "video":
+            rend = kind(code or None,
+                        playlist=_playlist_from(rec["playlist"]),
+                        playlist_info=obs.objects[prefix + rec["info"]] if rec["info"] else None,
+                        track=TrackInfo(*rec["track"]) if rec["track"] else None,
+                        problems=[str(p) for p in rec["problems"]])
+            if folder == "video" and not code:
                 obs.video = rend
-            elif folder == "audio":
+            elif folder == "audio" and code:
                 obs.audio[code] = rend
-            else:
+            elif folder == "subtitles" and code:
                 obs.subtitles[code] = rend
+            else:
+                return None
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
-    return obs
+    return obs if consistent_with_listing(obs, set(record["renditions"])) else None
+
+
+def _playlist_from(rec: list | None) -> MediaPlaylist | None:
+    """A recorded playlist, its types checked (TypeError when they are not a playlist's)."""
+    if rec is None:
+        return None
+    target, map_uri, endlist, uris, durations = rec
+    segments = tuple(Segment(u, float(d)) for u, d in zip(uris, durations, strict=True))
+    if (type(target) is not int or not isinstance(endlist, bool)
+            or not (map_uri is None or isinstance(map_uri, str))
+            or not all(isinstance(s.uri, str) for s in segments)):
+        raise TypeError("not a playlist record")
+    return MediaPlaylist(target, segments, map_uri, endlist)
+
+
+def _expected_problems(obs: ObservedSection, directory: str, rend: Rendition) -> bool:
+    """Whether a rendition's problems are what a full read of the section's LIST would report
+    with the playlist and init bodies the record says it found."""
+    objects, subtitles = obs.objects, isinstance(rend, SubtitleRendition)
+    name = layout.SUBTITLES_PLAYLIST if subtitles else layout.playlist_name(rend.language)
+    info = rend.playlist_info
+    if info is None:  # a folder without its playlist
+        return (directory + name not in objects and rend.playlist is None and rend.track is None
+                and rend.problems == [f"{name} missing"])
+    if info.key != directory + name or not info.headers_known:
+        return False
+    if rend.playlist is None:  # it did not parse
+        return (rend.track is None and len(rend.problems) == 1
+                and rend.problems[0].startswith(f"{name} "))
+    if subtitles:
+        return rend.track is None and rend.problems == subtitle_problems(
+            rend.playlist, directory, objects)
+    expected = media_problems(rend.playlist, directory, objects)
+    init = objects.get(directory + layout.INIT)
+    if init is None:
+        return rend.track is None and rend.problems == [*expected, f"{layout.INIT} missing"]
+    if not init.headers_known:  # a read GETs it
+        return False
+    if rend.track is not None:
+        return rend.problems == expected
+    return (len(rend.problems) == len(expected) + 1 and rend.problems[:-1] == expected
+            and rend.problems[-1].startswith(f"{layout.INIT}: "))
+
+
+def consistent_with_listing(obs: ObservedSection, names: set[str]) -> bool:
+    """Whether an observation (rebuilt from a record, `names` its renditions) claims nothing a
+    full read of its objects would not: master's text exactly when master is listed, a rendition
+    for exactly the folders holding objects, each with the problems a read would report (its
+    playlist's segments and init present or not), and the headers of every object a read would
+    HEAD (none is left unknown that no seal vouches for)."""
+    sid = obs.section_id
+    keys = list(obs.objects)
+    master = obs.master
+    if (master is None) != (obs.master_text is None) or (master and not master.headers_known):
+        return False
+    folders = {"video": layout.rendition_dir(sid, None)}
+    folders |= {f"audio/{c}": layout.rendition_dir(sid, c) for c in _codes(sid, keys)}
+    folders |= {f"subtitles/{c}": layout.subtitles_dir(sid, c)
+                for c in _codes(sid, keys, "subtitles")}
+    holding = {name for name, folder in folders.items() if any(k.startswith(folder) for k in keys)}
+    if names != holding:
+        return False
+    rends = dict(_renditions(obs))
+    return all(_expected_problems(obs, folders[name], rends[name])
+               for name in names) and not unvouched(obs, deep=False)
 
 
 class _SectionReader:
@@ -261,16 +380,7 @@ class _SectionReader:
         except PlaylistError as err:
             rend.problems.append(f"{layout.playlist_name(language)} {err}")
             return rend
-        if rend.playlist.map_uri != layout.INIT:
-            rend.problems.append(f'no #EXT-X-MAP:URI="{layout.INIT}"')
-        if not rend.playlist.segments:
-            rend.problems.append("playlist names no segments")
-        missing = [
-            s.uri for s in rend.playlist.segments
-            if "/" in s.uri or directory + s.uri not in self.obs.objects
-        ]
-        if missing:
-            rend.problems.append(f"{len(missing)} segment(s) missing, first {missing[0]}")
+        rend.problems += media_problems(rend.playlist, directory, self.obs.objects)
         init = self.store.get(directory + layout.INIT)
         if init is None:
             rend.problems.append(f"{layout.INIT} missing")
@@ -300,28 +410,12 @@ class _SectionReader:
         except PlaylistError as err:
             rend.problems.append(f"{name} {err}")
             return rend
-        missing = [s.uri for s in rend.playlist.segments
-                   if "/" in s.uri or directory + s.uri not in self.obs.objects]
-        if missing or not rend.playlist.segments:
-            rend.problems.append(f"{len(missing)} segment(s) missing, first {missing[0]}"
-                                 if missing else "playlist names no segments")
+        rend.problems += subtitle_problems(rend.playlist, directory, self.obs.objects)
         return rend
 
     def check_headers(self) -> None:
         """HEAD every governed object whose headers LIST cannot vouch for."""
-        sealed: dict[str, ObjectInfo] = {}
-        for rend in [self.obs.video, *self.obs.audio.values(), *self.obs.subtitles.values()]:
-            info = rend.playlist_info
-            if (info and STAMP_SETTINGS in info.metadata
-                    and info.meta() == layout.meta_for(info.key)):
-                sealed[info.key.rsplit("/", 1)[0] + "/"] = info
-        todo = []
-        for key, info in self.obs.objects.items():
-            if info.headers_known or layout.meta_for(key) is None:
-                continue
-            seal = sealed.get(key.rsplit("/", 1)[0] + "/")
-            if self.deep or seal is None or not info.last_modified < seal.last_modified:
-                todo.append(key)
+        todo = unvouched(self.obs, self.deep)
         for info in self.pool.map(self.store.head, todo):
             if info is not None:
                 self._remember(info)

@@ -1,11 +1,13 @@
-"""The state index: one object in the bucket holding, per section, a record of what the last
-apply wrote (every object's ETag, size and LastModified, the headers it knows, and the facts
+"""The state index: one object in the bucket holding, per section, a record of what a read
+found there (every object's ETag, size and LastModified, the headers known, and the facts
 observe parses from master, playlists and inits), so observing a converged catalogue is one LIST
 and one GET, as Terraform keeps state and refreshes it.
 
 It is a cache, never the truth: observe uses a record only when the LIST of its section shows
-exactly the recorded objects (observe.from_record), and anything else - an unreadable index, an
-unknown version - reads as no index. Writers (apply) change only their own sections' records,
+exactly the recorded objects and the record passes a full read's checks (observe.from_record),
+and anything else - an unreadable index, an unknown version - reads as no index. Writers
+(apply, through recording.py) record observations, never intentions, and change only their own
+sections' records,
 with a conditional write retried on conflict, so concurrent applies of different sections
 merge; a failed update only costs the next observe a full read.
 """

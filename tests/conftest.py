@@ -194,6 +194,7 @@ class CountingStore:
 
     def __init__(self, inner) -> None:
         self.inner, self.url = inner, inner.url
+        self.timestamp_resolution = inner.timestamp_resolution  # an attribute, not a request
         self.calls: collections.Counter[str] = collections.Counter()
 
     def __getattr__(self, name):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fake_packager import FakePackager
+from manual_clock import ManualClock
 
 from reconciler import engine, layout
 from reconciler.apply import Runtime, Step, apply_plan
@@ -127,24 +128,11 @@ def test_a_packaging_failure_publishes_nothing_half_way(tmp_path, no_ffmpeg, man
     assert [k for k in named_by_master(store) if store.head(k) is None] == []
 
 
-def test_a_many_section_apply_settles_once_not_once_per_section(tmp_path, no_ffmpeg, manifest,
-                                                                 monkeypatch):
-    """Recording the state index waits until the second of the run's last write is over (so a
-    same-second CopyObject cannot hide): one wait for the whole run, however many sections."""
-    import time
-
-    from reconciler import apply
-
-    class SpyTime:
-        monotonic = staticmethod(time.monotonic)
-        waits: list[float] = []
-
-        def sleep(self, seconds: float) -> None:
-            self.waits.append(seconds)
-            time.sleep(seconds)
-
-    spy = SpyTime()
-    monkeypatch.setattr(apply, "time", spy)
+def test_a_many_section_apply_settles_once_not_once_per_section(tmp_path, no_ffmpeg, manifest):
+    """Recording the state index waits until the LastModified tick of the run's last write is
+    over (the store's timestamp resolution after it): one wait for the whole run, however many
+    sections, on a clock the test drives."""
+    clock = ManualClock()
     text = manifest.read_text()
     for sid in (31, 32, 33, 34):
         (manifest.parent / f"s{sid}.yaml").write_text(text.replace(f"sectionId: {SID}",
@@ -154,9 +142,10 @@ def test_a_many_section_apply_settles_once_not_once_per_section(tmp_path, no_ffm
     packager, inputs = FakePackager(), InputReader()
     sections = engine.load(sorted(manifest.parent.glob("s*.yaml")))
     observed = observe(store, sections, inputs=inputs)
-    rt = Runtime(store=store, tmp_dir=tmp_path / "work", packager=packager, inputs=inputs)
+    rt = Runtime(store=store, tmp_dir=tmp_path / "work", packager=packager, inputs=inputs,
+                 clock=clock)
     results = apply_plan(make_plan(sections, observed), {s.section_id: s for s in sections},
                          observed, rt)
     assert len(results) == 4 and all(r.ok for r in results)
-    assert len([w for w in spy.waits if w > 0]) == 1
+    assert clock.waits == [pytest.approx(store.timestamp_resolution)]
     assert not make_plan(sections, observe(store, sections, inputs=inputs)).has_changes

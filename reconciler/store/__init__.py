@@ -49,9 +49,17 @@ class ObjectInfo:
 
 
 class Store(Protocol):
-    """Object storage as the reconciler uses it. Keys are bucket-relative, no leading slash."""
+    """Object storage as the reconciler uses it. Keys are bucket-relative, no leading slash.
+
+    Every write returns the ETag the store gave the object it wrote, so a caller can tell its
+    own object from another writer's in a later LIST (the state index records only what it can
+    prove it wrote)."""
 
     url: str
+    # Seconds between the LastModified values the store can tell apart: two changes of an object
+    # within one such tick list the same LastModified, so an observation made inside the tick of
+    # an object's last change may miss a later change in that tick.
+    timestamp_resolution: float
 
     def list(self, prefix: str) -> dict[str, ObjectInfo]:
         """Every object under prefix (all pages)."""
@@ -67,8 +75,8 @@ class Store(Protocol):
 
     def put_file(
         self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None
-    ) -> None:
-        """Upload a file (multipart when large), streaming it from disk."""
+    ) -> str:
+        """Upload a file (multipart when large), streaming it from disk; returns its ETag."""
 
     def put_bytes(
         self,
@@ -80,10 +88,12 @@ class Store(Protocol):
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str:
-        """Write a small object, optionally conditional; raises PreconditionFailed on 412."""
+        """Write a small object, optionally conditional; raises PreconditionFailed on 412.
+        Returns its ETag."""
 
-    def set_meta(self, key: str, meta: ObjectMeta, metadata: dict[str, str]) -> None:
-        """Replace an object's headers in place (S3 CopyObject onto itself, no re-upload)."""
+    def set_meta(self, key: str, meta: ObjectMeta, metadata: dict[str, str]) -> str:
+        """Replace an object's headers in place (S3 CopyObject onto itself, no re-upload);
+        returns the ETag of the copy."""
 
     def delete(self, keys: list[str]) -> None:
         """Delete objects; absent keys are not an error."""

@@ -34,6 +34,10 @@ def _md5_file(path: Path) -> str:
 
 
 class LocalStore:
+    # LastModified is the file's (or its sidecar's) mtime: nanoseconds on current Linux, a
+    # scheduler tick (a few ms) where the kernel stamps files from its coarse clock.
+    timestamp_resolution = 0.01
+
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.url = f"file://{self.root}"
@@ -169,11 +173,11 @@ class LocalStore:
 
     def put_file(
         self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None
-    ) -> None:
+    ) -> str:
         tmp = self._temp_beside(key)
         try:
             shutil.copyfile(path, tmp)
-            self._install(key, tmp, meta, metadata)
+            return self._install(key, tmp, meta, metadata)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -214,11 +218,12 @@ class LocalStore:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def set_meta(self, key: str, meta: ObjectMeta, metadata: dict[str, str]) -> None:
+    def set_meta(self, key: str, meta: ObjectMeta, metadata: dict[str, str]) -> str:
         info = self._info(key, with_headers=False)
         if info is None:
             raise StoreError(f"COPY {self.url}/{key}: no such object")
         self._write_sidecar(key, meta, metadata, info.etag, info.size)
+        return info.etag
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:

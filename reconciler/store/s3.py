@@ -59,6 +59,8 @@ def _missing(err: ClientError) -> bool:
 class S3Store:
     """A bucket. Errors surface as StoreError naming the key (never a URL or a credential)."""
 
+    timestamp_resolution = 1.0  # S3 lists and returns LastModified in whole seconds
+
     def __init__(self, bucket: str, *, workers: int = 8, prefix: str = "") -> None:
         self.bucket = bucket
         # Every key lives under this folder of the bucket ("" or "some/folder/").
@@ -160,23 +162,31 @@ class S3Store:
 
     def put_file(
         self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None
-    ) -> None:
+    ) -> str:
         try:
             if path.stat().st_size < self.transfer.multipart_threshold:
                 # One PutObject streamed from the file: s3transfer's machinery costs about as
                 # much CPU again per small object (segments are small and many).
                 with path.open("rb") as body:
-                    self.client.put_object(Bucket=self.bucket, Key=self.prefix + key,
-                                           Body=body, **self._headers(meta, metadata))
-            else:
-                self.client.upload_file(
-                    str(path), self.bucket, self.prefix + key,
-                    ExtraArgs=self._headers(meta, metadata), Config=self.transfer,
-                )
+                    resp = self.client.put_object(Bucket=self.bucket, Key=self.prefix + key,
+                                                  Body=body, **self._headers(meta, metadata))
+                return _etag(resp["ETag"])
+            self.client.upload_file(
+                str(path), self.bucket, self.prefix + key,
+                ExtraArgs=self._headers(meta, metadata), Config=self.transfer,
+            )
         except (ClientError, BotoCoreError) as err:
             raise self._fail("PUT", key, err) from err
         except Exception as err:  # s3transfer wraps failures in its own exception types
             raise self._fail("PUT", key, err) from err
+        # s3transfer does not hand back CompleteMultipartUpload's answer, and a multipart ETag
+        # is not the body's MD5 (it is the MD5 of the parts' MD5s, "-N"): ask S3. Another
+        # writer's change between the upload and this HEAD is then taken for ours; the state
+        # index still HEADs every written object again before recording it.
+        info = self.head(key)
+        if info is None:
+            raise StoreError(f"PUT {self.url}/{key}: gone right after its upload")
+        return info.etag
 
     def put_bytes(
         self,
@@ -204,9 +214,9 @@ class S3Store:
             raise self._fail("PUT", key, err) from err
         return _etag(resp["ETag"])
 
-    def set_meta(self, key: str, meta: ObjectMeta, metadata: dict[str, str]) -> None:
+    def set_meta(self, key: str, meta: ObjectMeta, metadata: dict[str, str]) -> str:
         try:
-            self.client.copy_object(
+            resp = self.client.copy_object(
                 Bucket=self.bucket,
                 Key=self.prefix + key,
                 CopySource={"Bucket": self.bucket, "Key": self.prefix + key},
@@ -215,6 +225,7 @@ class S3Store:
             )
         except (ClientError, BotoCoreError) as err:
             raise self._fail("COPY", key, err) from err
+        return _etag(resp["CopyObjectResult"]["ETag"])
 
     def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
