@@ -254,6 +254,7 @@ def manifest_files(paths: list[Path]) -> list[Path]:
 
 
 MAX_MANIFEST_BYTES = 64 * 1024  # a section's manifest is a few hundred bytes
+MAX_NESTING = 16  # nodes inside each other; the schema's deepest value is the 4th
 
 
 class _Loader(yaml.SafeLoader):
@@ -262,10 +263,12 @@ class _Loader(yaml.SafeLoader):
     PyYAML resolves YAML 1.1: `013` is octal 11, `0x0B` and `1_1` are ints, `no` is False.
     Here only plain decimals are ints and floats need a point or an exponent (`013` stays a
     string, which the schema refuses), only
-    true/false are booleans, and an alias - the way a 449-byte file expands to gigabytes - is
-    refused outright."""
+    true/false are booleans, an alias - the way a 449-byte file expands to gigabytes - is
+    refused outright, and so is nesting deeper than MAX_NESTING (composing is recursive: a few
+    KiB of `[[[…` would otherwise end in a RecursionError)."""
 
     yaml_implicit_resolvers: dict = {}
+    depth = 0
 
     def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
         event = self.peek_event()
@@ -273,7 +276,15 @@ class _Loader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, "anchors and aliases (&, *) are not allowed in manifests",
                 event.start_mark)
-        return super().compose_node(parent, index)
+        if self.depth >= MAX_NESTING:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_NESTING} levels",
+                event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 for _tag, _pattern, _first in [
