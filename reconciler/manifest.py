@@ -112,6 +112,22 @@ def schema() -> dict:
     return json.loads(packaged.read_text())
 
 
+def canonical_tag(tag: str) -> str:
+    """A language tag in BCP 47's canonical case (RFC 5646 2.1.1): `EN-us` -> `en-US`,
+    `zh-hans` -> `zh-Hans`. Up to the first singleton (`x-`, `u-` ...), a later two-letter
+    subtag is a region (UPPER) and a four-letter one a script (Title); all else is lower. Only
+    case changes, so the tag means what it meant; S3 folders and LANGUAGE are keyed on it."""
+    subtags = tag.lower().split("-")
+    for i, subtag in enumerate(subtags[1:], 1):
+        if len(subtags[i - 1]) == 1:
+            break  # an extension or private use follows: lowercase to the end
+        if len(subtag) == 2:
+            subtags[i] = subtag.upper()
+        elif len(subtag) == 4 and subtag.isalpha():
+            subtags[i] = subtag.title()
+    return "-".join(subtags)
+
+
 def english_name(code: str) -> str:
     return langcodes.Language.get(code).display_name("en")
 
@@ -420,13 +436,15 @@ def _parse_file(file: Path, root: Path, check_files: bool
         if not langcodes.tag_is_valid(code):
             ctx.error(["languages", i, "code"], f"{shown(code)} is not a valid BCP 47 language tag")
             continue
-        if code.lower() in seen_codes:
+        code = canonical_tag(code)  # before anything is keyed on it: folders, LANGUAGE, dubs
+        if code in seen_codes:
             ctx.error(
                 ["languages", i, "code"],
-                f"duplicate language {shown(code)} (also languages[{seen_codes[code.lower()]}])",
+                f"duplicate language {shown(raw['code'])} (also languages[{seen_codes[code]}]: "
+                f"both are {code})",
             )
             continue
-        seen_codes[code.lower()] = i
+        seen_codes[code] = i
         name = raw.get("name") or english_name(code)
         if name in seen_names:
             ctx.error(
@@ -465,7 +483,7 @@ def _parse_file(file: Path, root: Path, check_files: bool
             video=video,
             languages=tuple(languages),
             file=label,
-            source_language=data.get("sourceLanguage", "auto"),
+            source_language=canonical_tag(data.get("sourceLanguage", "auto")),
             dubbing=DubbingSettings(dubbing.get("numSpeakers", 0), dubbing.get("watermark", False)),
         ),
         [],

@@ -384,6 +384,27 @@ def test_duplicate_language_code_is_case_insensitive(tree, second):
     assert "duplicate" in err.message and "languages[0]" in err.message
 
 
+@pytest.mark.parametrize(("given", "canonical"), [
+    ("KO", "ko"), ("EN-us", "en-US"), ("zh-hans", "zh-Hans"), ("ZH-HANT-tw", "zh-Hant-TW"),
+    ("es-419", "es-419"), ("sgn-be-fr", "sgn-BE-FR"), ("EN-x-US", "en-x-us"),
+    ("de-CH-1996", "de-CH-1996"), ("pt-BR", "pt-BR"),
+])
+def test_language_tags_are_loaded_in_canonical_case(tree, given, canonical):
+    tree.write("s.yaml", manifest(f"- code: {given}").replace("sourceLanguage: ko",
+                                                               f"sourceLanguage: {given}"))
+    [section] = load_manifests([tree.manifests])
+    assert [lang.code for lang in section.languages] == [canonical]
+    assert section.source_language == canonical
+    assert layout.audio_dir(1, section.languages[0].code).endswith(f"/audio/{canonical}/")
+
+
+def test_two_tags_equal_but_for_case_are_one_language_named_in_the_error(tree):
+    path = tree.write("s.yaml", manifest("- code: en-US\n- code: ko\n- code: EN-us"))
+    err = only_error(path)
+    assert (err.line, err.field) == (7, "languages[2].code")
+    assert err.message == "duplicate language 'EN-us' (also languages[0]: both are en-US)"
+
+
 def test_two_defaults(tree):
     path = tree.write("s.yaml", manifest("""
         - code: en
@@ -600,7 +621,9 @@ def test_arbitrary_codes_are_accepted_only_when_valid_else_named(code):
             return
     assert BCP47_SHAPE.fullmatch(code)
     assert langcodes.tag_is_valid(code)
-    assert section.languages[0].code == code
+    # Only the case changes, and to BCP 47's canonical case (langcodes as the oracle).
+    assert section.languages[0].code.lower() == code.lower()
+    assert section.languages[0].code == langcodes.Language.get(code, normalize=False).to_tag()
 
 
 # -- NAMEs and codes from the whole of Unicode: refused, or master carries exactly them --------
