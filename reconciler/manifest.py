@@ -58,8 +58,9 @@ class Source:
     path: Path | None = None  # for kind == "file": resolved local path
 
     def display(self) -> str:
-        """Safe to print: no credentials, no query string (a presigned URL's signature)."""
-        return redact(self.uri)
+        """Safe to print: no credentials, no query string (a presigned URL's signature). An
+        s3:// URI has neither (refused at load), and its `?` belongs to the key: shown whole."""
+        return self.uri if self.kind == "s3" else redact(self.uri)
 
 
 VIDEO_TRACK = Source("video", "source")
@@ -180,9 +181,10 @@ _PATTERN_MESSAGES = {
     "sourceLanguage": "{} is not 'auto' or a BCP 47 language tag",
     "name": "{} contains a double quote, a line break or a control character (NAME is a "
             "quoted-string in master.m3u8)",
-    "video": "{} contains whitespace, a line break or a control character",
-    "audio": "{} contains whitespace, a line break or a control character",
-    "subtitles": "{} contains whitespace, a line break or a control character",
+    "video": "{} contains a line break or a control character, or starts or ends with a space",
+    "audio": "{} contains a line break or a control character, or starts or ends with a space",
+    "subtitles": "{} contains a line break or a control character, or starts or ends with a "
+                 "space",
 }
 SHOWN_CHARS = 80
 
@@ -194,26 +196,57 @@ def shown(value: object) -> str:
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
+S3_SCHEME = "s3://"
+_BUCKET = re.compile(r"[A-Za-z0-9._-]+")  # S3's bucket names (legacy ones had capitals and _)
+# A query S3 would read as a version: the key is verbatim, so this would silently name another
+# object ("k?versionId=3" is a key of its own).
+_VERSION_QUERY = re.compile(r"[?&]versionId=", re.IGNORECASE)
+
+
+def s3_location(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an s3:// URI. The key is verbatim, as the AWS CLI takes it: every
+    character after the bucket's slash, `#`, `?`, `%` and spaces included (no URL decoding)."""
+    bucket, _, key = uri[len(S3_SCHEME):].partition("/")
+    return bucket, key
+
+
+def _s3_problem(value: str) -> str | None:
+    """Why an s3:// URI (scheme in any case) cannot name an input, or None."""
+    bucket, key = s3_location(value)
+    if "@" in bucket:
+        return "URL must not embed credentials (user:password@)"
+    if not bucket or not key:
+        return "expected s3://BUCKET/KEY"
+    if not _BUCKET.fullmatch(bucket):
+        return f"{shown(bucket)} is not an S3 bucket name (letters, digits, '.', '-', '_')"
+    if ".." in unquote(key).split("/"):
+        return "S3 key must not contain '..' segments"
+    if _VERSION_QUERY.search(key):
+        return ("S3 keys are taken verbatim, so '?versionId=' would be part of the key: a "
+                "version cannot be chosen; copy that version to a key of its own")
+    return None
+
+
 def _source(ctx: _Context, path: list, value: str, base: Path, root: Path,
             check_files: bool = False) -> Source | None:
+    if value[: len(S3_SCHEME)].lower() == S3_SCHEME:
+        problem = _s3_problem(value)
+        if problem:
+            ctx.error(path, problem)
+            return None
+        return Source("s3", S3_SCHEME + value[len(S3_SCHEME):])
     if "://" in value:
         parts = urlsplit(value)
         scheme = parts.scheme.lower()
         if parts.username or parts.password:
             ctx.error(path, "URL must not embed credentials (user:password@)")
             return None
-        if scheme == "s3":
-            key = parts.path.lstrip("/")
-            if not parts.netloc or not key:
-                ctx.error(path, "expected s3://BUCKET/KEY")
-                return None
-            if ".." in unquote(key).split("/"):
-                ctx.error(path, "S3 key must not contain '..' segments")
-                return None
-            return Source("s3", value)
         if scheme == "https":
             if not parts.hostname:
                 ctx.error(path, "expected https://HOST/PATH")
+                return None
+            if any(c.isspace() for c in value):
+                ctx.error(path, "a URL cannot contain whitespace: percent-encode it (%20)")
                 return None
             return Source("https", value)
         ctx.error(path, f"unsupported scheme {shown(scheme)}: use s3://, https:// or a "
@@ -241,7 +274,9 @@ def _subtitles(ctx: _Context, path: list, value: str, base: Path, root: Path,
     """A subtitle file: a source (as audio's) whose name ends in .vtt or .srt; or `dub`."""
     if value == "dub":
         return DUB_TRANSCRIPT
-    if not unquote(urlsplit(value).path).lower().endswith(SUBTITLE_SUFFIXES):
+    name = (s3_location(value)[1] if value[: len(S3_SCHEME)].lower() == S3_SCHEME
+            else unquote(urlsplit(value).path) if "://" in value else value)
+    if not name.lower().endswith(SUBTITLE_SUFFIXES):
         ctx.error(path, f"{shown(value)} is not a .vtt or .srt file")
         return None
     return _source(ctx, path, value, base, root, check_files)

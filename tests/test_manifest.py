@@ -25,6 +25,7 @@ from reconciler.manifest import (
     Source,
     find_root,
     load_manifests,
+    s3_location,
 )
 
 BCP47_SHAPE = re.compile(r"^[A-Za-z0-9]{1,8}(-[A-Za-z0-9]{1,8})*$")
@@ -198,6 +199,35 @@ def test_remote_sources_are_kept_verbatim(tree, uri, kind):
     tree.write("s.yaml", manifest("- code: en", video=uri))
     [section] = load_manifests([tree.manifests])
     assert section.video == Source(kind, uri, None)
+
+
+@pytest.mark.parametrize(("uri", "bucket", "key"), [
+    ("s3://b/lectures/intro#2?take=3&v=1.mp4", "b", "lectures/intro#2?take=3&v=1.mp4"),
+    ("s3://b/강의 영상/1강 소개.mp4", "b", "강의 영상/1강 소개.mp4"),
+    ("s3://b/en%20final.mp3", "b", "en%20final.mp3"),
+    ("S3://b//leading-slash.mp4", "b", "/leading-slash.mp4"),
+])
+def test_s3_keys_are_every_character_after_the_bucket(tree, uri, bucket, key):
+    tree.write("s.yaml", manifest("- code: en", video=f"'{uri}'"))
+    [section] = load_manifests([tree.manifests])
+    assert section.video.kind == "s3"
+    assert s3_location(section.video.uri) == (bucket, key)
+    assert section.video.display() == "s3://" + uri[5:]  # `?` is the key's: shown whole
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("../media/강의 영상/1강 소개.mp4", True), ("../media/a\u3000b.mp4", True),
+    ("' ../media/x.mp4'", False), ("'../media/x.mp4 '", False), ('"../media/a\tb.mp4"', False),
+])
+def test_relative_paths_may_hold_spaces_but_not_start_or_end_with_one(tree, value, ok):
+    path = tree.write("s.yaml", manifest("- code: en", video=value))
+    if ok:
+        [section] = load_manifests([tree.manifests])
+        assert section.video.path == (tree.manifests / yaml.safe_load(value)).resolve()
+    else:
+        err = only_error(path)
+        assert (err.line, err.field) == (2, "video")
+        assert "starts or ends with a space" in err.message
 
 
 def test_sections_from_many_files_come_back_sorted_by_id(tree):
