@@ -20,6 +20,7 @@ import jsonschema
 import langcodes
 import yaml
 
+from . import subtitles
 from .redaction import redact
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -271,7 +272,9 @@ SUBTITLE_SUFFIXES = (".vtt", ".srt")
 
 def _subtitles(ctx: _Context, path: list, value: str, base: Path, root: Path,
                check_files: bool) -> Source | None:
-    """A subtitle file: a source (as audio's) whose name ends in .vtt or .srt; or `dub`."""
+    """A subtitle file: a source (as audio's) whose name ends in .vtt or .srt; or `dub`.
+    With `check_files`, a repository file is also read as subtitles (size, encoding, syntax),
+    so `validate` refuses what apply would; its fit to the video is apply's to check."""
     if value == "dub":
         return DUB_TRANSCRIPT
     name = (s3_location(value)[1] if value[: len(S3_SCHEME)].lower() == S3_SCHEME
@@ -279,7 +282,15 @@ def _subtitles(ctx: _Context, path: list, value: str, base: Path, root: Path,
     if not name.lower().endswith(SUBTITLE_SUFFIXES):
         ctx.error(path, f"{shown(value)} is not a .vtt or .srt file")
         return None
-    return _source(ctx, path, value, base, root, check_files)
+    found = _source(ctx, path, value, base, root, check_files)
+    if check_files and found is not None and found.path is not None:
+        try:
+            subtitles.check_size(found.path.stat().st_size, found.display())
+            subtitles.parse(found.path.read_bytes(), found.display())
+        except subtitles.SubtitleError as err:
+            ctx.error(path, str(err))
+            return None
+    return found
 
 
 # -- loading --------------------------------------------------------------------------------
