@@ -193,6 +193,40 @@ def test_a_subtitle_file_over_the_cap_is_refused_naming_it():
     assert len(big) > subtitles.MAX_BYTES
 
 
+# Chromium's own WebVTT parser reads a published segment through a <track>; what a viewer sees
+# is each cue's getCueAsHTML() text.
+TRACK_JS = """async (doc) => {
+  const video = document.createElement("video");
+  const track = document.createElement("track");
+  track.src = URL.createObjectURL(new Blob([doc], {type: "text/vtt"}));
+  video.appendChild(track);
+  document.body.appendChild(video);
+  track.track.mode = "hidden";
+  await new Promise((ok, fail) => { track.onload = ok; track.onerror = () => fail("error"); });
+  return Array.from(track.track.cues,
+                    c => [c.startTime, c.endTime, c.line, c.getCueAsHTML().textContent]);
+}"""
+
+
+def test_chromium_shows_the_cue_text_position_and_overlaps_as_written():
+    from playwright.sync_api import sync_playwright
+    from test_player_browser import CHROMIUM_ARGS
+
+    srt = ("1\n00:00:01,000 --> 00:00:03,000\n{\\an8}if a < b && c > d then <i>x</i>\n\n"
+           "2\n00:00:02,000 --> 00:00:05,000\nR&D <3\n")
+    docs = published_texts(srt.encode())
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            seen = [page.evaluate(TRACK_JS, doc) for doc in docs]
+        finally:
+            browser.close()
+    assert seen == [[[1, 3, 0, "if a < b && c > d then x"], [2, 5, "auto", "R&D <3"]],
+                    [[2, 5, "auto", "R&D <3"]]]
+
+
 def _subtitled(repo, en_subtitles="../media/en.vtt"):
     (repo.root / "media" / "ko.srt").write_text(SRT, encoding="utf-8")
     (repo.root / "media" / "en.vtt").write_text(VTT, encoding="utf-8")
