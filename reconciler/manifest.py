@@ -249,6 +249,10 @@ def _source(ctx: _Context, path: list, value: str, base: Path, root: Path,
             if any(c.isspace() for c in value):
                 ctx.error(path, "a URL cannot contain whitespace: percent-encode it (%20)")
                 return None
+            if parts.fragment or value.endswith("#"):
+                ctx.error(path, "'#' ends a URL (what follows is never sent, so another file "
+                          "would be fetched): percent-encode it (%23)")
+                return None
             return Source("https", value)
         ctx.error(path, f"unsupported scheme {shown(scheme)}: use s3://, https:// or a "
                         "relative path")

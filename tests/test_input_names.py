@@ -86,7 +86,8 @@ def test_s3_keys_are_taken_verbatim_so_hash_question_mark_and_percent_name_that_
 
 def test_an_s3_version_id_or_a_spaced_https_url_is_refused_at_validate(repo):
     path = repo.write(11, [{"code": "ko", "audio": "source", "default": True},
-                           {"code": "en", "audio": "https://cdn.example.com/en dub.mp3"}],
+                           {"code": "en", "audio": "https://cdn.example.com/en dub.mp3"},
+                           {"code": "ja", "audio": "https://cdn.example.com/ja#2.mp3"}],
                       video="s3://uploads/lectures/11.mp4?versionId=3HL4kqtJlcpXroDTDmJ")
     result = reconcile("validate", repo.manifests)
     assert result.code == 1
@@ -95,3 +96,5 @@ def test_an_s3_version_id_or_a_spaced_https_url_is_refused_at_validate(repo):
             ) in result.stderr
     assert (f"{path}:8: languages[1].audio: a URL cannot contain whitespace: percent-encode it "
             "(%20)") in result.stderr
+    assert (f"{path}:10: languages[2].audio: '#' ends a URL (what follows is never sent, so "
+            "another file would be fetched): percent-encode it (%23)") in result.stderr
