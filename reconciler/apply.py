@@ -687,6 +687,7 @@ class _SectionWork:
             with self._lock:
                 self.result.uploaded.append(directory + layout.SUBTITLES_PLAYLIST)
                 self.texts[code] = playlist
+                self.result.warnings.extend(f"{code}: {note}" for note in cues.dropped)
             old = set(self.o.subtitle_keys(code))
             if old:
                 self.result.invalidation_paths.append(layout.cdn_folder(directory))

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from .manifest import Source
+from .manifest import Source, s3_location
 from .media import probe
 from .packaging import MediaError, MediaInfo
 from .sources import STRICT, FetchError, FetchPolicy
@@ -41,11 +41,6 @@ class InputState:
 
     identity: str | None
     error: str | None = None
-
-
-def _s3_parts(uri: str) -> tuple[str, str]:
-    parts = urlsplit(uri)
-    return parts.netloc, unquote(parts.path.lstrip("/"))
 
 
 def s3_bucket(bucket: str) -> Store:
@@ -155,7 +150,7 @@ class InputReader:
                     return InputState(None, f"{source.display()}: no such file")
                 return InputState(_sha256(source.path))
             if source.kind == "s3":
-                bucket, key = _s3_parts(source.uri)
+                bucket, key = s3_location(source.uri)
                 info = self.s3(bucket).head(key)
                 if info is None:
                     return InputState(None, f"{source.display()}: no such object")
@@ -186,10 +181,11 @@ class InputReader:
                 raise InputError(f"{source.display()}: no such file")
             return source.path
         dest_dir.mkdir(parents=True, exist_ok=True)
-        name = Path(urlsplit(source.uri).path).name or "input"
+        remote = s3_location(source.uri)[1] if source.kind == "s3" else urlsplit(source.uri).path
+        name = Path(remote).name[-60:] or "input"  # a key may be 1,024 bytes, a file name 255
         dest = dest_dir / f"{hashlib.sha256(source.uri.encode()).hexdigest()[:12]}-{name}"
         if source.kind == "s3":
-            bucket, key = _s3_parts(source.uri)
+            bucket, key = s3_location(source.uri)
             try:
                 self.s3(bucket).download(key, dest)
             except StoreError as err:

@@ -20,6 +20,7 @@ import jsonschema
 import langcodes
 import yaml
 
+from . import subtitles
 from .dubbing_languages import AUTO, elevenlabs_code
 from .dubbing_languages import offered as offered_dubbing
 from .redaction import redact
@@ -60,8 +61,9 @@ class Source:
     path: Path | None = None  # for kind == "file": resolved local path
 
     def display(self) -> str:
-        """Safe to print: no credentials, no query string (a presigned URL's signature)."""
-        return redact(self.uri)
+        """Safe to print: no credentials, no query string (a presigned URL's signature). An
+        s3:// URI has neither (refused at load), and its `?` belongs to the key: shown whole."""
+        return self.uri if self.kind == "s3" else redact(self.uri)
 
 
 VIDEO_TRACK = Source("video", "source")
@@ -130,6 +132,22 @@ def schema() -> dict:
     return json.loads(packaged.read_text())
 
 
+def canonical_tag(tag: str) -> str:
+    """A language tag in BCP 47's canonical case (RFC 5646 2.1.1): `EN-us` -> `en-US`,
+    `zh-hans` -> `zh-Hans`. Up to the first singleton (`x-`, `u-` ...), a later two-letter
+    subtag is a region (UPPER) and a four-letter one a script (Title); all else is lower. Only
+    case changes, so the tag means what it meant; S3 folders and LANGUAGE are keyed on it."""
+    subtags = tag.lower().split("-")
+    for i, subtag in enumerate(subtags[1:], 1):
+        if len(subtags[i - 1]) == 1:
+            break  # an extension or private use follows: lowercase to the end
+        if len(subtag) == 2:
+            subtags[i] = subtag.upper()
+        elif len(subtag) == 4 and subtag.isalpha():
+            subtags[i] = subtag.title()
+    return "-".join(subtags)
+
+
 def english_name(code: str) -> str:
     return langcodes.Language.get(code).display_name("en")
 
@@ -182,9 +200,10 @@ _PATTERN_MESSAGES = {
     "sourceLanguage": "{} is not 'auto' or a BCP 47 language tag",
     "name": "{} contains a double quote, a line break or a control character (NAME is a "
             "quoted-string in master.m3u8)",
-    "video": "{} contains whitespace, a line break or a control character",
-    "audio": "{} contains whitespace, a line break or a control character",
-    "subtitles": "{} contains whitespace, a line break or a control character",
+    "video": "{} contains a line break or a control character, or starts or ends with a space",
+    "audio": "{} contains a line break or a control character, or starts or ends with a space",
+    "subtitles": "{} contains a line break or a control character, or starts or ends with a "
+                 "space",
 }
 SHOWN_CHARS = 80
 
@@ -196,26 +215,61 @@ def shown(value: object) -> str:
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
+S3_SCHEME = "s3://"
+_BUCKET = re.compile(r"[A-Za-z0-9._-]+")  # S3's bucket names (legacy ones had capitals and _)
+# A query S3 would read as a version: the key is verbatim, so this would silently name another
+# object ("k?versionId=3" is a key of its own).
+_VERSION_QUERY = re.compile(r"[?&]versionId=", re.IGNORECASE)
+
+
+def s3_location(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an s3:// URI. The key is verbatim, as the AWS CLI takes it: every
+    character after the bucket's slash, `#`, `?`, `%` and spaces included (no URL decoding)."""
+    bucket, _, key = uri[len(S3_SCHEME):].partition("/")
+    return bucket, key
+
+
+def _s3_problem(value: str) -> str | None:
+    """Why an s3:// URI (scheme in any case) cannot name an input, or None."""
+    bucket, key = s3_location(value)
+    if "@" in bucket:
+        return "URL must not embed credentials (user:password@)"
+    if not bucket or not key:
+        return "expected s3://BUCKET/KEY"
+    if not _BUCKET.fullmatch(bucket):
+        return f"{shown(bucket)} is not an S3 bucket name (letters, digits, '.', '-', '_')"
+    if ".." in unquote(key).split("/"):
+        return "S3 key must not contain '..' segments"
+    if _VERSION_QUERY.search(key):
+        return ("S3 keys are taken verbatim, so '?versionId=' would be part of the key: a "
+                "version cannot be chosen; copy that version to a key of its own")
+    return None
+
+
 def _source(ctx: _Context, path: list, value: str, base: Path, root: Path,
             check_files: bool = False) -> Source | None:
+    if value[: len(S3_SCHEME)].lower() == S3_SCHEME:
+        problem = _s3_problem(value)
+        if problem:
+            ctx.error(path, problem)
+            return None
+        return Source("s3", S3_SCHEME + value[len(S3_SCHEME):])
     if "://" in value:
         parts = urlsplit(value)
         scheme = parts.scheme.lower()
         if parts.username or parts.password:
             ctx.error(path, "URL must not embed credentials (user:password@)")
             return None
-        if scheme == "s3":
-            key = parts.path.lstrip("/")
-            if not parts.netloc or not key:
-                ctx.error(path, "expected s3://BUCKET/KEY")
-                return None
-            if ".." in unquote(key).split("/"):
-                ctx.error(path, "S3 key must not contain '..' segments")
-                return None
-            return Source("s3", value)
         if scheme == "https":
             if not parts.hostname:
                 ctx.error(path, "expected https://HOST/PATH")
+                return None
+            if any(c.isspace() for c in value):
+                ctx.error(path, "a URL cannot contain whitespace: percent-encode it (%20)")
+                return None
+            if parts.fragment or value.endswith("#"):
+                ctx.error(path, "'#' ends a URL (what follows is never sent, so another file "
+                          "would be fetched): percent-encode it (%23)")
                 return None
             return Source("https", value)
         ctx.error(path, f"unsupported scheme {shown(scheme)}: use s3://, https:// or a "
@@ -240,13 +294,25 @@ SUBTITLE_SUFFIXES = (".vtt", ".srt")
 
 def _subtitles(ctx: _Context, path: list, value: str, base: Path, root: Path,
                check_files: bool) -> Source | None:
-    """A subtitle file: a source (as audio's) whose name ends in .vtt or .srt; or `dub`."""
+    """A subtitle file: a source (as audio's) whose name ends in .vtt or .srt; or `dub`.
+    With `check_files`, a repository file is also read as subtitles (size, encoding, syntax),
+    so `validate` refuses what apply would; its fit to the video is apply's to check."""
     if value == "dub":
         return DUB_TRANSCRIPT
-    if not unquote(urlsplit(value).path).lower().endswith(SUBTITLE_SUFFIXES):
+    name = (s3_location(value)[1] if value[: len(S3_SCHEME)].lower() == S3_SCHEME
+            else unquote(urlsplit(value).path) if "://" in value else value)
+    if not name.lower().endswith(SUBTITLE_SUFFIXES):
         ctx.error(path, f"{shown(value)} is not a .vtt or .srt file")
         return None
-    return _source(ctx, path, value, base, root, check_files)
+    found = _source(ctx, path, value, base, root, check_files)
+    if check_files and found is not None and found.path is not None:
+        try:
+            subtitles.check_size(found.path.stat().st_size, found.display())
+            subtitles.parse(found.path.read_bytes(), found.display())
+        except subtitles.SubtitleError as err:
+            ctx.error(path, str(err))
+            return None
+    return found
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -272,6 +338,7 @@ def manifest_files(paths: list[Path]) -> list[Path]:
 
 
 MAX_MANIFEST_BYTES = 64 * 1024  # a section's manifest is a few hundred bytes
+MAX_NESTING = 16  # nodes inside each other; the schema's deepest value is the 4th
 
 
 class _Loader(yaml.SafeLoader):
@@ -280,10 +347,12 @@ class _Loader(yaml.SafeLoader):
     PyYAML resolves YAML 1.1: `013` is octal 11, `0x0B` and `1_1` are ints, `no` is False.
     Here only plain decimals are ints and floats need a point or an exponent (`013` stays a
     string, which the schema refuses), only
-    true/false are booleans, and an alias - the way a 449-byte file expands to gigabytes - is
-    refused outright."""
+    true/false are booleans, an alias - the way a 449-byte file expands to gigabytes - is
+    refused outright, and so is nesting deeper than MAX_NESTING (composing is recursive: a few
+    KiB of `[[[…` would otherwise end in a RecursionError)."""
 
     yaml_implicit_resolvers: dict = {}
+    depth = 0
 
     def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
         event = self.peek_event()
@@ -291,7 +360,15 @@ class _Loader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, "anchors and aliases (&, *) are not allowed in manifests",
                 event.start_mark)
-        return super().compose_node(parent, index)
+        if self.depth >= MAX_NESTING:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_NESTING} levels",
+                event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 for _tag, _pattern, _first in [
@@ -431,13 +508,15 @@ def _parse_file(file: Path, root: Path, check_files: bool
         if not langcodes.tag_is_valid(code):
             ctx.error(["languages", i, "code"], f"{shown(code)} is not a valid BCP 47 language tag")
             continue
-        if code.lower() in seen_codes:
+        code = canonical_tag(code)  # before anything is keyed on it: folders, LANGUAGE, dubs
+        if code in seen_codes:
             ctx.error(
                 ["languages", i, "code"],
-                f"duplicate language {shown(code)} (also languages[{seen_codes[code.lower()]}])",
+                f"duplicate language {shown(raw['code'])} (also languages[{seen_codes[code]}]: "
+                f"both are {code})",
             )
             continue
-        seen_codes[code.lower()] = i
+        seen_codes[code] = i
         name = raw.get("name") or english_name(code)
         if name in seen_names:
             ctx.error(
@@ -480,7 +559,7 @@ def _parse_file(file: Path, root: Path, check_files: bool
             video=video,
             languages=tuple(languages),
             file=label,
-            source_language=data.get("sourceLanguage", "auto"),
+            source_language=canonical_tag(data.get("sourceLanguage", "auto")),
             dubbing=DubbingSettings(dubbing.get("numSpeakers", 0), dubbing.get("watermark", False)),
         ),
         [],

@@ -209,6 +209,9 @@ MANIFESTS = {
     "underscore id": ("sectionId: 1_1\n" + HEAD, "sectionId", "not of type 'integer'"),
     "id over 2^31-1": ("sectionId: 2147483648\n" + HEAD, "sectionId", "maximum"),
     "duplicate key": ("sectionId: 11\nsectionId: 12\n" + HEAD, ":2:", "duplicate key"),
+    "nested in a value": ("sectionId: 11\n" + HEAD + "dubbing: " + "[" * 5000 + "]" * 5000
+                          + "\n", ":6:", "nested deeper than 16 levels"),
+    "nested document": ("[" * 30_000 + "]" * 30_000 + "\n", ":1:", "nested deeper than 16"),
     "long value": ("sectionId: 11\nvideo: ftp://" + "a" * 5000 + "\nlanguages:\n  - code: en\n",
                    "video", "is too long"),
 }

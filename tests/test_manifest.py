@@ -25,6 +25,7 @@ from reconciler.manifest import (
     Source,
     find_root,
     load_manifests,
+    s3_location,
 )
 
 BCP47_SHAPE = re.compile(r"^[A-Za-z0-9]{1,8}(-[A-Za-z0-9]{1,8})*$")
@@ -198,6 +199,35 @@ def test_remote_sources_are_kept_verbatim(tree, uri, kind):
     tree.write("s.yaml", manifest("- code: en", video=uri))
     [section] = load_manifests([tree.manifests])
     assert section.video == Source(kind, uri, None)
+
+
+@pytest.mark.parametrize(("uri", "bucket", "key"), [
+    ("s3://b/lectures/intro#2?take=3&v=1.mp4", "b", "lectures/intro#2?take=3&v=1.mp4"),
+    ("s3://b/강의 영상/1강 소개.mp4", "b", "강의 영상/1강 소개.mp4"),
+    ("s3://b/en%20final.mp3", "b", "en%20final.mp3"),
+    ("S3://b//leading-slash.mp4", "b", "/leading-slash.mp4"),
+])
+def test_s3_keys_are_every_character_after_the_bucket(tree, uri, bucket, key):
+    tree.write("s.yaml", manifest("- code: en", video=f"'{uri}'"))
+    [section] = load_manifests([tree.manifests])
+    assert section.video.kind == "s3"
+    assert s3_location(section.video.uri) == (bucket, key)
+    assert section.video.display() == "s3://" + uri[5:]  # `?` is the key's: shown whole
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("../media/강의 영상/1강 소개.mp4", True), ("../media/a\u3000b.mp4", True),
+    ("' ../media/x.mp4'", False), ("'../media/x.mp4 '", False), ('"../media/a\tb.mp4"', False),
+])
+def test_relative_paths_may_hold_spaces_but_not_start_or_end_with_one(tree, value, ok):
+    path = tree.write("s.yaml", manifest("- code: en", video=value))
+    if ok:
+        [section] = load_manifests([tree.manifests])
+        assert section.video.path == (tree.manifests / yaml.safe_load(value)).resolve()
+    else:
+        err = only_error(path)
+        assert (err.line, err.field) == (2, "video")
+        assert "starts or ends with a space" in err.message
 
 
 def test_sections_from_many_files_come_back_sorted_by_id(tree):
@@ -382,6 +412,27 @@ def test_duplicate_language_code_is_case_insensitive(tree, second):
     err = only_error(path)
     assert (err.line, err.field) == (7, "languages[2].code")
     assert "duplicate" in err.message and "languages[0]" in err.message
+
+
+@pytest.mark.parametrize(("given", "canonical"), [
+    ("KO", "ko"), ("EN-us", "en-US"), ("zh-hans", "zh-Hans"), ("ZH-HANT-tw", "zh-Hant-TW"),
+    ("es-419", "es-419"), ("sgn-be-fr", "sgn-BE-FR"), ("EN-x-US", "en-x-us"),
+    ("de-CH-1996", "de-CH-1996"), ("pt-BR", "pt-BR"),
+])
+def test_language_tags_are_loaded_in_canonical_case(tree, given, canonical):
+    tree.write("s.yaml", manifest(f"- code: {given}").replace("sourceLanguage: ko",
+                                                               f"sourceLanguage: {given}"))
+    [section] = load_manifests([tree.manifests])
+    assert [lang.code for lang in section.languages] == [canonical]
+    assert section.source_language == canonical
+    assert layout.audio_dir(1, section.languages[0].code).endswith(f"/audio/{canonical}/")
+
+
+def test_two_tags_equal_but_for_case_are_one_language_named_in_the_error(tree):
+    path = tree.write("s.yaml", manifest("- code: en-US\n- code: ko\n- code: EN-us"))
+    err = only_error(path)
+    assert (err.line, err.field) == (7, "languages[2].code")
+    assert err.message == "duplicate language 'EN-us' (also languages[0]: both are en-US)"
 
 
 def test_two_defaults(tree):
@@ -601,7 +652,9 @@ def test_arbitrary_codes_are_accepted_only_when_valid_else_named(code):
             return
     assert BCP47_SHAPE.fullmatch(code)
     assert langcodes.tag_is_valid(code)
-    assert section.languages[0].code == code
+    # Only the case changes, and to BCP 47's canonical case (langcodes as the oracle).
+    assert section.languages[0].code.lower() == code.lower()
+    assert section.languages[0].code == langcodes.Language.get(code, normalize=False).to_tag()
 
 
 # -- NAMEs and codes from the whole of Unicode: refused, or master carries exactly them --------

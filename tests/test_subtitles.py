@@ -44,17 +44,24 @@ Across a boundary
 
 def test_srt_and_webvtt_parse_to_the_same_kind_of_cues():
     srt = subtitles.parse(SRT.encode(), "ko.srt")
-    assert [(c.start, c.end, c.text, c.line) for c in srt] == [
+    assert [(c.start, c.end, c.text, c.line) for c in srt.cues] == [
         (0.5, 2.0, "안녕하세요", 2), (4.5, 6.0, "<i>second</i> line\ntwo", 6)]
     vtt = subtitles.parse(("\ufeff" + VTT).replace("\n", "\r\n").encode(), "en.vtt")
-    assert [(c.start, c.end, c.text, c.line) for c in vtt] == [
-        (0.5, 2.0, "Hello", 7), (3.0, 5.0, "Across a boundary", 10)]
+    assert [(c.start, c.end, c.text, c.line, c.settings, c.identifier) for c in vtt.cues] == [
+        (0.5, 2.0, "Hello", 7, "align:start", "intro"),
+        (3.0, 5.0, "Across a boundary", 10, "", "")]
 
 
 @pytest.mark.parametrize("data, message", [
     (b"hello world\n", "x.vtt:1: neither WebVTT"),
-    ("WEBVTT\n\n00:01.000 --> 00:02.000\nok\n".encode("utf-16"), "x.vtt:1: not UTF-8"),
-    ("1\n00:00:01,000 --> 00:00:02,000\ncaf\xe9\n".encode("latin-1"), "x.vtt:3: not UTF-8"),
+    ("WEBVTT\n\n00:01.000 --> 00:02.000\nok\n".encode("utf-16-le"),
+     "x.vtt:1: NUL byte: not a text file, or UTF-16 without a byte-order mark; save it as "
+     "UTF-8 (iconv -f UTF-16LE -t UTF-8 FILE > FILE.utf8)"),
+    ("1\n00:00:01,000 --> 00:00:02,000\ncaf\xe9\n".encode("latin-1"),
+     "x.vtt:3: not UTF-8 text (byte 0xe9); save it as UTF-8 (e.g. iconv -f CP949"),
+    ("1\n00:00:01,000 --> 00:00:02,000\n안녕하세요\n".encode("cp949"),
+     "x.vtt:3: not UTF-8 text (byte 0xbe); it reads as CP949 (EUC-KR) Korean: convert it "
+     "(iconv -f CP949 -t UTF-8 FILE > FILE.utf8)"),
     (b"WEBVTT\n\n00:01.000 --> 00:0x.000\nbad\n", "x.vtt:3: bad cue timing"),
     (b"WEBVTT\n\n00:01.000 --> 00:02.000\n\n", "x.vtt:3: cue has no text"),
     (b"WEBVTT\n\nsome words\nmore words\n", "x.vtt:3: expected a cue timing line"),
@@ -69,8 +76,6 @@ def test_files_that_are_not_subtitles_are_refused_naming_file_and_line(data, mes
     ("00:01.000 --> 00:02.000\na\n\n00:09.000 --> 00:09.500\nb\n", 8.0,
      "x.vtt:6: cue 00:00:09.000 --> 00:00:09.500 is past the video's end (00:00:08.000)"),
     ("00:07.000 --> 00:09.500\nlong\n", 8.0, "x.vtt:3: cue 00:00:07.000 --> 00:00:09.500 is past"),
-    ("00:01.000 --> 00:03.000\na\n\n00:02.000 --> 00:04.000\nb\n", 8.0,
-     "x.vtt:6: cue overlaps the cue at line 3"),
     ("00:03.000 --> 00:04.000\na\n\n00:01.000 --> 00:02.000\nb\n", 8.0,
      "x.vtt:6: cue starts before the cue at line 3"),
     ("00:03.000 --> 00:02.000\na\n", 8.0, "x.vtt:3: cue ends (2.000s) before it starts"),
@@ -84,13 +89,142 @@ def test_cues_that_do_not_fit_the_video_are_refused(body, duration, message):
 def test_segments_follow_the_video_boundaries_with_the_timestamp_map():
     cues = subtitles.check(subtitles.parse(VTT.encode(), "en.vtt"), "en.vtt", 8.0)
     assert subtitles.check(subtitles.parse(b"WEBVTT\n\n00:07.000 --> 00:08.600\nend\n", "e"),
-                           "e", 8.0)[0].end == 8.0  # within the tolerance: clamped
+                           "e", 8.0).cues[0].end == 8.0  # within the tolerance: clamped
     docs = subtitles.segments(cues, [4.0, 4.0])
     header = "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n"
-    assert docs[0] == (header + "\n00:00:00.500 --> 00:00:02.000\nHello\n"
-                       "\n00:00:03.000 --> 00:00:05.000\nAcross a boundary\n")
-    assert docs[1] == header + "\n00:00:03.000 --> 00:00:05.000\nAcross a boundary\n"
-    assert subtitles.segments(cues, [6.0, 2.0])[1] == header  # no cue: still a WebVTT file
+    assert docs[0] == (header + "\nintro\n00:00:00.500 --> 00:00:02.000 align:start\nHello\n"
+                       "\n00:00:03.000 --> 00:00:05.000\nAcross a boundary\n\n")
+    assert docs[1] == header + "\n00:00:03.000 --> 00:00:05.000\nAcross a boundary\n\n"
+    assert subtitles.segments(cues, [6.0, 2.0])[1] == header + "\n"  # no cue: still WebVTT
+
+
+def ffmpeg_reads(document: str) -> str:
+    """What ffmpeg's WebVTT reader (a real, strict parser) makes of a document, as SRT."""
+    return subprocess.run(["ffmpeg", "-v", "error", "-f", "webvtt", "-i", "pipe:0", "-f", "srt",
+                           "pipe:1"], input=document.encode(), capture_output=True, timeout=60,
+                          check=True).stdout.decode()
+
+
+def published_texts(data: bytes, durations=(4.0, 4.0), label="x.srt") -> list[str]:
+    return subtitles.segments(subtitles.check(subtitles.parse(data, label), label, 8.0),
+                              list(durations))
+
+
+def test_code_in_an_srt_cue_reaches_the_viewer_whole():
+    srt = ("1\n00:00:01,000 --> 00:00:02,000\nif a < b && c > d then <i>x</i>\n\n"
+           "2\n00:00:02,500 --> 00:00:03,000\n<font color=\"#ff0\">AT&T</font> <b>&amp;</b>\n")
+    [first, _] = published_texts(srt.encode())
+    assert "if a &lt; b &amp;&amp; c &gt; d then <i>x</i>\n" in first
+    read = ffmpeg_reads(first)
+    assert "if a < b && c > d then <i>x</i>\n" in read
+    assert "AT&T <b>&amp;</b>\n" in read  # SRT has no entities: `&amp;` is its text
+
+
+def test_a_stray_lt_or_amp_in_a_vtt_cue_is_escaped_and_its_markup_kept():
+    vtt = ("WEBVTT\n\n00:01.000 --> 00:02.000\n<v Ann>x < y & z &lt; <c.hot>w</c> "
+           "<00:00:01.500>late\n")
+    [first, _] = published_texts(vtt.encode(), label="x.vtt")
+    assert ("<v Ann>x &lt; y &amp; z &lt; <c.hot>w</c> <00:00:01.500>late\n") in first
+    assert "x < y & z < " in ffmpeg_reads(first)
+
+
+@pytest.mark.parametrize(("tag", "settings"), [
+    ("{\\an8}", " line:0"), ("{\\an7}", " line:0 align:left"),
+    ("{\\an5}", " line:50%,center"), ("{\\an3}", " align:right"), ("{\\an2}", ""),
+    ("{\\i1}{\\pos(10,20)}", ""),
+])
+def test_ass_override_tags_become_cue_settings_or_go(tag, settings):
+    srt = f"1\n00:00:01,000 --> 00:00:02,000 X1:100 X2:200 Y1:10 Y2:20\n{tag}top text\n"
+    [first, _] = published_texts(srt.encode())
+    assert f"\n00:00:01.000 --> 00:00:02.000{settings}\ntop text\n" in first
+    assert "{" not in first and "X1" not in first
+
+
+def test_every_segment_ends_with_a_blank_line_so_a_reader_never_glues_the_next_header():
+    srt = "1\n00:00:01,000 --> 00:00:02,000\nfirst\n\n2\n00:00:05,000 --> 00:00:06,000\nsecond\n"
+    docs = published_texts(srt.encode())
+    assert all(doc.endswith("\n\n") for doc in docs)
+    read = ffmpeg_reads("".join(docs))  # as the HLS demuxer hands a reader the segments
+    assert "first\n\n" in read and "WEBVTT" not in read and "X-TIMESTAMP-MAP" not in read
+
+
+def test_cue_settings_and_identifiers_are_kept_and_style_and_region_said_to_be_dropped():
+    vtt = ("WEBVTT\nKind: captions\n\nSTYLE\n::cue(.hot) { color: red }\n\n"
+           "REGION\nid:left width:40% lines:3\n\nNOTE not published\n\n"
+           "q1\n00:01.000 --> 00:05.000 region:left line:0 align:start\n"
+           "<c.hot>{\\an2}{\\an9}hi</c>\n")
+    parsed = subtitles.parse(vtt.encode(), "x.vtt")
+    assert parsed.dropped == (
+        "x.vtt:4: STYLE block dropped (ffmpeg's WebVTT reader stops at one; hls.js ignores it)",
+        "x.vtt:7: REGION block dropped (ffmpeg's WebVTT reader stops at one; hls.js ignores it)")
+    docs = published_texts(vtt.encode(), label="x.vtt")
+    for doc in docs:  # the file's own settings win over those its \\an9 asks for
+        assert doc == ("WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n\n"
+                       "q1\n00:00:01.000 --> 00:00:05.000 line:0 align:start\n"
+                       "<c.hot>hi</c>\n\n")
+        assert "hi\n" in ffmpeg_reads(doc)
+
+
+@pytest.mark.parametrize("label", ["x.vtt", "transcript of the en dub"])
+def test_overlapping_cues_are_published_from_files_and_dub_transcripts_alike(label):
+    """Issue 20 item 6: multi-speaker transcripts overlap, and WebVTT allows it."""
+    vtt = ("WEBVTT\n\n00:01.000 --> 00:03.000\n<v A>one\n\n00:02.000 --> 00:04.500\n<v B>two\n"
+           "\n00:02.500 --> 00:03.000\n<v C>three\n")
+    docs = published_texts(vtt.encode(), label=label)
+    assert [doc.count(" --> ") for doc in docs] == [3, 1]
+    assert ffmpeg_reads(docs[0]).count(" --> ") == 3
+
+
+def test_utf16_and_utf8_with_a_byte_order_mark_decode_to_the_same_cues():
+    text = "1\n00:00:01,000 --> 00:00:02,000\n안녕하세요 <i>x</i>\n"
+    expected = subtitles.parse(text.encode(), "x.srt")
+    for data in (text.encode("utf-16"), text.encode("utf-16-be").join([b"\xfe\xff", b""]),
+                 text.encode("utf-8-sig"), text.replace("\n", "\r\n").encode("utf-16-le")
+                 .join([b"\xff\xfe", b""])):
+        assert subtitles.parse(data, "x.srt") == expected
+
+
+def test_a_subtitle_file_over_the_cap_is_refused_naming_it():
+    cue = "{}\n00:00:01,000 --> 00:00:02,000\n" + "가" * 3000 + "\n\n"
+    big = "".join(cue.format(i) for i in range(1, 1000)).encode()  # a valid 9 MB SRT
+    with pytest.raises(SubtitleError, match=r"^big\.srt: 9\.0 MB; a subtitle file may be at "
+                                            r"most 8 MiB .* the wrong file\?$"):
+        subtitles.parse(big, "big.srt")
+    assert len(big) > subtitles.MAX_BYTES
+
+
+# Chromium's own WebVTT parser reads a published segment through a <track>; what a viewer sees
+# is each cue's getCueAsHTML() text.
+TRACK_JS = """async (doc) => {
+  const video = document.createElement("video");
+  const track = document.createElement("track");
+  track.src = URL.createObjectURL(new Blob([doc], {type: "text/vtt"}));
+  video.appendChild(track);
+  document.body.appendChild(video);
+  track.track.mode = "hidden";
+  await new Promise((ok, fail) => { track.onload = ok; track.onerror = () => fail("error"); });
+  return Array.from(track.track.cues,
+                    c => [c.startTime, c.endTime, c.line, c.getCueAsHTML().textContent]);
+}"""
+
+
+def test_chromium_shows_the_cue_text_position_and_overlaps_as_written():
+    from playwright.sync_api import sync_playwright
+    from test_player_browser import CHROMIUM_ARGS
+
+    srt = ("1\n00:00:01,000 --> 00:00:03,000\n{\\an8}if a < b && c > d then <i>x</i>\n\n"
+           "2\n00:00:02,000 --> 00:00:05,000\nR&D <3\n")
+    docs = published_texts(srt.encode())
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            seen = [page.evaluate(TRACK_JS, doc) for doc in docs]
+        finally:
+            browser.close()
+    assert seen == [[[1, 3, 0, "if a < b && c > d then x"], [2, 5, "auto", "R&D <3"]],
+                    [[2, 5, "auto", "R&D <3"]]]
 
 
 def _subtitled(repo, en_subtitles="../media/en.vtt"):
@@ -130,7 +264,7 @@ def test_subtitle_renditions_are_published_beside_the_audio_and_listed_in_master
     first = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/subtitles/ko/s_000.vtt")
     assert first["Body"].read().decode() == (
         "WEBVTT\nX-TIMESTAMP-MAP=MPEGTS:0,LOCAL:00:00:00.000\n\n"
-        "00:00:00.500 --> 00:00:02.000\n안녕하세요\n")
+        "00:00:00.500 --> 00:00:02.000\n안녕하세요\n\n")
 
     master = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/master.m3u8")["Body"].read().decode()
     assert ('#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="subs",NAME="Korean",LANGUAGE="ko",'
@@ -325,3 +459,64 @@ def test_the_source_language_gets_the_first_dubs_source_transcript(repo, bucket,
     assert list(master.uris("SUBTITLES")) == ["ko", "en"]
     seen = len(eleven.requests)
     assert reconcile("--plan", repo.manifests).code == 0 and len(eleven.requests) == seen
+
+
+def test_validate_refuses_a_cp949_or_oversized_subtitle_file_naming_it_and_the_fix(repo):
+    media = repo.root / "media"
+    (media / "ko.srt").write_bytes("1\n00:00:01,000 --> 00:00:02,000\n안녕하세요\n".encode("cp949"))
+    (media / "big.vtt").write_bytes(b"WEBVTT\n\n" + b"x" * (8 << 20))
+    path = repo.write(11, [{**KO_EN[0], "subtitles": "../media/ko.srt"},
+                           {**KO_EN[1], "subtitles": "../media/big.vtt"}])
+    result = reconcile("validate", repo.manifests)
+    assert result.code == 1
+    assert (f"{path}:7: languages[0].subtitles: ../media/ko.srt:3: not UTF-8 text (byte 0xbe); "
+            "it reads as CP949 (EUC-KR) Korean: convert it (iconv -f CP949 -t UTF-8 FILE > "
+            "FILE.utf8)") in result.stderr
+    assert (f"{path}:10: languages[1].subtitles: ../media/big.vtt: 8.4 MB; a subtitle file may "
+            "be at most 8 MiB") in result.stderr
+
+
+def test_supplied_subtitles_keep_their_text_settings_and_overlaps_end_to_end(repo, bucket, s3):
+    media = repo.root / "media"
+    (media / "ko.srt").write_bytes(
+        "1\n00:00:00,500 --> 00:00:02,000\n{\\an8}if a < b && c > d then\n".encode("utf-16"))
+    (media / "en.vtt").write_text(
+        "WEBVTT\n\nSTYLE\n::cue { color: yellow }\n\n00:01.000 --> 00:03.000 align:start\n"
+        "<v A>one\n\n00:02.000 --> 00:03.500\n<v B>two\n", encoding="utf-8")
+    repo.write(11, [{**KO_EN[0], "subtitles": "../media/ko.srt"},
+                    {**KO_EN[1], "subtitles": "../media/en.vtt"}])
+    assert reconcile("validate", repo.manifests).code == 0
+    applied = reconcile("--apply", repo.manifests)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    assert ("warning: en: ../media/en.vtt:3: STYLE block dropped (ffmpeg's WebVTT reader stops "
+            "at one; hls.js ignores it)") in applied.stdout + applied.stderr
+
+    def first(code: str) -> str:
+        key = f"{PREFIX}/11/subtitles/{code}/s_000.vtt"
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+
+    assert first("ko").endswith("\n00:00:00.500 --> 00:00:02.000 line:0\n"
+                                "if a &lt; b &amp;&amp; c &gt; d then\n\n")
+    assert first("en").endswith("\n00:00:01.000 --> 00:00:03.000 align:start\n<v A>one\n"
+                                "\n00:00:02.000 --> 00:00:03.500\n<v B>two\n\n")
+    assert reconcile("--plan", repo.manifests).code == 0
+
+
+def test_a_dub_transcripts_overlapping_speakers_are_published(repo, bucket, eleven, s3):
+    """Issue 20 item 6: a multi-speaker transcript overlaps; `subtitles: dub` publishes it."""
+    repo.write(11, [{"code": "ko", "audio": "source", "default": True},
+                    {"code": "en", "subtitles": "dub"}])
+    assert reconcile("--apply", repo.manifests).code == 0
+    [cached] = [k for k in keys(s3, bucket, "dubbing-cache/11/en/")
+                if k.endswith("-transcript.vtt")]
+    s3.put_object(Bucket=bucket, Key=cached, Body=(
+        b"WEBVTT\n\n00:00:01.000 --> 00:00:03.000\n<v Speaker 1>we start\n\n"
+        b"00:00:02.000 --> 00:00:04.000\n<v Speaker 2>at the same time\n"))
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [  # rebuilt from the cached transcript
+        {"Key": k} for k in keys(s3, bucket, f"{PREFIX}/11/subtitles/en/")]})
+    applied = reconcile("--apply", repo.manifests)
+    assert applied.code == 0, applied.stdout + applied.stderr
+    first = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/subtitles/en/s_000.vtt")
+    assert first["Body"].read().decode().endswith(
+        "\n00:00:01.000 --> 00:00:03.000\n<v Speaker 1>we start\n"
+        "\n00:00:02.000 --> 00:00:04.000\n<v Speaker 2>at the same time\n\n")
