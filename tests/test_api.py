@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from reconciler.api import (
     create_app,
     resolve_host,
 )
+from reconciler.api.http import Limits, server_config
 from reconciler.api.jobs import (
     FAILED,
     QUEUED,
@@ -57,8 +59,8 @@ class ApiServer:
         self.config = config
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(
-            create_app(config), host="127.0.0.1", port=self.port, log_level="warning",
+        self.server = uvicorn.Server(server_config(
+            create_app(config), config.limits, "127.0.0.1", self.port, log_level="warning",
             lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -587,3 +589,73 @@ def test_an_alias_bomb_manifest_is_refused_not_expanded_nor_overwritten(api, sou
     assert res.status_code == 409, res.text
     assert "anchors and aliases" in res.json()["message"] and len(res.text) < 1000
     assert manifest.read_text() == bomb
+
+
+# -- strict JSON and slow clients ------------------------------------------------------------
+
+
+def test_a_body_naming_a_key_twice_is_refused_naming_the_key(api, source):
+    """Python's json keeps the last duplicate: section 11 then 12 would have acted on 12."""
+    server = api(workers=0)
+    with server.client() as client:
+        body = (b'{"inputVideoUrl": "s3://%s/lectures/11/source.mp4", "targetLanguages": ["en"],'
+                b' "curriculumSectionId": 11, "curriculumSectionId": 12}' % source.encode())
+        res = client.post("/api/dubbing", content=body,
+                          headers={"Content-Type": "application/json"})
+        assert res.status_code == 422, res.text
+        assert res.json() == {"error": "duplicate_key", "field": "curriculumSectionId",
+                              "message": "the JSON body names 'curriculumSectionId' more than "
+                                         "once"}
+        nested = client.post("/api/dubbing", content=body.replace(
+            b'"curriculumSectionId": 12', b'"x": {"a": 1, "a": 2}'),
+            headers={"Content-Type": "application/json"})
+        assert nested.status_code == 422 and nested.json()["field"] == "a", nested.text
+        chunked = client.post("/api/dubbing", content=iter([body[:40], body[40:]]),
+                              headers={"Content-Type": "application/json"})
+        assert chunked.status_code == 422 and chunked.json()["error"] == "duplicate_key"
+        assert list(api.manifests.iterdir()) == []  # nothing was declared
+        once = client.post("/api/dubbing", content=body.replace(
+            b', "curriculumSectionId": 12', b""), headers={"Content-Type": "application/json"})
+        assert once.status_code == 202, once.text  # the control: the same body, one key once
+
+
+def _raw(server) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (bounded by the socket's
+    timeout: a server that never closes fails the test)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_slow_clients_are_cut_off_and_connections_are_limited(api, source):
+    limits = Limits(header_timeout=0.5, body_timeout=0.5, max_connections=3)
+    server = api(workers=0, limits=limits)
+    # Headers that never end: the server hangs up (no answer: there is no request yet).
+    with _raw(server) as slow_headers:
+        slow_headers.sendall(b"POST /api/dubbing HTTP/1.1\r\nHost: x\r\n")
+        assert _read_all(slow_headers) == b""
+    with _raw(server) as silent:  # connected, sent nothing
+        assert _read_all(silent) == b""
+    # A body that never ends: 408 and the connection closed.
+    with _raw(server) as slow_body:
+        slow_body.sendall(b"POST /api/dubbing HTTP/1.1\r\nHost: x\r\n"
+                          b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+                          b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        answer = _read_all(slow_body)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert b'"error":"request_timeout"' in answer.replace(b" ", b"")
+    assert list(api.manifests.iterdir()) == []
+    # Three connections held open: the next request is refused at once, not queued...
+    held = [_raw(server) for _ in range(3)]
+    with server.client() as client:
+        assert client.get("/api/sections/11").status_code == 503
+    for sock in held:  # ...until the header deadline has dropped the idle ones
+        with sock:
+            assert _read_all(sock) == b""
+    with server.client() as client:
+        assert client.get("/api/sections/11").status_code == 404

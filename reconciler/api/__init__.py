@@ -5,7 +5,9 @@
     errors.py     ApiError and the one error body {error, message, field}
     models.py     pydantic request/response bodies
     service.py    request -> manifest change (merge, atomic write, git commit) -> durable job
-    app.py        FastAPI routes, the ASGI guard (auth, body cap), OpenAPI patching, serve()
+    app.py        FastAPI routes, the ASGI guard (auth, body cap and deadline, strict JSON),
+                  OpenAPI patching, serve()
+    http.py       uvicorn settings: header deadline, connection limit; duplicate JSON keys
     jobs.py       the durable job queue (SQLite): a 202 survives a crash, a section's jobs in order
 
 Like every front end it imports the library through `engine` (errors, git commits, the address
@@ -16,7 +18,8 @@ from ..engine import resolve_host
 from .allowlist import AllowedSources, ApiConfigError
 from .app import create_app, serve
 from .config import ApiConfig, check_exposure, is_loopback
+from .http import Limits
 from .service import DubbingService
 
-__all__ = ["AllowedSources", "ApiConfig", "ApiConfigError", "DubbingService", "check_exposure",
-           "create_app", "is_loopback", "resolve_host", "serve"]
+__all__ = ["AllowedSources", "ApiConfig", "ApiConfigError", "DubbingService", "Limits",
+           "check_exposure", "create_app", "is_loopback", "resolve_host", "serve"]

@@ -38,11 +38,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..manifest import MAX_MESSAGE
+from ..manifest import MAX_MESSAGE, shown
 from ..redaction import redact
 from .allowlist import ApiConfigError
-from .config import MAX_SECTION_ID, MAX_WAIT, OPEN_PATHS, ApiConfig, check_exposure
+from .config import MAX_FIELD, MAX_SECTION_ID, MAX_WAIT, OPEN_PATHS, ApiConfig, check_exposure
 from .errors import ApiError, error_body
+from .http import duplicate_key, server_config
 from .jobs import Job
 from .models import (
     DubbingRequest,
@@ -67,14 +68,17 @@ def _json_error(status: int, error: str, message: str, field: str | None = None,
 
 
 class Guard:
-    """Bearer auth and a body-size cap, before any routing or parsing (so an unauthenticated
-    or oversized request costs nothing and never reaches validation); and the last word on
+    """Bearer auth, a body-size cap and a body deadline, before any routing or parsing (so an
+    unauthenticated, oversized or trickled request costs nothing and never reaches validation);
+    strict JSON (a key repeated in an object is refused, naming it); and the last word on
     crashes: a bare JSON 500, the traceback only in the log."""
 
-    def __init__(self, app: ASGIApp, token: str | None, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, max_body: int,
+                 body_timeout: float) -> None:
         self.app = app
         self.token = token.encode() if token else None
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,36 +119,55 @@ class Guard:
                 await _send_json(send, 400, error_body("bad_request", "invalid Content-Length"))
                 return
             if int(length) > self.max_body:
-                await _send_json(send, 413, error_body(
-                    "body_too_large", f"request body over {self.max_body} bytes"))
+                await _send_json(send, 413, self._too_large())
                 return
-            await self.app(scope, receive, send)
+        # Read the body here (capped, within the deadline), then replay it to the app.
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await self._read_body(receive)
+        except TimeoutError:
+            await _send_json(send, 408, error_body(
+                "request_timeout", f"the request body took over {self.body_timeout:g} s"),
+                [(b"connection", b"close")])
             return
-        # No length (chunked): read it here, up to the cap, then replay it.
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_body:
-                await _send_json(send, 413, error_body(
-                    "body_too_large", f"request body over {self.max_body} bytes"))
-                return
-            if not message.get("more_body", False):
-                break
+        if body is None:
+            return  # client went away
+        if len(body) > self.max_body:
+            await _send_json(send, 413, self._too_large())
+            return
+        repeated = duplicate_key(body)
+        if repeated is not None:
+            await _send_json(send, 422, error_body(
+                "duplicate_key", f"the JSON body names {shown(repeated)} more than once",
+                repeated[:MAX_FIELD]))
+            return
         replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, or the first chunks over the cap; None when the client left."""
+        chunks: list[bytes] = []
+        size = 0
+        while size <= self.max_body:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def _too_large(self) -> dict[str, Any]:
+        return error_body("body_too_large", f"request body over {self.max_body} bytes")
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any],
@@ -160,7 +183,7 @@ async def _send_json(send: Send, status: int, body: dict[str, Any],
 # -- the app --------------------------------------------------------------------------------------
 
 
-_ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 503)}
+_ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 408, 409, 413, 422, 503)}
 
 
 def _field_of(loc: tuple[Any, ...] | list[Any]) -> str | None:
@@ -212,7 +235,8 @@ def create_app(config: ApiConfig) -> FastAPI:
         redoc_url=None,
     )
     app.state.service = service
-    app.add_middleware(Guard, token=config.token, max_body=config.max_body_bytes)
+    app.add_middleware(Guard, token=config.token, max_body=config.max_body_bytes,
+                       body_timeout=config.limits.body_timeout)
 
     @app.exception_handler(ApiError)
     async def on_api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -333,5 +357,4 @@ def serve(config: ApiConfig, host: str = "127.0.0.1", port: int = 8080) -> None:
     if not config.allowed_sources.buckets and not config.allowed_sources.hosts:
         log.warning("RECONCILER_ALLOWED_SOURCES is empty: every inputVideoUrl will be refused")
     app = create_app(config)
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False,
-                proxy_headers=False)
+    uvicorn.Server(server_config(app, config.limits, host, port, log_level="info")).run()

@@ -12,12 +12,14 @@ from typing import Any
 
 from ..engine import resolve_host
 from .allowlist import AllowedSources, ApiConfigError
+from .http import Limits
 
 CODE_PATTERN = r"^[A-Za-z0-9]{1,8}(-[A-Za-z0-9]{1,8})*$"  # the manifest schema's language code
 URL_PATTERN = r"^(s3|https)://\S+$"
 MAX_SECTION_ID = 2**31 - 1
 MAX_LANGUAGES = 20
 MAX_WAIT = 900.0
+MAX_FIELD = 100  # characters of a request field's name echoed in an error
 DEFAULT_MAX_BODY = 64 * 1024
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json"})
 MANIFEST_HEADER = (
@@ -48,6 +50,7 @@ class ApiConfig:
     git_commit: bool = False
     git_author: tuple[str, str] = DEFAULT_GIT_AUTHOR
     max_body_bytes: int = DEFAULT_MAX_BODY
+    limits: Limits = field(default_factory=Limits)  # header/body deadlines, connections
     jobs: int = 8
     dub_concurrency: int = 2
     max_dub_minutes: float | None = None  # per job: a job whose dubbing would bill more fails
