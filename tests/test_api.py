@@ -551,6 +551,65 @@ def test_git_commit_records_each_change_in_the_manifests_repository(tmp_path, ap
     assert files == ["manifests/section-11.yaml"]
 
 
+HAND_WRITTEN = """\
+# Lecture 11 - reviewed by the Korean team; ask Kim before changing the video.
+sectionId: 11   # the LMS id
+
+video: "{video}"  # re-encoded 2026-11
+languages:
+    # the original track
+    -   code: 'ko'
+        audio: source   # from the video
+    -   code: en
+        name: "English"   # reviewed
+# ja was asked for by the Tokyo campus (ticket 881)
+
+sourceLanguage: ko
+"""
+
+
+def test_adding_languages_keeps_a_hand_written_manifest_and_commits_only_the_new_lines(
+    api, source
+):
+    """Issue 23 item 2: comments, key order, quoting, blank lines and the file's indentation
+    survive; the commit's diff is exactly the new language entries."""
+    repo = api.manifests.parent
+    (repo / ".git").rmdir()
+    git = ["git", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    manifest = api.manifests / "section-11.yaml"
+    before = HAND_WRITTEN.format(video=f"s3://{source}/lectures/11/source.mp4")
+    manifest.write_text(before)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+                   check=True)
+    server = api(workers=0, git_commit=True)
+    with server.client() as client:
+        res = client.post("/api/dubbing", json=spec_body(source, 11, ["en", "ja", "fr"]))
+        assert res.status_code == 202, res.text
+    after = manifest.read_text()
+    lines = before.splitlines(keepends=True)
+    at = lines.index("        name: \"English\"   # reviewed\n") + 1
+    assert after == "".join([*lines[:at], "    -   code: ja\n", "    -   code: fr\n",
+                             *lines[at:]])
+    diff = subprocess.run([*git, "show", "--format=", "--unified=0", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout
+    changed = [line for line in diff.splitlines()
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert changed == ["+    -   code: ja", "+    -   code: fr"]
+    assert reconcile("validate", api.manifests).code == 0
+
+    with server.client() as client:  # replacing the video changes that one value, quoted
+        res = client.post("/api/dubbing", json={
+            **spec_body(source, 11, ["ko"], "lectures/clip.mp4"), "replaceVideo": True})
+        assert res.status_code == 202, res.text
+    replaced = manifest.read_text().splitlines()
+    assert [line for line in replaced if line.startswith("video:")] == [
+        f'video: "s3://{source}/lectures/clip.mp4"  # re-encoded 2026-11']
+    assert [line for line in replaced if not line.startswith("video:")] == [
+        line for line in after.splitlines() if not line.startswith("video:")]
+
+
 def test_a_failed_git_commit_is_reported_in_the_job_not_only_logged(tmp_path, api, source):
     """Issue 12: the manifest is written (the request stands) but the job says it was not
     committed; the note survives into the stored job, not only the server log."""

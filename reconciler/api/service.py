@@ -13,15 +13,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .. import engine
 from ..manifest import InvalidManifests, load_manifests, manifest_files, read_yaml
 from ..redaction import one_line, redact
 from .allowlist import ApiConfigError, check_source
-from .config import MANIFEST_HEADER, ApiConfig
+from .config import ApiConfig
 from .errors import ApiError
 from .jobs import FAILED, SUCCEEDED, Job, JobQueue, JobStore
+from .manifest_edit import ManifestEdit, edited, new_manifest
 from .models import (
     DeclaredLanguage,
     DubbingRequest,
@@ -122,12 +121,15 @@ class DubbingService:
                     raise ApiError(409, "manifest_invalid",
                                    f"the section's manifest is invalid: {err.errors[0]}; fix it "
                                    "first") from None
-            doc, codes, added, replaced = self._merge(sid, current, req, requested)
-            if added or replaced or current is None:
-                self._write_manifest(path, doc)
+            edit, codes, source = self._merge(sid, current, req, requested)
+            if edit.languages or edit.video is not None or current is None:
+                text = (new_manifest(sid, req.inputVideoUrl, source, edit.languages)
+                        if current is None else edited(path.read_text(encoding="utf-8"), edit))
+                self._write_manifest(path, text)
                 notes = []
                 if self.git_root is not None:
-                    problem = self._commit(path, sid, added, replaced)
+                    added = [entry["code"] for entry in edit.languages]
+                    problem = self._commit(path, sid, added, edit.video is not None)
                     notes = [problem] if problem else []
                 return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes, notes))
         ready = self._ready_now(sid, codes)
@@ -137,42 +139,34 @@ class DubbingService:
             return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes))
 
     def _merge(self, sid: int, current: dict[str, Any] | None, req: DubbingRequest,
-               requested: list[str]) -> tuple[dict[str, Any], list[str], list[str], bool]:
-        """(new document, requested codes as the manifest spells them, added codes, video
-        replaced). Languages are only added; a different video is a 409 unless replaceVideo."""
-        if current is None:
-            doc: dict[str, Any] = {"sectionId": sid, "video": req.inputVideoUrl, "languages": []}
-        else:
-            doc = dict(current)
-        replaced = False
+               requested: list[str]) -> tuple[ManifestEdit, list[str], str | None]:
+        """(the edit of the manifest, requested codes as the manifest spells them, the video's
+        spoken language). Languages are only added; a different video is a 409 unless
+        replaceVideo."""
+        doc = current or {}
         source = self._source_language(sid, doc, req)
-        if current is None and source:
-            doc["sourceLanguage"] = source
+        video = None
         if current is not None and doc.get("video") != req.inputVideoUrl:
             if not req.replaceVideo:
                 raise ApiError(
                     409, "video_conflict",
                     f"section {sid} already has video {redact(str(doc.get('video')))}; "
                     "send replaceVideo: true to replace it", "inputVideoUrl")
-            doc["video"] = req.inputVideoUrl
-            replaced = True
-        languages = list(doc.get("languages") or [])
-        spelled: list[str] = [str(lang.get("code")) for lang in languages
+            video = req.inputVideoUrl
+        spelled: list[str] = [str(lang.get("code")) for lang in doc.get("languages") or []
                               if isinstance(lang, dict) and lang.get("code") is not None]
-        added: list[str] = []
+        entries: list[dict[str, str]] = []
         codes: list[str] = []
         for code in requested:
             have = next((c for c in spelled if _same(c, code)), None)
             if have is None:
                 same = source is not None and _same(code, source)
-                languages.append({"code": code, "audio": "source"} if same else {"code": code})
+                entries.append({"code": code, "audio": "source"} if same else {"code": code})
                 spelled.append(code)
-                added.append(code)
                 have = code
             if have not in codes:
                 codes.append(have)
-        doc["languages"] = languages
-        return doc, codes, added, replaced
+        return ManifestEdit(video=video, languages=entries), codes, source
 
     def _source_language(self, sid: int, doc: dict[str, Any], req: DubbingRequest) -> str | None:
         """The video's spoken language: the manifest's, else the request's, else the server's
@@ -186,10 +180,9 @@ class DubbingService:
                            f"{req.sourceLanguage}; change it in its manifest", "sourceLanguage")
         return declared or req.sourceLanguage or self.config.source_language
 
-    def _write_manifest(self, path: Path, doc: dict[str, Any]) -> None:
+    def _write_manifest(self, path: Path, text: str) -> None:
         """Validate the result with every other manifest, then replace the file atomically:
         an invalid manifest is never left behind."""
-        text = MANIFEST_HEADER + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
                                         dir=path.parent)
         tmp = Path(tmp_name)
