@@ -447,7 +447,8 @@ def test_unsafe_input_urls_are_refused_with_the_field(api, source):
 def test_auth_is_required_except_for_health(api, source):
     server = api(workers=0)
     with server.client(token=None) as anon:
-        assert anon.get("/healthz").json() == {"ok": True}
+        assert anon.get("/healthz").json() == {"ok": True,
+                                               "manifests": {"valid": 0, "invalid": []}}
         assert anon.get("/openapi.json").status_code == 200
         for res in (anon.post("/api/dubbing", json=spec_body(source)),
                     anon.get("/api/sections/11"), anon.get("/api/dubbing/jobs/nope")):
@@ -631,6 +632,51 @@ def test_a_failed_git_commit_is_reported_in_the_job_not_only_logged(tmp_path, ap
     server.stop()
     stored = JobStore(api.data / "jobs.sqlite3").get(job["jobId"])
     assert stored is not None and stored.result == {"errors": job["errors"]}
+
+
+def test_a_broken_manifest_sets_aside_only_its_section_and_is_reported_without_paths(
+    api, source, s3, bucket, caplog
+):
+    """Issue 23 item 4: one invalid file made every POST 409 and showed the server's path."""
+    (api.manifests / "team-b").mkdir()
+    broken = {
+        "team-b/broken.yaml": "sectionId: 70\nvideo: v.mp4\nlanguages: [{code: 'xx-!!'}]\n",
+        "section-71.yaml": "sectionId: 71\nlanguages: []\n",  # no video
+        "dup-a.yaml": "sectionId: 72\nvideo: a.mp4\nlanguages: [{code: en}]\n",
+        "dup-b.yaml": "sectionId: 72\nvideo: b.mp4\nlanguages: [{code: en}]\n",
+    }
+    for name, text in broken.items():
+        (api.manifests / name).write_text(text)
+    server = api(workers=1)
+    where = str(api.manifests.parent)  # no answer may name the server's folders
+    with server.client() as client:
+        res = client.post("/api/dubbing", params={"wait": 60},
+                          json=spec_body(source, 33, ["en"], "lectures/clip.mp4"))
+        assert res.status_code == 200, res.text
+        assert res.json()["ok"] is True and res.json()["languagesReady"] == ["en"]
+        assert master_languages(s3, bucket, 33) == ["en"]
+
+        for sid, name in ((71, "section-71.yaml"), (72, "dup-a.yaml"), (70, "team-b/broken.yaml")):
+            res = client.post("/api/dubbing", json=spec_body(source, sid, ["ja"]))
+            assert res.status_code == 409, res.text
+            assert res.json()["error"] == "manifest_invalid"
+            assert f"the section's manifest is invalid: {name}" in res.json()["message"], res.text
+            assert where not in res.text
+            section = client.get(f"/api/sections/{sid}")
+            assert section.status_code == 409 and where not in section.text
+        assert (api.manifests / "section-71.yaml").read_text() == broken["section-71.yaml"]
+
+        health = client.get("/healthz").json()
+    assert where not in str(health)
+    assert health["ok"] is True and health["manifests"]["valid"] == 1
+    invalid = {entry["file"]: entry["problems"] for entry in health["manifests"]["invalid"]}
+    assert sorted(invalid) == sorted(broken)
+    assert invalid["dup-a.yaml"] == [
+        "dup-a.yaml: sectionId: duplicate sectionId 72 (also in dup-b.yaml)"]
+    assert any("xx-!!" in problem for problem in invalid["team-b/broken.yaml"])
+    logged = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    assert sorted(m.split()[1] for m in logged) == sorted(
+        str(api.manifests.resolve() / name) for name in broken)  # once each, full path
 
 
 def test_an_alias_bomb_manifest_is_refused_not_expanded_nor_overwritten(api, source):

@@ -5,6 +5,8 @@
     errors.py     ApiError and the one error body {error, message, field}
     models.py     pydantic request/response bodies
     service.py    request -> manifest change (merge, atomic write, git commit) -> durable job
+    catalogue.py  the manifests served: valid files, broken ones set aside and reported
+    manifest_edit.py  round-trip YAML edits: only the new entries are added
     app.py        FastAPI routes, the ASGI guard (auth, body cap and deadline, strict JSON),
                   OpenAPI patching, serve()
     http.py       uvicorn settings: header deadline, connection limit; duplicate JSON keys

@@ -11,7 +11,7 @@ committed to their git repository, so GitOps review and the CLI see the same tru
                                    or when everything asked for is already served)
     GET  /api/dubbing/jobs/{id}    the job's status and result
     GET  /api/sections/{id}        declared (manifest) and observed (master.m3u8) languages
-    GET  /healthz                  liveness, no auth
+    GET  /healthz                  liveness and manifests set aside as invalid, no auth
 
 Safety: a bearer token (RECONCILER_API_TOKEN) on everything but /healthz and /openapi.json;
 input URLs only from an allow-list (RECONCILER_ALLOWED_SOURCES) and never to private addresses
@@ -264,9 +264,10 @@ def create_app(config: ApiConfig) -> FastAPI:
         return _json_error(500, "internal", "internal server error")
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
-    async def healthz() -> Health:
-        """Liveness (no auth)."""
-        return Health(ok=True)
+    def healthz() -> Health:
+        """Liveness (no auth), and the manifests set aside as invalid (names relative to the
+        manifests folder, with their problems; the server log has the same)."""
+        return service.health()
 
     @app.post(
         "/api/dubbing", status_code=202, response_model=JobAccepted, tags=["dubbing"],

@@ -129,6 +129,18 @@ class ErrorBody(BaseModel):
     field: str | None = None
 
 
+class InvalidManifest(BaseModel):
+    file: str = Field(description="Relative to the manifests folder.")
+    problems: list[str]
+
+
+class ManifestsHealth(BaseModel):
+    valid: int = Field(description="Manifest files served.")
+    invalid: list[InvalidManifest] = Field(
+        description="Files set aside: their sections are refused (409) until they are fixed.")
+
+
 class Health(BaseModel):
-    ok: bool
+    ok: bool = Field(description="The server is up (true even with invalid manifests).")
+    manifests: ManifestsHealth
 

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import engine
-from ..manifest import InvalidManifests, load_manifests, manifest_files, read_yaml
+from ..manifest import InvalidManifests, manifest_files, read_yaml
 from ..redaction import one_line, redact
 from .allowlist import ApiConfigError, check_source
+from .catalogue import BrokenReport, Catalogue, scan
 from .config import ApiConfig
 from .errors import ApiError
 from .jobs import FAILED, SUCCEEDED, Job, JobQueue, JobStore
@@ -25,8 +26,11 @@ from .models import (
     DeclaredLanguage,
     DubbingRequest,
     DubbingResult,
+    Health,
+    InvalidManifest,
     JobStatus,
     LanguageFailure,
+    ManifestsHealth,
     SectionStatus,
 )
 
@@ -67,6 +71,7 @@ class DubbingService:
         self._manifest_lock = threading.Lock()  # read-merge-write-commit-enqueue, in order
         self._reconciler_lock = threading.Lock()
         self._reader: engine.Reconciler | None = None
+        self.broken_report = BrokenReport()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -91,20 +96,33 @@ class DubbingService:
             raise ApiError(503, "store_unavailable", "the store could not be read")
         return observed.master_languages()
 
-    def find_manifest(self, section_id: int) -> tuple[Path, dict[str, Any] | None]:
-        """The file declaring the section (any name), else where the API would create it."""
+    def catalogue(self) -> Catalogue:
+        """The manifests now: valid ones served, broken ones set aside (and logged)."""
+        catalogue = scan(self.manifests_dir)
+        self.broken_report.update(catalogue)
+        return catalogue
+
+    def find_manifest(self, section_id: int) -> tuple[Catalogue, Path, dict[str, Any] | None]:
+        """The file declaring the section (any name), else where the API would create it.
+        A section whose file is broken is a 409 naming the file's first problem: the API never
+        overwrites a manifest it could not read."""
+        catalogue = self.catalogue()
         own = self.manifests_dir / f"section-{section_id}.yaml"
         for path in manifest_files([self.manifests_dir]):
             try:
                 _node, data = read_yaml(path.read_text(encoding="utf-8"), str(path))
             except (OSError, UnicodeDecodeError, InvalidManifests) as err:
-                if path.resolve() == own.resolve():  # never overwrite it unread
-                    raise ApiError(409, "manifest_invalid", "the section's manifest is invalid: "
-                                   f"{getattr(err, 'errors', [err])[0]}; fix it first") from None
+                if path.resolve() == own.resolve():
+                    problem = (catalogue.describe(err.errors[0])
+                               if isinstance(err, InvalidManifests)
+                               else f"{catalogue.name(path)}: cannot be read")
+                    raise _invalid(problem) from None
                 continue
             if isinstance(data, dict) and data.get("sectionId") == section_id:
-                return path, data
-        return self.manifests_dir / f"section-{section_id}.yaml", None
+                if path in catalogue.broken:
+                    raise _invalid(catalogue.describe(catalogue.broken[path][0]))
+                return catalogue, path, data
+        return catalogue, own, None
 
     # -- POST /api/dubbing ------------------------------------------------------------------
 
@@ -113,26 +131,19 @@ class DubbingService:
         sid = req.curriculumSectionId
         requested = list(dict.fromkeys(req.targetLanguages))
         with self._manifest_lock:
-            path, current = self.find_manifest(sid)
-            if current is not None:
-                try:
-                    load_manifests([path])
-                except InvalidManifests as err:
-                    raise ApiError(409, "manifest_invalid",
-                                   f"the section's manifest is invalid: {err.errors[0]}; fix it "
-                                   "first") from None
+            catalogue, path, current = self.find_manifest(sid)
             edit, codes, source = self._merge(sid, current, req, requested)
             if edit.languages or edit.video is not None or current is None:
                 text = (new_manifest(sid, req.inputVideoUrl, source, edit.languages)
                         if current is None else edited(path.read_text(encoding="utf-8"), edit))
-                self._write_manifest(path, text)
+                self._write_manifest(catalogue, path, text)
                 notes = []
                 if self.git_root is not None:
                     added = [entry["code"] for entry in edit.languages]
                     problem = self._commit(path, sid, added, edit.video is not None)
                     notes = [problem] if problem else []
                 return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes, notes))
-        ready = self._ready_now(sid, codes)
+        ready = self._ready_now(catalogue, sid, codes)
         if ready is not None:
             return Submitted(ready=ready)
         with self._manifest_lock:
@@ -180,7 +191,7 @@ class DubbingService:
                            f"{req.sourceLanguage}; change it in its manifest", "sourceLanguage")
         return declared or req.sourceLanguage or self.config.source_language
 
-    def _write_manifest(self, path: Path, text: str) -> None:
+    def _write_manifest(self, catalogue: Catalogue, path: Path, text: str) -> None:
         """Validate the result with every other manifest, then replace the file atomically:
         an invalid manifest is never left behind."""
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
@@ -193,10 +204,9 @@ class DubbingService:
                 os.fsync(fh.fileno())
             # mkstemp makes it 0600; a manifest is an ordinary, readable repository file.
             tmp.chmod(path.stat().st_mode & 0o777 if path.exists() else 0o644)
-            others = [f for f in manifest_files([self.manifests_dir])
-                      if f.resolve() != path.resolve()]
+            others = [f for f in catalogue.valid if f.resolve() != path.resolve()]
             try:
-                load_manifests([*others, tmp])
+                catalogue.load([*others, tmp])
             except InvalidManifests as err:
                 mine = [e for e in err.errors if e.file == str(tmp)]
                 if mine:
@@ -206,7 +216,8 @@ class DubbingService:
                                    f"{first.message}", _request_field(first.field)) from None
                 raise ApiError(409, "manifests_invalid",
                                f"other manifests are invalid ({len(err.errors)} problem(s), "
-                               f"first: {err.errors[0]}); fix them first") from None
+                               f"first: {catalogue.describe(err.errors[0])}); fix them first"
+                               ) from None
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -242,16 +253,16 @@ class DubbingService:
                     "the next commit carries it")
         return None
 
-    def _ready_now(self, sid: int, codes: list[str]) -> DubbingResult | None:
+    def _ready_now(self, catalogue: Catalogue, sid: int, codes: list[str]
+                   ) -> DubbingResult | None:
         """The result, when every requested language is already served for the declared video
         (the plan has nothing to do for them); else None (a job is needed)."""
         from ..plan import Kind
 
         try:
-            sections = engine.load([self.manifests_dir], [sid])
-        except InvalidManifests as err:
-            raise ApiError(409, "manifests_invalid",
-                           f"manifests are invalid: {err.errors[0]}; fix them first") from None
+            sections = catalogue.load(catalogue.valid, [sid])
+        except InvalidManifests as err:  # changed since the scan
+            raise _invalid(catalogue.describe(err.errors[0])) from None
         plan, observed = self.reader().plan(sections)
         section_plan = next(p for p in plan.sections if p.section_id == sid)
         listed = observed[sid].master_languages()
@@ -276,8 +287,9 @@ class DubbingService:
         errors: list[str] = []
         by_language: dict[str, list[str]] = {}
         section_wide: list[str] = []
+        catalogue = self.catalogue()
         try:
-            sections = engine.load([self.manifests_dir], [sid])
+            sections = catalogue.load(catalogue.valid, [sid])
             outcome = self.reconciler().apply(sections)
             errors += outcome.errors
             for sp in outcome.plan.sections:
@@ -297,7 +309,9 @@ class DubbingService:
                             f"{failure.step}: {failure.message}")
                     else:
                         section_wide.append(str(failure))
-        except (InvalidManifests, *engine.RUN_ERRORS, *engine.SEAM_ERRORS, OSError) as err:
+        except InvalidManifests as err:  # changed since the scan
+            section_wide.append(catalogue.describe(err.errors[0]))
+        except (*engine.RUN_ERRORS, *engine.SEAM_ERRORS, OSError) as err:
             section_wide.append(one_line(err))
         except Exception:  # the engine's own bugs: log them, tell the client little
             log.exception("job %s: reconcile failed", job.id)
@@ -341,18 +355,25 @@ class DubbingService:
                              languagesReady=status.languagesReady, masterUrl=status.masterUrl,
                              jobId=job.id, languagesFailed=status.languagesFailed)
 
+    def health(self) -> Health:
+        catalogue = self.catalogue()
+        return Health(ok=True, manifests=ManifestsHealth(
+            valid=len(catalogue.valid),
+            invalid=[InvalidManifest(file=catalogue.name(path),
+                                     problems=[catalogue.describe(p) for p in problems])
+                     for path, problems in catalogue.broken.items()]))
+
     # -- GET /api/sections/{id} --------------------------------------------------------------
 
     def section(self, sid: int) -> SectionStatus:
-        path, data = self.find_manifest(sid)
+        catalogue, path, data = self.find_manifest(sid)
         declared: list[DeclaredLanguage] = []
         video = None
         if data is not None:
             try:
-                section = load_manifests([path])[0]
-            except InvalidManifests as err:
-                raise ApiError(409, "manifest_invalid",
-                               f"the section's manifest is invalid: {err.errors[0]}") from None
+                section = catalogue.load([path])[0]
+            except InvalidManifests as err:  # changed since the scan
+                raise _invalid(catalogue.describe(err.errors[0])) from None
             video = section.video.display()
             declared = [DeclaredLanguage(code=lang.code, name=lang.name, default=lang.default,
                                          dubbed=lang.audio is None)
@@ -366,6 +387,11 @@ class DubbingService:
                              video=video, declaredLanguages=declared,
                              observedLanguages=observed.master_languages(),
                              masterUrl=self.master_url(sid))
+
+
+def _invalid(problem: str) -> ApiError:
+    return ApiError(409, "manifest_invalid",
+                    f"the section's manifest is invalid: {problem}; fix it first")
 
 
 def _request_field(manifest_field: str) -> str | None:
