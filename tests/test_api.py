@@ -4,6 +4,9 @@ several tests also check the manifests it writes with the CLI itself."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import re
 import socket
@@ -15,6 +18,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -44,6 +48,7 @@ from reconciler.api.jobs import (
     JobQueue,
     JobStore,
 )
+from reconciler.api.webhooks import Webhook
 from reconciler.redaction import one_line
 
 TOKEN = "test-api-token-" + uuid.uuid4().hex
@@ -764,3 +769,142 @@ def test_slow_clients_are_cut_off_and_connections_are_limited(api, source):
             assert _read_all(sock) == b""
     with server.client() as client:
         assert client.get("/api/sections/11").status_code == 404
+
+
+# -- idempotency, callbacks, the job list, cancel, dry run -------------------------------------
+
+
+class Receiver:
+    """A webhook receiver on a loopback port: records every POST (raw body, headers) and
+    answers the first `failures` of them 503."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.calls: list[tuple[bytes, dict[str, str]]] = []
+        self.failures = failures
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.calls.append((body, dict(self.headers)))
+                self.send_response(503 if len(receiver.calls) <= receiver.failures else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/reconciler"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def wait_delivery(client: httpx.Client, job_id: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        webhook = client.get(f"/api/dubbing/jobs/{job_id}").json()["webhook"]
+        if webhook and webhook["state"] != "pending":
+            return webhook
+        assert time.monotonic() < deadline, f"job {job_id}: webhook still {webhook}"
+        time.sleep(0.05)
+
+
+def test_a_retried_post_makes_one_job_one_dub_and_one_signed_callback(api, source, eleven):
+    receiver = Receiver(failures=1)  # the first delivery meets a 503: retried
+    secret = "whsec-" + uuid.uuid4().hex
+    server = api(workers=1, webhook=Webhook(receiver.url, secret, first_wait=0.01,
+                                            max_wait=0.05))
+    body = spec_body(source, 34, ["en"], "lectures/clip.mp4")
+    key = {"Idempotency-Key": "order-34-" + uuid.uuid4().hex}
+    try:
+        with server.client() as client:
+            first = client.post("/api/dubbing", json=body, headers=key)
+            assert first.status_code == 202, first.text
+            job_id = first.json()["jobId"]
+            reordered = json.dumps(dict(reversed(list(body.items()))))
+            retry = client.post("/api/dubbing", content=reordered, headers={
+                **key, "Content-Type": "application/json"})
+            assert retry.status_code == 202 and retry.json()["jobId"] == job_id, retry.text
+            done = wait_job(client, job_id)
+            assert done["status"] == SUCCEEDED and done["languagesReady"] == ["en"]
+            late = client.post("/api/dubbing", json=body, headers=key)
+            assert late.json()["jobId"] == job_id  # after the job ended, still that job
+            other = client.post("/api/dubbing", json={**body, "targetLanguages": ["ja"]},
+                                headers=key)
+            assert other.status_code == 422, other.text
+            assert other.json()["error"] == "idempotency_key_reused"
+            assert other.json()["field"] == "Idempotency-Key"
+            bad = client.post("/api/dubbing", json=body, headers={"Idempotency-Key": "a b"})
+            assert bad.status_code == 422 and bad.json()["field"] == "Idempotency-Key"
+            delivery = wait_delivery(client, job_id)
+    finally:
+        receiver.stop()
+    assert job_rows(api.data) == 1
+    assert [c["target_lang"] for c in eleven.creates] == ["en"]  # one paid dub
+    assert "ja" not in (api.manifests / "section-34.yaml").read_text()
+    assert delivery["state"] == "delivered" and delivery["attempts"] == 2
+    assert delivery["httpStatus"] == 200 and delivery["deliveredAt"]
+    assert len(receiver.calls) == 2 and receiver.calls[0][0] == receiver.calls[1][0]
+    raw, headers = receiver.calls[1]
+    expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    assert headers["X-Reconciler-Signature"] == f"sha256={expected}"
+    assert json.loads(raw) == {
+        "jobId": job_id, "status": SUCCEEDED, "sectionId": 34, "languagesReady": ["en"],
+        "languagesFailed": [], "masterUrl": f"{CDN}/{PREFIX}/34/master.m3u8"}
+
+
+def test_jobs_are_listed_by_section_and_status_and_a_queued_one_is_cancelled(api, source):
+    server = api(workers=0)
+    with server.client() as client:
+        ids = [client.post("/api/dubbing", json=spec_body(source, sid, [lang])).json()["jobId"]
+               for sid, lang in ((41, "en"), (42, "en"), (41, "ja"))]
+        listed = client.get("/api/dubbing/jobs").json()["jobs"]
+        assert [j["jobId"] for j in listed] == ids[::-1]  # newest first
+        of_41 = client.get("/api/dubbing/jobs", params={"sectionId": 41}).json()["jobs"]
+        assert [j["jobId"] for j in of_41] == [ids[2], ids[0]]
+        assert client.get("/api/dubbing/jobs", params={"limit": 1}).json()["jobs"][0][
+            "jobId"] == ids[2]
+
+        cancelled = client.delete(f"/api/dubbing/jobs/{ids[0]}")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled" and cancelled.json()["finishedAt"]
+        again = client.delete(f"/api/dubbing/jobs/{ids[0]}")
+        assert again.status_code == 409 and again.json()["error"] == "job_not_queued"
+        assert client.delete("/api/dubbing/jobs/nope").status_code == 404
+        queued = client.get("/api/dubbing/jobs", params={"status": "queued"}).json()["jobs"]
+        assert [j["jobId"] for j in queued] == [ids[2], ids[1]]
+        gone = client.get("/api/dubbing/jobs", params={"status": "cancelled",
+                                                       "sectionId": 41}).json()["jobs"]
+        assert [j["jobId"] for j in gone] == [ids[0]]
+        assert client.get("/api/dubbing/jobs", params={"status": "lost"}).status_code == 422
+    server.stop()
+    store = JobStore(api.data / "jobs.sqlite3")  # a cancelled job is never claimed
+    assert [store.claim().id, store.claim().id, store.claim()] == [ids[1], ids[2], None]
+
+
+def test_dry_run_answers_the_plan_and_billable_minutes_and_stores_nothing(
+    api, source, media, eleven, s3, bucket
+):
+    server = api(workers=1)
+    with server.client() as client:
+        body = {**spec_body(source, 35, ["ko", "en", "ja"]), "sourceLanguage": "ko"}
+        res = client.post("/api/dubbing", params={"dryRun": "true"}, json=body)
+        assert res.status_code == 200, res.text
+        plan = res.json()
+    seconds = float(subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+         str(media / "lecture.mp4")], capture_output=True, text=True, check=True).stdout)
+    assert plan["dryRun"] is True and plan["sectionId"] == 35
+    assert plan["languagesToAdd"] == ["ko", "en", "ja"] and plan["videoReplaced"] is False
+    assert plan["billableMinutes"] == pytest.approx(2 * seconds / 60, abs=0.01)  # en, ja
+    assert sorted(a["language"] for a in plan["actions"] if a["type"] == "dub") == ["en", "ja"]
+    assert plan["errors"] == [] and plan["unpricedLanguages"] == []
+    assert list(api.manifests.iterdir()) == []
+    assert job_rows(api.data) == 0
+    assert eleven.creates == []
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/35/").get("KeyCount", 0) == 0

@@ -11,6 +11,7 @@
                   OpenAPI patching, serve()
     http.py       uvicorn settings: header deadline, connection limit; duplicate JSON keys
     jobs.py       the durable job queue (SQLite): a 202 survives a crash, a section's jobs in order
+    webhooks.py   signed job-finished callbacks, retried, delivery recorded on the job
 
 Like every front end it imports the library through `engine` (errors, git commits, the address
 policy of `reconciler.sources` that the CLI's input fetching obeys too), views and models.

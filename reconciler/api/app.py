@@ -9,7 +9,11 @@ committed to their git repository, so GitOps review and the CLI see the same tru
     POST /api/dubbing              merge languages into section-{id}.yaml, queue a reconcile
                                    (202 {jobId, statusUrl}; 200 with the result on ?wait=S
                                    or when everything asked for is already served)
+                                   (?dryRun=true: the plan and billable minutes, nothing stored;
+                                   Idempotency-Key: a retry returns the same job)
+    GET  /api/dubbing/jobs         jobs, newest first (?sectionId, ?status, ?limit)
     GET  /api/dubbing/jobs/{id}    the job's status and result
+    DELETE /api/dubbing/jobs/{id}  cancel a queued job
     GET  /api/sections/{id}        declared (manifest) and observed (master.m3u8) languages
     GET  /healthz                  liveness and manifests set aside as invalid, no auth
 
@@ -30,7 +34,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -41,16 +45,28 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..manifest import MAX_MESSAGE, shown
 from ..redaction import redact
 from .allowlist import ApiConfigError
-from .config import MAX_FIELD, MAX_SECTION_ID, MAX_WAIT, OPEN_PATHS, ApiConfig, check_exposure
+from .config import (
+    MAX_FIELD,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_LISTED_JOBS,
+    MAX_SECTION_ID,
+    MAX_WAIT,
+    OPEN_PATHS,
+    ApiConfig,
+    check_exposure,
+)
 from .errors import ApiError, error_body
 from .http import duplicate_key, server_config
 from .jobs import Job
 from .models import (
+    DryRunResult,
     DubbingRequest,
     DubbingResult,
     ErrorBody,
     Health,
     JobAccepted,
+    JobList,
+    JobState,
     JobStatus,
     SectionStatus,
 )
@@ -220,11 +236,11 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        service.queue.start()
+        service.start()
         try:
             yield
         finally:
-            await run_in_threadpool(service.queue.stop)
+            await run_in_threadpool(service.stop)
 
     app = FastAPI(
         title="Lingoost reconciler API",
@@ -271,8 +287,9 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     @app.post(
         "/api/dubbing", status_code=202, response_model=JobAccepted, tags=["dubbing"],
-        responses={200: {"model": DubbingResult,
-                         "description": "Done: with ?wait, or nothing was to do"},
+        responses={200: {"model": DubbingResult | DryRunResult,
+                         "description": "Done: with ?wait, or nothing was to do; or the plan "
+                                        "with ?dryRun=true"},
                    202: {"model": JobAccepted, "description": "Queued"}, **_ERRORS},
     )
     async def post_dubbing(
@@ -281,10 +298,21 @@ def create_app(config: ApiConfig) -> FastAPI:
         wait: Annotated[float | None, Query(
             gt=0, le=MAX_WAIT,
             description="Hold the request up to this many seconds for the job to end.")] = None,
+        dry_run: Annotated[bool, Query(
+            alias="dryRun",
+            description="Answer what it would change and bill; store nothing.")] = False,
+        idempotency_key: Annotated[str | None, Header(
+            alias="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY,
+            pattern=r"^[\x21-\x7e]+$",
+            description="A retry with the same key and body returns the same job; the same "
+                        "key with another body is 422.")] = None,
     ) -> Any:
         """Declare the section's video and languages (merged into its manifest) and reconcile
         it. Idempotent: when every language is already served, answers 200 at once."""
-        submitted = await run_in_threadpool(service.submit, body)
+        if dry_run:
+            plan = await run_in_threadpool(service.dry_run, body)
+            return JSONResponse(plan.model_dump(mode="json"), status_code=200)
+        submitted = await run_in_threadpool(service.submit, body, idempotency_key)
         if submitted.ready is not None:
             return JSONResponse(submitted.ready.model_dump(mode="json"), status_code=200)
         job = submitted.job
@@ -296,6 +324,22 @@ def create_app(config: ApiConfig) -> FastAPI:
         status_url = f"/api/dubbing/jobs/{job.id}"
         return JSONResponse(JobAccepted(jobId=job.id, statusUrl=status_url).model_dump(),
                             status_code=202, headers={"Location": status_url})
+
+    @app.get("/api/dubbing/jobs", response_model=JobList, tags=["dubbing"], responses=_ERRORS)
+    def list_jobs(
+        section_id: Annotated[int | None, Query(alias="sectionId", gt=0,
+                                                le=MAX_SECTION_ID)] = None,
+        status: Annotated[JobState | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LISTED_JOBS)] = 100,
+    ) -> JobList:
+        """Jobs, newest first (of one section, in one status)."""
+        return service.list_jobs(section_id, status, limit)
+
+    @app.delete("/api/dubbing/jobs/{job_id}", response_model=JobStatus, tags=["dubbing"],
+                responses=_ERRORS)
+    def cancel_job(job_id: Annotated[str, PathParam(max_length=64)]) -> JobStatus:
+        """Cancel a queued job (409 once it runs). Languages it added stay in the manifest."""
+        return service.cancel(job_id)
 
     @app.get("/api/dubbing/jobs/{job_id}", response_model=JobStatus, tags=["dubbing"],
              responses=_ERRORS)

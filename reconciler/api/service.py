@@ -4,35 +4,44 @@ One cohesive thing: the life of a dubbing request from manifest to job result.""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .. import engine
-from ..manifest import InvalidManifests, manifest_files, read_yaml
+from ..manifest import InvalidManifests, Section, manifest_files, read_yaml
 from ..redaction import one_line, redact
 from .allowlist import ApiConfigError, check_source
 from .catalogue import BrokenReport, Catalogue, scan
 from .config import ApiConfig
 from .errors import ApiError
-from .jobs import FAILED, SUCCEEDED, Job, JobQueue, JobStore
+from .jobs import FAILED, SUCCEEDED, Idempotency, Job, JobQueue, JobStore
 from .manifest_edit import ManifestEdit, edited, new_manifest
 from .models import (
     DeclaredLanguage,
+    DryRunResult,
     DubbingRequest,
     DubbingResult,
     Health,
     InvalidManifest,
+    JobList,
     JobStatus,
     LanguageFailure,
     ManifestsHealth,
+    PlannedAction,
     SectionStatus,
+    WebhookDelivery,
 )
+from .webhooks import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +75,26 @@ class DubbingService:
             max_dub_minutes=config.max_dub_minutes)
         self.git_root = self._git_root() if config.git_commit else None
         self.jobs = JobStore(config.data_dir / "jobs.sqlite3")
+        self.notifier = (Notifier(config.webhook, self.jobs, self.webhook_payload)
+                         if config.webhook else None)
         self.queue = JobQueue(self.jobs, self.run_job, workers=config.workers,
-                              data_dir=config.data_dir)
+                              data_dir=config.data_dir,
+                              on_finish=self.notifier.notify if self.notifier else None)
         self._manifest_lock = threading.Lock()  # read-merge-write-commit-enqueue, in order
         self._reconciler_lock = threading.Lock()
         self._reader: engine.Reconciler | None = None
         self.broken_report = BrokenReport()
+
+    def start(self) -> None:
+        """Run jobs (and deliver callbacks a stopped server still owed)."""
+        self.queue.start()
+        if self.notifier is not None:
+            self.notifier.resume()
+
+    def stop(self) -> None:
+        self.queue.stop()
+        if self.notifier is not None:
+            self.notifier.close()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -126,31 +149,83 @@ class DubbingService:
 
     # -- POST /api/dubbing ------------------------------------------------------------------
 
-    def submit(self, req: DubbingRequest) -> Submitted:
+    def submit(self, req: DubbingRequest, idempotency_key: str | None = None) -> Submitted:
+        """Record the request in the manifest and queue a job (or answer at once when all is
+        served). With an Idempotency-Key, a request seen before returns its job; the same key
+        with another body is a 422."""
         check_source(req.inputVideoUrl, self.config.allowed_sources, self.config.resolver)
         sid = req.curriculumSectionId
-        requested = list(dict.fromkeys(req.targetLanguages))
+        idempotency = (idempotency_key, request_digest(req)) if idempotency_key else None
         with self._manifest_lock:
+            prior = self._prior(idempotency)
+            if prior is not None:
+                return Submitted(job=prior)
             catalogue, path, current = self.find_manifest(sid)
-            edit, codes, source = self._merge(sid, current, req, requested)
+            edit, codes, source = self._merge(sid, current, req)
             if edit.languages or edit.video is not None or current is None:
-                text = (new_manifest(sid, req.inputVideoUrl, source, edit.languages)
-                        if current is None else edited(path.read_text(encoding="utf-8"), edit))
-                self._write_manifest(catalogue, path, text)
+                text = self._manifest_text(path, current, edit, req, source)
+                with self._staged(catalogue, path, text) as (staged, _sections):
+                    os.replace(staged, path)
+                _fsync_folder(path.parent)
                 notes = []
                 if self.git_root is not None:
                     added = [entry["code"] for entry in edit.languages]
                     problem = self._commit(path, sid, added, edit.video is not None)
                     notes = [problem] if problem else []
-                return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes, notes))
+                return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes, notes,
+                                                       idempotency))
         ready = self._ready_now(catalogue, sid, codes)
         if ready is not None:
             return Submitted(ready=ready)
         with self._manifest_lock:
-            return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes))
+            prior = self._prior(idempotency)  # the same request may have been queued meanwhile
+            if prior is not None:
+                return Submitted(job=prior)
+            return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes,
+                                                   idempotency=idempotency))
 
-    def _merge(self, sid: int, current: dict[str, Any] | None, req: DubbingRequest,
-               requested: list[str]) -> tuple[ManifestEdit, list[str], str | None]:
+    def _prior(self, idempotency: Idempotency | None) -> Job | None:
+        """The job an earlier request with this Idempotency-Key made (422 if its body was
+        another)."""
+        if idempotency is None:
+            return None
+        key, digest = idempotency
+        prior = self.jobs.by_idempotency_key(key)
+        if prior is not None and prior.request_digest != digest:
+            raise ApiError(422, "idempotency_key_reused",
+                           "this Idempotency-Key was used with another request body",
+                           "Idempotency-Key")
+        return prior
+
+    def dry_run(self, req: DubbingRequest) -> DryRunResult:
+        """What the request would change and cost; nothing is written or queued."""
+        check_source(req.inputVideoUrl, self.config.allowed_sources, self.config.resolver)
+        sid = req.curriculumSectionId
+        with self._manifest_lock:
+            catalogue, path, current = self.find_manifest(sid)
+            edit, _codes, source = self._merge(sid, current, req)
+            text = self._manifest_text(path, current, edit, req, source)
+            with self._staged(catalogue, path, text) as (_staged, sections):
+                mine = [section for section in sections if section.section_id == sid]
+        plan, _observed = self.reader().plan(mine)
+        section_plan = plan.sections[0]
+        return DryRunResult(
+            sectionId=sid, languagesToAdd=[entry["code"] for entry in edit.languages],
+            videoReplaced=edit.video is not None, changes=plan.counts(),
+            actions=[PlannedAction(type=str(a.type), change=str(a.change), language=a.language,
+                                   reason=a.reason) for a in section_plan.actions],
+            billableMinutes=plan.dub_minutes, unpricedLanguages=list(section_plan.unpriced),
+            errors=[str(problem) for problem in section_plan.errors])
+
+    def _manifest_text(self, path: Path, current: dict[str, Any] | None, edit: ManifestEdit,
+                       req: DubbingRequest, source: str | None) -> str:
+        if current is None:
+            return new_manifest(req.curriculumSectionId, req.inputVideoUrl, source,
+                                edit.languages)
+        return edited(path.read_text(encoding="utf-8"), edit)
+
+    def _merge(self, sid: int, current: dict[str, Any] | None, req: DubbingRequest
+               ) -> tuple[ManifestEdit, list[str], str | None]:
         """(the edit of the manifest, requested codes as the manifest spells them, the video's
         spoken language). Languages are only added; a different video is a 409 unless
         replaceVideo."""
@@ -168,7 +243,7 @@ class DubbingService:
                               if isinstance(lang, dict) and lang.get("code") is not None]
         entries: list[dict[str, str]] = []
         codes: list[str] = []
-        for code in requested:
+        for code in dict.fromkeys(req.targetLanguages):
             have = next((c for c in spelled if _same(c, code)), None)
             if have is None:
                 same = source is not None and _same(code, source)
@@ -191,9 +266,12 @@ class DubbingService:
                            f"{req.sourceLanguage}; change it in its manifest", "sourceLanguage")
         return declared or req.sourceLanguage or self.config.source_language
 
-    def _write_manifest(self, catalogue: Catalogue, path: Path, text: str) -> None:
-        """Validate the result with every other manifest, then replace the file atomically:
-        an invalid manifest is never left behind."""
+    @contextlib.contextmanager
+    def _staged(self, catalogue: Catalogue, path: Path, text: str
+                ) -> Iterator[tuple[Path, list[Section]]]:
+        """The new text in a temporary file beside `path` (fsynced, the file's mode), validated
+        with every other valid manifest: yields (that file, the sections loaded). An invalid
+        manifest is never left behind; the caller may os.replace it onto `path`."""
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
                                         dir=path.parent)
         tmp = Path(tmp_name)
@@ -206,7 +284,7 @@ class DubbingService:
             tmp.chmod(path.stat().st_mode & 0o777 if path.exists() else 0o644)
             others = [f for f in catalogue.valid if f.resolve() != path.resolve()]
             try:
-                catalogue.load([*others, tmp])
+                sections = catalogue.load([*others, tmp])
             except InvalidManifests as err:
                 mine = [e for e in err.errors if e.file == str(tmp)]
                 if mine:
@@ -218,14 +296,9 @@ class DubbingService:
                                f"other manifests are invalid ({len(err.errors)} problem(s), "
                                f"first: {catalogue.describe(err.errors[0])}); fix them first"
                                ) from None
-            os.replace(tmp, path)
+            yield tmp, sections
         finally:
             tmp.unlink(missing_ok=True)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
     def _git_root(self) -> Path:
         try:
@@ -335,6 +408,32 @@ class DubbingService:
                   "errors": notes + errors + [e for e in section_wide if e not in errors]}
         return (SUCCEEDED if ok else FAILED), result
 
+    def webhook_payload(self, job: Job) -> dict[str, Any]:
+        """The job-finished callback's body."""
+        status = self.job_status(job)
+        return {"jobId": job.id, "status": job.status, "sectionId": job.section_id,
+                "languagesReady": status.languagesReady,
+                "languagesFailed": [f.model_dump() for f in status.languagesFailed],
+                "masterUrl": status.masterUrl}
+
+    def list_jobs(self, section_id: int | None, status: str | None, limit: int) -> JobList:
+        return JobList(jobs=[self.job_status(job)
+                             for job in self.jobs.recent(section_id, status, limit)])
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a queued job (409 once it runs or has ended). The languages it added stay
+        declared: the API never removes languages."""
+        if self.jobs.get(job_id) is None:
+            raise ApiError(404, "not_found", "no such job")
+        if not self.queue.cancel(job_id):
+            job = self.jobs.get(job_id)
+            raise ApiError(409, "job_not_queued",
+                           f"the job is {job.status if job else 'gone'}; only a queued job can "
+                           "be cancelled")
+        job = self.jobs.get(job_id)
+        assert job is not None
+        return self.job_status(job)
+
     def job_status(self, job: Job) -> JobStatus:
         result = job.result or {}
         return JobStatus(
@@ -347,6 +446,7 @@ class DubbingService:
             errors=result.get("errors", []),
             createdAt=_iso(job.created_at), startedAt=_iso(job.started_at),  # type: ignore[arg-type]
             finishedAt=_iso(job.finished_at),
+            webhook=WebhookDelivery(**job.delivery) if job.delivery else None,
         )
 
     def job_result(self, job: Job) -> DubbingResult:
@@ -387,6 +487,22 @@ class DubbingService:
                              video=video, declaredLanguages=declared,
                              observedLanguages=observed.master_languages(),
                              masterUrl=self.master_url(sid))
+
+
+def request_digest(req: DubbingRequest) -> str:
+    """What makes two requests the same for Idempotency-Key: their parsed bodies (so key order
+    and whitespace do not count)."""
+    canonical = json.dumps(req.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _fsync_folder(folder: Path) -> None:
+    """A rename is durable once its folder is."""
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _invalid(problem: str) -> ApiError:
