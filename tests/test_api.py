@@ -298,18 +298,68 @@ def test_job_over_the_spend_cap_fails_with_the_figure_and_pays_nothing(api, sour
         assert eleven.creates == [] and eleven.requests == []
 
 
-def test_a_failing_job_reports_why_per_language(api, source):
+def test_a_failing_job_reports_why_per_language(api, source, s3, clip):
+    s3.upload_file(str(clip), source, "lectures/soon-gone.mp4")
+    accepting = api(workers=0)
+    with accepting.client() as client:
+        res = client.post("/api/dubbing", json=spec_body(source, 32, ["en", "ja"],
+                                                         "lectures/soon-gone.mp4"))
+        assert res.status_code == 202, res.text
+    accepting.stop()
+    s3.delete_object(Bucket=source, Key="lectures/soon-gone.mp4")  # gone before the job runs
     server = api(workers=1)
     with server.client() as client:
-        res = client.post("/api/dubbing", params={"wait": 60},
-                          json=spec_body(source, 32, ["en", "ja"], "lectures/missing.mp4"))
-        assert res.status_code == 200, res.text
-        body = res.json()
+        body = client.get(f"/api/dubbing/jobs/{res.json()['jobId']}").json()
+        body = wait_job(client, body["jobId"])
         assert body["ok"] is False and body["languagesReady"] == []
         assert [f["code"] for f in body["languagesFailed"]] == ["en", "ja"]
         assert all("no such object" in f["reason"] for f in body["languagesFailed"])
-        job = client.get(f"/api/dubbing/jobs/{body['jobId']}").json()
-        assert job["status"] == FAILED and job["ok"] is False
+        assert body["status"] == FAILED and body["ok"] is False
+
+
+def test_a_video_that_cannot_be_read_is_refused_and_nothing_is_written(api, source, s3, media):
+    """Issue 23 item 3: a missing object or one that is not a video was written into the
+    manifest for good, and every later catalogue apply exited 1."""
+    s3.upload_file(str(media / "en.mp3"), source, "lectures/voice.mp3")
+    server = api(workers=0)
+    with server.client() as client:
+        missing = client.post("/api/dubbing", json=spec_body(source, 36, ["en"],
+                                                             "lectures/missing.mp4"))
+        assert missing.status_code == 422, missing.text
+        assert missing.json()["error"] == "video_unreadable"
+        assert missing.json()["field"] == "inputVideoUrl"
+        assert "lectures/missing.mp4: no such object" in missing.json()["message"]
+        audio = client.post("/api/dubbing", json=spec_body(source, 36, ["en"],
+                                                           "lectures/voice.mp3"))
+        assert audio.status_code == 422 and audio.json()["error"] == "not_a_video", audio.text
+        dry = client.post("/api/dubbing", params={"dryRun": "true"},
+                          json=spec_body(source, 36, ["en"], "lectures/missing.mp4"))
+        assert dry.status_code == 422, dry.text
+        assert list(api.manifests.iterdir()) == []
+        assert client.get("/api/dubbing/jobs").json()["jobs"] == []
+
+        ok = client.post("/api/dubbing", json=spec_body(source, 36, ["en"]))
+        assert ok.status_code == 202, ok.text  # the control: a readable video is accepted
+        manifest = (api.manifests / "section-36.yaml").read_text()
+        replace = client.post("/api/dubbing", json={
+            **spec_body(source, 36, ["ja"], "lectures/missing.mp4"), "replaceVideo": True})
+        assert replace.status_code == 422 and replace.json()["error"] == "video_unreadable"
+        assert (api.manifests / "section-36.yaml").read_text() == manifest
+        assert len(client.get("/api/dubbing/jobs").json()["jobs"]) == 1
+
+
+def test_a_language_elevenlabs_does_not_dub_is_refused_and_nothing_is_written(api, source):
+    """Issue 23 item 3, the language half: the staged manifest is validated with ElevenLabs'
+    language table (reconciler/dubbing_languages.py, issue 20) before it is written."""
+    table = pytest.importorskip("reconciler.dubbing_languages")
+    assert table.elevenlabs_code("tlh") is None  # Klingon: a valid tag, not dubbed
+    server = api(workers=0)
+    with server.client() as client:
+        res = client.post("/api/dubbing", json=spec_body(source, 37, ["en", "tlh"]))
+        assert res.status_code == 422, res.text
+        assert res.json()["field"] == "targetLanguages" and "tlh" in res.json()["message"]
+        assert list(api.manifests.iterdir()) == []
+        assert client.get("/api/dubbing/jobs").json()["jobs"] == []
 
 
 def test_a_job_left_running_by_a_dead_server_runs_again_before_later_ones(tmp_path):
@@ -442,11 +492,12 @@ def test_unsafe_input_urls_are_refused_with_the_field(api, source):
         assert crash.status_code == 500
         assert crash.json() == {"error": "internal", "message": "internal server error",
                                 "field": None}
-        # The control: an allowed public host is accepted (queued; workers=0 fetch nothing).
+        # The control: an allowed public host passes the URL checks; it is then read (and,
+        # there being no such video, refused as unreadable, not as a source).
         ok = client.post("/api/dubbing", json={
             "inputVideoUrl": "https://media.example.com/lectures/v.mp4",
             "targetLanguages": ["en"], "curriculumSectionId": 60})
-        assert ok.status_code == 202, ok.text
+        assert ok.status_code == 422 and ok.json()["error"] == "video_unreadable", ok.text
 
 
 def test_auth_is_required_except_for_health(api, source):
@@ -482,7 +533,9 @@ def test_auth_is_required_except_for_health(api, source):
         check_exposure(config, "127.0.0.1")  # no token and no --insecure-no-auth
 
 
-def test_conflicting_video_replace_video_and_request_limits(api, source):
+def test_conflicting_video_replace_video_and_request_limits(api, source, s3, clip):
+    for key in ("lectures/a.mp4", "lectures/b.mp4"):
+        s3.upload_file(str(clip), source, key)
     server = api(workers=0)
     manifest = api.manifests / "section-12.yaml"
     with server.client() as client:

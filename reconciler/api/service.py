@@ -16,9 +16,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import engine
-from ..manifest import InvalidManifests, Section, manifest_files, read_yaml
+from ..manifest import (
+    MAX_MESSAGE,
+    InvalidManifests,
+    Section,
+    Source,
+    manifest_files,
+    read_yaml,
+)
 from ..redaction import one_line, redact
 from .allowlist import ApiConfigError, check_source
 from .catalogue import BrokenReport, Catalogue, scan
@@ -156,12 +164,15 @@ class DubbingService:
         check_source(req.inputVideoUrl, self.config.allowed_sources, self.config.resolver)
         sid = req.curriculumSectionId
         idempotency = (idempotency_key, request_digest(req)) if idempotency_key else None
+        checked = self._check_new_video(req)  # before the lock: it may download the video
         with self._manifest_lock:
             prior = self._prior(idempotency)
             if prior is not None:
                 return Submitted(job=prior)
             catalogue, path, current = self.find_manifest(sid)
             edit, codes, source = self._merge(sid, current, req)
+            if (current is None or edit.video is not None) and not checked:
+                self.check_video(req.inputVideoUrl)  # the manifest changed meanwhile
             if edit.languages or edit.video is not None or current is None:
                 text = self._manifest_text(path, current, edit, req, source)
                 with self._staged(catalogue, path, text) as (staged, _sections):
@@ -184,6 +195,33 @@ class DubbingService:
             return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes,
                                                    idempotency=idempotency))
 
+    def _check_new_video(self, req: DubbingRequest) -> bool:
+        """Check the request's video when it would enter the section's manifest (a new section,
+        or replaceVideo); True when checked."""
+        _catalogue, _path, current = self.find_manifest(req.curriculumSectionId)
+        if current is not None and (current.get("video") == req.inputVideoUrl
+                                    or not req.replaceVideo):
+            return False  # already declared, or a 409 video_conflict under the lock
+        self.check_video(req.inputVideoUrl)
+        return True
+
+    def check_video(self, url: str) -> None:
+        """Nothing that cannot converge is recorded: the object must exist and ffprobe must
+        find a video stream in it (422 inputVideoUrl otherwise). The language half of this
+        rule is the manifest's own validation of the staged file (ElevenLabs' language table),
+        which refuses a language it does not dub before anything is written."""
+        source = Source(urlsplit(url).scheme.lower(), url)
+        inputs = self.reader().inputs
+        state = inputs.identify(source)
+        if state.error is not None:
+            raise ApiError(422, "video_unreadable", redact(state.error)[:MAX_MESSAGE],
+                           "inputVideoUrl")
+        info = inputs.media(source)
+        if info is None or not info.video_codec:
+            raise ApiError(422, "not_a_video",
+                           f"{source.display()} is not a video (ffprobe finds no video stream)",
+                           "inputVideoUrl")
+
     def _prior(self, idempotency: Idempotency | None) -> Job | None:
         """The job an earlier request with this Idempotency-Key made (422 if its body was
         another)."""
@@ -201,6 +239,7 @@ class DubbingService:
         """What the request would change and cost; nothing is written or queued."""
         check_source(req.inputVideoUrl, self.config.allowed_sources, self.config.resolver)
         sid = req.curriculumSectionId
+        self._check_new_video(req)
         with self._manifest_lock:
             catalogue, path, current = self.find_manifest(sid)
             edit, _codes, source = self._merge(sid, current, req)
