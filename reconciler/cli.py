@@ -350,6 +350,10 @@ def unlock_cmd(section_id, lock_id, force, store_url) -> None:
               help="Serve without RECONCILER_API_TOKEN (loopback only; local development).")
 @click.option("--git-commit", is_flag=True,
               help="Commit each manifest the API changes to its git repository.")
+@click.option("--git-push", metavar="REMOTE", envvar="RECONCILER_GIT_PUSH", default=None,
+              help="Commit each manifest change and push it to REMOTE's copy of the branch "
+                   "before it is applied (rebased and retried when the branch moved) "
+                   "[env RECONCILER_GIT_PUSH].")
 @click.option("--max-dub-minutes", type=click.FloatRange(0), default=None,
               envvar="RECONCILER_MAX_DUB_MINUTES", metavar="N",
               help="Per job: a job whose new dubbing would bill more minutes (or an unknown "
@@ -368,7 +372,7 @@ def unlock_cmd(section_id, lock_id, force, store_url) -> None:
                    "[env RECONCILER_API_MAX_CONNECTIONS].")
 @store_option
 def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, git_commit,
-              max_dub_minutes, header_timeout, body_timeout, max_connections,
+              git_push, max_dub_minutes, header_timeout, body_timeout, max_connections,
               store_url) -> None:
     """HTTP API for the web app: POST /api/dubbing records the request in the section's
     manifest and reconciles it with this same engine (OpenAPI at /openapi.json)."""
@@ -380,7 +384,8 @@ def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, gi
     try:
         config = ApiConfig.from_env(manifests_dir, data_dir, store_url=store_url,
                                     workers=workers, insecure_no_auth=insecure_no_auth,
-                                    git_commit=git_commit, max_dub_minutes=max_dub_minutes,
+                                    git_commit=git_commit, git_push=git_push,
+                                    max_dub_minutes=max_dub_minutes,
                                     limits=Limits(header_timeout, body_timeout,
                                                   max_connections))
         check_exposure(config, host)  # the token rule first: it is what most setups miss

@@ -669,6 +669,72 @@ def test_adding_languages_keeps_a_hand_written_manifest_and_commits_only_the_new
         line for line in after.splitlines() if not line.startswith("video:")]
 
 
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
+                           *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_git_push_puts_each_change_on_the_remote_before_it_is_applied(tmp_path, api, source):
+    """Issue 23 item 1: the remote (a local bare repository) gets a commit adding exactly the
+    new languages, comments intact; a push rejected because a person pushed meanwhile is
+    fetched, rebased and retried; a conflicting change fails the job and is undone locally."""
+    remote, person = tmp_path / "remote.git", tmp_path / "person"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    subprocess.run(["git", "clone", "-q", str(remote), str(person)], check=True)
+    (person / "manifests").mkdir()
+    before = HAND_WRITTEN.format(video=f"s3://{source}/lectures/11/source.mp4")
+    (person / "manifests" / "section-11.yaml").write_text(before)
+    _git(person, "add", ".")
+    _git(person, "commit", "-qm", "section 11")
+    _git(person, "push", "-q", "origin", "HEAD:main")
+    repo = api.manifests.parent
+    subprocess.run(["rm", "-r", str(repo)], check=True)
+    subprocess.run(["git", "clone", "-q", str(remote), str(repo)], check=True)
+    # The person pushes once more while the API pushes its first change: its push is rejected.
+    hook = repo / ".git" / "hooks" / "pre-push"
+    hook.write_text(f"""#!/bin/sh
+[ -e "{tmp_path}/raced" ] && exit 0
+touch "{tmp_path}/raced"
+cd "{person}" && echo 'sectionId: 12' > manifests/notes.txt && git add . &&
+git -c user.name=p -c user.email=p@p commit -qm 'a person' && git push -q origin HEAD:main
+""")
+    hook.chmod(0o755)
+    server = api(workers=0, git_push="origin")
+    with server.client() as client:
+        res = client.post("/api/dubbing", json=spec_body(source, 11, ["en", "ja", "fr"]))
+        assert res.status_code == 202, res.text
+        assert client.get(res.json()["statusUrl"]).json()["status"] == QUEUED
+    assert (tmp_path / "raced").exists()  # the first push met the person's
+    log = _git(remote, "log", "--format=%s", "main").splitlines()
+    assert log == ["api: section 11: add ja, fr", "a person", "section 11"]
+    diff = _git(remote, "show", "--format=", "--unified=0", "main")
+    assert [line for line in diff.splitlines() if line[:1] in "+-"
+            and not line.startswith(("+++", "---"))] == ["+    -   code: ja", "+    -   code: fr"]
+    on_remote = _git(remote, "show", "main:manifests/section-11.yaml")
+    assert "# ja was asked for by the Tokyo campus (ticket 881)" in on_remote
+    assert _git(repo, "rev-parse", "HEAD") == _git(remote, "rev-parse", "main")
+
+    # A person changes the same lines: the API's change cannot rebase onto theirs.
+    _git(person, "pull", "-q", "--rebase", "origin", "main")
+    theirs = on_remote.replace("    -   code: fr\n", "    -   code: fr\n        name: French\n")
+    (person / "manifests" / "section-11.yaml").write_text(theirs)
+    _git(person, "commit", "-qam", "name French")
+    hook.write_text(f"""#!/bin/sh
+cd "{person}" && git push -q origin HEAD:main
+""")
+    with server.client() as client:
+        res = client.post("/api/dubbing", json=spec_body(source, 11, ["de"]))
+        assert res.status_code == 202, res.text
+        job = client.get(res.json()["statusUrl"]).json()
+    assert job["status"] == FAILED and job["ok"] is False
+    assert job["languagesFailed"] == [{"code": "de", "reason": job["errors"][0]}]
+    assert "section-11.yaml was changed on origin meanwhile" in job["errors"][0]
+    assert "nothing was applied" in job["errors"][0] and str(tmp_path) not in str(job)
+    assert _git(remote, "log", "-1", "--format=%s", "main").strip() == "name French"
+    assert "code: de" not in (api.manifests / "section-11.yaml").read_text()
+    assert _git(repo, "status", "--porcelain") == ""
+
+
 def test_a_failed_git_commit_is_reported_in_the_job_not_only_logged(tmp_path, api, source):
     """Issue 12: the manifest is written (the request stands) but the job says it was not
     committed; the note survives into the stored job, not only the server log."""

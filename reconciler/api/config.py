@@ -51,6 +51,7 @@ class ApiConfig:
     workers: int = 2
     insecure_no_auth: bool = False
     git_commit: bool = False
+    git_push: str | None = None  # a remote: each manifest commit is pushed before it is applied
     git_author: tuple[str, str] = DEFAULT_GIT_AUTHOR
     max_body_bytes: int = DEFAULT_MAX_BODY
     limits: Limits = field(default_factory=Limits)  # header/body deadlines, connections

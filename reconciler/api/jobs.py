@@ -328,6 +328,19 @@ class JobQueue:
         self._poke()
         return job
 
+    def record_failed(self, section_id: int, video: str, languages: list[str], reason: str,
+                      idempotency: Idempotency | None = None) -> Job:
+        """Store a request that failed before it could run (its manifest change could not be
+        published): the client learns why from the job, like any other failure."""
+        job = self.store.add(section_id, video, languages, idempotency=idempotency)
+        self.store.finish(job.id, FAILED, {
+            "ok": False, "languagesReady": [], "errors": [reason],
+            "languagesFailed": [{"code": code, "reason": reason} for code in languages]})
+        self._ended(job.id)
+        done = self.store.get(job.id)
+        assert done is not None
+        return done
+
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued job; False when it is not (or no longer) queued."""
         if not self.store.cancel(job_id):

@@ -81,7 +81,7 @@ class DubbingService:
         self.settings = engine.Settings.from_env(
             config.store_url, workers=config.jobs, dub_concurrency=config.dub_concurrency,
             max_dub_minutes=config.max_dub_minutes)
-        self.git_root = self._git_root() if config.git_commit else None
+        self.git_root = self._git_root() if config.git_commit or config.git_push else None
         self.jobs = JobStore(config.data_dir / "jobs.sqlite3")
         self.notifier = (Notifier(config.webhook, self.jobs, self.webhook_payload)
                          if config.webhook else None)
@@ -169,6 +169,7 @@ class DubbingService:
             prior = self._prior(idempotency)
             if prior is not None:
                 return Submitted(job=prior)
+            base = self._sync()
             catalogue, path, current = self.find_manifest(sid)
             edit, codes, source = self._merge(sid, current, req)
             if (current is None or edit.video is not None) and not checked:
@@ -179,8 +180,13 @@ class DubbingService:
                     os.replace(staged, path)
                 _fsync_folder(path.parent)
                 notes = []
-                if self.git_root is not None:
-                    added = [entry["code"] for entry in edit.languages]
+                added = [entry["code"] for entry in edit.languages]
+                if base is not None:
+                    failure = self._publish(path, sid, added, edit.video is not None, base)
+                    if failure is not None:
+                        return Submitted(job=self.queue.record_failed(
+                            sid, req.inputVideoUrl, codes, failure, idempotency))
+                elif self.git_root is not None:
                     problem = self._commit(path, sid, added, edit.video is not None)
                     notes = [problem] if problem else []
                 return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes, notes,
@@ -339,6 +345,47 @@ class DubbingService:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def _sync(self) -> str | None:
+        """With --git-push: the work tree brought up to the remote before a manifest is read
+        (the commit it is at); 503 and nothing written when it cannot be."""
+        remote = self.config.git_push
+        if remote is None:
+            return None
+        assert self.git_root is not None
+        try:
+            return engine.sync_manifests(self.git_root, remote)
+        except engine.GitError as err:
+            log.error("--git-push: cannot bring %s up to %s: %s", self.git_root, remote, err)
+            raise ApiError(503, "git_unavailable",
+                           f"the manifests repository could not be brought up to {remote}; "
+                           "nothing was written, try again") from None
+
+    def _publish(self, path: Path, sid: int, added: list[str], replaced: bool,
+                 base: str) -> str | None:
+        """With --git-push: commit the manifest and push it; None once it is on the remote.
+        Otherwise the commit and the file are undone (nothing is applied that the remote has
+        not got) and the reason is returned for the job."""
+        remote = self.config.git_push
+        assert self.git_root is not None and remote is not None
+        try:
+            engine.commit_manifest(self.git_root, path, _commit_message(sid, added, replaced),
+                                   self.config.git_author)
+            engine.push_manifests(self.git_root, remote)
+            return None
+        except engine.PushConflict as err:
+            log.error("--git-push of %s to %s conflicts: %s", path, remote, err)
+            reason = (f"{path.name} was changed on {remote} meanwhile and this change does not "
+                      "rebase onto it; nothing was applied: send the request again")
+        except engine.GitError as err:
+            log.error("--git-push of %s to %s failed: %s", path, remote, err)
+            reason = (f"the change to {path.name} could not be pushed to {remote}; nothing "
+                      "was applied: send the request again")
+        try:
+            engine.undo_manifest(self.git_root, base, path)
+        except engine.GitError as err:
+            log.error("--git-push: cannot undo the unpublished change to %s: %s", path, err)
+        return reason
+
     def _git_root(self) -> Path:
         try:
             return engine.git_work_tree(self.manifests_dir)
@@ -350,15 +397,10 @@ class DubbingService:
         """Commit this one file (other staged changes are left alone). A failed commit does not
         undo the request (the manifest is valid and written; the next commit carries it) but is
         reported: the returned line goes into the job's errors, and the log."""
-        what = []
-        if replaced:
-            what.append("replace video")
-        if added:
-            what.append("add " + ", ".join(added))
-        message = f"api: section {sid}: {'; '.join(what) or 'declare section'}"
         assert self.git_root is not None
         try:
-            engine.commit_manifest(self.git_root, path, message, self.config.git_author)
+            engine.commit_manifest(self.git_root, path, _commit_message(sid, added, replaced),
+                                   self.config.git_author)
         except engine.GitError as err:
             log.error("git commit of %s failed: %s", path, err)
             return (f"{path.name} was written but not committed to git ({err}); "
@@ -526,6 +568,15 @@ class DubbingService:
                              video=video, declaredLanguages=declared,
                              observedLanguages=observed.master_languages(),
                              masterUrl=self.master_url(sid))
+
+
+def _commit_message(sid: int, added: list[str], replaced: bool) -> str:
+    what = []
+    if replaced:
+        what.append("replace video")
+    if added:
+        what.append("add " + ", ".join(added))
+    return f"api: section {sid}: {'; '.join(what) or 'declare section'}"
 
 
 def request_digest(req: DubbingRequest) -> str:
