@@ -390,8 +390,8 @@ class DubbingService:
         try:
             return engine.git_work_tree(self.manifests_dir)
         except engine.GitError:
-            raise ApiConfigError(
-                f"--git-commit: {self.manifests_dir} is not in a git work tree") from None
+            raise ApiConfigError(f"--git-commit/--git-push: {self.manifests_dir} is not in a git "
+                                 "work tree") from None
 
     def _commit(self, path: Path, sid: int, added: list[str], replaced: bool) -> str | None:
         """Commit this one file (other staged changes are left alone). A failed commit does not
