@@ -355,24 +355,44 @@ def unlock_cmd(section_id, lock_id, force, store_url) -> None:
               help="Serve without RECONCILER_API_TOKEN (loopback only; local development).")
 @click.option("--git-commit", is_flag=True,
               help="Commit each manifest the API changes to its git repository.")
+@click.option("--git-push", metavar="REMOTE", envvar="RECONCILER_GIT_PUSH", default=None,
+              help="Commit each manifest change and push it to REMOTE's copy of the branch "
+                   "before it is applied (rebased and retried when the branch moved) "
+                   "[env RECONCILER_GIT_PUSH].")
 @click.option("--max-dub-minutes", type=click.FloatRange(0), default=None,
               envvar="RECONCILER_MAX_DUB_MINUTES", metavar="N",
               help="Per job: a job whose new dubbing would bill more minutes (or an unknown "
                    "number) fails before paying [env RECONCILER_MAX_DUB_MINUTES].")
+@click.option("--header-timeout", type=click.FloatRange(0, min_open=True), default=10.0,
+              show_default=True, envvar="RECONCILER_API_HEADER_TIMEOUT", metavar="S",
+              help="Seconds a client may take to send a request's headers; then it is "
+                   "disconnected [env RECONCILER_API_HEADER_TIMEOUT].")
+@click.option("--body-timeout", type=click.FloatRange(0, min_open=True), default=30.0,
+              show_default=True, envvar="RECONCILER_API_BODY_TIMEOUT", metavar="S",
+              help="Seconds a client may take to send a request's body; then 408 "
+                   "[env RECONCILER_API_BODY_TIMEOUT].")
+@click.option("--max-connections", type=click.IntRange(1), default=100, show_default=True,
+              envvar="RECONCILER_API_MAX_CONNECTIONS", metavar="N",
+              help="Connections at once; a request beyond them is answered 503 "
+                   "[env RECONCILER_API_MAX_CONNECTIONS].")
 @store_option
 def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, git_commit,
-              max_dub_minutes, store_url) -> None:
+              git_push, max_dub_minutes, header_timeout, body_timeout, max_connections,
+              store_url) -> None:
     """HTTP API for the web app: POST /api/dubbing records the request in the section's
     manifest and reconciles it with this same engine (OpenAPI at /openapi.json)."""
     try:
-        from .api import ApiConfig, check_exposure, serve
+        from .api import ApiConfig, Limits, check_exposure, serve
     except ModuleNotFoundError as err:  # fastapi/uvicorn are the optional [api] extra
         fail(f"`reconcile serve` needs {err.name}: install {DISTRIBUTION}[api]")
 
     try:
         config = ApiConfig.from_env(manifests_dir, data_dir, store_url=store_url,
                                     workers=workers, insecure_no_auth=insecure_no_auth,
-                                    git_commit=git_commit, max_dub_minutes=max_dub_minutes)
+                                    git_commit=git_commit, git_push=git_push,
+                                    max_dub_minutes=max_dub_minutes,
+                                    limits=Limits(header_timeout, body_timeout,
+                                                  max_connections))
         check_exposure(config, host)  # the token rule first: it is what most setups miss
         config.data_dir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=config.data_dir).close()  # writable, or one line now

@@ -23,6 +23,7 @@ from .cdn.pending import PendingRecord, summary
 from .clock import Clock, SystemClock
 from .dubbing import Dubber, DubbingError, ElevenLabs
 from .git import GitError
+from .git import PushConflict as PushConflict  # the API's --git-push conflict
 from .inputs import InputError, InputReader, Inputs
 from .lock import Lease, LockError, SectionLock
 from .manifest import Section, load_manifests
@@ -451,6 +452,24 @@ def commit_manifest(root: Path, path: Path, message: str, author: tuple[str, str
     """Commit this one manifest file in `root` as `author` (name, email); other staged changes
     are left alone. GitError when git cannot."""
     git.commit_file(root, path, message, author)
+
+
+def sync_manifests(root: Path, remote: str) -> str:
+    """Bring the manifests' work tree up to REMOTE's copy of its branch (fetch, rebase local
+    commits); the commit it is then at. GitError (PushConflict) when it cannot."""
+    git.sync(root, remote, git.current_branch(root))
+    return git.head(root)
+
+
+def push_manifests(root: Path, remote: str) -> None:
+    """Push the work tree's commits to REMOTE's copy of its branch, rebasing onto it and
+    retrying while others push first. PushConflict when the rebase conflicts."""
+    git.push(root, remote, git.current_branch(root))
+
+
+def undo_manifest(root: Path, base: str, path: Path) -> None:
+    """Drop what was committed or written to `path` since commit `base`."""
+    git.undo(root, base, path)
 
 
 def changed_files(base: str, cwd: Path | None = None) -> list[str] | None:

@@ -3,6 +3,7 @@ timeout, and one typed error, `GitError`, carrying git's own first line of compl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Mapping
@@ -43,3 +44,69 @@ def commit_file(root: Path, path: Path, message: str, author: tuple[str, str]) -
            "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
     run(root, "add", "--", str(path), env=env)
     run(root, "commit", "-q", "-m", message, "--", str(path), env=env)
+
+
+class PushConflict(GitError):
+    """A commit does not rebase onto its remote branch: someone changed the same lines."""
+
+
+def head(root: Path) -> str:
+    return run(root, "rev-parse", "HEAD").strip()
+
+
+def current_branch(root: Path) -> str:
+    """The branch checked out in `root` (GitError on a detached HEAD)."""
+    return run(root, "symbolic-ref", "--short", "HEAD").strip()
+
+
+def sync(root: Path, remote: str, branch: str) -> None:
+    """Bring `root` up to REMOTE's BRANCH: fetch it and rebase any local commits onto it
+    (PushConflict, rebase aborted, when they do not apply)."""
+    run(root, "fetch", "-q", remote, branch)
+    _rebase(root)
+
+
+def _rebase(root: Path) -> None:
+    """Rebase HEAD onto what was just fetched (FETCH_HEAD), or leave everything as it was."""
+    try:
+        run(root, "rebase", "-q", "FETCH_HEAD")
+    except GitError as err:
+        with contextlib.suppress(GitError):
+            run(root, "rebase", "--abort")
+        raise PushConflict(f"{err}: the change conflicts with the remote's") from None
+
+
+def _contains(root: Path, ancestor: str) -> bool:
+    try:
+        run(root, "merge-base", "--is-ancestor", ancestor, "HEAD")
+    except GitError:
+        return False
+    return True
+
+
+def push(root: Path, remote: str, branch: str, attempts: int = 5) -> None:
+    """Push HEAD to REMOTE's BRANCH. A push the remote rejects because the branch moved is
+    fetched, rebased and retried (up to `attempts` pushes); PushConflict when the rebase does
+    not apply, GitError when git cannot push for another reason."""
+    for attempt in range(1, attempts + 1):
+        try:
+            run(root, "push", "-q", remote, f"HEAD:refs/heads/{branch}")
+            return
+        except GitError:
+            run(root, "fetch", "-q", remote, branch)
+            if _contains(root, "FETCH_HEAD") or attempt == attempts:
+                raise  # the branch did not move (or moves too often): not a race to retry
+        _rebase(root)
+
+
+def undo(root: Path, base: str, path: Path) -> None:
+    """Put HEAD and `path` back to commit `base` (drop a commit that could not be pushed, and
+    the file's uncommitted change); other files' local changes are kept."""
+    run(root, "reset", "-q", "--keep", base)
+    relative = str(path.resolve().relative_to(root.resolve()))
+    try:
+        run(root, "cat-file", "-e", f"{base}:{relative}")
+    except GitError:
+        path.unlink(missing_ok=True)  # new in the dropped change
+        return
+    run(root, "checkout", "-q", base, "--", relative)

@@ -9,9 +9,13 @@ committed to their git repository, so GitOps review and the CLI see the same tru
     POST /api/dubbing              merge languages into section-{id}.yaml, queue a reconcile
                                    (202 {jobId, statusUrl}; 200 with the result on ?wait=S
                                    or when everything asked for is already served)
+                                   (?dryRun=true: the plan and billable minutes, nothing stored;
+                                   Idempotency-Key: a retry returns the same job)
+    GET  /api/dubbing/jobs         jobs, newest first (?sectionId, ?status, ?limit)
     GET  /api/dubbing/jobs/{id}    the job's status and result
+    DELETE /api/dubbing/jobs/{id}  cancel a queued job
     GET  /api/sections/{id}        declared (manifest) and observed (master.m3u8) languages
-    GET  /healthz                  liveness, no auth
+    GET  /healthz                  liveness and manifests set aside as invalid, no auth
 
 Safety: a bearer token (RECONCILER_API_TOKEN) on everything but /healthz and /openapi.json;
 input URLs only from an allow-list (RECONCILER_ALLOWED_SOURCES) and never to private addresses
@@ -30,7 +34,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -38,18 +42,31 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..manifest import MAX_MESSAGE
+from ..manifest import MAX_MESSAGE, shown
 from ..redaction import redact
 from .allowlist import ApiConfigError
-from .config import MAX_SECTION_ID, MAX_WAIT, OPEN_PATHS, ApiConfig, check_exposure
+from .config import (
+    MAX_FIELD,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_LISTED_JOBS,
+    MAX_SECTION_ID,
+    MAX_WAIT,
+    OPEN_PATHS,
+    ApiConfig,
+    check_exposure,
+)
 from .errors import ApiError, error_body
+from .http import duplicate_key, server_config
 from .jobs import Job
 from .models import (
+    DryRunResult,
     DubbingRequest,
     DubbingResult,
     ErrorBody,
     Health,
     JobAccepted,
+    JobList,
+    JobState,
     JobStatus,
     SectionStatus,
 )
@@ -67,14 +84,17 @@ def _json_error(status: int, error: str, message: str, field: str | None = None,
 
 
 class Guard:
-    """Bearer auth and a body-size cap, before any routing or parsing (so an unauthenticated
-    or oversized request costs nothing and never reaches validation); and the last word on
+    """Bearer auth, a body-size cap and a body deadline, before any routing or parsing (so an
+    unauthenticated, oversized or trickled request costs nothing and never reaches validation);
+    strict JSON (a key repeated in an object is refused, naming it); and the last word on
     crashes: a bare JSON 500, the traceback only in the log."""
 
-    def __init__(self, app: ASGIApp, token: str | None, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, max_body: int,
+                 body_timeout: float) -> None:
         self.app = app
         self.token = token.encode() if token else None
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,36 +135,55 @@ class Guard:
                 await _send_json(send, 400, error_body("bad_request", "invalid Content-Length"))
                 return
             if int(length) > self.max_body:
-                await _send_json(send, 413, error_body(
-                    "body_too_large", f"request body over {self.max_body} bytes"))
+                await _send_json(send, 413, self._too_large())
                 return
-            await self.app(scope, receive, send)
+        # Read the body here (capped, within the deadline), then replay it to the app.
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await self._read_body(receive)
+        except TimeoutError:
+            await _send_json(send, 408, error_body(
+                "request_timeout", f"the request body took over {self.body_timeout:g} s"),
+                [(b"connection", b"close")])
             return
-        # No length (chunked): read it here, up to the cap, then replay it.
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_body:
-                await _send_json(send, 413, error_body(
-                    "body_too_large", f"request body over {self.max_body} bytes"))
-                return
-            if not message.get("more_body", False):
-                break
+        if body is None:
+            return  # client went away
+        if len(body) > self.max_body:
+            await _send_json(send, 413, self._too_large())
+            return
+        repeated = duplicate_key(body)
+        if repeated is not None:
+            await _send_json(send, 422, error_body(
+                "duplicate_key", f"the JSON body names {shown(repeated)} more than once",
+                repeated[:MAX_FIELD]))
+            return
         replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, or the first chunks over the cap; None when the client left."""
+        chunks: list[bytes] = []
+        size = 0
+        while size <= self.max_body:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def _too_large(self) -> dict[str, Any]:
+        return error_body("body_too_large", f"request body over {self.max_body} bytes")
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any],
@@ -160,7 +199,7 @@ async def _send_json(send: Send, status: int, body: dict[str, Any],
 # -- the app --------------------------------------------------------------------------------------
 
 
-_ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413, 422, 503)}
+_ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 408, 409, 413, 422, 503)}
 
 
 def _field_of(loc: tuple[Any, ...] | list[Any]) -> str | None:
@@ -197,11 +236,11 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        service.queue.start()
+        service.start()
         try:
             yield
         finally:
-            await run_in_threadpool(service.queue.stop)
+            await run_in_threadpool(service.stop)
 
     app = FastAPI(
         title="Lingoost reconciler API",
@@ -212,7 +251,8 @@ def create_app(config: ApiConfig) -> FastAPI:
         redoc_url=None,
     )
     app.state.service = service
-    app.add_middleware(Guard, token=config.token, max_body=config.max_body_bytes)
+    app.add_middleware(Guard, token=config.token, max_body=config.max_body_bytes,
+                       body_timeout=config.limits.body_timeout)
 
     @app.exception_handler(ApiError)
     async def on_api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -240,14 +280,16 @@ def create_app(config: ApiConfig) -> FastAPI:
         return _json_error(500, "internal", "internal server error")
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
-    async def healthz() -> Health:
-        """Liveness (no auth)."""
-        return Health(ok=True)
+    def healthz() -> Health:
+        """Liveness (no auth), and the manifests set aside as invalid (names relative to the
+        manifests folder, with their problems; the server log has the same)."""
+        return service.health()
 
     @app.post(
         "/api/dubbing", status_code=202, response_model=JobAccepted, tags=["dubbing"],
-        responses={200: {"model": DubbingResult,
-                         "description": "Done: with ?wait, or nothing was to do"},
+        responses={200: {"model": DubbingResult | DryRunResult,
+                         "description": "Done: with ?wait, or nothing was to do; or the plan "
+                                        "with ?dryRun=true"},
                    202: {"model": JobAccepted, "description": "Queued"}, **_ERRORS},
     )
     async def post_dubbing(
@@ -256,10 +298,21 @@ def create_app(config: ApiConfig) -> FastAPI:
         wait: Annotated[float | None, Query(
             gt=0, le=MAX_WAIT,
             description="Hold the request up to this many seconds for the job to end.")] = None,
+        dry_run: Annotated[bool, Query(
+            alias="dryRun",
+            description="Answer what it would change and bill; store nothing.")] = False,
+        idempotency_key: Annotated[str | None, Header(
+            alias="Idempotency-Key", min_length=1, max_length=MAX_IDEMPOTENCY_KEY,
+            pattern=r"^[\x21-\x7e]+$",
+            description="A retry with the same key and body returns the same job; the same "
+                        "key with another body is 422.")] = None,
     ) -> Any:
         """Declare the section's video and languages (merged into its manifest) and reconcile
         it. Idempotent: when every language is already served, answers 200 at once."""
-        submitted = await run_in_threadpool(service.submit, body)
+        if dry_run:
+            plan = await run_in_threadpool(service.dry_run, body)
+            return JSONResponse(plan.model_dump(mode="json"), status_code=200)
+        submitted = await run_in_threadpool(service.submit, body, idempotency_key)
         if submitted.ready is not None:
             return JSONResponse(submitted.ready.model_dump(mode="json"), status_code=200)
         job = submitted.job
@@ -271,6 +324,22 @@ def create_app(config: ApiConfig) -> FastAPI:
         status_url = f"/api/dubbing/jobs/{job.id}"
         return JSONResponse(JobAccepted(jobId=job.id, statusUrl=status_url).model_dump(),
                             status_code=202, headers={"Location": status_url})
+
+    @app.get("/api/dubbing/jobs", response_model=JobList, tags=["dubbing"], responses=_ERRORS)
+    def list_jobs(
+        section_id: Annotated[int | None, Query(alias="sectionId", gt=0,
+                                                le=MAX_SECTION_ID)] = None,
+        status: Annotated[JobState | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LISTED_JOBS)] = 100,
+    ) -> JobList:
+        """Jobs, newest first (of one section, in one status)."""
+        return service.list_jobs(section_id, status, limit)
+
+    @app.delete("/api/dubbing/jobs/{job_id}", response_model=JobStatus, tags=["dubbing"],
+                responses=_ERRORS)
+    def cancel_job(job_id: Annotated[str, PathParam(max_length=64)]) -> JobStatus:
+        """Cancel a queued job (409 once it runs). Languages it added stay in the manifest."""
+        return service.cancel(job_id)
 
     @app.get("/api/dubbing/jobs/{job_id}", response_model=JobStatus, tags=["dubbing"],
              responses=_ERRORS)
@@ -333,5 +402,4 @@ def serve(config: ApiConfig, host: str = "127.0.0.1", port: int = 8080) -> None:
     if not config.allowed_sources.buckets and not config.allowed_sources.hosts:
         log.warning("RECONCILER_ALLOWED_SOURCES is empty: every inputVideoUrl will be refused")
     app = create_app(config)
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False,
-                proxy_headers=False)
+    uvicorn.Server(server_config(app, config.limits, host, port, log_level="info")).run()

@@ -12,12 +12,17 @@ from typing import Any
 
 from ..engine import resolve_host
 from .allowlist import AllowedSources, ApiConfigError
+from .http import Limits
+from .webhooks import Webhook
 
 CODE_PATTERN = r"^[A-Za-z0-9]{1,8}(-[A-Za-z0-9]{1,8})*$"  # the manifest schema's language code
 URL_PATTERN = r"^(s3|https)://\S+$"
 MAX_SECTION_ID = 2**31 - 1
 MAX_LANGUAGES = 20
 MAX_WAIT = 900.0
+MAX_IDEMPOTENCY_KEY = 255
+MAX_LISTED_JOBS = 1000
+MAX_FIELD = 100  # characters of a request field's name echoed in an error
 DEFAULT_MAX_BODY = 64 * 1024
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json"})
 MANIFEST_HEADER = (
@@ -46,18 +51,22 @@ class ApiConfig:
     workers: int = 2
     insecure_no_auth: bool = False
     git_commit: bool = False
+    git_push: str | None = None  # a remote: each manifest commit is pushed before it is applied
     git_author: tuple[str, str] = DEFAULT_GIT_AUTHOR
     max_body_bytes: int = DEFAULT_MAX_BODY
+    limits: Limits = field(default_factory=Limits)  # header/body deadlines, connections
     jobs: int = 8
     dub_concurrency: int = 2
     max_dub_minutes: float | None = None  # per job: a job whose dubbing would bill more fails
     source_language: str | None = None  # spoken language when neither request nor manifest says
     resolver: Callable[[str, int], list[str]] = resolve_host
+    webhook: Webhook | None = None  # job-finished callbacks
 
     @classmethod
     def from_env(cls, manifests_dir: Path, data_dir: Path, **overrides: Any) -> ApiConfig:
         """RECONCILER_API_TOKEN, RECONCILER_ALLOWED_SOURCES, RECONCILER_GIT_AUTHOR_NAME,
-        RECONCILER_GIT_AUTHOR_EMAIL and RECONCILER_SOURCE_LANGUAGE; keyword arguments win."""
+        RECONCILER_GIT_AUTHOR_EMAIL, RECONCILER_SOURCE_LANGUAGE and RECONCILER_WEBHOOK_URL/_SECRET;
+        keyword arguments win."""
         author = (os.environ.get("RECONCILER_GIT_AUTHOR_NAME") or DEFAULT_GIT_AUTHOR[0],
                   os.environ.get("RECONCILER_GIT_AUTHOR_EMAIL") or DEFAULT_GIT_AUTHOR[1])
         base: dict[str, Any] = {
@@ -66,6 +75,7 @@ class ApiConfig:
                 os.environ.get("RECONCILER_ALLOWED_SOURCES", "")),
             "git_author": author,
             "source_language": os.environ.get("RECONCILER_SOURCE_LANGUAGE", "").strip() or None,
+            "webhook": Webhook.from_env(),
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(Path(manifests_dir), Path(data_dir), **base)

@@ -31,8 +31,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
-FINISHED = (SUCCEEDED, FAILED)
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+    "queued", "running", "succeeded", "failed", "cancelled")
+FINISHED = (SUCCEEDED, FAILED, CANCELLED)
+STATUSES = (QUEUED, RUNNING, *FINISHED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -51,6 +53,15 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_section ON jobs (section_id, seq);
 """
+# Columns added since the first schema: added to an existing file on open.
+_ADDED_COLUMNS = {
+    "idempotency_key": "TEXT",  # the client's Idempotency-Key header
+    "request_digest": "TEXT",  # sha256 of the request it came with
+    "delivery": "TEXT",  # JSON: the job-finished webhook's delivery record
+}
+_ADDED_INDEXES = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (idempotency_key)",
+)
 
 
 class DataDirBusy(RuntimeError):
@@ -72,6 +83,9 @@ class Job:
     finished_at: float | None
     attempts: int
     result: dict[str, Any] | None
+    idempotency_key: str | None = None
+    request_digest: str | None = None
+    delivery: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -91,6 +105,9 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         finished_at=row["finished_at"],
         attempts=row["attempts"],
         result=json.loads(row["result"]) if row["result"] else None,
+        idempotency_key=row["idempotency_key"],
+        request_digest=row["request_digest"],
+        delivery=json.loads(row["delivery"]) if row["delivery"] else None,
     )
 
 
@@ -109,6 +126,12 @@ class JobStore:
         self._db.execute("PRAGMA synchronous=FULL")  # accepted means on disk
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(_SCHEMA)
+        have = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+        for index in _ADDED_INDEXES:
+            self._db.execute(index)
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -127,17 +150,19 @@ class JobStore:
             self._db.close()
 
     def add(self, section_id: int, video: str, languages: list[str],
-            notes: list[str] | None = None) -> Job:
+            notes: list[str] | None = None, idempotency: Idempotency | None = None) -> Job:
         """Persist a new queued job; it is durable when this returns. `notes` (problems met
-        while accepting it) start its result as {"errors": notes}; the runner carries them on."""
+        while accepting it) start its result as {"errors": notes}; the runner carries them on.
+        `idempotency`: the client's key and the request's digest (a key is stored once)."""
         job_id = uuid.uuid4().hex
         result = json.dumps({"errors": list(notes)}) if notes else None
+        key, digest = idempotency or (None, None)
         with self._tx() as db:
             db.execute(
-                "INSERT INTO jobs (id, section_id, video, languages, status, created_at, result) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, section_id, video, languages, status, created_at, result, "
+                "idempotency_key, request_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, section_id, video, json.dumps(list(languages)), QUEUED, time.time(),
-                 result),
+                 result, key, digest),
             )
         job = self.get(job_id)
         assert job is not None
@@ -148,15 +173,48 @@ class JobStore:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _row_to_job(row) if row else None
 
-    def list(self, section_id: int | None = None) -> list[Job]:
-        """Every job (of one section), in arrival order."""
+    def by_idempotency_key(self, key: str) -> Job | None:
         with self._lock:
-            if section_id is None:
-                rows = self._db.execute("SELECT * FROM jobs ORDER BY seq").fetchall()
-            else:
-                rows = self._db.execute(
-                    "SELECT * FROM jobs WHERE section_id = ? ORDER BY seq", (section_id,)
-                ).fetchall()
+            row = self._db.execute("SELECT * FROM jobs WHERE idempotency_key = ?",
+                                   (key,)).fetchone()
+        return _row_to_job(row) if row else None
+
+    def recent(self, section_id: int | None = None, status: str | None = None,
+               limit: int = 100) -> list[Job]:
+        """The newest `limit` jobs (of one section, in one status), newest first."""
+        where, args = [], []
+        if section_id is not None:
+            where.append("section_id = ?")
+            args.append(section_id)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        with self._lock:
+            rows = self._db.execute(f"SELECT * FROM jobs {clause}ORDER BY seq DESC LIMIT ?",
+                                    (*args, limit)).fetchall()
+        return [_row_to_job(r) for r in rows]
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued job (atomically: a worker cannot claim it meanwhile); False when it
+        is not queued."""
+        with self._tx() as db:
+            changed = db.execute(
+                "UPDATE jobs SET status = ?, finished_at = ? WHERE id = ? AND status = ?",
+                (CANCELLED, time.time(), job_id, QUEUED)).rowcount
+        return changed == 1
+
+    def record_delivery(self, job_id: str, delivery: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET delivery = ? WHERE id = ?",
+                       (json.dumps(delivery), job_id))
+
+    def undelivered(self) -> list[Job]:
+        """Finished jobs whose webhook delivery was pending when the process stopped."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE json_extract(delivery, '$.state') = 'pending' "
+                "ORDER BY seq").fetchall()
         return [_row_to_job(r) for r in rows]
 
     def claim(self) -> Job | None:
@@ -178,7 +236,7 @@ class JobStore:
         return self.get(row["id"])
 
     def finish(self, job_id: str, status: str, result: dict[str, Any]) -> None:
-        if status not in FINISHED:
+        if status not in (SUCCEEDED, FAILED):
             raise ValueError(f"a job finishes {SUCCEEDED} or {FAILED}, not {status}")
         with self._tx() as db:
             db.execute(
@@ -198,6 +256,7 @@ class JobStore:
 
 
 Runner = Callable[[Job], tuple[str, dict[str, Any]]]
+Idempotency = tuple[str, str]  # (the client's Idempotency-Key, the request's digest)
 
 
 class JobQueue:
@@ -210,11 +269,13 @@ class JobQueue:
     """
 
     def __init__(self, store: JobStore, runner: Runner, *, workers: int = 2,
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None,
+                 on_finish: Callable[[Job], None] | None = None) -> None:
         if workers < 0:
             raise ValueError("workers must be >= 0")
         self.store = store
         self.runner = runner
+        self.on_finish = on_finish  # told of every job that ends (run or cancelled)
         self.workers = workers
         self.lock_path = (data_dir or store.path.parent) / "jobs.lock"
         self._cv = threading.Condition()
@@ -261,11 +322,40 @@ class JobQueue:
         self._threads = []
 
     def submit(self, section_id: int, video: str, languages: list[str],
-               notes: list[str] | None = None) -> Job:
+               notes: list[str] | None = None, idempotency: Idempotency | None = None) -> Job:
         """Persist a job (durable on return), then wake a worker."""
-        job = self.store.add(section_id, video, languages, notes)
+        job = self.store.add(section_id, video, languages, notes, idempotency)
         self._poke()
         return job
+
+    def record_failed(self, section_id: int, video: str, languages: list[str], reason: str,
+                      idempotency: Idempotency | None = None) -> Job:
+        """Store a request that failed before it could run (its manifest change could not be
+        published): the client learns why from the job, like any other failure."""
+        job = self.store.add(section_id, video, languages, idempotency=idempotency)
+        self.store.finish(job.id, FAILED, {
+            "ok": False, "languagesReady": [], "errors": [reason],
+            "languagesFailed": [{"code": code, "reason": reason} for code in languages]})
+        self._ended(job.id)
+        done = self.store.get(job.id)
+        assert done is not None
+        return done
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued job; False when it is not (or no longer) queued."""
+        if not self.store.cancel(job_id):
+            return False
+        self._ended(job_id)
+        return True
+
+    def _ended(self, job_id: str) -> None:
+        job = self.store.get(job_id)
+        if self.on_finish is None or job is None:
+            return
+        try:
+            self.on_finish(job)
+        except Exception:  # a bug in the hook must not kill the worker
+            log.exception("job %s: the job-finished hook failed", job_id)
 
     def _poke(self) -> None:
         with self._cv:
@@ -295,4 +385,5 @@ class JobQueue:
                     "errors": [*notes, "internal error (see the server log)"]}
             self.store.finish(job.id, status, result)
             log.info("job %s: section %d %s", job.id, job.section_id, status)
+            self._ended(job.id)
             self._poke()

@@ -92,9 +92,22 @@ class DubbingResult(BaseModel):
     languagesFailed: list[LanguageFailure] = Field(default_factory=list)
 
 
+class WebhookDelivery(BaseModel):
+    """How the job-finished callback went (RECONCILER_WEBHOOK_URL)."""
+
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    httpStatus: int | None = None
+    error: str | None = None
+    deliveredAt: datetime | None = None
+
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
 class JobStatus(BaseModel):
     jobId: str
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: JobState
     sectionId: int
     languagesRequested: list[str]
     languagesReady: list[str]
@@ -105,6 +118,34 @@ class JobStatus(BaseModel):
     createdAt: datetime
     startedAt: datetime | None
     finishedAt: datetime | None
+    webhook: WebhookDelivery | None = Field(
+        None, description="The job-finished callback's delivery; null without a webhook.")
+
+
+class JobList(BaseModel):
+    jobs: list[JobStatus] = Field(description="Newest first.")
+
+
+class PlannedAction(BaseModel):
+    type: str
+    change: str
+    language: str | None
+    reason: str
+
+
+class DryRunResult(BaseModel):
+    """What a request would do (POST /api/dubbing?dryRun=true); nothing was stored."""
+
+    dryRun: Literal[True] = True
+    sectionId: int
+    languagesToAdd: list[str] = Field(description="Entries the manifest would gain.")
+    videoReplaced: bool
+    changes: dict[str, int] = Field(description="The plan's actions counted by change.")
+    actions: list[PlannedAction]
+    billableMinutes: float = Field(description="New ElevenLabs dubbing minutes it would bill.")
+    unpricedLanguages: list[str] = Field(
+        description="Languages to dub whose minutes are unknown (the video's duration is).")
+    errors: list[str] = Field(description="Problems the plan found (it would not converge).")
 
 
 class DeclaredLanguage(BaseModel):
@@ -129,6 +170,18 @@ class ErrorBody(BaseModel):
     field: str | None = None
 
 
+class InvalidManifest(BaseModel):
+    file: str = Field(description="Relative to the manifests folder.")
+    problems: list[str]
+
+
+class ManifestsHealth(BaseModel):
+    valid: int = Field(description="Manifest files served.")
+    invalid: list[InvalidManifest] = Field(
+        description="Files set aside: their sections are refused (409) until they are fixed.")
+
+
 class Health(BaseModel):
-    ok: bool
+    ok: bool = Field(description="The server is up (true even with invalid manifests).")
+    manifests: ManifestsHealth
 

@@ -4,32 +4,52 @@ One cohesive thing: the life of a dubbing request from manifest to job result.""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import yaml
+from urllib.parse import urlsplit
 
 from .. import engine
-from ..manifest import InvalidManifests, load_manifests, manifest_files, read_yaml
+from ..manifest import (
+    MAX_MESSAGE,
+    InvalidManifests,
+    Section,
+    Source,
+    manifest_files,
+    read_yaml,
+)
 from ..redaction import one_line, redact
 from .allowlist import ApiConfigError, check_source
-from .config import MANIFEST_HEADER, ApiConfig
+from .catalogue import BrokenReport, Catalogue, scan
+from .config import ApiConfig
 from .errors import ApiError
-from .jobs import FAILED, SUCCEEDED, Job, JobQueue, JobStore
+from .jobs import FAILED, SUCCEEDED, Idempotency, Job, JobQueue, JobStore
+from .manifest_edit import ManifestEdit, edited, new_manifest
 from .models import (
     DeclaredLanguage,
+    DryRunResult,
     DubbingRequest,
     DubbingResult,
+    Health,
+    InvalidManifest,
+    JobList,
     JobStatus,
     LanguageFailure,
+    ManifestsHealth,
+    PlannedAction,
     SectionStatus,
+    WebhookDelivery,
 )
+from .webhooks import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +81,28 @@ class DubbingService:
         self.settings = engine.Settings.from_env(
             config.store_url, workers=config.jobs, dub_concurrency=config.dub_concurrency,
             max_dub_minutes=config.max_dub_minutes)
-        self.git_root = self._git_root() if config.git_commit else None
+        self.git_root = self._git_root() if config.git_commit or config.git_push else None
         self.jobs = JobStore(config.data_dir / "jobs.sqlite3")
+        self.notifier = (Notifier(config.webhook, self.jobs, self.webhook_payload)
+                         if config.webhook else None)
         self.queue = JobQueue(self.jobs, self.run_job, workers=config.workers,
-                              data_dir=config.data_dir)
+                              data_dir=config.data_dir,
+                              on_finish=self.notifier.notify if self.notifier else None)
         self._manifest_lock = threading.Lock()  # read-merge-write-commit-enqueue, in order
         self._reconciler_lock = threading.Lock()
         self._reader: engine.Reconciler | None = None
+        self.broken_report = BrokenReport()
+
+    def start(self) -> None:
+        """Run jobs (and deliver callbacks a stopped server still owed)."""
+        self.queue.start()
+        if self.notifier is not None:
+            self.notifier.resume()
+
+    def stop(self) -> None:
+        self.queue.stop()
+        if self.notifier is not None:
+            self.notifier.close()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -92,87 +127,177 @@ class DubbingService:
             raise ApiError(503, "store_unavailable", "the store could not be read")
         return observed.master_languages()
 
-    def find_manifest(self, section_id: int) -> tuple[Path, dict[str, Any] | None]:
-        """The file declaring the section (any name), else where the API would create it."""
+    def catalogue(self) -> Catalogue:
+        """The manifests now: valid ones served, broken ones set aside (and logged)."""
+        catalogue = scan(self.manifests_dir)
+        self.broken_report.update(catalogue)
+        return catalogue
+
+    def find_manifest(self, section_id: int) -> tuple[Catalogue, Path, dict[str, Any] | None]:
+        """The file declaring the section (any name), else where the API would create it.
+        A section whose file is broken is a 409 naming the file's first problem: the API never
+        overwrites a manifest it could not read."""
+        catalogue = self.catalogue()
         own = self.manifests_dir / f"section-{section_id}.yaml"
         for path in manifest_files([self.manifests_dir]):
             try:
                 _node, data = read_yaml(path.read_text(encoding="utf-8"), str(path))
             except (OSError, UnicodeDecodeError, InvalidManifests) as err:
-                if path.resolve() == own.resolve():  # never overwrite it unread
-                    raise ApiError(409, "manifest_invalid", "the section's manifest is invalid: "
-                                   f"{getattr(err, 'errors', [err])[0]}; fix it first") from None
+                if path.resolve() == own.resolve():
+                    problem = (catalogue.describe(err.errors[0])
+                               if isinstance(err, InvalidManifests)
+                               else f"{catalogue.name(path)}: cannot be read")
+                    raise _invalid(problem) from None
                 continue
             if isinstance(data, dict) and data.get("sectionId") == section_id:
-                return path, data
-        return self.manifests_dir / f"section-{section_id}.yaml", None
+                if path in catalogue.broken:
+                    raise _invalid(catalogue.describe(catalogue.broken[path][0]))
+                return catalogue, path, data
+        return catalogue, own, None
 
     # -- POST /api/dubbing ------------------------------------------------------------------
 
-    def submit(self, req: DubbingRequest) -> Submitted:
+    def submit(self, req: DubbingRequest, idempotency_key: str | None = None) -> Submitted:
+        """Record the request in the manifest and queue a job (or answer at once when all is
+        served). With an Idempotency-Key, a request seen before returns its job; the same key
+        with another body is a 422."""
         check_source(req.inputVideoUrl, self.config.allowed_sources, self.config.resolver)
         sid = req.curriculumSectionId
-        requested = list(dict.fromkeys(req.targetLanguages))
+        idempotency = (idempotency_key, request_digest(req)) if idempotency_key else None
+        checked = self._check_new_video(req)  # before the lock: it may download the video
         with self._manifest_lock:
-            path, current = self.find_manifest(sid)
-            if current is not None:
-                try:
-                    load_manifests([path])
-                except InvalidManifests as err:
-                    raise ApiError(409, "manifest_invalid",
-                                   f"the section's manifest is invalid: {err.errors[0]}; fix it "
-                                   "first") from None
-            doc, codes, added, replaced = self._merge(sid, current, req, requested)
-            if added or replaced or current is None:
-                self._write_manifest(path, doc)
+            prior = self._prior(idempotency)
+            if prior is not None:
+                return Submitted(job=prior)
+            base = self._sync()
+            catalogue, path, current = self.find_manifest(sid)
+            edit, codes, source = self._merge(sid, current, req)
+            if (current is None or edit.video is not None) and not checked:
+                self.check_video(req.inputVideoUrl)  # the manifest changed meanwhile
+            if edit.languages or edit.video is not None or current is None:
+                text = self._manifest_text(path, current, edit, req, source)
+                with self._staged(catalogue, path, text) as (staged, _sections):
+                    os.replace(staged, path)
+                _fsync_folder(path.parent)
                 notes = []
-                if self.git_root is not None:
-                    problem = self._commit(path, sid, added, replaced)
+                added = [entry["code"] for entry in edit.languages]
+                if base is not None:
+                    failure = self._publish(path, sid, added, edit.video is not None, base)
+                    if failure is not None:
+                        return Submitted(job=self.queue.record_failed(
+                            sid, req.inputVideoUrl, codes, failure, idempotency))
+                elif self.git_root is not None:
+                    problem = self._commit(path, sid, added, edit.video is not None)
                     notes = [problem] if problem else []
-                return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes, notes))
-        ready = self._ready_now(sid, codes)
+                return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes, notes,
+                                                       idempotency))
+        ready = self._ready_now(catalogue, sid, codes)
         if ready is not None:
             return Submitted(ready=ready)
         with self._manifest_lock:
-            return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes))
+            prior = self._prior(idempotency)  # the same request may have been queued meanwhile
+            if prior is not None:
+                return Submitted(job=prior)
+            return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes,
+                                                   idempotency=idempotency))
 
-    def _merge(self, sid: int, current: dict[str, Any] | None, req: DubbingRequest,
-               requested: list[str]) -> tuple[dict[str, Any], list[str], list[str], bool]:
-        """(new document, requested codes as the manifest spells them, added codes, video
-        replaced). Languages are only added; a different video is a 409 unless replaceVideo."""
+    def _check_new_video(self, req: DubbingRequest) -> bool:
+        """Check the request's video when it would enter the section's manifest (a new section,
+        or replaceVideo); True when checked."""
+        _catalogue, _path, current = self.find_manifest(req.curriculumSectionId)
+        if current is not None and (current.get("video") == req.inputVideoUrl
+                                    or not req.replaceVideo):
+            return False  # already declared, or a 409 video_conflict under the lock
+        self.check_video(req.inputVideoUrl)
+        return True
+
+    def check_video(self, url: str) -> None:
+        """Nothing that cannot converge is recorded: the object must exist and ffprobe must
+        find a video stream in it (422 inputVideoUrl otherwise). The language half of this
+        rule is the manifest's own validation of the staged file (ElevenLabs' language table),
+        which refuses a language it does not dub before anything is written."""
+        source = Source(urlsplit(url).scheme.lower(), url)
+        inputs = self.reader().inputs
+        state = inputs.identify(source)
+        if state.error is not None:
+            raise ApiError(422, "video_unreadable", redact(state.error)[:MAX_MESSAGE],
+                           "inputVideoUrl")
+        info = inputs.media(source)
+        if info is None or not info.video_codec:
+            raise ApiError(422, "not_a_video",
+                           f"{source.display()} is not a video (ffprobe finds no video stream)",
+                           "inputVideoUrl")
+
+    def _prior(self, idempotency: Idempotency | None) -> Job | None:
+        """The job an earlier request with this Idempotency-Key made (422 if its body was
+        another)."""
+        if idempotency is None:
+            return None
+        key, digest = idempotency
+        prior = self.jobs.by_idempotency_key(key)
+        if prior is not None and prior.request_digest != digest:
+            raise ApiError(422, "idempotency_key_reused",
+                           "this Idempotency-Key was used with another request body",
+                           "Idempotency-Key")
+        return prior
+
+    def dry_run(self, req: DubbingRequest) -> DryRunResult:
+        """What the request would change and cost; nothing is written or queued."""
+        check_source(req.inputVideoUrl, self.config.allowed_sources, self.config.resolver)
+        sid = req.curriculumSectionId
+        self._check_new_video(req)
+        with self._manifest_lock:
+            catalogue, path, current = self.find_manifest(sid)
+            edit, _codes, source = self._merge(sid, current, req)
+            text = self._manifest_text(path, current, edit, req, source)
+            with self._staged(catalogue, path, text) as (_staged, sections):
+                mine = [section for section in sections if section.section_id == sid]
+        plan, _observed = self.reader().plan(mine)
+        section_plan = plan.sections[0]
+        return DryRunResult(
+            sectionId=sid, languagesToAdd=[entry["code"] for entry in edit.languages],
+            videoReplaced=edit.video is not None, changes=plan.counts(),
+            actions=[PlannedAction(type=str(a.type), change=str(a.change), language=a.language,
+                                   reason=a.reason) for a in section_plan.actions],
+            billableMinutes=plan.dub_minutes, unpricedLanguages=list(section_plan.unpriced),
+            errors=[str(problem) for problem in section_plan.errors])
+
+    def _manifest_text(self, path: Path, current: dict[str, Any] | None, edit: ManifestEdit,
+                       req: DubbingRequest, source: str | None) -> str:
         if current is None:
-            doc: dict[str, Any] = {"sectionId": sid, "video": req.inputVideoUrl, "languages": []}
-        else:
-            doc = dict(current)
-        replaced = False
+            return new_manifest(req.curriculumSectionId, req.inputVideoUrl, source,
+                                edit.languages)
+        return edited(path.read_text(encoding="utf-8"), edit)
+
+    def _merge(self, sid: int, current: dict[str, Any] | None, req: DubbingRequest
+               ) -> tuple[ManifestEdit, list[str], str | None]:
+        """(the edit of the manifest, requested codes as the manifest spells them, the video's
+        spoken language). Languages are only added; a different video is a 409 unless
+        replaceVideo."""
+        doc = current or {}
         source = self._source_language(sid, doc, req)
-        if current is None and source:
-            doc["sourceLanguage"] = source
+        video = None
         if current is not None and doc.get("video") != req.inputVideoUrl:
             if not req.replaceVideo:
                 raise ApiError(
                     409, "video_conflict",
                     f"section {sid} already has video {redact(str(doc.get('video')))}; "
                     "send replaceVideo: true to replace it", "inputVideoUrl")
-            doc["video"] = req.inputVideoUrl
-            replaced = True
-        languages = list(doc.get("languages") or [])
-        spelled: list[str] = [str(lang.get("code")) for lang in languages
+            video = req.inputVideoUrl
+        spelled: list[str] = [str(lang.get("code")) for lang in doc.get("languages") or []
                               if isinstance(lang, dict) and lang.get("code") is not None]
-        added: list[str] = []
+        entries: list[dict[str, str]] = []
         codes: list[str] = []
-        for code in requested:
+        for code in dict.fromkeys(req.targetLanguages):
             have = next((c for c in spelled if _same(c, code)), None)
             if have is None:
                 same = source is not None and _same(code, source)
-                languages.append({"code": code, "audio": "source"} if same else {"code": code})
+                entries.append({"code": code, "audio": "source"} if same else {"code": code})
                 spelled.append(code)
-                added.append(code)
                 have = code
             if have not in codes:
                 codes.append(have)
-        doc["languages"] = languages
-        return doc, codes, added, replaced
+        return ManifestEdit(video=video, languages=entries), codes, source
 
     def _source_language(self, sid: int, doc: dict[str, Any], req: DubbingRequest) -> str | None:
         """The video's spoken language: the manifest's, else the request's, else the server's
@@ -186,10 +311,12 @@ class DubbingService:
                            f"{req.sourceLanguage}; change it in its manifest", "sourceLanguage")
         return declared or req.sourceLanguage or self.config.source_language
 
-    def _write_manifest(self, path: Path, doc: dict[str, Any]) -> None:
-        """Validate the result with every other manifest, then replace the file atomically:
-        an invalid manifest is never left behind."""
-        text = MANIFEST_HEADER + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    @contextlib.contextmanager
+    def _staged(self, catalogue: Catalogue, path: Path, text: str
+                ) -> Iterator[tuple[Path, list[Section]]]:
+        """The new text in a temporary file beside `path` (fsynced, the file's mode), validated
+        with every other valid manifest: yields (that file, the sections loaded). An invalid
+        manifest is never left behind; the caller may os.replace it onto `path`."""
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
                                         dir=path.parent)
         tmp = Path(tmp_name)
@@ -200,10 +327,9 @@ class DubbingService:
                 os.fsync(fh.fileno())
             # mkstemp makes it 0600; a manifest is an ordinary, readable repository file.
             tmp.chmod(path.stat().st_mode & 0o777 if path.exists() else 0o644)
-            others = [f for f in manifest_files([self.manifests_dir])
-                      if f.resolve() != path.resolve()]
+            others = [f for f in catalogue.valid if f.resolve() != path.resolve()]
             try:
-                load_manifests([*others, tmp])
+                sections = catalogue.load([*others, tmp])
             except InvalidManifests as err:
                 mine = [e for e in err.errors if e.file == str(tmp)]
                 if mine:
@@ -213,52 +339,84 @@ class DubbingService:
                                    f"{first.message}", _request_field(first.field)) from None
                 raise ApiError(409, "manifests_invalid",
                                f"other manifests are invalid ({len(err.errors)} problem(s), "
-                               f"first: {err.errors[0]}); fix them first") from None
-            os.replace(tmp, path)
+                               f"first: {catalogue.describe(err.errors[0])}); fix them first"
+                               ) from None
+            yield tmp, sections
         finally:
             tmp.unlink(missing_ok=True)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+
+    def _sync(self) -> str | None:
+        """With --git-push: the work tree brought up to the remote before a manifest is read
+        (the commit it is at); 503 and nothing written when it cannot be."""
+        remote = self.config.git_push
+        if remote is None:
+            return None
+        assert self.git_root is not None
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            return engine.sync_manifests(self.git_root, remote)
+        except engine.GitError as err:
+            log.error("--git-push: cannot bring %s up to %s: %s", self.git_root, remote, err)
+            raise ApiError(503, "git_unavailable",
+                           f"the manifests repository could not be brought up to {remote}; "
+                           "nothing was written, try again") from None
+
+    def _publish(self, path: Path, sid: int, added: list[str], replaced: bool,
+                 base: str) -> str | None:
+        """With --git-push: commit the manifest and push it; None once it is on the remote.
+        Otherwise the commit and the file are undone (nothing is applied that the remote has
+        not got) and the reason is returned for the job."""
+        remote = self.config.git_push
+        assert self.git_root is not None and remote is not None
+        try:
+            engine.commit_manifest(self.git_root, path, _commit_message(sid, added, replaced),
+                                   self.config.git_author)
+            engine.push_manifests(self.git_root, remote)
+            return None
+        except engine.PushConflict as err:
+            log.error("--git-push of %s to %s conflicts: %s", path, remote, err)
+            reason = (f"{path.name} was changed on {remote} meanwhile and this change does not "
+                      "rebase onto it; nothing was applied: send the request again")
+        except engine.GitError as err:
+            log.error("--git-push of %s to %s failed: %s", path, remote, err)
+            reason = (f"the change to {path.name} could not be pushed to {remote}; nothing "
+                      "was applied: send the request again")
+        try:
+            engine.undo_manifest(self.git_root, base, path)
+        except engine.GitError as err:
+            log.error("--git-push: cannot undo the unpublished change to %s: %s", path, err)
+        return reason
 
     def _git_root(self) -> Path:
         try:
             return engine.git_work_tree(self.manifests_dir)
         except engine.GitError:
-            raise ApiConfigError(
-                f"--git-commit: {self.manifests_dir} is not in a git work tree") from None
+            raise ApiConfigError(f"--git-commit/--git-push: {self.manifests_dir} is not in a git "
+                                 "work tree") from None
 
     def _commit(self, path: Path, sid: int, added: list[str], replaced: bool) -> str | None:
         """Commit this one file (other staged changes are left alone). A failed commit does not
         undo the request (the manifest is valid and written; the next commit carries it) but is
         reported: the returned line goes into the job's errors, and the log."""
-        what = []
-        if replaced:
-            what.append("replace video")
-        if added:
-            what.append("add " + ", ".join(added))
-        message = f"api: section {sid}: {'; '.join(what) or 'declare section'}"
         assert self.git_root is not None
         try:
-            engine.commit_manifest(self.git_root, path, message, self.config.git_author)
+            engine.commit_manifest(self.git_root, path, _commit_message(sid, added, replaced),
+                                   self.config.git_author)
         except engine.GitError as err:
             log.error("git commit of %s failed: %s", path, err)
             return (f"{path.name} was written but not committed to git ({err}); "
                     "the next commit carries it")
         return None
 
-    def _ready_now(self, sid: int, codes: list[str]) -> DubbingResult | None:
+    def _ready_now(self, catalogue: Catalogue, sid: int, codes: list[str]
+                   ) -> DubbingResult | None:
         """The result, when every requested language is already served for the declared video
         (the plan has nothing to do for them); else None (a job is needed)."""
         from ..plan import Kind
 
         try:
-            sections = engine.load([self.manifests_dir], [sid])
-        except InvalidManifests as err:
-            raise ApiError(409, "manifests_invalid",
-                           f"manifests are invalid: {err.errors[0]}; fix them first") from None
+            sections = catalogue.load(catalogue.valid, [sid])
+        except InvalidManifests as err:  # changed since the scan
+            raise _invalid(catalogue.describe(err.errors[0])) from None
         plan, observed = self.reader().plan(sections)
         section_plan = next(p for p in plan.sections if p.section_id == sid)
         listed = observed[sid].master_languages()
@@ -283,8 +441,9 @@ class DubbingService:
         errors: list[str] = []
         by_language: dict[str, list[str]] = {}
         section_wide: list[str] = []
+        catalogue = self.catalogue()
         try:
-            sections = engine.load([self.manifests_dir], [sid])
+            sections = catalogue.load(catalogue.valid, [sid])
             outcome = self.reconciler().apply(sections)
             errors += outcome.errors
             for sp in outcome.plan.sections:
@@ -304,7 +463,9 @@ class DubbingService:
                             f"{failure.step}: {failure.message}")
                     else:
                         section_wide.append(str(failure))
-        except (InvalidManifests, *engine.RUN_ERRORS, *engine.SEAM_ERRORS, OSError) as err:
+        except InvalidManifests as err:  # changed since the scan
+            section_wide.append(catalogue.describe(err.errors[0]))
+        except (*engine.RUN_ERRORS, *engine.SEAM_ERRORS, OSError) as err:
             section_wide.append(one_line(err))
         except Exception:  # the engine's own bugs: log them, tell the client little
             log.exception("job %s: reconcile failed", job.id)
@@ -328,6 +489,32 @@ class DubbingService:
                   "errors": notes + errors + [e for e in section_wide if e not in errors]}
         return (SUCCEEDED if ok else FAILED), result
 
+    def webhook_payload(self, job: Job) -> dict[str, Any]:
+        """The job-finished callback's body."""
+        status = self.job_status(job)
+        return {"jobId": job.id, "status": job.status, "sectionId": job.section_id,
+                "languagesReady": status.languagesReady,
+                "languagesFailed": [f.model_dump() for f in status.languagesFailed],
+                "masterUrl": status.masterUrl}
+
+    def list_jobs(self, section_id: int | None, status: str | None, limit: int) -> JobList:
+        return JobList(jobs=[self.job_status(job)
+                             for job in self.jobs.recent(section_id, status, limit)])
+
+    def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a queued job (409 once it runs or has ended). The languages it added stay
+        declared: the API never removes languages."""
+        if self.jobs.get(job_id) is None:
+            raise ApiError(404, "not_found", "no such job")
+        if not self.queue.cancel(job_id):
+            job = self.jobs.get(job_id)
+            raise ApiError(409, "job_not_queued",
+                           f"the job is {job.status if job else 'gone'}; only a queued job can "
+                           "be cancelled")
+        job = self.jobs.get(job_id)
+        assert job is not None
+        return self.job_status(job)
+
     def job_status(self, job: Job) -> JobStatus:
         result = job.result or {}
         return JobStatus(
@@ -340,6 +527,7 @@ class DubbingService:
             errors=result.get("errors", []),
             createdAt=_iso(job.created_at), startedAt=_iso(job.started_at),  # type: ignore[arg-type]
             finishedAt=_iso(job.finished_at),
+            webhook=WebhookDelivery(**job.delivery) if job.delivery else None,
         )
 
     def job_result(self, job: Job) -> DubbingResult:
@@ -348,18 +536,25 @@ class DubbingService:
                              languagesReady=status.languagesReady, masterUrl=status.masterUrl,
                              jobId=job.id, languagesFailed=status.languagesFailed)
 
+    def health(self) -> Health:
+        catalogue = self.catalogue()
+        return Health(ok=True, manifests=ManifestsHealth(
+            valid=len(catalogue.valid),
+            invalid=[InvalidManifest(file=catalogue.name(path),
+                                     problems=[catalogue.describe(p) for p in problems])
+                     for path, problems in catalogue.broken.items()]))
+
     # -- GET /api/sections/{id} --------------------------------------------------------------
 
     def section(self, sid: int) -> SectionStatus:
-        path, data = self.find_manifest(sid)
+        catalogue, path, data = self.find_manifest(sid)
         declared: list[DeclaredLanguage] = []
         video = None
         if data is not None:
             try:
-                section = load_manifests([path])[0]
-            except InvalidManifests as err:
-                raise ApiError(409, "manifest_invalid",
-                               f"the section's manifest is invalid: {err.errors[0]}") from None
+                section = catalogue.load([path])[0]
+            except InvalidManifests as err:  # changed since the scan
+                raise _invalid(catalogue.describe(err.errors[0])) from None
             video = section.video.display()
             declared = [DeclaredLanguage(code=lang.code, name=lang.name, default=lang.default,
                                          dubbed=lang.audio is None)
@@ -373,6 +568,36 @@ class DubbingService:
                              video=video, declaredLanguages=declared,
                              observedLanguages=observed.master_languages(),
                              masterUrl=self.master_url(sid))
+
+
+def _commit_message(sid: int, added: list[str], replaced: bool) -> str:
+    what = []
+    if replaced:
+        what.append("replace video")
+    if added:
+        what.append("add " + ", ".join(added))
+    return f"api: section {sid}: {'; '.join(what) or 'declare section'}"
+
+
+def request_digest(req: DubbingRequest) -> str:
+    """What makes two requests the same for Idempotency-Key: their parsed bodies (so key order
+    and whitespace do not count)."""
+    canonical = json.dumps(req.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _fsync_folder(folder: Path) -> None:
+    """A rename is durable once its folder is."""
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _invalid(problem: str) -> ApiError:
+    return ApiError(409, "manifest_invalid",
+                    f"the section's manifest is invalid: {problem}; fix it first")
 
 
 def _request_field(manifest_field: str) -> str | None:
