@@ -99,7 +99,8 @@ def test_an_old_scripts_bucket_is_adopted_then_fully_rebuilt_when_the_video_chan
     assert reconcile("--plan", repo.manifests).code == 0
     assert reconcile("--plan", repo.manifests, "--deep").code == 0
 
-    repo.write(SID, KO_EN, video="../media/lecture-b.mp4")  # 6 s instead of 8 s
+    # 6 s instead of 8 s; the 8 s en.mp3 then needs the opt-in to be trimmed to it
+    repo.write(SID, [KO_EN[0], {**KO_EN[1], "fit": "trim"}], video="../media/lecture-b.mp4")
     changed = reconcile("--plan", repo.manifests, "--format", "json")
     assert changed.code == 2
     assert {("package_video", None), ("package_audio", "ko"), ("package_audio", "en")} <= set(

@@ -420,7 +420,9 @@ def test_duplicate_language_code_is_case_insensitive(tree, second):
     ("de-CH-1996", "de-CH-1996"), ("pt-BR", "pt-BR"),
 ])
 def test_language_tags_are_loaded_in_canonical_case(tree, given, canonical):
-    tree.write("s.yaml", manifest(f"- code: {given}").replace("sourceLanguage: ko",
+    # the video's own audio: a tag ElevenLabs does not dub (sgn-BE-FR) is still a language
+    tree.write("s.yaml", manifest(f"- code: {given}\n  audio: source").replace(
+                                                               "sourceLanguage: ko",
                                                                f"sourceLanguage: {given}"))
     [section] = load_manifests([tree.manifests])
     assert [lang.code for lang in section.languages] == [canonical]
