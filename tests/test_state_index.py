@@ -48,8 +48,7 @@ def signature(obs: ObservedSection) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def catalogue(moto_server, media, tmp_path_factory):
+def _catalogue(media, tmp_path_factory) -> tuple[str, Repo, list]:
     """Six sections applied in one run against moto: the apply records each in the index."""
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=bucket)
@@ -60,6 +59,20 @@ def catalogue(moto_server, media, tmp_path_factory):
     result = reconcile("--apply", repo.manifests, "--store", url)
     assert result.code == 0, result.stderr
     return url, repo, engine.load([repo.manifests])
+
+
+@pytest.fixture(scope="module")
+def catalogue(moto_server, media, tmp_path_factory):
+    """A converged catalogue no test changes: whatever order the tests run in, it is as the
+    apply left it."""
+    return _catalogue(media, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def scratch_catalogue(moto_server, media, tmp_path_factory):
+    """A second catalogue for the tests that change the bucket or its index behind the
+    index's back."""
+    return _catalogue(media, tmp_path_factory)
 
 
 def test_a_converged_catalogue_is_one_list_and_one_get_and_plans_as_a_full_read(catalogue):
@@ -126,8 +139,8 @@ def _mutate(how: str, store, sid: int) -> tuple[str, str] | None:
 
 @pytest.mark.parametrize("how,sid", [("etag", 12), ("copy", 13), ("extra", 14),
                                      ("missing", 15)])
-def test_a_section_whose_listing_differs_from_its_record_is_read(catalogue, how, sid):
-    url, _, sections = catalogue
+def test_a_section_whose_listing_differs_from_its_record_is_read(scratch_catalogue, how, sid):
+    url, _, sections = scratch_catalogue
     store = open_store(url)
     before = store.get(layout.STATE_INDEX_KEY)[1].etag
     expected = _mutate(how, store, sid)
@@ -186,8 +199,8 @@ class RacingStore:
         return self.inner.put_bytes(key, body, meta, metadata, **conditions)
 
 
-def test_concurrent_index_writers_merge_their_sections(catalogue):
-    url, _, _ = catalogue
+def test_concurrent_index_writers_merge_their_sections(scratch_catalogue):
+    url, _, _ = scratch_catalogue
     store = open_store(url)
     mine = load_index(store)[11]
     racing = RacingStore(store, rival=99, times=2)
