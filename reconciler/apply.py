@@ -542,11 +542,13 @@ class _SectionWork:
         try:
             if isinstance(examined, Exception):
                 raise examined
-            duration = self.facts[None].playlist.duration
+            video = self.facts[None].playlist
+            duration = video.duration
             out = self.work / "audio" / code
             with self.rt.cpu:
-                info = self.rt.packager.encode_audio(examined, out, duration=duration,
-                                                     on_segment=on_segment)
+                info = self.rt.packager.encode_audio(
+                    examined, out, segments=[s.duration for s in video.segments],
+                    on_segment=on_segment)
             if abs(info.duration - duration) > ALIGN_TOLERANCE:
                 verb = "padded with silence" if info.duration < duration else "trimmed"
                 self.result.warnings.append(
