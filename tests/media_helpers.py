@@ -111,8 +111,16 @@ def running(server) -> Iterator[str]:
 
 # -- A/V timing: a flash and a click every second, measured as an MSE player presents them --------
 
-EVENT_HZ = 4000  # the click's pitch: far above the 440 Hz bed, so a high-pass isolates it
-BED = f"0.25*sin(2*PI*440*t)+if(lt(mod(t,1),0.005)*gt(t,0.5),0.25*sin(2*PI*{EVENT_HZ}*t),0)"
+EVENT_HZ = 4000  # the click's pitch: far above the bed, so a high-pass isolates it
+# Each language's bed (a steady tone under the clicks) has its own pitch, so a player test can
+# tell which language it hears; all click at the same instants.
+BEDS = {"ko": 440, "en": 660, "ja": 880}
+CUES = [(1.0, 2.0), (5.0, 6.5), (9.0, 10.0)]  # ko subtitles, none across a 4 s boundary
+
+
+def _clicking(bed_hz: int) -> str:
+    return (f"0.25*sin(2*PI*{bed_hz}*t)"
+            f"+if(lt(mod(t,1),0.005)*gt(t,0.5),0.25*sin(2*PI*{EVENT_HZ}*t),0)")
 
 
 def event_times(seconds: int) -> list[float]:
@@ -120,25 +128,50 @@ def event_times(seconds: int) -> list[float]:
     return [float(t) for t in range(1, seconds)]
 
 
-def make_flash_click_video(dest: Path, seconds: int = 12, size: str = "160x90") -> Path:
+def make_flash_click_video(dest: Path, seconds: int = 12, size: str = "160x90",
+                           bed_hz: int = BEDS["ko"]) -> Path:
     """A lecture stand-in whose picture flashes white for one frame (24 fps) and whose audio
-    clicks (5 ms at 4 kHz over a 440 Hz bed) at each of `event_times`, in the same instant.
+    clicks (5 ms at 4 kHz over a steady bed) at each of `event_times`, in the same instant.
     x264's default B-frames give the video a composition delay and AAC its priming: the two
     offsets a packager must not let through."""
     flash = "drawbox=c=white:t=fill:enable='gt(n,0)*eq(mod(n,24),0)'"
     return samples._ffmpeg(
         ["-f", "lavfi", "-i", f"testsrc2=s={size}:r=24:d={seconds},{flash}",
-         "-f", "lavfi", "-i", f"aevalsrc='{BED}':s=48000:d={seconds}",
+         "-f", "lavfi", "-i", f"aevalsrc='{_clicking(bed_hz)}':s=48000:d={seconds}",
          "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "48",
          "-keyint_min", "48", "-sc_threshold", "0", "-c:a", "aac", "-b:a", "128k", "-ac", "2"],
         dest)
 
 
-def make_clicks(dest: Path, seconds: int = 12, rate: int = 44100) -> Path:
+def make_clicks(dest: Path, seconds: int = 12, bed_hz: int = BEDS["ko"],
+                rate: int = 44100) -> Path:
     """The same clicks as a separate audio file (a supplied file; as .mp3 at 44.1 kHz, what
     ElevenLabs returns for a dub); the codec follows the suffix."""
-    return samples._ffmpeg(["-f", "lavfi", "-i", f"aevalsrc='{BED}':s={rate}:d={seconds}",
-                            "-ac", "2"], dest)
+    return samples._ffmpeg(["-f", "lavfi", "-i",
+                            f"aevalsrc='{_clicking(bed_hz)}':s={rate}:d={seconds}", "-ac", "2"],
+                           dest)
+
+
+def flash_click_section(section_id: int, seconds: int = 12) -> Path:
+    """A local store holding a published flash-and-click section (cached): ko from the video's
+    own track (with CUES as subtitles), en from a supplied .m4a, ja from a supplied .mp3 (the
+    shape of a downloaded dub), each over its own bed (BEDS)."""
+    key = ("flash-click", section_id, seconds)
+    with _cache_lock:
+        if key not in _cache:
+            root = _cache_root() / f"t{len(_cache)}"
+            root.mkdir(parents=True)
+            make_flash_click_video(root / "lecture.mp4", seconds)
+            make_clicks(root / "en.m4a", seconds, BEDS["en"])
+            make_clicks(root / "ja.mp3", seconds, BEDS["ja"])
+            (root / "ko.vtt").write_text("WEBVTT\n" + "".join(
+                f"\n00:00:{a:06.3f} --> 00:00:{b:06.3f}\nko {i}\n"
+                for i, (a, b) in enumerate(CUES, 1)))
+            _cache[key] = publish(root, {"sectionId": section_id, "video": "lecture.mp4",
+                                         "languages": [
+                {"code": "ko", "audio": "source", "default": True, "subtitles": "ko.vtt"},
+                {"code": "en", "audio": "en.m4a"}, {"code": "ja", "audio": "ja.mp3"}]})
+        return _cache[key]
 
 
 def _joined(rendition: Path, playlist: str) -> tuple[Path, list[Sample], int]:
@@ -178,7 +211,7 @@ def presented_clicks(rendition: Path, playlist: str = layout.AUDIO_PLAYLIST) -> 
     """When an MSE player plays each click: the decoded samples (priming included: MSE
     ignores the edit list that would hide it) counted from the first fragment's tfdt."""
     joined, timed, ticks = _joined(rendition, playlist)
-    log = _decoded(joined, "a", f"asetpts=N/SR/TB,{'highpass=f=2500,' * 3}"
+    log = _decoded(joined, "a", f"asetpts=N/SR/TB,{'highpass=f=3000,' * 4}"
                                 "silencedetect=n=-40dB:d=0.1")
     start = timed[0].decode / ticks
     end = (timed[-1].decode + timed[-1].duration) / ticks

@@ -2,9 +2,9 @@
 
 A source that flashes and clicks at the same instants every second (x264 B-frames, AAC priming)
 is published through the real engine with its own audio, a supplied .m4a and a supplied .mp3 at
-44.1 kHz (what a dub is once downloaded); the published fragments are decoded and timed from
-their own timestamps (media_helpers), never from edit lists. The three players in Chromium are
-in test_players.py.
+44.1 kHz (what a dub is once downloaded; media_helpers.flash_click_section); the published
+fragments are decoded and timed from their own timestamps, never from edit lists. The three
+players in Chromium play the same section in test_players.py.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from media_helpers import (
+    BEDS,
     event_times,
-    make_clicks,
-    make_flash_click_video,
+    flash_click_section,
     presented_clicks,
     presented_flashes,
     publish,
@@ -28,18 +28,12 @@ SECTION = 7
 SECONDS = 12
 SYNC = 0.010  # |audio - video| a viewer never notices (lip sync needs well under 45 ms)
 AAC_FRAME = 1024 / AUDIO_RATE
-LANGUAGES = {"ko": "source", "en": "en.m4a", "ja": "ja.mp3"}
+LANGUAGES = list(BEDS)  # ko: the video's own track, en: a supplied .m4a, ja: a .mp3 (a dub)
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("timing")
-    make_flash_click_video(root / "lecture.mp4", SECONDS)
-    make_clicks(root / "en.m4a", SECONDS)
-    make_clicks(root / "ja.mp3", SECONDS)
-    return publish(root, {"sectionId": SECTION, "video": "lecture.mp4", "languages": [
-        {"code": code, "audio": audio, "default": code == "ko"}
-        for code, audio in LANGUAGES.items()]})
+def store() -> Path:
+    return flash_click_section(SECTION, SECONDS)
 
 
 def rendition(store: Path, language: str | None) -> Path:
