@@ -299,14 +299,16 @@ def loudness_filter(measured: Loudness, correction: float = 0.0) -> str:
 PRIMING_SAMPLES = 1024
 
 
-def timeline_filter(seconds: float, gain: str) -> str:
-    """Put the input on the published timeline: resampled and mixed down, its first
-    PRIMING_SAMPLES dropped (the priming takes their place, so the input's sample at t plays
-    at t), then padded or cut to end where `seconds` does (the encoder's last frame ends within
-    one frame after). `gain` is the loudness_filter chain, applied in between."""
+def timeline_filter(seconds: float, gain: str, lead: float = 0.0) -> str:
+    """Put the input on the published timeline: resampled (silence filling a late start) and
+    mixed down, its `lead` seconds before the picture and then PRIMING_SAMPLES more dropped
+    (the priming takes their place, so the input's sample at t plays at t), then padded or cut
+    to end where `seconds` does (the encoder's last frame ends within one frame after). `gain`
+    is the loudness_filter chain, applied in between."""
     keep = round(seconds * AUDIO_RATE) - PRIMING_SAMPLES
+    drop = round(lead * AUDIO_RATE) + PRIMING_SAMPLES
     return (f"aresample={AUDIO_RATE}:first_pts=0,{DOWNMIX},"
-            f"atrim=start_sample={PRIMING_SAMPLES},asetpts=PTS-STARTPTS,{gain},"
+            f"atrim=start_sample={drop},asetpts=PTS-STARTPTS,{gain},"
             f"apad,atrim=end_sample={keep}")
 
 
@@ -359,7 +361,23 @@ def examine_audio(source: Path, *, from_video: bool = False) -> Examined:
     if measured.i < SILENCE_LUFS:
         raise MediaError(f"{source.name}: audio is silent (integrated loudness "
                          f"{measured.i:.1f} LUFS)")
-    return Examined(source, info, measured)
+    return Examined(source, info, measured, _picture_lead(source) if from_video else 0.0)
+
+
+def _picture_lead(source: Path) -> float:
+    """How long the file's audio runs before its first picture: ffmpeg starts every stream's
+    timeline at the file's earliest stream, but the packaged video starts at its own first
+    picture."""
+    out = _run([FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries",
+                "format=start_time:stream=start_time", "-of", "json", *input_args(source)],
+               f"probe {source.name}")
+    data = json.loads(out or "{}")
+    try:
+        video = float(data["streams"][0]["start_time"])
+        start = float(data["format"]["start_time"])
+    except (KeyError, IndexError, ValueError):
+        return 0.0  # no start times known: the streams start together
+    return max(0.0, video - start)
 
 
 def encode_audio(examined: Examined, out_dir: Path, *, segments: Sequence[float],
@@ -395,7 +413,8 @@ def encode_audio(examined: Examined, out_dir: Path, *, segments: Sequence[float]
         log = _run_streaming(
             [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-y", *input_args(source),
              "-map", "0:a:0", "-vn", "-sn", "-dn",
-             "-af", timeline_filter(duration, loudness_filter(measured, correction)),
+             "-af", timeline_filter(duration, loudness_filter(measured, correction),
+                                   examined.lead),
              "-c:a", "aac", "-profile:a", "aac_low", "-b:a", AUDIO_BITRATE,
              "-ar", str(AUDIO_RATE), "-ac", str(AUDIO_CHANNELS),
              # The segment muxer, not hls: it cuts where it is told (hls only every -hls_time

@@ -76,11 +76,14 @@ class Loudness:
 
 @dataclass(frozen=True)
 class Examined:
-    """An audio input probed and measured: what the encode pass needs besides the duration."""
+    """An audio input probed and measured: what the encode pass needs besides the timeline."""
 
     source: Path
     info: MediaInfo
     loudness: Loudness
+    # Seconds of the input before the video's first picture (the video's own track may start
+    # earlier): dropped, so the published audio and picture start together as they were.
+    lead: float = 0.0
 
 
 class Packager(Protocol):

@@ -16,12 +16,13 @@ from media_helpers import (
     BEDS,
     event_times,
     flash_click_section,
+    make_flash_click_video,
     presented_clicks,
     presented_flashes,
     publish,
 )
 
-from reconciler import hls, layout, samples
+from reconciler import hls, layout, media, samples
 from reconciler.packaging import AUDIO_RATE
 
 SECTION = 7
@@ -117,3 +118,21 @@ def test_declared_peak_bandwidth_is_what_a_low_bitrate_lecture_needs(tmp_path):
                                    for s in listed.segments}))
     needed = needed_peak(*published)
     assert needed <= declared <= 1.10 * needed, (declared, needed)
+
+
+def test_a_picture_that_starts_after_its_sound_keeps_its_offset(tmp_path):
+    """The video's own track may start before the first picture (here the picture starts
+    0.5 s in): the published video starts at its first picture, so the audio is cut to start
+    there too and each click stays 0.5 s ahead of its flash (it had lost the 0.5 s)."""
+    whole = make_flash_click_video(tmp_path / "whole.mp4", 6)
+    late = samples._ffmpeg(["-i", str(whole), "-itsoffset", "0.5", "-i", str(whole),
+                            "-map", "1:v", "-map", "0:a", "-c", "copy"], tmp_path / "late.mp4")
+    media.package_video(late, tmp_path / "video")
+    video = hls.parse_media((tmp_path / "video" / layout.VIDEO_PLAYLIST).read_text())
+    media.encode_audio(media.examine_audio(late, from_video=True), tmp_path / "audio",
+                       segments=[s.duration for s in video.segments])
+    flashes = presented_flashes(tmp_path / "video")
+    clicks = presented_clicks(tmp_path / "audio")
+    assert flashes == pytest.approx(event_times(6)[: len(flashes)], abs=0.001)
+    offsets = [round(flash - click, 4) for click, flash in zip(clicks, flashes, strict=False)]
+    assert offsets and all(abs(offset - 0.5) <= SYNC for offset in offsets), (clicks, flashes)
