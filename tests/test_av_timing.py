@@ -77,6 +77,20 @@ def test_audio_segments_start_and_end_with_the_videos(store, language):
         assert 0 <= audio_end - video_end < AAC_FRAME + 1e-6, (video_ends, audio_ends)
 
 
+def test_audio_follows_a_long_gop_video(tmp_path):
+    """Video copied with 5 s keyframe intervals has 5 s segments (not -hls_time's 4): the audio
+    is cut with it, not every 4 s on its own."""
+    lecture = samples.make_video(tmp_path / "long-gop.mp4", seconds=10, size="160x90",
+                                 gop_seconds=5)
+    media.package_video(lecture, tmp_path / "video")
+    video = hls.parse_media((tmp_path / "video" / layout.VIDEO_PLAYLIST).read_text())
+    media.encode_audio(media.examine_audio(lecture, from_video=True), tmp_path / "audio",
+                       segments=[s.duration for s in video.segments])
+    audio = hls.parse_media((tmp_path / "audio" / layout.AUDIO_PLAYLIST).read_text())
+    assert [s.duration for s in video.segments] == [5.0, 5.0]
+    assert [s.duration for s in audio.segments] == pytest.approx([5.0, 5.0], abs=AAC_FRAME)
+
+
 def needed_peak(video: tuple[hls.MediaPlaylist, dict[str, int]],
                 audio: tuple[hls.MediaPlaylist, dict[str, int]]) -> float:
     """The peak bit rate a player needs: over each video segment, the bits of that segment and
