@@ -1,4 +1,5 @@
-"""Read the facts a master playlist needs from an fMP4 init segment (ISO BMFF boxes).
+"""Read the facts a master playlist needs from an fMP4 init segment (ISO BMFF boxes), and the
+timing of media segments' movie fragments as an MSE player reads it (tfdt, trun).
 
 ffprobe reports the H.264 profile and level but not the constraint-flags byte that the
 RFC 6381 codec string carries (`avc1.PPCCLL`), so we read the avcC box ourselves; the init
@@ -247,8 +248,10 @@ def read_samples(segment: bytes) -> list[Sample]:
                     run = _run_samples(segment, trun, start, default)
                     samples += run
                     start = run[-1].decode + run[-1].duration if run else start
-    except (IndexError, StopIteration, struct.error) as err:
-        raise FragmentError(f"malformed movie fragment: {err!r}") from err
+    except FragmentError:
+        raise
+    except (InitSegmentError, IndexError, StopIteration, struct.error) as err:
+        raise FragmentError(f"malformed movie fragment: {err}") from err
     if not samples:
         raise FragmentError("no movie fragment with samples")
     return samples
@@ -261,4 +264,6 @@ def split_header(data: bytes) -> tuple[bytes, bytes]:
         first = next(body - 8 for kind, body, _end in _boxes(data) if kind == b"moof")
     except StopIteration as err:
         raise FragmentError("no movie fragment") from err
+    except InitSegmentError as err:
+        raise FragmentError(str(err)) from err
     return data[:first], data[first:]
