@@ -247,9 +247,9 @@ def measure_loudness(source: Path, duration: float, parts: int | None = None) ->
     """Integrated loudness and sample peak of what is encoded - the input mixed to the
     published channel layout (5.1 measured as itself would miss the target once downmixed) -
     in one decode at the input's own rate (ffmpeg ebur128, not loudnorm's 192 kHz path). Long
-    inputs are measured in `parts` spans at once
-    (one per core): every 400 ms block lies wholly inside one span, so the gated result is that
-    of one pass over the whole file (up to where each span's 100 ms block grid starts)."""
+    inputs are measured in `parts` spans at once (one per core): every 400 ms block lies
+    wholly inside one span, so the gated result is that of one pass over the whole file (up to
+    where each span's 100 ms block grid starts)."""
     parts = parts or (min(os.cpu_count() or 1, 4) if duration >= SPLIT_MIN_SECONDS else 1)
     step = round(duration / parts, 1)
     starts = [round(k * step, 1) for k in range(parts)]
@@ -312,6 +312,9 @@ def timeline_filter(seconds: float, gain: str, lead: float = 0.0) -> str:
             f"apad,atrim=end_sample={keep}")
 
 
+AUDIO_PREFIX = AUDIO_SEGMENT_TEMPLATE.split("%")[0]
+
+
 def _split_init(first: Path) -> None:
     """Move the init (ftyp, moov) that the segment muxer writes at the head of the first
     segment into init.mp4; a segment already split is left alone."""
@@ -339,8 +342,6 @@ def _write_audio_playlist(out_dir: Path) -> None:
     playlist = MediaPlaylist(target_duration(s.duration for s in segments), tuple(segments))
     (out_dir / AUDIO_PLAYLIST).write_text(render_media(playlist))
 
-
-AUDIO_PREFIX = AUDIO_SEGMENT_TEMPLATE.split("%")[0]
 
 
 def _summary_i(text: str) -> float | None:
@@ -435,7 +436,7 @@ def encode_audio(examined: Examined, out_dir: Path, *, segments: Sequence[float]
     return info
 
 
-def even_segments(duration: float) -> list[float]:
+def _even_segments(duration: float) -> list[float]:
     """HLS_TIME-second segments spanning `duration`: a video timeline for audio alone."""
     whole = math.ceil(duration / HLS_TIME - 1e-9)
     return [min(HLS_TIME, duration - k * HLS_TIME) for k in range(whole)]
@@ -446,7 +447,7 @@ def package_audio(source: Path, out_dir: Path, *, duration: float,
     """Examine, then encode, one language's audio (see the two steps) on a timeline of
     `duration` seconds cut every HLS_TIME seconds."""
     return encode_audio(examine_audio(source, from_video=from_video), out_dir,
-                        segments=even_segments(duration))
+                        segments=_even_segments(duration))
 
 
 def extract_audio(source: Path, dest: Path) -> Path:
