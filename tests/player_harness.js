@@ -82,8 +82,9 @@ const players = {
 // Both on the media clock (the timeline currentTime runs on), which is what lip sync means.
 // Flashes: every frame the compositor presents is drawn to a tiny canvas; a white one is a
 // flash at its presentation timestamp (requestVideoFrameCallback's mediaTime).
-// Clicks: an AudioWorklet on the element's output finds each 4 kHz onset, and the pitch of the
-// bed just before it (zero crossings: which language is playing); it is timed by the media
+// Clicks: an AudioWorklet on the element's output finds each onset that goes on at 4 kHz for
+// 5 ms, and the pitch of the bed just before it (zero crossings: which language is playing),
+// timed by the media
 // clock at the moment the worklet processed that sample (currentTime, sampled against
 // performance.now() every frame). WebAudio's own output latency, after that, is the tap's and
 // not the stream's, so it is left out.
@@ -94,6 +95,8 @@ class Clicks extends AudioWorkletProcessor {
     this.prev = 0;
     this.quiet = 0;
     this.crossings = [];
+    this.onset = null;
+    this.burst = Math.round(sampleRate * 0.004);  // looked at after an onset: the click is 5 ms
   }
   process(inputs) {
     const input = inputs[0][0];
@@ -103,11 +106,22 @@ class Clicks extends AudioWorkletProcessor {
       if ((input[i] >= 0) !== (this.prev >= 0)) this.crossings.push(frame);
       const high = input[i] - this.prev;  // first difference: 4 kHz passes, the bed barely
       this.prev = input[i];
+      if (this.onset) {  // a click is 4 kHz throughout; a glitch (a track switch) is not
+        const o = this.onset;
+        if ((high >= 0) !== o.sign) o.turns += 1;
+        o.sign = high >= 0;
+        if (++o.seen === this.burst) {
+          const pitch = o.turns / 2 / (this.burst / sampleRate);
+          if (pitch > 3000 && pitch < 5000) this.port.postMessage({at: o.at, hz: o.hz});
+          this.onset = null;
+        }
+      }
       if (Math.abs(high) > 0.03) {
-        if (this.quiet > sampleRate / 10) {
+        if (this.quiet > sampleRate / 10 && !this.onset) {
           const window = sampleRate / 20;
           const recent = this.crossings.filter((f) => f > frame - window).length;
-          this.port.postMessage({at: frame / sampleRate, hz: recent / 2 / (window / sampleRate)});
+          this.onset = {at: frame / sampleRate, hz: recent / 2 / (window / sampleRate),
+                        sign: high >= 0, turns: 0, seen: 0};
         }
         this.quiet = 0;
       } else {
