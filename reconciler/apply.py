@@ -632,15 +632,17 @@ class _SectionWork:
         try:
             if isinstance(examined, Exception):
                 raise examined
-            duration = self.facts[None].playlist.duration
+            video = self.facts[None].playlist
+            duration = video.duration
             lang = self.s.language(code)
             fitted = check_fit(  # before anything of this language is encoded or uploaded
                 examined.info.duration, duration, may_pad=lang.may_pad, may_trim=lang.may_trim,
                 label=_audio_label(lang), language=code)
             out = self.work / "audio" / code
             with self.rt.cpu:
-                self.rt.packager.encode_audio(examined, out, duration=duration,
-                                              on_segment=on_segment)
+                self.rt.packager.encode_audio(
+                    examined, out, segments=[s.duration for s in video.segments],
+                    on_segment=on_segment)
             facts = self.publish(code, out, action.source_id or "",
                                  {STAMP_SETTINGS: AUDIO_SETTINGS}, duration, early)
             with self._lock:

@@ -17,10 +17,13 @@ import shlex
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
+from itertools import accumulate
 from pathlib import Path
 from typing import IO
 
+from .hls import MediaPlaylist, Segment, render_media, target_duration
 from .layout import (
     AUDIO_PLAYLIST,
     AUDIO_SEGMENT_TEMPLATE,
@@ -28,9 +31,11 @@ from .layout import (
     VIDEO_PLAYLIST,
     VIDEO_SEGMENT_TEMPLATE,
 )
+from .mp4 import FragmentError, read_samples, split_header, timescale
 from .packaging import (
     AUDIO_BITRATE,
     AUDIO_CHANNELS,
+    AUDIO_LAYOUT,
     AUDIO_RATE,
     HLS_TIME,
     LOUDNESS_I,
@@ -221,6 +226,11 @@ def _run_streaming(args: list[str], what: str, out_dir: Path, prefix: str,
 def _hls_args(out_dir: Path, playlist: str, segment_template: str) -> list[str]:
     return [
         "-f", "hls",
+        # Signed composition offsets (trun version 1, as CMAF has them) put a B-frame video's
+        # first picture at decode time 0, where an MSE player shows it: with unsigned offsets
+        # it sits one B-frame delay late and only the init's edit list (which MSE ignores)
+        # moved it back. No edit list at all, so every player times the fragments alike.
+        "-hls_segment_options", "movflags=+negative_cts_offsets:use_editlist=0",
         "-hls_time", str(HLS_TIME),
         "-hls_playlist_type", "vod",
         "-hls_segment_type", "fmp4",
@@ -288,16 +298,18 @@ def _measure_span(source: Path, start: float, length: float | None, log: IO[byte
     return subprocess.Popen(
         [FFMPEG, "-nostdin", "-hide_banner", "-nostats", *span, *input_args(source),
          "-map", "0:a:0", "-vn", "-sn", "-dn",
-         "-af", "ebur128=peak=sample:framelog=info", "-f", "null", "-"],
+         "-af", f"{DOWNMIX},ebur128=peak=sample:framelog=info", "-f", "null", "-"],
         stdout=subprocess.DEVNULL, stderr=log,
     )
 
 
 def measure_loudness(source: Path, duration: float, parts: int | None = None) -> Loudness:
-    """Integrated loudness and sample peak in one decode at the input's own rate (ffmpeg
-    ebur128, not loudnorm's 192 kHz path). Long inputs are measured in `parts` spans at once
-    (one per core): every 400 ms block lies wholly inside one span, so the gated result is that
-    of one pass over the whole file (up to where each span's 100 ms block grid starts)."""
+    """Integrated loudness and sample peak of what is encoded - the input mixed to the
+    published channel layout (5.1 measured as itself would miss the target once downmixed) -
+    in one decode at the input's own rate (ffmpeg ebur128, not loudnorm's 192 kHz path). Long
+    inputs are measured in `parts` spans at once (one per core): every 400 ms block lies
+    wholly inside one span, so the gated result is that of one pass over the whole file (up to
+    where each span's 100 ms block grid starts)."""
     parts = parts or (min(os.cpu_count() or 1, 4) if duration >= SPLIT_MIN_SECONDS else 1)
     step = round(duration / parts, 1)
     starts = [round(k * step, 1) for k in range(parts)]
@@ -324,6 +336,9 @@ def measure_loudness(source: Path, duration: float, parts: int | None = None) ->
     return Loudness(integrated(blocks), peak)
 
 
+# The one mix to the published layout, used by the measurement and the encode alike (ffmpeg's
+# default matrix: centre and surrounds at -3 dB, LFE dropped; mono to both sides at -3 dB).
+DOWNMIX = f"aformat=channel_layouts={AUDIO_LAYOUT}"
 LIMITED_TOLERANCE_LU = 0.3  # a limited encode further than this from the target is redone
 
 
@@ -331,12 +346,62 @@ def loudness_filter(measured: Loudness, correction: float = 0.0) -> str:
     """The encode pass's filters: a linear gain to the target and, only when the gain would
     push peaks over the ceiling, a look-ahead limiter (delay compensated, no make-up gain)
     followed by a measurement of what the limiter left."""
-    chain = [f"aresample={AUDIO_RATE}", f"volume={measured.gain + correction:.2f}dB"]
+    chain = [f"volume={measured.gain + correction:.2f}dB"]
     if measured.needs_limiter:
         limit = 10 ** ((LOUDNESS_TP - PEAK_HEADROOM_DB) / 20)
         chain += [f"alimiter=limit={limit:.4f}:attack=5:release=50:level=0:latency=1",
                   "ebur128"]
-    return ",".join([*chain, "apad"])
+    return ",".join(chain)
+
+
+# The AAC encoder's start-up delay: its first frame decodes to this many samples before the
+# input's first one. MSE players play them (they ignore the edit list that would hide them).
+PRIMING_SAMPLES = 1024
+
+
+def timeline_filter(seconds: float, gain: str, lead: float = 0.0) -> str:
+    """Put the input on the published timeline: resampled (silence filling a late start) and
+    mixed down, its `lead` seconds before the picture and then PRIMING_SAMPLES more dropped
+    (the priming takes their place, so the input's sample at t plays at t), then padded or cut
+    to end where `seconds` does (the encoder's last frame ends within one frame after). `gain`
+    is the loudness_filter chain, applied in between."""
+    keep = round(seconds * AUDIO_RATE) - PRIMING_SAMPLES
+    drop = round(lead * AUDIO_RATE) + PRIMING_SAMPLES
+    return (f"aresample={AUDIO_RATE}:first_pts=0,{DOWNMIX},"
+            f"atrim=start_sample={drop},asetpts=PTS-STARTPTS,{gain},"
+            f"apad,atrim=end_sample={keep}")
+
+
+AUDIO_PREFIX = AUDIO_SEGMENT_TEMPLATE.split("%")[0]
+
+
+def _split_init(first: Path) -> None:
+    """Move the init (ftyp, moov) that the segment muxer writes at the head of the first
+    segment into init.mp4; a segment already split is left alone."""
+    data = first.read_bytes()
+    try:
+        header, fragments = split_header(data)
+    except FragmentError as err:
+        raise MediaError(f"package audio: {first.name} holds no movie fragment") from err
+    if header:
+        (first.parent / INIT).write_bytes(header)
+        first.write_bytes(fragments)
+
+
+def _write_audio_playlist(out_dir: Path) -> None:
+    """audio.m3u8 with each segment's duration read from its own fragments (what players
+    time it by), not from the muxer's estimate."""
+    ticks = timescale((out_dir / INIT).read_bytes())
+    segments = []
+    for path in sorted(out_dir.glob(f"{AUDIO_PREFIX}*.m4s")):
+        try:
+            samples = read_samples(path.read_bytes())
+        except FragmentError as err:
+            raise MediaError(f"package audio: {path.name}: {err}") from err
+        segments.append(Segment(path.name, sum(s.duration for s in samples) / ticks))
+    playlist = MediaPlaylist(target_duration(s.duration for s in segments), tuple(segments))
+    (out_dir / AUDIO_PLAYLIST).write_text(render_media(playlist))
+
 
 
 def _summary_i(text: str) -> float | None:
@@ -357,45 +422,87 @@ def examine_audio(source: Path, *, from_video: bool = False) -> Examined:
     if measured.i < SILENCE_LUFS:
         raise MediaError(f"{source.name}: audio is silent (integrated loudness "
                          f"{measured.i:.1f} LUFS)")
-    return Examined(source, info, measured)
+    return Examined(source, info, measured, _picture_lead(source) if from_video else 0.0)
 
 
-def encode_audio(examined: Examined, out_dir: Path, *, duration: float,
+def _picture_lead(source: Path) -> float:
+    """How long the file's audio runs before its first picture: ffmpeg starts every stream's
+    timeline at the file's earliest stream, but the packaged video starts at its own first
+    picture."""
+    out = _run([FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries",
+                "format=start_time:stream=start_time", "-of", "json", *input_args(source)],
+               f"probe {source.name}")
+    data = json.loads(out or "{}")
+    try:
+        video = float(data["streams"][0]["start_time"])
+        start = float(data["format"]["start_time"])
+    except (KeyError, IndexError, ValueError):
+        return 0.0  # no start times known: the streams start together
+    return max(0.0, video - start)
+
+
+def encode_audio(examined: Examined, out_dir: Path, *, segments: Sequence[float],
                  on_segment: OnSegment | None = None) -> MediaInfo:
     """Encode one language: AAC-LC 128 kb/s, 48 kHz stereo, at the target loudness (the
     measured linear gain; limited only when peaks need it, and re-encoded once with a corrected
-    gain if the limiter took the loudness off target), padded with silence or trimmed to exactly
-    `duration` (the video's) so it spans the whole lecture (whether it may be is the caller's
-    decision: packaging.check_fit).
-    `on_segment` receives finished segments while ffmpeg runs (not on the limited path, whose
-    segments a correction may rewrite)."""
+    gain if the limiter took the loudness off target), on the video's timeline: `segments` are
+    the video's segment durations; the audio's segments start with them (at the first AAC frame
+    from each video boundary) and it ends with the video (padded with silence or trimmed), so
+    it spans the whole lecture (whether it may be padded or trimmed is the caller's decision:
+    packaging.check_fit). `on_segment` receives finished segments while ffmpeg runs (not on the
+    limited path, whose segments a correction may rewrite)."""
     source, info, measured = examined.source, examined.info, examined.loudness
+    duration = sum(segments)
     out_dir.mkdir(parents=True, exist_ok=True)
+    first = out_dir / (AUDIO_SEGMENT_TEMPLATE % 0)
+
+    def hand_over(path: Path) -> None:
+        if path == first:
+            _split_init(path)
+        on_segment(path)
+
+    # Cut at every video boundary; the last one, the video's end, is never reached (the audio's
+    # last frame starts before it) and only keeps the muxer from cutting at its default 2 s.
+    boundaries = ",".join(f"{t:.6f}" for t in accumulate(segments))
     correction = 0.0
     for _attempt in range(2):
         log = _run_streaming(
             [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-y", *input_args(source),
              "-map", "0:a:0", "-vn", "-sn", "-dn",
-             "-af", loudness_filter(measured, correction),
-             "-t", f"{duration:.3f}",
+             "-af", timeline_filter(duration, loudness_filter(measured, correction),
+                                   examined.lead),
              "-c:a", "aac", "-profile:a", "aac_low", "-b:a", AUDIO_BITRATE,
              "-ar", str(AUDIO_RATE), "-ac", str(AUDIO_CHANNELS),
-             *_hls_args(out_dir, AUDIO_PLAYLIST, AUDIO_SEGMENT_TEMPLATE)],
-            "package audio", out_dir, AUDIO_SEGMENT_TEMPLATE.split("%")[0],
-            None if measured.needs_limiter else on_segment,
+             # The segment muxer, not hls: it cuts where it is told (hls only every -hls_time
+             # seconds, which left a one-frame segment at the end and ignored long GOPs).
+             "-f", "segment", "-segment_times", boundaries, "-segment_format", "mp4",
+             "-segment_format_options",
+             "movflags=+frag_custom+empty_moov+default_base_moof+skip_trailer:use_editlist=0",
+             "-individual_header_trailer", "0", str(out_dir / AUDIO_SEGMENT_TEMPLATE)],
+            "package audio", out_dir, AUDIO_PREFIX,
+            None if measured.needs_limiter or on_segment is None else hand_over,
         )
         achieved = _summary_i(log) if measured.needs_limiter else None
         if achieved is None or abs(achieved - LOUDNESS_I) <= LIMITED_TOLERANCE_LU:
             break
         correction += LOUDNESS_I - achieved
+    _split_init(first)
+    _write_audio_playlist(out_dir)
     return info
+
+
+def _even_segments(duration: float) -> list[float]:
+    """HLS_TIME-second segments spanning `duration`: a video timeline for audio alone."""
+    whole = math.ceil(duration / HLS_TIME - 1e-9)
+    return [min(HLS_TIME, duration - k * HLS_TIME) for k in range(whole)]
 
 
 def package_audio(source: Path, out_dir: Path, *, duration: float,
                   from_video: bool = False) -> MediaInfo:
-    """Examine, then encode, one language's audio (see the two steps)."""
+    """Examine, then encode, one language's audio (see the two steps) on a timeline of
+    `duration` seconds cut every HLS_TIME seconds."""
     return encode_audio(examine_audio(source, from_video=from_video), out_dir,
-                        duration=duration)
+                        segments=_even_segments(duration))
 
 
 def extract_audio(source: Path, dest: Path) -> Path:

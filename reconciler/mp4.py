@@ -1,4 +1,5 @@
-"""Read the facts a master playlist needs from an fMP4 init segment (ISO BMFF boxes).
+"""Read the facts a master playlist needs from an fMP4 init segment (ISO BMFF boxes), and the
+timing of media segments' movie fragments as an MSE player reads it (tfdt, trun).
 
 ffprobe reports the H.264 profile and level but not the constraint-flags byte that the
 RFC 6381 codec string carries (`avc1.PPCCLL`), so we read the avcC box ourselves; the init
@@ -224,3 +225,90 @@ def frame_rate(init: bytes, segment: bytes) -> float | None:
     except (IndexError, StopIteration, struct.error) as err:
         raise InitSegmentError(f"malformed init or media segment: {err}") from err
     return round(samples * timescale / ticks, 3) if samples and ticks else None
+
+
+class FragmentError(InitSegmentError):
+    """The bytes are not movie fragments whose timing we can read."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample's timing in its track's timescale, as an MSE player derives it from the
+    fragment alone (tfdt, durations, signed composition offsets; never an edit list)."""
+
+    decode: int
+    presentation: int
+    duration: int
+
+
+def timescale(init: bytes) -> int:
+    """Ticks per second of the init segment's first track (its mdhd)."""
+    for body, _end in _find(init, [b"moov", b"trak", b"mdia", b"mdhd"]):
+        version = init[body]
+        return struct.unpack_from(">I", init, body + (20 if version == 1 else 12))[0]
+    raise InitSegmentError("init segment has no mdhd box")
+
+
+def _default_duration(data: bytes, tfhd: int) -> int | None:
+    """tfhd's default-sample-duration, when present (ffmpeg writes it for constant durations)."""
+    flags = int.from_bytes(data[tfhd + 1 : tfhd + 4], "big")
+    pos = tfhd + 8 + (8 if flags & 0x01 else 0) + (4 if flags & 0x02 else 0)
+    return struct.unpack_from(">I", data, pos)[0] if flags & 0x08 else None
+
+
+def _run_samples(data: bytes, trun: int, start: int, default: int | None) -> list[Sample]:
+    """The samples of one trun starting at decode time `start`."""
+    version, flags = data[trun], int.from_bytes(data[trun + 1 : trun + 4], "big")
+    count = struct.unpack_from(">I", data, trun + 4)[0]
+    pos = trun + 8 + (4 if flags & 0x01 else 0) + (4 if flags & 0x04 else 0)
+    samples = []
+    for _ in range(count):
+        duration, offset = default, 0
+        if flags & 0x100:
+            duration = struct.unpack_from(">I", data, pos)[0]
+            pos += 4
+        pos += (4 if flags & 0x200 else 0) + (4 if flags & 0x400 else 0)
+        if flags & 0x800:
+            offset = struct.unpack_from(">i" if version == 1 else ">I", data, pos)[0]
+            pos += 4
+        if duration is None:
+            raise FragmentError("trun sample without a duration (none in tfhd either)")
+        samples.append(Sample(start, start + offset, duration))
+        start += duration
+    return samples
+
+
+def read_samples(segment: bytes) -> list[Sample]:
+    """Every sample of a media segment's movie fragments, in decode order."""
+    samples: list[Sample] = []
+    try:
+        for moof, moof_end in _find(segment, [b"moof"]):
+            for traf, traf_end in _find(segment, [b"traf"], moof, moof_end):
+                tfhd = next(_find(segment, [b"tfhd"], traf, traf_end))[0]
+                tfdt = next(_find(segment, [b"tfdt"], traf, traf_end))[0]
+                start = struct.unpack_from(">Q" if segment[tfdt] == 1 else ">I", segment,
+                                           tfdt + 4)[0]
+                default = _default_duration(segment, tfhd)
+                for trun, _ in _find(segment, [b"trun"], traf, traf_end):
+                    run = _run_samples(segment, trun, start, default)
+                    samples += run
+                    start = run[-1].decode + run[-1].duration if run else start
+    except FragmentError:
+        raise
+    except (InitSegmentError, IndexError, StopIteration, struct.error) as err:
+        raise FragmentError(f"malformed movie fragment: {err}") from err
+    if not samples:
+        raise FragmentError("no movie fragment with samples")
+    return samples
+
+
+def split_header(data: bytes) -> tuple[bytes, bytes]:
+    """(everything before the first moof, the rest): a file that opens with ftyp+moov and
+    goes on with movie fragments split into its init segment and its first media segment."""
+    try:
+        first = next(body - 8 for kind, body, _end in _boxes(data) if kind == b"moof")
+    except StopIteration as err:
+        raise FragmentError("no movie fragment") from err
+    except InitSegmentError as err:
+        raise FragmentError(str(err)) from err
+    return data[:first], data[first:]

@@ -8,7 +8,7 @@ are not about ffmpeg run without it (the split of store/__init__.py and store/s3
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -17,6 +17,7 @@ HLS_TIME = 4
 AUDIO_BITRATE = "128k"
 AUDIO_RATE = 48000
 AUDIO_CHANNELS = 2
+AUDIO_LAYOUT = "stereo"  # what every input is mixed down (or up) to, before it is measured
 # Loudness target for every audio rendition (EBU R128 style, streaming level): switching
 # language never jumps in volume.
 LOUDNESS_I = -16.0
@@ -25,10 +26,10 @@ LOUDNESS_TP = -1.0
 # inter-sample peaks and the AAC encoder's overshoot (the tests measure true peak on the output).
 PEAK_HEADROOM_DB = 1.0
 # Recorded on each rendition; bump when packaging changes so renditions are rebuilt.
-VIDEO_SETTINGS = f"video:copy:hls{HLS_TIME}:v1"
+VIDEO_SETTINGS = f"video:copy:hls{HLS_TIME}:v2"
 AUDIO_SETTINGS = (
     f"audio:aac-lc:{AUDIO_BITRATE}:{AUDIO_RATE}:{AUDIO_CHANNELS}ch:hls{HLS_TIME}"
-    f":gain{LOUDNESS_I:g}/{LOUDNESS_TP:g}:v3"
+    f":gain{LOUDNESS_I:g}/{LOUDNESS_TP:g}:v4"
 )
 # A packaged rendition this many seconds shorter than its input is incomplete (a file cut short
 # with its index intact makes ffmpeg package what is there and exit 0).
@@ -112,11 +113,14 @@ class Loudness:
 
 @dataclass(frozen=True)
 class Examined:
-    """An audio input probed and measured: what the encode pass needs besides the duration."""
+    """An audio input probed and measured: what the encode pass needs besides the timeline."""
 
     source: Path
     info: MediaInfo
     loudness: Loudness
+    # Seconds of the input before the video's first picture (the video's own track may start
+    # earlier): dropped, so the published audio and picture start together as they were.
+    lead: float = 0.0
 
 
 class Packager(Protocol):
@@ -131,9 +135,10 @@ class Packager(Protocol):
     def examine_audio(self, source: Path, *, from_video: bool = False) -> Examined:
         """Probe and measure one language's input (runs while the video is packaged)."""
 
-    def encode_audio(self, examined: Examined, out_dir: Path, *, duration: float,
+    def encode_audio(self, examined: Examined, out_dir: Path, *, segments: Sequence[float],
                      on_segment: OnSegment | None = None) -> MediaInfo:
-        """One language's rendition at the target loudness, exactly `duration` seconds long."""
+        """One language's rendition at the target loudness on the video's timeline: its
+        segments follow the video's (`segments`: their durations) and it ends with the video."""
 
     def extract_audio(self, source: Path, dest: Path) -> Path:
         """The video's audio track as a small file to send for dubbing."""

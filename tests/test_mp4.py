@@ -13,8 +13,18 @@ from fake_packager import avc1, box, init_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler import samples
-from reconciler.mp4 import InitSegmentError, TrackInfo, read_track, read_tracks
+from reconciler import media, samples
+from reconciler.hls import parse_media
+from reconciler.mp4 import (
+    FragmentError,
+    InitSegmentError,
+    TrackInfo,
+    read_samples,
+    read_track,
+    read_tracks,
+    split_header,
+    timescale,
+)
 
 FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 
@@ -197,3 +207,67 @@ def test_corrupted_real_inits_never_raise_anything_but_init_segment_error(inits,
     except InitSegmentError:
         return
     assert all(isinstance(t, TrackInfo) for t in tracks)
+
+
+# -- movie fragments ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fragments(tmp_path_factory) -> tuple[bytes, list[bytes], list[float]]:
+    """init, segments and EXTINFs of a B-frame video packaged the way the reconciler does."""
+    root = tmp_path_factory.mktemp("fragments")
+    source = samples.make_video(root / "b.mp4", seconds=3, size="160x90", fps=24,
+                                gop_seconds=1, tone_hz=None)
+    media.package_video(source, root / "v")
+    listed = parse_media((root / "v" / "video.m3u8").read_text())
+    return ((root / "v" / "init.mp4").read_bytes(),
+            [(root / "v" / s.uri).read_bytes() for s in listed.segments],
+            [s.duration for s in listed.segments])
+
+
+def test_fragment_times_are_what_the_playlist_says_and_start_at_zero(fragments):
+    """Signed composition offsets: the first picture is presented at decode time 0, B-frames
+    reorder around it, and each segment lasts its EXTINF."""
+    init, segments, extinfs = fragments
+    ticks = timescale(init)
+    timed = [read_samples(segment) for segment in segments]
+    assert min(s.presentation for s in timed[0]) == timed[0][0].decode == 0
+    assert any(s.presentation < s.decode for s in timed[0])  # negative offsets are read signed
+    start = 0
+    for samples_, extinf in zip(timed, extinfs, strict=True):
+        assert samples_[0].decode == start
+        length = sum(s.duration for s in samples_)
+        assert length / ticks == pytest.approx(extinf, abs=1e-6)
+        start += length
+
+
+def test_split_header_parts_an_init_from_its_fragments(fragments):
+    """Everything before the first moof (ftyp, moov; here also the segment's styp and sidx)."""
+    init, segments, _ = fragments
+    moof = segments[0].index(b"moof") - 4
+    assert split_header(init + segments[0]) == (init + segments[0][:moof], segments[0][moof:])
+    assert split_header(segments[0][moof:]) == (b"", segments[0][moof:])
+    with pytest.raises(FragmentError):
+        split_header(init)
+
+
+def test_every_truncation_of_a_real_segment_raises_fragment_error_or_reads_its_moof(fragments):
+    """Cut inside a box: FragmentError (never IndexError, struct.error); cut where the mdat
+    begins, the complete moof still says what it holds."""
+    _, segments, _ = fragments
+    whole = read_samples(segments[0])
+    for end in range(0, len(segments[0]), 7):
+        with contextlib.suppress(FragmentError):
+            assert read_samples(segments[0][:end]) == whole
+    with pytest.raises(FragmentError):
+        split_header(segments[0][:5])
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4))
+def test_corrupted_real_segments_never_raise_anything_but_fragment_error(fragments, edits):
+    data = bytearray(fragments[1][0])
+    for where, value in edits:
+        data[where % len(data)] = value
+    with contextlib.suppress(FragmentError):
+        read_samples(bytes(data))

@@ -18,7 +18,7 @@ def test_finished_segments_are_handed_over_while_ffmpeg_writes(tmp_path):
     src = samples.make_tone(tmp_path / "tone.m4a", hz=440, seconds=20, volume=0.2)
     handed: list[tuple[str, int]] = []
     examined = media.examine_audio(src)
-    media.encode_audio(examined, tmp_path / "out", duration=20,
+    media.encode_audio(examined, tmp_path / "out", segments=[4.0] * 5,
                        on_segment=lambda p: handed.append((p.name, p.stat().st_size)))
     written = sorted((tmp_path / "out").glob("a_*.m4s"))
     assert len(written) >= 5
