@@ -28,7 +28,7 @@ from .manifest import Section, load_manifests
 from .media import FfmpegPackager
 from .observe import ObservedSection, observe
 from .packaging import MediaError, Packager
-from .plan import Plan, PlanOptions, make_plan
+from .plan import Kind, Plan, PlanOptions, make_plan
 from .progress import Tracker
 from .sources import STRICT, FetchError, FetchPolicy
 from .sources import SourceRefused as SourceRefused  # the API's check of a request's URL
@@ -95,6 +95,26 @@ def load(paths: list[Path], section_ids: list[int] | None = None, *,
     return select(load_manifests(paths, check_files=check_files), section_ids)
 
 
+def default_manifests(cwd: Path | None = None) -> Path:
+    """The default PATHS: `manifests/` in the current folder, else in the nearest parent up
+    to the top of the git work tree holding it (a run from a subfolder of the repository
+    finds the repository's manifests), relative to the current folder; `manifests` (which the
+    error then names) when there is none."""
+    here = (cwd or Path.cwd()).resolve()
+    if (here / "manifests").is_dir():
+        return Path("manifests")
+    try:
+        top = git.toplevel(here).resolve()
+    except GitError:
+        return Path("manifests")
+    for folder in here.parents:
+        if not folder.is_relative_to(top):
+            break
+        if (folder / "manifests").is_dir():
+            return Path(os.path.relpath(folder / "manifests", here))
+    return Path("manifests")
+
+
 def select(sections: list[Section], section_ids: list[int] | None) -> list[Section]:
     """The sections with these ids (all when none are given); an unknown id is an error."""
     if not section_ids:
@@ -130,7 +150,7 @@ def scope(paths: list[Path], section_ids: list[int] | None = None, *,
     """The run's scope from manifests (default `manifests/`): every valid manifest is read;
     `section_ids` and `changed_since` (a git ref: only manifests changed since, and the
     sections of manifests deleted since) narrow what is planned."""
-    paths = list(paths) or [Path("manifests")]
+    paths = list(paths) or [default_manifests()]
     declared = load_manifests(paths)
     sections = select(declared, section_ids)
     removed: dict[int, str] = {}
@@ -214,8 +234,34 @@ class Reconciler:
         observed = observe(self.store, sections, extra_ids=list(removed or {}),
                            deep=self.settings.deep, workers=self.settings.workers,
                            inputs=self.inputs, previous=previous)
+        self.check_store(observed)
         self._find_unrecorded_dubs(observed)
         return observed
+
+    def check_store(self, observed: Mapping[int, ObservedSection]) -> None:
+        """When no section could be observed, ask the store once whether it answers at all:
+        an unreachable store or a wrong bucket is one StoreError naming the store, not one
+        error per section. A store that answers leaves the sections' own errors to the plan."""
+        if not observed or any(obs.error is None for obs in observed.values()):
+            return
+        try:
+            self.store.list(layout.LOCK_PREFIX)
+        except StoreError as err:
+            raise StoreError(f"store {self.store.url} cannot be read: {err}") from None
+
+    def check_ready(self, plan: Plan) -> None:
+        """What an apply needs before it writes anything (its first lock included): a plan
+        that dubs needs the ElevenLabs client (ELEVENLABS_API_KEY), so a missing key stops the
+        apply here instead of after part of a section is published."""
+        dubs = [f"{sp.section_id}/{action.language}" for sp in plan.sections
+                for action in sp.actions_of(Kind.DUB)]
+        if not dubs:
+            return
+        try:
+            self.dubber()
+        except DubbingError as err:
+            raise DubbingError(f"{len(dubs)} dub(s) planned ({', '.join(dubs)}), but {err}; "
+                               "nothing was written") from None
 
     def _find_unrecorded_dubs(self, observed: dict[int, ObservedSection]) -> None:
         """A job record with a name but no dubbing_id is a create whose answer never reached
@@ -289,6 +335,7 @@ class Reconciler:
         """
         removed = dict(removed or {})
         plan, observed = self.plan(sections, removed, options=options)
+        self.check_ready(plan)
         busy = sorted(sp.section_id for sp in plan.sections if sp.actions)
         with ExitStack() as held:
             locks = [held.enter_context(SectionLock(

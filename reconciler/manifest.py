@@ -20,6 +20,7 @@ import jsonschema
 import langcodes
 import yaml
 
+from .language_hints import mistaken_code
 from .redaction import redact
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -422,8 +423,10 @@ def _parse_file(file: Path, root: Path, check_files: bool
     dubbed = any("audio" not in raw for _i, raw in raw_languages)
     for i, raw in raw_languages:
         code = raw["code"]
-        if not langcodes.tag_is_valid(code):
-            ctx.error(["languages", i, "code"], f"{shown(code)} is not a valid BCP 47 language tag")
+        hint = mistaken_code(code, named="name" in raw)
+        if hint or not langcodes.tag_is_valid(code):
+            ctx.error(["languages", i, "code"],
+                      hint or f"{shown(code)} is not a valid BCP 47 language tag")
             continue
         if code.lower() in seen_codes:
             ctx.error(
