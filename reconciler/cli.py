@@ -1,7 +1,8 @@
 """`reconcile`: a thin click skin over reconciler.engine.
 
-    reconcile --plan  [PATHS] [--section ID]...   exit 0 no changes, 2 changes pending, 1 error
-    reconcile --apply [PATHS] [--section ID]...   exit 0 converged, 1 otherwise
+    reconcile plan  [PATHS] [--section ID]...   exit 0 no changes, 2 changes pending, 1 error
+    reconcile apply [PATHS] [--section ID]...   exit 0 converged, 1 otherwise
+    (also spelled `reconcile --plan` / `reconcile --apply`: the default command `run`)
     reconcile validate | show | demo | verify | preview | unlock | serve  (subcommands)
 
 Machine-readable output goes to stdout alone; progress, the apply prompt (on a terminal only)
@@ -199,9 +200,10 @@ def main() -> None:
     """Keep multi-language CMAF HLS lectures in S3/CloudFront exactly as the manifests say.
 
     \b
-    reconcile --plan  [PATHS...]   show what would change (exit 0 none, 2 pending, 1 error)
-    reconcile --apply [PATHS...]   make it so (exit 0 converged, 1 otherwise)
-    PATHS are manifest files or folders (default: manifests/). See `reconcile run --help`.
+    reconcile plan  [PATHS...]   show what would change (exit 0 none, 2 pending, 1 error)
+    reconcile apply [PATHS...]   make it so (exit 0 converged, 1 otherwise)
+    (or `reconcile --plan`, `reconcile --apply`). PATHS are manifest files or folders
+    (default: the repository's manifests/). See `reconcile plan --help`.
     """
 
 
