@@ -35,6 +35,7 @@ from .render import OUTCOME_VIEWS, PLAN_VIEWS, colorize
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 DISTRIBUTION = "lingoost-reconciler"
 APPROVE_PROMPT = "Apply these changes? Only 'yes' will be accepted"
+DESTROY_PROMPT = "Delete these sections? Only 'yes' will be accepted"
 
 
 class Cancelled(Exception):
@@ -225,8 +226,10 @@ def run_options(command):
                      help="Refuse to apply when new dubbing would bill more minutes."),
         click.option("--prune", is_flag=True,
                      help="Delete objects of languages no manifest lists."),
-        click.option("--allow-empty", is_flag=True,
-                     help="Allow pruning every language of a section, or a deleted section."),
+        click.option("--allow-mass-prune", "--allow-empty", "allow_empty", is_flag=True,
+                     help="Allow a prune to delete whole sections beyond 10% of the catalogue "
+                          "(and more than one), or every language of a section (--allow-empty "
+                          "is the same option's older name)."),
         click.option("--deep", is_flag=True,
                      help="HEAD every object instead of trusting ones sealed by their playlist."),
         click.option("--lock-ttl", type=click.FloatRange(5), default=300, show_default=True,
@@ -342,6 +345,41 @@ def plan_or_apply(mode: str, paths, sections, store_url, fmt, out, changed_since
         fail("apply cancelled; nothing was changed")
     except engine.RUN_ERRORS as err:
         fail(str(err))
+    echo_view(OUTCOME_VIEWS[fmt](outcome), fmt)
+    sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
+
+
+@main.command("destroy")
+@click.option("--section", "sections", multiple=True, type=int, required=True, metavar="ID",
+              help="A section to take down (repeatable).")
+@store_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
+              default="text", show_default=True)
+@click.option("--auto-approve", is_flag=True,
+              help="Delete without asking (required where there is no terminal).")
+@logging_options
+def destroy_cmd(sections, store_url, fmt, auto_approve) -> None:
+    """Take sections down: shows every object under each section's folder, asks on a terminal,
+    deletes them (master first) and sends one invalidation (exit 0 done, 1 otherwise). The
+    manifests are not read: remove the section's manifest too, or the next apply republishes
+    it."""
+    if not auto_approve and not sys.stdin.isatty():
+        fail("destroy asks for confirmation on a terminal; without one, pass --auto-approve")
+
+    def confirm(plan: Plan) -> None:
+        echo_view(PLAN_VIEWS["text"](plan), "text", err=True)
+        if plan.has_changes and not auto_approve and click.prompt(
+                DESTROY_PROMPT, default="", show_default=False, err=True) != "yes":
+            raise Cancelled
+
+    tracker = progress_tracker()
+    try:
+        rec = engine.Reconciler(engine.Settings.from_env(store_url), tracker=tracker)
+        outcome = rec.destroy(list(sections), on_plan=confirm)
+    except Cancelled:
+        fail("destroy cancelled; nothing was deleted")
+    finally:
+        tracker.close()
     echo_view(OUTCOME_VIEWS[fmt](outcome), fmt)
     sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
 

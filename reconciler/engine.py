@@ -28,7 +28,7 @@ from .manifest import Section, load_manifests
 from .media import FfmpegPackager
 from .observe import ObservedSection, observe
 from .packaging import MediaError, Packager
-from .plan import Kind, Plan, PlanOptions, make_plan
+from .plan import DESTROY, ORPHANED, Kind, Plan, PlanOptions, make_plan
 from .progress import Tracker
 from .sources import STRICT, FetchError, FetchPolicy
 from .sources import SourceRefused as SourceRefused  # the API's check of a request's URL
@@ -137,6 +137,9 @@ class Scope:
     store_url: str | None = None
     options: PlanOptions = PlanOptions()
     saved: planfile.SavedPlan | None = None
+    # Every manifest, no narrowing: the plan also looks for orphaned sections in the bucket.
+    full: bool = False
+    catalogue: int = 0  # sections the manifests declare (the mass-prune guard's measure)
 
     def check(self, plan: Plan, observed: dict[int, ObservedSection]) -> None:
         """Raise StalePlan when a saved plan no longer matches what is observed now."""
@@ -159,7 +162,8 @@ def scope(paths: list[Path], section_ids: list[int] | None = None, *,
         sections = [s for s in sections if Path(s.file).resolve() in changes.files]
         ids = {s.section_id for s in declared}
         removed = {sid: p for sid, p in changes.deleted.items() if sid not in ids}
-    return Scope(paths, sections, removed, store_url, options or PlanOptions())
+    return Scope(paths, sections, removed, store_url, options or PlanOptions(),
+                 full=not section_ids and not changed_since, catalogue=len(declared))
 
 
 def is_saved_plan(path: Path) -> bool:
@@ -184,8 +188,10 @@ def saved_scope(path: Path, section_ids: list[int] | None = None, *,
     if store_url and store_url.rstrip("/") != saved.store_url.rstrip("/"):
         raise ValueError(f"the saved plan is for {saved.store_url}, not {store_url}")
     paths = [Path(p) for p in saved.paths]
-    sections = planfile.covered(saved, load_manifests(paths))
-    return Scope(paths, sections, dict(saved.removed), saved.store_url, saved.plan.options, saved)
+    declared = load_manifests(paths)
+    sections = planfile.covered(saved, declared)
+    return Scope(paths, sections, dict(saved.removed), saved.store_url, saved.plan.options, saved,
+                 catalogue=len(declared))
 
 
 @dataclass
@@ -285,17 +291,32 @@ class Reconciler:
     def plan(self, sections: list[Section], removed: Mapping[int, str] | None = None,
              previous: dict[int, ObservedSection] | None = None,
              options: PlanOptions | None = None, *, read_pending: bool = True,
+             catalogue: int | None = None,
              ) -> tuple[Plan, dict[int, ObservedSection]]:
-        """Observe and plan. `removed`: sectionId -> path of a manifest deleted (to prune);
-        `previous`: this run's earlier observation, reused where a LIST shows no change;
-        `options`: the plan's (default: the settings' prune/allow_empty). Invalidations earlier
-        applies left pending are part of the plan (one GET; not for an apply's re-plans, whose
-        first plan has them, `read_pending=False`)."""
+        """Observe and plan. `removed`: sectionId -> path of a manifest deleted (or
+        plan.ORPHANED, plan.DESTROY) to prune; `previous`: this run's earlier observation,
+        reused where a LIST shows no change; `options`: the plan's (default: the settings'
+        prune/allow_empty); `catalogue`: the mass-prune guard's count of sections.
+        Invalidations earlier applies left pending are part of the plan (one GET; not for an
+        apply's re-plans, whose first plan has them, `read_pending=False`)."""
         observed = self.observe(sections, removed, previous)
         waiting = summary(self.pending.read()) if self.cdn.sends and read_pending else None
         plan = make_plan(sections, observed, options or self.settings.plan_options, removed,
-                         waiting)
+                         waiting, catalogue)
         return plan, observed
+
+    def orphaned(self, declared: list[Section]) -> dict[int, str]:
+        """Sections with a folder in the bucket and no manifest (one LIST of the assets
+        folder), as `removed` entries (plan.ORPHANED)."""
+        ids = {layout.section_of(key) for key in self.store.list(layout.assets_prefix())}
+        ids -= {None, *(s.section_id for s in declared)}
+        return {sid: ORPHANED for sid in sorted(i for i in ids if i is not None)}
+
+    def _removed(self, scope: Scope) -> tuple[dict[int, str], int]:
+        """The scope's sections to plan away (deleted manifests; orphans in a full plan) and
+        the catalogue they count against."""
+        removed = {**scope.removed, **(self.orphaned(scope.sections) if scope.full else {})}
+        return removed, scope.catalogue + len(removed)
 
     def _runtime(self) -> Runtime:
         return Runtime(
@@ -311,22 +332,34 @@ class Reconciler:
 
     def plan_scope(self, scope: Scope, out: Path | None = None) -> Plan:
         """Plan the scope; with `out`, save the plan there to apply later exactly as shown."""
-        plan, observed = self.plan(scope.sections, scope.removed, options=scope.options)
+        removed, catalogue = self._removed(scope)
+        plan, observed = self.plan(scope.sections, removed, options=scope.options,
+                                   catalogue=catalogue)
         if out:
             planfile.save(out, plan, scope.sections, observed, store_url=self.store.url,
-                          paths=scope.paths, removed=scope.removed)
+                          paths=scope.paths, removed=removed)
         return plan
 
     def apply_scope(self, scope: Scope,
                     on_plan: Callable[[Plan], None] | None = None) -> Outcome:
         """Apply the scope (a saved plan's is refused, StalePlan, when its world moved)."""
-        return self.apply(scope.sections, scope.removed, check=scope.check, on_plan=on_plan,
-                          options=scope.options)
+        removed, catalogue = self._removed(scope)
+        return self.apply(scope.sections, removed, check=scope.check, on_plan=on_plan,
+                          options=scope.options, catalogue=catalogue)
+
+    def destroy(self, section_ids: list[int],
+                on_plan: Callable[[Plan], None] | None = None) -> Outcome:
+        """Take sections down (`reconcile destroy`): every object under each one's folder,
+        master first, then one invalidation of the folders; under the sections' locks, as an
+        apply. Manifests are not read: a section still declared is published again by the
+        next apply."""
+        return self.apply([], dict.fromkeys(section_ids, DESTROY), on_plan=on_plan,
+                          options=PlanOptions(prune=True, allow_empty=True))
 
     def apply(self, sections: list[Section], removed: Mapping[int, str] | None = None, *,
               check: Callable[[Plan, dict[int, ObservedSection]], None] | None = None,
               on_plan: Callable[[Plan], None] | None = None,
-              options: PlanOptions | None = None) -> Outcome:
+              options: PlanOptions | None = None, catalogue: int | None = None) -> Outcome:
         """Converge the sections; at most one invalidation, after every section finished.
 
         Sections with changes are locked (one lease each in the bucket), then re-observed and
@@ -334,7 +367,9 @@ class Reconciler:
         veto that plan (a saved plan gone stale); `on_plan` sees it before anything is done.
         """
         removed = dict(removed or {})
-        plan, observed = self.plan(sections, removed, options=options)
+        # The re-plan under the locks covers fewer sections: it counts against the same whole.
+        catalogue = len(sections) + len(removed) if catalogue is None else catalogue
+        plan, observed = self.plan(sections, removed, options=options, catalogue=catalogue)
         self.check_ready(plan)
         busy = sorted(sp.section_id for sp in plan.sections if sp.actions)
         with ExitStack() as held:
@@ -346,7 +381,7 @@ class Reconciler:
                 fresh, fresh_obs = self.plan([s for s in sections if s.section_id in scope],
                                              {k: v for k, v in removed.items() if k in scope},
                                              previous=observed, options=options,
-                                             read_pending=False)
+                                             read_pending=False, catalogue=catalogue)
                 observed.update(fresh_obs)
                 renewed = {sp.section_id: sp for sp in fresh.sections}
                 plan = replace(plan, sections=tuple(renewed.get(sp.section_id, sp)

@@ -107,9 +107,9 @@ def summary_line(plan: Plan) -> str:
     if plan.has_errors and not plan.has_changes:
         return "Plan: errors prevent some changes (see above)."
     if not plan.has_changes:
-        n = len(plan.sections)
+        n = sum(1 for sp in plan.sections if sp.file)  # kept sections no manifest declares:
         return f"No changes. {n} section{'s' if n != 1 else ''} match{'es' if n == 1 else ''} " \
-               "the manifests."
+               "the manifests."  # not counted (their notes say why they stay)
     c = plan.counts()
     line = f"Plan: {c['create']} to create, {c['update']} to update, {c['delete']} to delete."
     if plan.dub_minutes:
