@@ -731,7 +731,8 @@ def plan_removed_section(section_id: int, manifest: str, obs: ObservedSection,
     ordered = ([master] if master in obs.objects else []) + [k for k in keys if k != master]
     return SectionPlan(
         section_id, file,
-        (Action(Kind.DELETE_OBJECTS, Change.DELETE, None, _gone(section_id, manifest),
+        (Action(Kind.DELETE_OBJECTS, Change.DELETE, None,
+                "manifest deleted" if file else _gone(section_id, manifest),
                 keys=tuple(ordered)),),
         tuple(obs.master_languages()), (),
     )

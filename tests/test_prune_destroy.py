@@ -4,8 +4,16 @@ sections in a full plan, `--prune` deleting them and only them, the mass-prune g
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import pytest
 from cli_helpers import reconcile, store_listing
 from test_reconcile_s3 import invalidations
+
+from reconciler import layout
+from reconciler.observe import ObservedSection
+from reconciler.plan import ORPHANED, PlanOptions, make_plan
+from reconciler.store import ObjectInfo
 
 PREFIX = "assets/curriculumsection"
 KO = [{"code": "ko", "audio": "source"}]
@@ -41,6 +49,8 @@ def test_an_orphaned_section_is_listed_by_a_full_plan_and_pruned_alone(repo, buc
     [entry] = [s for s in doc["sections"] if s["sectionId"] == 99]
     assert entry["manifest"] is None and entry["actions"] == []
     assert "99" not in reconcile("plan", repo.manifests, "--section", "11").stdout
+    comment = reconcile("plan", repo.manifests, "--format", "markdown")  # PR comment, drift
+    assert "- section 99: orphaned: no manifest declares section 99" in comment.stdout
 
     pruning = reconcile("plan", repo.manifests, "--prune", "--format", "json")
     assert pruning.code == 2
@@ -99,3 +109,24 @@ def test_destroy_removes_exactly_one_section_with_one_invalidation(
     after = assets(bucket)
     assert after == {k: v for k, v in before.items() if k not in doomed}
     assert invalidations(distribution)[sent:] == [[f"/{PREFIX}/12/*"]]
+
+
+@pytest.mark.parametrize(("deleted", "catalogue", "refused"), [
+    (1, 1, False), (1, 2, False),   # one section is never "mass"
+    (2, 20, False), (3, 20, True),  # beyond 10 % and more than one
+    (2, 10, True), (5, 5, True),    # all of them: an emptied manifests/
+])
+def test_the_mass_prune_guard_counts_whole_sections_against_the_catalogue(
+        deleted, catalogue, refused):
+    """Pure: make_plan with `deleted` orphaned folders, counted against `catalogue` sections."""
+    observed = {sid: ObservedSection(sid, {layout.master_key(sid): ObjectInfo(
+        layout.master_key(sid), 8, "etag", datetime(2026, 1, 1, tzinfo=UTC))})
+        for sid in range(1, deleted + 1)}
+    removed = dict.fromkeys(observed, ORPHANED)
+    plan = make_plan([], observed, PlanOptions(prune=True), removed, catalogue)
+    assert plan.has_errors is refused and plan.has_changes is not refused
+    if refused:
+        assert all("--allow-mass-prune" in str(e) for sp in plan.sections for e in sp.errors)
+    allowed = make_plan([], observed, PlanOptions(prune=True, allow_empty=True), removed,
+                        catalogue)
+    assert allowed.counts()["delete"] == deleted and not allowed.has_errors
