@@ -253,7 +253,11 @@ class Reconciler:
         try:
             self.store.list(layout.LOCK_PREFIX)
         except StoreError as err:
-            raise StoreError(f"store {self.store.url} cannot be read: {err}") from None
+            raise self._unreadable(err) from None
+
+    def _unreadable(self, err: StoreError) -> StoreError:
+        """The one error for a store that does not answer at all (wrong bucket, no network)."""
+        return StoreError(f"store {self.store.url} cannot be read: {err}")
 
     def check_ready(self, plan: Plan) -> None:
         """What an apply needs before it writes anything (its first lock included): a plan
@@ -308,7 +312,11 @@ class Reconciler:
     def orphaned(self, declared: list[Section]) -> dict[int, str]:
         """Sections with a folder in the bucket and no manifest (one LIST of the assets
         folder), as `removed` entries (plan.ORPHANED)."""
-        ids = {layout.section_of(key) for key in self.store.list(layout.assets_prefix())}
+        try:
+            listing = self.store.list(layout.assets_prefix())
+        except StoreError as err:
+            raise self._unreadable(err) from None
+        ids = {layout.section_of(key) for key in listing}
         ids -= {None, *(s.section_id for s in declared)}
         return {sid: ORPHANED for sid in sorted(i for i in ids if i is not None)}
 
