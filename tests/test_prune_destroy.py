@@ -4,13 +4,16 @@ sections in a full plan, `--prune` deleting them and only them, the mass-prune g
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 from cli_helpers import reconcile, store_listing
+from test_cli_terminal import on_terminal
 from test_reconcile_s3 import invalidations
 
 from reconciler import layout
+from reconciler.cli import DESTROY_PROMPT
 from reconciler.observe import ObservedSection
 from reconciler.plan import ORPHANED, PlanOptions, make_plan
 from reconciler.store import ObjectInfo
@@ -130,3 +133,21 @@ def test_the_mass_prune_guard_counts_whole_sections_against_the_catalogue(
     allowed = make_plan([], observed, PlanOptions(prune=True, allow_empty=True), removed,
                         catalogue)
     assert allowed.counts()["delete"] == deleted and not allowed.has_errors
+
+
+def test_destroy_on_a_terminal_asks_and_only_yes_deletes(tmp_path):
+    store = tmp_path / "store"
+    folder = store / PREFIX / "12"
+    (folder / "video").mkdir(parents=True)
+    for name in ("master.m3u8", "video/video.m3u8"):
+        (folder / name).write_text("#EXTM3U\n")
+    args = ["destroy", "--section", "12", "--store", f"file://{store}"]
+    code, shown = on_terminal(args, answer="no", prompt=DESTROY_PROMPT)
+    assert code == 1 and "destroy cancelled; nothing was deleted" in shown, shown
+    assert f"- delete objects {PREFIX}/12/ (2)" in re.sub(r"\x1b\[[0-9;]*m", "", shown)
+    assert (folder / "master.m3u8").exists()
+    code, shown = on_terminal(args, answer="yes", prompt=DESTROY_PROMPT)
+    assert code == 0, shown
+    assert not any(p.is_file() for p in folder.rglob("*"))
+    sent = (store / ".cdn/invalidations.jsonl").read_text().splitlines()
+    assert len(sent) == 1 and f"/{PREFIX}/12/*" in sent[0]
