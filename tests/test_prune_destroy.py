@@ -126,12 +126,12 @@ def test_the_mass_prune_guard_counts_whole_sections_against_the_catalogue(
         layout.master_key(sid), 8, "etag", datetime(2026, 1, 1, tzinfo=UTC))})
         for sid in range(1, deleted + 1)}
     removed = dict.fromkeys(observed, ORPHANED)
-    plan = make_plan([], observed, PlanOptions(prune=True), removed, catalogue)
+    plan = make_plan([], observed, PlanOptions(prune=True), removed, catalogue=catalogue)
     assert plan.has_errors is refused and plan.has_changes is not refused
     if refused:
         assert all("--allow-mass-prune" in str(e) for sp in plan.sections for e in sp.errors)
     allowed = make_plan([], observed, PlanOptions(prune=True, allow_empty=True), removed,
-                        catalogue)
+                        catalogue=catalogue)
     assert allowed.counts()["delete"] == deleted and not allowed.has_errors
 
 
