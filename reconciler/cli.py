@@ -3,7 +3,7 @@
     reconcile plan  [PATHS] [--section ID]...   exit 0 no changes, 2 changes pending, 1 error
     reconcile apply [PATHS] [--section ID]...   exit 0 converged, 1 otherwise
     (also spelled `reconcile --plan` / `reconcile --apply`: the default command `run`)
-    reconcile validate | show | demo | verify | preview | unlock | serve  (subcommands)
+    reconcile validate | show | destroy | demo | verify | preview | unlock | serve
 
 Machine-readable output goes to stdout alone; progress, the apply prompt (on a terminal only)
 and errors go to stderr.

@@ -137,7 +137,8 @@ class Scope:
     store_url: str | None = None
     options: PlanOptions = PlanOptions()
     saved: planfile.SavedPlan | None = None
-    # Every manifest, no narrowing: the plan also looks for orphaned sections in the bucket.
+    # Whole folders of manifests, no --section or --changed-since: the plan also looks for
+    # orphaned sections in the bucket (naming manifest files narrows, as --section does).
     full: bool = False
     catalogue: int = 0  # sections the manifests declare (the mass-prune guard's measure)
 
@@ -163,7 +164,8 @@ def scope(paths: list[Path], section_ids: list[int] | None = None, *,
         ids = {s.section_id for s in declared}
         removed = {sid: p for sid, p in changes.deleted.items() if sid not in ids}
     return Scope(paths, sections, removed, store_url, options or PlanOptions(),
-                 full=not section_ids and not changed_since, catalogue=len(declared))
+                 full=not (section_ids or changed_since) and all(p.is_dir() for p in paths),
+                 catalogue=len(declared))
 
 
 def is_saved_plan(path: Path) -> bool:

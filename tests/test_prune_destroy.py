@@ -51,7 +51,8 @@ def test_an_orphaned_section_is_listed_by_a_full_plan_and_pruned_alone(repo, buc
     doc = reconcile("plan", repo.manifests, "--format", "json").json()
     [entry] = [s for s in doc["sections"] if s["sectionId"] == 99]
     assert entry["manifest"] is None and entry["actions"] == []
-    assert "99" not in reconcile("plan", repo.manifests, "--section", "11").stdout
+    assert "section 99" not in reconcile("plan", repo.manifests, "--section", "11").stdout
+    assert "section 99" not in reconcile("plan", repo.manifests / "section-11.yaml").stdout
     comment = reconcile("plan", repo.manifests, "--format", "markdown")  # PR comment, drift
     assert "- section 99: orphaned: no manifest declares section 99" in comment.stdout
 
