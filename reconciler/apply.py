@@ -809,7 +809,7 @@ def _audio_label(lang: Language) -> str:
 
 
 def delete_section(rt: Runtime, sp: SectionPlan) -> SectionResult:
-    """A section whose manifest is gone (--prune --allow-empty): master first, so it never
+    """A section no manifest declares (--prune; `reconcile destroy`): master first, so it never
     names a deleted object, then everything else."""
     result = SectionResult(sp.section_id)
     store = _store_for(rt, sp.section_id)

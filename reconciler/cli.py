@@ -1,8 +1,9 @@
 """`reconcile`: a thin click skin over reconciler.engine.
 
-    reconcile --plan  [PATHS] [--section ID]...   exit 0 no changes, 2 changes pending, 1 error
-    reconcile --apply [PATHS] [--section ID]...   exit 0 converged, 1 otherwise
-    reconcile validate | show | demo | verify | preview | unlock | serve  (subcommands)
+    reconcile plan  [PATHS] [--section ID]...   exit 0 no changes, 2 changes pending, 1 error
+    reconcile apply [PATHS] [--section ID]...   exit 0 converged, 1 otherwise
+    (also spelled `reconcile --plan` / `reconcile --apply`: the default command `run`)
+    reconcile validate | show | destroy | demo | verify | preview | unlock | serve
 
 Machine-readable output goes to stdout alone; progress, the apply prompt (on a terminal only)
 and errors go to stderr.
@@ -10,7 +11,9 @@ and errors go to stderr.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import sqlite3
 import sys
@@ -22,7 +25,7 @@ from typing import NoReturn
 
 import click
 
-from . import __version__, engine
+from . import __version__, engine, logs
 from .manifest import InvalidManifests
 from .plan import Kind, Plan, PlanOptions
 from .progress import Heartbeat
@@ -32,6 +35,7 @@ from .render import OUTCOME_VIEWS, PLAN_VIEWS, colorize
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 DISTRIBUTION = "lingoost-reconciler"
 APPROVE_PROMPT = "Apply these changes? Only 'yes' will be accepted"
+DESTROY_PROMPT = "Delete these sections? Only 'yes' will be accepted"
 
 
 class Cancelled(Exception):
@@ -44,10 +48,13 @@ class MainGroup(click.Group):
     `Error:` line and exit 1, never a traceback."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Logging options may come first (`reconcile -v plan`): they belong to the command.
+        lead = _leading_logging_options(args)
+        args = [*args[len(lead):]]
         if not args or (args[0] not in self.commands
                         and args[0] not in ("--help", "-h", "--version")):
             args = ["run", *args]
-        return super().parse_args(ctx, args)
+        return super().parse_args(ctx, [args[0], *lead, *args[1:]])
 
     def invoke(self, ctx: click.Context):
         try:
@@ -58,6 +65,21 @@ class MainGroup(click.Group):
             fail(f"{err}" if str(err) else type(err).__name__)
 
 
+def _leading_logging_options(args: list[str]) -> list[str]:
+    """The -v/-vv/--verbose/--log-level/--log-format arguments at the start of `args`."""
+    taken = 0
+    while taken < len(args):
+        arg = args[taken]
+        if arg in ("--log-level", "--log-format"):
+            taken += 2
+        elif (arg == "--verbose" or arg.startswith(("--log-level=", "--log-format="))
+              or (arg.startswith("-v") and set(arg[1:]) == {"v"})):
+            taken += 1
+        else:
+            break
+    return args[:taken]
+
+
 def progress_tracker() -> Heartbeat:
     """Heartbeats on stderr wherever it runs (every RECONCILER_HEARTBEAT_SECONDS, default 30);
     step lines on an interactive terminal, grouped per section under GitHub Actions."""
@@ -65,7 +87,7 @@ def progress_tracker() -> Heartbeat:
         interval = float(os.environ.get("RECONCILER_HEARTBEAT_SECONDS") or 30)
     except ValueError:
         fail("RECONCILER_HEARTBEAT_SECONDS must be a number of seconds")
-    return Heartbeat(lambda line: click.echo(line, err=True),
+    return Heartbeat(stderr_line,
                      live=sys.stderr.isatty() and not os.environ.get("CI"),
                      github=os.environ.get("GITHUB_ACTIONS") == "true",
                      interval=max(0.05, interval))
@@ -77,7 +99,10 @@ def use_color(stream) -> bool:
 
 
 def echo_view(text: str, fmt: str, *, err: bool = False) -> None:
-    """A rendered view on stdout (or stderr); text views are coloured on a terminal."""
+    """A rendered view on stdout (or stderr: one JSON log record with `--log-format json`);
+    text views are coloured on a terminal."""
+    if err and logs.emit_json(text.rstrip("\n"), logging.INFO):
+        return
     color = fmt == "text" and use_color(sys.stderr if err else sys.stdout)
     click.echo(colorize(text) if color else text, err=err, nl=False, color=color)
 
@@ -92,10 +117,45 @@ def needs_approval(plan: Plan, approved: bool) -> bool:
     return costly or not approved
 
 
+def stderr_line(line: str, level: int = logging.INFO) -> None:
+    """A line for the person or the log shipper: as it is, or with `--log-format json` as one
+    JSON log record (so every line on stderr parses)."""
+    if not logs.emit_json(line, level):
+        click.echo(line, err=True)
+
+
 def fail(message: str) -> NoReturn:
     """One line on stderr (URLs redacted, line breaks flattened), exit 1."""
-    click.echo(f"Error: {' '.join(redact(message).split())}", err=True)
+    stderr_line(f"Error: {' '.join(redact(message).split())}", logging.ERROR)
     sys.exit(EXIT_ERROR)
+
+
+def logging_options(command):
+    """-v/--log-level/--log-format on a command: request-level detail on stderr (AWS requests,
+    HTTP requests, ffmpeg command lines), redacted; without them nothing is logged."""
+
+    @click.option("-v", "--verbose", count=True,
+                  help="Log requests and commands run (-v: info, -vv: debug).")
+    @click.option("--log-level", type=click.Choice(logs.LEVELS), default=None,
+                  envvar="RECONCILER_LOG_LEVEL",
+                  help="Log at this level (overrides -v) [env RECONCILER_LOG_LEVEL].")
+    @click.option("--log-format", type=click.Choice(logs.FORMATS), default=None,
+                  envvar="RECONCILER_LOG_FORMAT",
+                  help="json: one JSON object per stderr line, for log shippers "
+                       "[env RECONCILER_LOG_FORMAT].")
+    @functools.wraps(command)
+    def with_logging(*args, verbose: int, log_level: str | None, log_format: str | None,
+                     **kwargs):
+        level = log_level or ("debug" if verbose > 1 else "info" if verbose else None)
+        if level is None and log_format is None:
+            return command(*args, **kwargs)
+        logs.configure(level or "warning", log_format or "text", sys.stderr)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            logs.unconfigure()
+
+    return with_logging
 
 
 @contextmanager
@@ -105,10 +165,10 @@ def manifests_or_exit() -> Iterator[None]:
         yield
     except InvalidManifests as err:
         for e in err.errors:
-            click.echo(f"Error: {e}", err=True)
+            stderr_line(f"Error: {e}", logging.ERROR)
         n = len(err.errors)
-        click.echo(f"{n} problem{'s' if n != 1 else ''} in manifests; nothing was read or "
-                   "written.", err=True)
+        stderr_line(f"{n} problem{'s' if n != 1 else ''} in manifests; nothing was read or "
+                    "written.", logging.ERROR)
         sys.exit(EXIT_ERROR)
 
 
@@ -116,7 +176,7 @@ def load_or_exit(paths: tuple[Path, ...], sections: tuple[int, ...], *,
                  check_files: bool = False):
     with manifests_or_exit():
         try:
-            return engine.load(list(paths) or [Path("manifests")], list(sections),
+            return engine.load(list(paths) or [engine.default_manifests()], list(sections),
                                check_files=check_files)
         except ValueError as err:
             fail(str(err))
@@ -141,56 +201,107 @@ def main() -> None:
     """Keep multi-language CMAF HLS lectures in S3/CloudFront exactly as the manifests say.
 
     \b
-    reconcile --plan  [PATHS...]   show what would change (exit 0 none, 2 pending, 1 error)
-    reconcile --apply [PATHS...]   make it so (exit 0 converged, 1 otherwise)
-    PATHS are manifest files or folders (default: manifests/). See `reconcile run --help`.
+    reconcile plan  [PATHS...]   show what would change (exit 0 none, 2 pending, 1 error)
+    reconcile apply [PATHS...]   make it so (exit 0 converged, 1 otherwise)
+    (or `reconcile --plan`, `reconcile --apply`). PATHS are manifest files or folders
+    (default: the repository's manifests/). See `reconcile plan --help`.
     """
 
 
+def run_options(command):
+    """The options `reconcile plan`, `reconcile apply` and the `--plan`/`--apply` flags share."""
+    for option in reversed([
+        paths_argument,
+        section_option,
+        store_option,
+        click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
+                     default="text", show_default=True),
+        click.option("--changed-since", metavar="REF",
+                     help="Only manifests changed since this git ref (deleted ones included)."),
+        click.option("--jobs", type=click.IntRange(1, 64), default=8, show_default=True,
+                     help="Parallel uploads (and S3 connection pool size)."),
+        click.option("--dub-concurrency", type=click.IntRange(1, 32), default=2,
+                     show_default=True, help="Dubs in progress at once (ElevenLabs plan limit)."),
+        click.option("--max-dub-minutes", type=float, default=None,
+                     help="Refuse to apply when new dubbing would bill more minutes."),
+        click.option("--prune", is_flag=True,
+                     help="Delete objects of languages no manifest lists."),
+        click.option("--allow-mass-prune", "--allow-empty", "allow_empty", is_flag=True,
+                     help="Allow a prune to delete whole sections beyond 10% of the catalogue "
+                          "(and more than one), or every language of a section (--allow-empty "
+                          "is the same option's older name)."),
+        click.option("--deep", is_flag=True,
+                     help="HEAD every object instead of trusting ones sealed by their playlist."),
+        click.option("--lock-ttl", type=click.FloatRange(5), default=300, show_default=True,
+                     metavar="SECONDS", help="Length of each section's lease (renewed while "
+                                             "working)."),
+        click.option("--lock-timeout", type=click.FloatRange(0), default=600,
+                     show_default=True, metavar="SECONDS",
+                     help="How long to wait for a section another run holds."),
+        click.option("--invalidation-timeout", type=click.FloatRange(0), default=300,
+                     show_default=True, metavar="SECONDS",
+                     help="How long to wait for a CloudFront distribution with too many "
+                          "invalidations in progress; then the paths are kept pending for the "
+                          "next apply."),
+    ]):
+        command = option(command)
+    return command
+
+
+out_option = click.option(
+    "--out", type=click.Path(path_type=Path), default=None,
+    help="Save the plan to apply later with `reconcile apply FILE`.")
+auto_approve_option = click.option(
+    "--auto-approve", is_flag=True,
+    help="On a terminal, apply without asking (pruning and dubbing are still confirmed). "
+         "Without a terminal an apply never asks.")
+
+
 @main.command("run")
-@paths_argument
-@click.option("--plan", "mode", flag_value="plan", help="Show the changes; write nothing.")
-@click.option("--apply", "mode", flag_value="apply",
+@click.option("--plan", "plan_flag", is_flag=True, help="Show the changes; write nothing.")
+@click.option("--apply", "apply_flag", is_flag=True,
               help="Make the changes (PATHS may be one saved plan file instead; --section "
                    "then narrows it to some of the sections it covers).")
-@section_option
-@store_option
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
-              default="text", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="With --plan: save the plan to apply later with `--apply FILE`.")
-@click.option("--changed-since", metavar="REF",
-              help="Only manifests changed since this git ref (deleted ones included).")
-@click.option("--jobs", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="Parallel uploads (and S3 connection pool size).")
-@click.option("--dub-concurrency", type=click.IntRange(1, 32), default=2, show_default=True,
-              help="Dubs in progress at once (ElevenLabs plan limit).")
-@click.option("--max-dub-minutes", type=float, default=None,
-              help="Refuse to apply when new dubbing would bill more minutes.")
-@click.option("--prune", is_flag=True, help="Delete objects of languages no manifest lists.")
-@click.option("--allow-empty", is_flag=True,
-              help="Allow pruning every language of a section, or a deleted section.")
-@click.option("--deep", is_flag=True,
-              help="HEAD every object instead of trusting ones sealed by their playlist.")
-@click.option("--lock-ttl", type=click.FloatRange(5), default=300, show_default=True,
-              metavar="SECONDS", help="Length of each section's lease (renewed while working).")
-@click.option("--lock-timeout", type=click.FloatRange(0), default=600, show_default=True,
-              metavar="SECONDS", help="How long to wait for a section another run holds.")
-@click.option("--invalidation-timeout", type=click.FloatRange(0), default=300,
-              show_default=True, metavar="SECONDS",
-              help="How long to wait for a CloudFront distribution with too many invalidations "
-                   "in progress; then the paths are kept pending for the next apply.")
-@click.option("--auto-approve", is_flag=True,
-              help="On a terminal, apply without asking (pruning and dubbing are still "
-                   "confirmed). Without a terminal an apply never asks.")
-def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_concurrency,
-        max_dub_minutes, prune, allow_empty, deep, lock_ttl, lock_timeout, invalidation_timeout,
-        auto_approve) -> None:
-    """Plan or apply (the default command)."""
-    if mode is None:
-        fail("choose --plan or --apply")
-    if out and mode != "plan":
+@run_options
+@out_option
+@auto_approve_option
+@logging_options
+def run(plan_flag: bool, apply_flag: bool, **options) -> None:
+    """Plan or apply (the default command: `reconcile --plan`, `reconcile --apply`)."""
+    if plan_flag and apply_flag:
+        fail("--plan and --apply cannot be used together: plan first (`reconcile plan "
+                    "--out FILE`), then apply that plan (`reconcile apply FILE`)")
+    if not (plan_flag or apply_flag):
+        fail("choose --plan or --apply (or `reconcile plan` / `reconcile apply`)")
+    if options["out"] and not plan_flag:
         fail("--out goes with --plan")
+    plan_or_apply("plan" if plan_flag else "apply", **options)
+
+
+@main.command("plan")
+@run_options
+@out_option
+@logging_options
+def plan_cmd(**options) -> None:
+    """Show what would change; write nothing (= `reconcile --plan`): exit 0 nothing to change,
+    2 changes pending, 1 error."""
+    plan_or_apply("plan", auto_approve=False, **options)
+
+
+@main.command("apply")
+@run_options
+@auto_approve_option
+@logging_options
+def apply_cmd(**options) -> None:
+    """Make the changes (= `reconcile --apply`; PATHS may be one saved plan file): exit 0
+    converged, 1 otherwise."""
+    plan_or_apply("apply", out=None, **options)
+
+
+def plan_or_apply(mode: str, paths, sections, store_url, fmt, out, changed_since, jobs,
+                  dub_concurrency, max_dub_minutes, prune, allow_empty, deep, lock_ttl,
+                  lock_timeout, invalidation_timeout, auto_approve) -> NoReturn:
+    """The one implementation behind `plan`/`apply` and `--plan`/`--apply`; exits."""
     saved = mode == "apply" and len(paths) == 1 and engine.is_saved_plan(paths[0])
     if saved and changed_since:
         fail("a saved plan already fixes the manifests and sections")
@@ -238,10 +349,46 @@ def run(paths, mode, sections, store_url, fmt, out, changed_since, jobs, dub_con
     sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
 
 
+@main.command("destroy")
+@click.option("--section", "sections", multiple=True, type=int, required=True, metavar="ID",
+              help="A section to take down (repeatable).")
+@store_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
+              default="text", show_default=True)
+@click.option("--auto-approve", is_flag=True,
+              help="Delete without asking (required where there is no terminal).")
+@logging_options
+def destroy_cmd(sections, store_url, fmt, auto_approve) -> None:
+    """Take sections down: shows every object under each section's folder, asks on a terminal,
+    deletes them (master first) and sends one invalidation (exit 0 done, 1 otherwise). The
+    manifests are not read: remove the section's manifest too, or the next apply republishes
+    it."""
+    if not auto_approve and not sys.stdin.isatty():
+        fail("destroy asks for confirmation on a terminal; without one, pass --auto-approve")
+
+    def confirm(plan: Plan) -> None:
+        echo_view(PLAN_VIEWS["text"](plan), "text", err=True)
+        if plan.has_changes and not auto_approve and click.prompt(
+                DESTROY_PROMPT, default="", show_default=False, err=True) != "yes":
+            raise Cancelled
+
+    tracker = progress_tracker()
+    try:
+        rec = engine.Reconciler(engine.Settings.from_env(store_url), tracker=tracker)
+        outcome = rec.destroy(list(sections), on_plan=confirm)
+    except Cancelled:
+        fail("destroy cancelled; nothing was deleted")
+    finally:
+        tracker.close()
+    echo_view(OUTCOME_VIEWS[fmt](outcome), fmt)
+    sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
+
+
 @main.command("show")
 @click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
               default="text", show_default=True)
+@logging_options
 def show_cmd(plan_file, fmt) -> None:
     """Show a saved plan (`reconcile --plan --out FILE`) without reading the store."""
     try:
@@ -252,6 +399,7 @@ def show_cmd(plan_file, fmt) -> None:
 
 @main.command()
 @paths_argument
+@logging_options
 def validate(paths) -> None:
     """Validate manifests and that their relative input files exist (no store access): exit 0
     valid, 1 otherwise."""
@@ -263,6 +411,7 @@ def validate(paths) -> None:
 @main.command()
 @click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("demo"),
               show_default=True, help="Where to put sample media, manifests and the store.")
+@logging_options
 def demo(directory: Path) -> None:
     """The main job on the embedded default: sample media -> plan -> apply -> plan."""
     from .demo import run_demo
@@ -283,6 +432,7 @@ def demo(directory: Path) -> None:
               default="text", show_default=True,
               help="markdown: the status board (section x language) for job summaries.")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=16, show_default=True)
+@logging_options
 def verify_cmd(paths, cdn, origin, sections, fmt, concurrency) -> None:
     """Fetch everything a player would, through the CDN, and check it (exit 0 all pass, 1 not).
 
@@ -316,6 +466,7 @@ def verify_cmd(paths, cdn, origin, sections, fmt, concurrency) -> None:
 @store_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@logging_options
 def preview_cmd(store_url, host, port) -> None:
     """Serve a store over HTTP as CloudFront would (metadata headers, CORS, Range), with a
     player page at /player.html?section=ID."""
@@ -330,6 +481,7 @@ def preview_cmd(store_url, host, port) -> None:
 @click.option("--force", is_flag=True,
               help="Remove the lock even though it has not expired (its run may still work).")
 @store_option
+@logging_options
 def unlock_cmd(section_id, lock_id, force, store_url) -> None:
     """Remove a section's lock left behind by a run that died (only with its exact id, and
     only once it expired unless --force)."""
@@ -376,6 +528,7 @@ def unlock_cmd(section_id, lock_id, force, store_url) -> None:
               help="Connections at once; a request beyond them is answered 503 "
                    "[env RECONCILER_API_MAX_CONNECTIONS].")
 @store_option
+@logging_options
 def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, git_commit,
               git_push, max_dub_minutes, header_timeout, body_timeout, max_connections,
               store_url) -> None:

@@ -31,7 +31,7 @@ from .media import FfmpegPackager
 from .observe import ObservedSection, observe
 from .packaging import MediaError, Packager
 from .pay_once import Spend
-from .plan import Plan, PlanOptions, make_plan
+from .plan import DESTROY, ORPHANED, Kind, Plan, PlanOptions, make_plan
 from .progress import Tracker
 from .sources import STRICT, FetchError, FetchPolicy
 from .sources import SourceRefused as SourceRefused  # the API's check of a request's URL
@@ -98,6 +98,26 @@ def load(paths: list[Path], section_ids: list[int] | None = None, *,
     return select(load_manifests(paths, check_files=check_files), section_ids)
 
 
+def default_manifests(cwd: Path | None = None) -> Path:
+    """The default PATHS: `manifests/` in the current folder, else in the nearest parent up
+    to the top of the git work tree holding it (a run from a subfolder of the repository
+    finds the repository's manifests), relative to the current folder; `manifests` (which the
+    error then names) when there is none."""
+    here = (cwd or Path.cwd()).resolve()
+    if (here / "manifests").is_dir():
+        return Path("manifests")
+    try:
+        top = git.toplevel(here).resolve()
+    except GitError:
+        return Path("manifests")
+    for folder in here.parents:
+        if not folder.is_relative_to(top):
+            break
+        if (folder / "manifests").is_dir():
+            return Path(os.path.relpath(folder / "manifests", here))
+    return Path("manifests")
+
+
 def select(sections: list[Section], section_ids: list[int] | None) -> list[Section]:
     """The sections with these ids (all when none are given); an unknown id is an error."""
     if not section_ids:
@@ -120,6 +140,10 @@ class Scope:
     store_url: str | None = None
     options: PlanOptions = PlanOptions()
     saved: planfile.SavedPlan | None = None
+    # Whole folders of manifests, no --section or --changed-since: the plan also looks for
+    # orphaned sections in the bucket (naming manifest files narrows, as --section does).
+    full: bool = False
+    catalogue: int = 0  # sections the manifests declare (the mass-prune guard's measure)
 
     def check(self, plan: Plan, observed: dict[int, ObservedSection]) -> None:
         """Raise StalePlan when a saved plan no longer matches what is observed now."""
@@ -133,7 +157,7 @@ def scope(paths: list[Path], section_ids: list[int] | None = None, *,
     """The run's scope from manifests (default `manifests/`): every valid manifest is read;
     `section_ids` and `changed_since` (a git ref: only manifests changed since, and the
     sections of manifests deleted since) narrow what is planned."""
-    paths = list(paths) or [Path("manifests")]
+    paths = list(paths) or [default_manifests()]
     declared = load_manifests(paths)
     sections = select(declared, section_ids)
     removed: dict[int, str] = {}
@@ -142,7 +166,9 @@ def scope(paths: list[Path], section_ids: list[int] | None = None, *,
         sections = [s for s in sections if Path(s.file).resolve() in changes.files]
         ids = {s.section_id for s in declared}
         removed = {sid: p for sid, p in changes.deleted.items() if sid not in ids}
-    return Scope(paths, sections, removed, store_url, options or PlanOptions())
+    return Scope(paths, sections, removed, store_url, options or PlanOptions(),
+                 full=not (section_ids or changed_since) and all(p.is_dir() for p in paths),
+                 catalogue=len(declared))
 
 
 def is_saved_plan(path: Path) -> bool:
@@ -167,8 +193,10 @@ def saved_scope(path: Path, section_ids: list[int] | None = None, *,
     if store_url and store_url.rstrip("/") != saved.store_url.rstrip("/"):
         raise ValueError(f"the saved plan is for {saved.store_url}, not {store_url}")
     paths = [Path(p) for p in saved.paths]
-    sections = planfile.covered(saved, load_manifests(paths))
-    return Scope(paths, sections, dict(saved.removed), saved.store_url, saved.plan.options, saved)
+    declared = load_manifests(paths)
+    sections = planfile.covered(saved, declared)
+    return Scope(paths, sections, dict(saved.removed), saved.store_url, saved.plan.options, saved,
+                 catalogue=len(declared))
 
 
 @dataclass
@@ -220,8 +248,38 @@ class Reconciler:
         observed = observe(self.store, sections, extra_ids=list(removed or {}),
                            deep=self.settings.deep, workers=self.settings.workers,
                            inputs=self.inputs, previous=previous)
+        self.check_store(observed)
         self._find_unrecorded_dubs(observed)
         return observed
+
+    def check_store(self, observed: Mapping[int, ObservedSection]) -> None:
+        """When no section could be observed, ask the store once whether it answers at all:
+        an unreachable store or a wrong bucket is one StoreError naming the store, not one
+        error per section. A store that answers leaves the sections' own errors to the plan."""
+        if not observed or any(obs.error is None for obs in observed.values()):
+            return
+        try:
+            self.store.list(layout.LOCK_PREFIX)
+        except StoreError as err:
+            raise self._unreadable(err) from None
+
+    def _unreadable(self, err: StoreError) -> StoreError:
+        """The one error for a store that does not answer at all (wrong bucket, no network)."""
+        return StoreError(f"store {self.store.url} cannot be read: {err}")
+
+    def check_ready(self, plan: Plan) -> None:
+        """What an apply needs before it writes anything (its first lock included): a plan
+        that dubs needs the ElevenLabs client (ELEVENLABS_API_KEY), so a missing key stops the
+        apply here instead of after part of a section is published."""
+        dubs = [f"{sp.section_id}/{action.language}" for sp in plan.sections
+                for action in sp.actions_of(Kind.DUB)]
+        if not dubs:
+            return
+        try:
+            self.dubber()
+        except DubbingError as err:
+            raise DubbingError(f"{len(dubs)} dub(s) planned ({', '.join(dubs)}), but {err}; "
+                               "nothing was written") from None
 
     def _find_unrecorded_dubs(self, observed: dict[int, ObservedSection]) -> None:
         """A job record with a name but no dubbing_id is a create whose answer never reached
@@ -245,17 +303,36 @@ class Reconciler:
     def plan(self, sections: list[Section], removed: Mapping[int, str] | None = None,
              previous: dict[int, ObservedSection] | None = None,
              options: PlanOptions | None = None, *, read_pending: bool = True,
+             catalogue: int | None = None,
              ) -> tuple[Plan, dict[int, ObservedSection]]:
-        """Observe and plan. `removed`: sectionId -> path of a manifest deleted (to prune);
-        `previous`: this run's earlier observation, reused where a LIST shows no change;
-        `options`: the plan's (default: the settings' prune/allow_empty). Invalidations earlier
-        applies left pending are part of the plan (one GET; not for an apply's re-plans, whose
-        first plan has them, `read_pending=False`)."""
+        """Observe and plan. `removed`: sectionId -> path of a manifest deleted (or
+        plan.ORPHANED, plan.DESTROY) to prune; `previous`: this run's earlier observation,
+        reused where a LIST shows no change; `options`: the plan's (default: the settings'
+        prune/allow_empty); `catalogue`: the mass-prune guard's count of sections.
+        Invalidations earlier applies left pending are part of the plan (one GET; not for an
+        apply's re-plans, whose first plan has them, `read_pending=False`)."""
         observed = self.observe(sections, removed, previous)
         waiting = summary(self.pending.read()) if self.cdn.sends and read_pending else None
         plan = make_plan(sections, observed, options or self.settings.plan_options, removed,
-                         waiting)
+                         waiting, catalogue)
         return plan, observed
+
+    def orphaned(self, declared: list[Section]) -> dict[int, str]:
+        """Sections with a folder in the bucket and no manifest (one LIST of the assets
+        folder), as `removed` entries (plan.ORPHANED)."""
+        try:
+            listing = self.store.list(layout.assets_prefix())
+        except StoreError as err:
+            raise self._unreadable(err) from None
+        ids = {layout.section_of(key) for key in listing}
+        ids -= {None, *(s.section_id for s in declared)}
+        return {sid: ORPHANED for sid in sorted(i for i in ids if i is not None)}
+
+    def _removed(self, scope: Scope) -> tuple[dict[int, str], int]:
+        """The scope's sections to plan away (deleted manifests; orphans in a full plan) and
+        the catalogue they count against."""
+        removed = {**scope.removed, **(self.orphaned(scope.sections) if scope.full else {})}
+        return removed, scope.catalogue + len(removed)
 
     def _runtime(self) -> Runtime:
         return Runtime(
@@ -272,22 +349,34 @@ class Reconciler:
 
     def plan_scope(self, scope: Scope, out: Path | None = None) -> Plan:
         """Plan the scope; with `out`, save the plan there to apply later exactly as shown."""
-        plan, observed = self.plan(scope.sections, scope.removed, options=scope.options)
+        removed, catalogue = self._removed(scope)
+        plan, observed = self.plan(scope.sections, removed, options=scope.options,
+                                   catalogue=catalogue)
         if out:
             planfile.save(out, plan, scope.sections, observed, store_url=self.store.url,
-                          paths=scope.paths, removed=scope.removed)
+                          paths=scope.paths, removed=removed)
         return plan
 
     def apply_scope(self, scope: Scope,
                     on_plan: Callable[[Plan], None] | None = None) -> Outcome:
         """Apply the scope (a saved plan's is refused, StalePlan, when its world moved)."""
-        return self.apply(scope.sections, scope.removed, check=scope.check, on_plan=on_plan,
-                          options=scope.options)
+        removed, catalogue = self._removed(scope)
+        return self.apply(scope.sections, removed, check=scope.check, on_plan=on_plan,
+                          options=scope.options, catalogue=catalogue)
+
+    def destroy(self, section_ids: list[int],
+                on_plan: Callable[[Plan], None] | None = None) -> Outcome:
+        """Take sections down (`reconcile destroy`): every object under each one's folder,
+        master first, then one invalidation of the folders; under the sections' locks, as an
+        apply. Manifests are not read: a section still declared is published again by the
+        next apply."""
+        return self.apply([], dict.fromkeys(section_ids, DESTROY), on_plan=on_plan,
+                          options=PlanOptions(prune=True, allow_empty=True))
 
     def apply(self, sections: list[Section], removed: Mapping[int, str] | None = None, *,
               check: Callable[[Plan, dict[int, ObservedSection]], None] | None = None,
               on_plan: Callable[[Plan], None] | None = None,
-              options: PlanOptions | None = None) -> Outcome:
+              options: PlanOptions | None = None, catalogue: int | None = None) -> Outcome:
         """Converge the sections; at most one invalidation, after every section finished.
 
         Sections with changes are locked (one lease each in the bucket), then re-observed and
@@ -295,7 +384,10 @@ class Reconciler:
         veto that plan (a saved plan gone stale); `on_plan` sees it before anything is done.
         """
         removed = dict(removed or {})
-        plan, observed = self.plan(sections, removed, options=options)
+        # The re-plan under the locks covers fewer sections: it counts against the same whole.
+        catalogue = len(sections) + len(removed) if catalogue is None else catalogue
+        plan, observed = self.plan(sections, removed, options=options, catalogue=catalogue)
+        self.check_ready(plan)
         busy = sorted(sp.section_id for sp in plan.sections if sp.actions)
         with ExitStack() as held:
             locks = [held.enter_context(SectionLock(
@@ -306,7 +398,7 @@ class Reconciler:
                 fresh, fresh_obs = self.plan([s for s in sections if s.section_id in scope],
                                              {k: v for k, v in removed.items() if k in scope},
                                              previous=observed, options=options,
-                                             read_pending=False)
+                                             read_pending=False, catalogue=catalogue)
                 observed.update(fresh_obs)
                 renewed = {sp.section_id: sp for sp in fresh.sections}
                 plan = replace(plan, sections=tuple(renewed.get(sp.section_id, sp)

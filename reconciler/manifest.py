@@ -23,6 +23,7 @@ import yaml
 from . import subtitles
 from .dubbing_languages import AUTO, elevenlabs_code
 from .dubbing_languages import offered as offered_dubbing
+from .language_hints import mistaken_code
 from .redaction import redact
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -505,8 +506,10 @@ def _parse_file(file: Path, root: Path, check_files: bool
                   f"the spoken language; use auto or one of: {offered_dubbing()}")
     for i, raw in raw_languages:
         code = raw["code"]
-        if not langcodes.tag_is_valid(code):
-            ctx.error(["languages", i, "code"], f"{shown(code)} is not a valid BCP 47 language tag")
+        hint = mistaken_code(code, named="name" in raw)
+        if hint or not langcodes.tag_is_valid(code):
+            ctx.error(["languages", i, "code"],
+                      hint or f"{shown(code)} is not a valid BCP 47 language tag")
             continue
         code = canonical_tag(code)  # before anything is keyed on it: folders, LANGUAGE, dubs
         if code in seen_codes:

@@ -23,6 +23,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import IO
 
+from . import logs
 from .hls import MediaPlaylist, Segment, render_media, target_duration
 from .layout import (
     AUDIO_PLAYLIST,
@@ -80,6 +81,7 @@ def _refused_format(stderr: str) -> str | None:
 
 def _run(args: list[str], what: str, *, log: bool = False) -> str:
     """Run ffmpeg/ffprobe; stdout, or with `log` stderr (where ffmpeg's filters report)."""
+    logs.command(args)
     try:
         proc = subprocess.run(args, capture_output=True, text=True, check=False)
     except FileNotFoundError as err:
@@ -201,6 +203,7 @@ def _run_streaming(args: list[str], what: str, out_dir: Path, prefix: str,
     uploading overlaps encoding. The last segment is left for the caller. Returns stderr."""
     if on_segment is None:
         return _run(args, what, log=True)
+    logs.command(args)
     with tempfile.TemporaryFile("w+") as err:
         try:
             proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, text=True)
@@ -295,12 +298,11 @@ def _measure_span(source: Path, start: float, length: float | None, log: IO[byte
     span but the first until its turn."""
     span = ["-ss", f"{start:.3f}"] if start else []
     span += ["-t", f"{length:.3f}"] if length is not None else []
-    return subprocess.Popen(
-        [FFMPEG, "-nostdin", "-hide_banner", "-nostats", *span, *input_args(source),
-         "-map", "0:a:0", "-vn", "-sn", "-dn",
-         "-af", f"{DOWNMIX},ebur128=peak=sample:framelog=info", "-f", "null", "-"],
-        stdout=subprocess.DEVNULL, stderr=log,
-    )
+    args = [FFMPEG, "-nostdin", "-hide_banner", "-nostats", *span, *input_args(source),
+            "-map", "0:a:0", "-vn", "-sn", "-dn",
+            "-af", f"{DOWNMIX},ebur128=peak=sample:framelog=info", "-f", "null", "-"]
+    logs.command(args)
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
 
 
 def measure_loudness(source: Path, duration: float, parts: int | None = None) -> Loudness:

@@ -66,7 +66,7 @@ class Problem(StrEnum):
     SUBTITLES = "subtitles"
     DUB = "dub"
     PRUNE = "prune"  # pruning would leave the section without a language
-    REMOVED = "removed"  # a deleted manifest whose section --prune alone may not delete
+    REMOVED = "removed"  # whole sections a prune may not delete (the mass-prune guard)
 
 
 @dataclass(frozen=True)
@@ -642,7 +642,7 @@ class _SectionPlanner:
         kept = [c for c in self.ready if c not in self.rebuilt and self.o.rendition(c).complete]
         if not kept and not self.options.allow_empty:
             self.error(None, Problem.PRUNE, f"pruning {', '.join(gone)} would leave no published "
-                       "language; pass --allow-empty to allow it")
+                       "language; pass --allow-mass-prune to allow it")
             return
         for code in gone:
             self.actions.append(
@@ -697,28 +697,63 @@ def _language_of(key: str) -> str | None:
     return parts[4] if len(parts) > 5 and parts[3] == "audio" else None
 
 
+# What `removed` maps a section id to when no deleted manifest names it (else that manifest's
+# path): a folder in the bucket that no manifest declares, or a section `reconcile destroy` takes
+# down.
+ORPHANED = "(no manifest)"
+DESTROY = "(reconcile destroy)"
+# A prune may delete whole sections up to this share of the catalogue's sections (or one); more
+# (an emptied or wrong manifests path) needs --allow-mass-prune.
+MASS_PRUNE_SHARE = 0.10
+
+
+def _gone(section_id: int, manifest: str) -> str:
+    if manifest == ORPHANED:
+        return f"orphaned: no manifest declares section {section_id}"
+    if manifest == DESTROY:
+        return "taken down by reconcile destroy"
+    return f"manifest {manifest} was deleted"
+
+
 def plan_removed_section(section_id: int, manifest: str, obs: ObservedSection,
                          options: PlanOptions) -> SectionPlan:
-    """A section whose manifest was deleted: kept unless --prune --allow-empty."""
+    """A section no manifest declares (its manifest deleted, an orphaned folder, a destroy):
+    kept and noted unless --prune (the mass-prune guard is make_plan's)."""
     keys = sorted(obs.objects)
+    file = None if manifest in (ORPHANED, DESTROY) else manifest
     if not keys:
-        return SectionPlan(section_id, manifest)
-    if not (options.prune and options.allow_empty):
-        why = ("deleting a whole section needs --prune and --allow-empty" if options.prune
-               else "use --prune --allow-empty to delete")
-        if options.prune:
-            return SectionPlan(section_id, manifest, errors=(PlanError(
-                section_id, None, Problem.REMOVED, f"manifest {manifest} was deleted; {why}"),))
-        return SectionPlan(section_id, manifest, notes=(
-            f"manifest {manifest} was deleted; {len(keys)} object(s) kept ({why})",))
+        return SectionPlan(section_id, file)
+    if not options.prune:
+        return SectionPlan(section_id, file, notes=(
+            f"{_gone(section_id, manifest)}; {len(keys)} object(s) kept (would be deleted "
+            "with --prune)",))
     master = layout.master_key(section_id)
     ordered = ([master] if master in obs.objects else []) + [k for k in keys if k != master]
     return SectionPlan(
-        section_id, manifest,
-        (Action(Kind.DELETE_OBJECTS, Change.DELETE, None, "manifest deleted",
+        section_id, file,
+        (Action(Kind.DELETE_OBJECTS, Change.DELETE, None,
+                "manifest deleted" if file else _gone(section_id, manifest),
                 keys=tuple(ordered)),),
         tuple(obs.master_languages()), (),
     )
+
+
+def mass_prune_guard(sections: list[SectionPlan], catalogue: int,
+                     options: PlanOptions) -> list[SectionPlan]:
+    """Refuse (as a plan error on each) deleting whole sections beyond MASS_PRUNE_SHARE of the
+    `catalogue`'s sections and more than one, unless allowed: an emptied or mistyped manifests
+    path must not take the catalogue down."""
+    doomed = [sp for sp in sections if any(
+        a.type == Kind.DELETE_OBJECTS and a.language is None for a in sp.actions)]
+    if options.allow_empty or len(doomed) <= max(1, MASS_PRUNE_SHARE * catalogue):
+        return sections
+    message = (f"pruning would delete {len(doomed)} of the catalogue's {catalogue} sections "
+               f"(more than {MASS_PRUNE_SHARE:.0%}); refused: pass --allow-mass-prune if that "
+               "is meant")
+    ids = {sp.section_id for sp in doomed}
+    return [replace(sp, actions=(), errors=(PlanError(sp.section_id, None, Problem.REMOVED,
+                                                      message),))
+            if sp.section_id in ids else sp for sp in sections]
 
 
 def make_plan(
@@ -727,11 +762,13 @@ def make_plan(
     options: PlanOptions = PlanOptions(),
     removed: Mapping[int, str] | None = None,
     pending: PendingInvalidation | None = None,
+    catalogue: int | None = None,
 ) -> Plan:
     """The actions that make the store match the manifests, section by section, plus the
     CloudFront paths the one invalidation will list. `removed` maps the ids of sections whose
-    manifest was deleted to that manifest's path; `pending`: paths earlier applies left
-    pending, which the one invalidation sends too."""
+    manifest was deleted to that manifest's path (or ORPHANED, DESTROY); `pending`: paths
+    earlier applies left pending, which the one invalidation sends too; `catalogue` is the
+    number of sections the mass-prune guard counts against (default: those planned)."""
     sections = [
         _SectionPlanner(s, observed[s.section_id], options).run() for s in desired
     ]
@@ -739,6 +776,8 @@ def make_plan(
         plan_removed_section(sid, path, observed[sid], options)
         for sid, path in sorted((removed or {}).items())
     ]
+    sections = mass_prune_guard(sections, len(sections) if catalogue is None else catalogue,
+                                options)
     paths: list[str] = []
     for sp in sections:
         for a in sp.actions:

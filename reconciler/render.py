@@ -107,9 +107,9 @@ def summary_line(plan: Plan) -> str:
     if plan.has_errors and not plan.has_changes:
         return "Plan: errors prevent some changes (see above)."
     if not plan.has_changes:
-        n = len(plan.sections)
+        n = sum(1 for sp in plan.sections if sp.file)  # kept sections no manifest declares:
         return f"No changes. {n} section{'s' if n != 1 else ''} match{'es' if n == 1 else ''} " \
-               "the manifests."
+               "the manifests."  # not counted (their notes say why they stay)
     c = plan.counts()
     line = f"Plan: {c['create']} to create, {c['update']} to update, {c['delete']} to delete."
     if plan.dub_minutes:
@@ -268,6 +268,11 @@ def plan_markdown(plan: Plan) -> str:
                 "```diff", pending_line(plan.pending_invalidation).replace("~ ", "! ", 1),
                 *[f"    {p}" for p in _pending_paths(plan.pending_invalidation)], "```", ""]
     rows = [sp for sp in plan.sections if sp.actions or sp.errors]
+    # What is kept and why (orphaned sections, languages left in the bucket): the drift
+    # report's and the PR comment's only sight of them, as they have no row.
+    notes = [f"- section {sp.section_id}: {note}" for sp in plan.sections
+             if not (sp.actions or sp.errors) for note in sp.notes]
+    out += ["Kept:", "", *notes, ""] if notes else []
     if rows:
         out += [
             "| Section | Video | Languages added / rebuilt | Metadata fixes | Dub minutes "

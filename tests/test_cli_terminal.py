@@ -24,9 +24,10 @@ from reconciler.cli import APPROVE_PROMPT
 ANSI = "\x1b["
 
 
-def on_terminal(args: list[str], answer: str | None = None, **env: str) -> tuple[int, str]:
+def on_terminal(args: list[str], answer: str | None = None, prompt: str = APPROVE_PROMPT,
+                **env: str) -> tuple[int, str]:
     """Run `python -m reconciler ARGS` with stdin/stdout/stderr on a pty; type `answer` when the
-    approval prompt shows. Returns (exit code, everything the terminal showed)."""
+    `prompt` shows. Returns (exit code, everything the terminal showed)."""
     main, child = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "reconciler", *args], stdin=child,
                             stdout=child, stderr=child, env={**os.environ, **env})
@@ -42,7 +43,7 @@ def on_terminal(args: list[str], answer: str | None = None, **env: str) -> tuple
                 if not chunk:
                     break
                 shown += chunk
-            if answer is not None and not answered and APPROVE_PROMPT.encode() in shown:
+            if answer is not None and not answered and prompt.encode() in shown:
                 os.write(main, answer.encode() + b"\n")
                 answered = True
         return proc.wait(timeout=30), shown.decode(errors="replace")

@@ -140,13 +140,16 @@ def test_dub_answered_as_mp4_is_used_and_all_renditions_are_loudness_matched(
         assert peak <= media.LOUDNESS_TP, (code, peak)
 
 
-def test_dubbing_without_a_key_fails_that_language_clearly(repo, bucket, monkeypatch, s3):
+def test_dubbing_without_a_key_stops_the_apply_before_anything_is_published(
+        repo, bucket, monkeypatch, s3):
+    """Issue 22 item 7: checked before the first write (tests/test_cli_verbs.py lists the
+    bucket), not after the section's other languages are published."""
     monkeypatch.delenv("ELEVENLABS_API_KEY", raising=False)
     repo.write(11, [{"code": "ko", "audio": "source"}, {"code": "en"}])
     res = reconcile("--apply", repo.manifests)
     assert res.code == 1
-    assert "en: dub: ELEVENLABS_API_KEY is not set" in res.stdout
-    assert master_languages(s3, bucket) == ["ko"]
+    assert "(11/en), but ELEVENLABS_API_KEY is not set" in res.stderr
+    assert master_languages(s3, bucket) == []
 
 
 def test_api_key_never_printed(repo, bucket, eleven):

@@ -90,10 +90,10 @@ def test_changed_since_narrows_to_changed_and_reports_deleted_manifests(repo, bu
     assert doc["sections"][1]["actions"] == []
     assert "was deleted" in doc["sections"][1]["notes"][0]
 
+    # One section of three is within the mass-prune guard: --prune alone deletes it.
     pruned = reconcile("--plan", repo.manifests, "--changed-since", "applied", "--prune")
-    assert pruned.code == 1 and "needs --prune and --allow-empty" in pruned.stdout
-    gone = reconcile("--apply", repo.manifests, "--changed-since", "applied", "--prune",
-                     "--allow-empty")
+    assert pruned.code == 2 and f"delete objects {PREFIX}/13/" in pruned.stdout
+    gone = reconcile("--apply", repo.manifests, "--changed-since", "applied", "--prune")
     assert gone.code == 0, gone.stdout + gone.stderr
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/13/")
     assert listed.get("KeyCount", 0) == 0

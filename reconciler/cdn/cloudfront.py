@@ -14,6 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..logs import watch_aws
 from . import CdnBusy, CdnError, Invalidation, Usage
 
 TOO_MANY = "TooManyInvalidationsInProgress"
@@ -31,11 +32,11 @@ class CloudFront:
         # Made in the background (botocore loads the service model: a few hundred ms that
         # overlap observing and packaging instead of delaying them); needed only at the end.
         maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudfront-client")
-        self._client = maker.submit(lambda: boto3.session.Session().client(
+        self._client = maker.submit(lambda: watch_aws(boto3.session.Session().client(
             "cloudfront",
             region_name="us-east-1",  # CloudFront is global; its API lives in us-east-1
             config=Config(retries={"total_max_attempts": 3, "mode": "standard"}),
-        ))
+        )))
         maker.shutdown(wait=False)  # the one task still runs; the thread ends with it
 
     @property

@@ -15,6 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..layout import ObjectMeta
+from ..logs import watch_aws
 from . import ObjectInfo, PreconditionFailed, StoreError
 
 DEFAULT_MULTIPART_THRESHOLD = 8 * 1024 * 1024
@@ -32,7 +33,7 @@ def s3_client(workers: int = 8):
     with AWS_REGION first as the other AWS SDKs read it; none is forced, so a bucket in Seoul
     is addressed in Seoul without a redirect."""
     session = boto3.session.Session()
-    return session.client(
+    return watch_aws(session.client(
         "s3",
         region_name=os.environ.get("AWS_REGION") or session.region_name,
         config=Config(
@@ -41,7 +42,7 @@ def s3_client(workers: int = 8):
             connect_timeout=10,
             read_timeout=60,
         ),
-    )
+    ))
 
 
 def _etag(raw: str) -> str:
