@@ -61,10 +61,6 @@ class Applied:
     result: Noted
 
 
-def _same(a: ObjectInfo, b: ObjectInfo) -> bool:
-    return (a.etag, a.size, a.last_modified) == (b.etag, b.size, b.last_modified)
-
-
 def _untouched_by_others(done: Applied, written: Mapping[str, str],
                          listing: Mapping[str, ObjectInfo]) -> bool:
     """Every key this run wrote lists with the ETag its write returned; every other key lists
@@ -78,7 +74,7 @@ def _untouched_by_others(done: Applied, written: Mapping[str, str],
         elif now is None:
             if key not in done.deleted:
                 return False
-        elif key not in before or not _same(before[key], now):
+        elif key not in before or before[key].listed != now.listed:
             return False
     return True
 
@@ -99,7 +95,7 @@ def observed_after(done: Applied, store: Store,
                             master_text=done.master_text)
     keys = sorted(written)
     for key, info in zip(keys, pool.map(store.head, keys), strict=True):
-        if info is None or not _same(info, listing[key]):
+        if info is None or info.listed != listing[key].listed:
             return None  # changed since the LIST
         after.objects[key] = info  # the headers as they are, whoever set them
     present = {layout.rendition_dir(sid, lang): lang for lang in done.facts}

@@ -42,6 +42,12 @@ class ObjectInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     headers_known: bool = False
 
+    @property
+    def listed(self) -> tuple[str, int, datetime]:
+        """What a LIST says of the object: equal for two observations of one unchanged
+        object (a CopyObject keeps the ETag but moves LastModified)."""
+        return self.etag, self.size, self.last_modified
+
     def meta(self) -> ObjectMeta | None:
         if not self.headers_known:
             return None
