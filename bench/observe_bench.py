@@ -2,7 +2,7 @@
 
 `section` (default): one converged section with a long lecture (default 900 segments per
 rendition, i.e. one hour at 4 s, video + 3 languages) in a store; observe + plan, reporting the
-store requests by kind, the wall time and the peak Python memory. The target (README): O(1)
+store requests by kind, the wall time and the peak Python memory. The target (docs/design.md, Development): O(1)
 requests per section (one LIST page per 1,000 objects, a few GET/HEAD), whatever its length.
 
 `catalogue`: many converged sections (default 1,001 of 8 segments per rendition, i.e. 30-s
