@@ -117,3 +117,19 @@ def test_every_relative_link_leads_somewhere() -> None:
                 if anchor[1:] not in {_anchor(h) for h in headings}:
                     broken.append(f"{document.name}: {target}{anchor}")
     assert broken == []
+
+
+def test_every_test_and_file_the_docs_cite_exists() -> None:
+    """A sentence that says "`tests/test_x.py` shows it" or names a test is only true while that
+    test is there: a renamed or removed one is caught here."""
+    defined = {name for path in (ROOT / "tests").glob("*.py")
+               for name in re.findall(r"def (test_\w+)", path.read_text(encoding="utf-8"))}
+    missing = []
+    for document in DOCUMENTS:
+        text = document.read_text(encoding="utf-8")
+        missing += [f"{document.name}: {name}" for name in re.findall(r"`(test_\w+)`", text)
+                    if name not in defined]
+        missing += [f"{document.name}: {path}" for path in re.findall(
+            r"`((?:tests|reconciler|bench|scripts|schemas)/[\w./-]+)`", text)
+            if not (ROOT / path).exists()]
+    assert missing == []
