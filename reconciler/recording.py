@@ -153,12 +153,15 @@ class Recorder:
 
     def settle(self) -> None:
         """Wait until the LastModified tick of this run's last write is over: the store's
-        timestamp resolution after that write returned. A store stamps a write before it
-        answers (a multipart upload no later than its completion), so after the wait any later
-        change of an object this run wrote lists a later LastModified than the one recorded.
-        What multipart does change is the ETag: not the body's MD5 but the MD5 of the parts'
-        MD5s with "-N", which is why the index compares the ETag each write returned, never one
-        computed here."""
+        timestamp resolution after that write returned. A store stamps a PUT or CopyObject
+        when it receives it, so after the wait another writer's later PUT or CopyObject of an
+        object this run wrote lists a later LastModified than the one recorded. Not so a
+        multipart upload: S3 stamps it with the time it was initiated, so one begun before the
+        wait ended and completed after lists an earlier or equal LastModified. Its ETag (the
+        MD5 of the parts' MD5s with "-N", never computed here: the index compares the ETag the
+        store listed) still differs unless it wrote the same bytes in the same parts; what is
+        left, a change of headers alone that way, only a deep read sees (docs/design.md,
+        Known limits)."""
         writes = [done.last_write for done in self.applied.values()
                   if done.last_write is not None]
         if writes:

@@ -975,15 +975,15 @@ def test_third_party_actions_are_pinned_to_commit_shas_with_their_tag() -> None:
     assert [u for u in uses if not pinned.fullmatch(u[1])] == []
 
 
-def test_the_nightly_drift_check_reads_deep_as_readme_says() -> None:
+def test_the_nightly_drift_check_reads_deep_as_the_docs_say() -> None:
     """Drift never rests on the state index alone: the nightly plan HEADs every object
-    (`--deep`), and README says exactly that."""
+    (`--deep`), and docs/github.md says exactly that."""
     steps = _load(WORKFLOWS / "drift.yml")["jobs"]["drift"]["steps"]
     plan = next(s for s in steps if s.get("id") == "plan")
     command = plan["run"].split(" -- ", 1)[1].split()
     assert command[:2] == ["reconcile", "--plan"] and "--deep" in command, command
-    readme = (ROOT / "README.md").read_text()
-    assert "a nightly deep plan (`reconcile --plan --deep`" in readme
+    guide = (ROOT / "docs" / "github.md").read_text()
+    assert "a nightly deep plan (`reconcile --plan --deep`" in guide
 
 
 def test_drift_workflow_keeps_one_issue_and_installs_pinned_versions() -> None:
