@@ -316,9 +316,10 @@ def test_long_dub_prints_heartbeats_whatever_the_terminal_and_groups_sections_in
     assert res.code == 0, res.stdout + res.stderr
     assert len(eleven.creates) == 1
     err = res.stderr
-    assert re.search(r"^section 11: dubbing en — 0m0\ds elapsed, status (preparing|dubbing)$",
+    assert re.search(r"^section 11: dubbing en — \d+%, 0m0\ds elapsed, ETA 0m0\ds, "
+                     r"status (preparing|dubbing)$", err, re.M), err
+    assert re.search(r"^section 11: uploaded \d+/\d+ objects, \d+\.\d/\d+\.\d MiB — \d+%, ",
                      err, re.M), err
-    assert re.search(r"^section 11: uploaded \d+/\d+ objects, \d+\.\d MiB$", err, re.M), err
     grouped = re.search(r"^::group::section 11\n(.*?)^::endgroup::$", err, re.M | re.S)
     if github:
         assert grouped, err
