@@ -7,7 +7,7 @@ them into figures (percent, time elapsed, time left) and text. The base Tracker 
 debug level (the library's and the HTTP API's default). The CLI uses Heartbeat, on stderr:
 
 * on a terminal (`bar`), one line per piece of work in flight, redrawn in place
-  (`section 11 packaging video [#####.....]  48%  ETA 0m04s`) and cleared when it is over;
+  (`section 11 packaging video 3.8/8.0 s [#####.....]  48%  ETA 0m04s`), cleared when done;
   every other line written meanwhile (step lines, logs) goes above it;
 * elsewhere, a heartbeat at least every `interval` seconds while work is in flight, with the
   same figures: `section 11: dubbing ja — 35%, 4m30s elapsed, ETA 8m20s, status dubbing`,
@@ -128,7 +128,7 @@ class Figures:
 
     def bar(self, width: int) -> str:
         """The terminal line, at most `width` characters: `section 11 packaging video
-        [#####.....]  48%  ETA 0m04s`."""
+        3.8/8.0 s [#####.....]  48%  ETA 0m04s`."""
         filled = BAR_CELLS * (self.percent or 0) // 100
         cells = f"[{'#' * filled}{'.' * (BAR_CELLS - filled)}]"
         tail = f"{self.percent:3d}%" if self.percent is not None else f"{elapsed(self.spent)}"
@@ -136,7 +136,8 @@ class Figures:
             tail += f"  ETA {elapsed(self.left)}"
         if self.status:
             tail += f"  {self.status}"
-        return f"{self.what.replace(':', '', 1)} {cells} {tail}"[:width]
+        head = self.what.replace(":", "", 1) + (f" {self.amount}" if self.amount else "")
+        return f"{head} {cells} {tail}"[:width]
 
 
 BAR_CELLS = 20

@@ -10,7 +10,9 @@ import re
 from pathlib import Path
 
 from cli_helpers import reconcile
+from conftest import KO_EN
 from manual_clock import ManualClock
+from test_cli_terminal import on_terminal
 
 from reconciler import samples
 from reconciler.layout import ObjectMeta
@@ -100,7 +102,8 @@ def test_the_bar_is_redrawn_in_place_with_log_lines_above_it_and_cleared_at_the_
     clock.advance(1)
     beat.progress(11, "packaging video", 4.0, 8.0)
     beat.redraw()  # what the timer does every `redraw_every` seconds
-    assert lines.lines == ["section 11 packaging video [##########..........]  50%  ETA 0m01s"]
+    half = "section 11 packaging video 4.0/8.0 s [##########..........]  50%  ETA 0m01s"
+    assert lines.lines == [half]
     lines.write("a log line\n")  # the logging handler's stream while the bar is shown
     beat.task_done(11, "packaging video")
     beat.close()
@@ -108,10 +111,10 @@ def test_the_bar_is_redrawn_in_place_with_log_lines_above_it_and_cleared_at_the_
     erase = "\x1b[1F\x1b[J"
     # drawn at 0 %, redrawn at 50 %, moved below the log line, cleared when the work ended
     assert shown == (
-        "section 11 packaging video [....................]   0%\n"
-        f"{erase}section 11 packaging video [##########..........]  50%  ETA 0m01s\n"
+        "section 11 packaging video 0.0/8.0 s [....................]   0%\n"
+        f"{erase}{half}\n"
         f"{erase}a log line\n"
-        "section 11 packaging video [##########..........]  50%  ETA 0m01s\n"
+        f"{half}\n"
         f"{erase}")
     assert lines.lines == []
 
@@ -189,3 +192,41 @@ def test_heartbeats_without_a_terminal_carry_percent_and_eta(repo, eleven, tmp_p
     assert re.search(r"^section 11: uploaded \d+/\d+ objects, [\d.]+/[\d.]+ MiB — \d+%, "
                      r"\d+m\d\ds elapsed", res.stderr, re.M), res.stderr
     assert "\x1b[" not in res.stderr and "[#" not in res.stderr, res.stderr  # no bar here
+
+
+def final_screen(shown: str) -> list[str]:
+    """What a terminal shows after `shown`, for the sequences the CLI writes: lines, colour,
+    cursor to the start of a line N up (ESC [ N F) and clear to the end (ESC [ J)."""
+    rows, row = [""], 0
+    for token in re.split(r"(\x1b\[[0-9;]*[A-Za-z]|\n)", shown.replace("\r\n", "\n")):
+        if token == "\n":
+            row += 1
+            rows += [""] * (row + 1 - len(rows))
+        elif up := re.fullmatch(r"\x1b\[(\d*)F", token):
+            row = max(0, row - int(up[1] or 1))
+        elif token == "\x1b[J":
+            del rows[row:]
+            rows.append("")
+        elif not token.startswith("\x1b["):
+            rows[row] += token
+    return [line for line in rows if line]
+
+
+def test_on_a_terminal_a_bar_is_drawn_for_each_task_and_cleared(repo, tmp_path) -> None:
+    """A real pty: bar lines (packaging, uploads) drawn while the apply runs, none left on
+    the screen after it, nor under the -v log lines written meanwhile (they go above the bar);
+    the outcome is shown as without a bar."""
+    repo.write(11, KO_EN)
+    code, shown = on_terminal(["-v", "--apply", str(repo.manifests), "--auto-approve",
+                               "--store", f"file://{tmp_path / 'store'}"], NO_COLOR="1")
+    assert code == 0, shown
+    assert re.search(r"section 11 packaging video [\d.]+/8\.0 s \[[#.]{20}\] +\d+%",
+                     shown), shown
+    assert re.search(r"section 11 uploaded \S+ objects, \S+ MiB \[[#.]{20}\]", shown), shown
+    screen = final_screen(shown)
+    assert not [line for line in screen if re.search(r"\[[#.]{20}\]", line)], screen
+    assert any(re.search(r"INFO reconciler\.command: run: ffmpeg .*-progress pipe:1", line)
+               for line in screen), screen
+    # step lines written above the bar stay; the outcome comes after the bar is gone
+    assert any(line.startswith("… section 11: done: ") for line in screen), screen
+    assert screen[-1].startswith("Apply complete: 1 section(s) converged"), screen
