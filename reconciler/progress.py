@@ -6,12 +6,12 @@ sent, seconds a dub has run against ElevenLabs' expected duration) - and this mo
 them into figures (percent, time elapsed, time left) and text. The base Tracker only logs at
 debug level (the library's and the HTTP API's default). The CLI uses Heartbeat, on stderr:
 
-* on a terminal (`bar`), one line per piece of work in flight, redrawn in place
-  (`section 11 packaging video 3.8/8.0 s [#####.....]  48%  ETA 0m04s`), cleared when done;
-  every other line written meanwhile (step lines, logs) goes above it;
+* on a terminal (`bar`), one line per piece of work in flight, redrawn in place and cleared
+  when it is done (`section 11 packaging video 3.9/8.0 s [#########...........]  48%  ETA
+  0m04s`); every other line written meanwhile (step lines, logs) goes above it;
 * elsewhere, a heartbeat at least every `interval` seconds while work is in flight, with the
-  same figures: `section 11: dubbing ja — 35%, 4m30s elapsed, ETA 8m20s, status dubbing`,
-  `section 11: uploaded 1,200/3,601 objects, 410/1,024 MiB — 40%, 0m52s elapsed, ETA 1m18s`;
+  same figures: `section 11: dubbing ja — 25%, 2m30s elapsed, ETA 7m30s, status dubbing`,
+  `section 11: uploaded 1,200/3,601 objects, 410/1,024 MiB — 40%, 0m52s elapsed, ETA 1m17s`;
 * step lines (`section 11: packaging video`) on an interactive terminal, and under GitHub
   Actions collected per section and printed, when the section is done, inside
   `::group::section 11` … `::endgroup::` (sections run concurrently, so live groups would
@@ -128,7 +128,7 @@ class Figures:
 
     def bar(self, width: int) -> str:
         """The terminal line, at most `width` characters: `section 11 packaging video
-        3.8/8.0 s [#####.....]  48%  ETA 0m04s`."""
+        3.9/8.0 s [#########...........]  48%  ETA 0m04s`."""
         filled = BAR_CELLS * (self.percent or 0) // 100
         cells = f"[{'#' * filled}{'.' * (BAR_CELLS - filled)}]"
         tail = f"{self.percent:3d}%" if self.percent is not None else f"{elapsed(self.spent)}"

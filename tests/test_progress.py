@@ -15,6 +15,7 @@ from manual_clock import ManualClock
 from test_cli_terminal import on_terminal
 
 from reconciler import samples
+from reconciler.dubbing import ElevenLabs
 from reconciler.layout import ObjectMeta
 from reconciler.media import encode_audio, examine_audio, package_video
 from reconciler.progress import Heartbeat, LiveLines, eta, percent
@@ -230,3 +231,14 @@ def test_on_a_terminal_a_bar_is_drawn_for_each_task_and_cleared(repo, tmp_path) 
     # step lines written above the bar stay; the outcome comes after the bar is gone
     assert any(line.startswith("… section 11: done: ") for line in screen), screen
     assert screen[-1].startswith("Apply complete: 1 section(s) converged"), screen
+
+
+def test_the_dub_client_keeps_the_expected_duration_elevenlabs_answered(eleven, media) -> None:
+    """POST /v1/dubbing answers expected_duration_sec (the SDK's DoDubbingResponse): the client
+    keeps it for the dubs it created, and knows none for a dub it did not (a resumed one)."""
+    with ElevenLabs.from_env() as client:
+        dubbing_id = client.create(media / "en.mp3", target_lang="ja", name="progress-test")
+        expected = client.expected_seconds(dubbing_id)
+        assert expected is not None and expected > 0
+        assert expected == round(max(1.0, eleven.creates[0]["duration"] * 0.5), 1)
+        assert client.expected_seconds("dub-made-by-another-run") is None
