@@ -17,7 +17,7 @@ from test_cli_terminal import on_terminal
 from reconciler import samples
 from reconciler.dubbing import ElevenLabs
 from reconciler.layout import ObjectMeta
-from reconciler.media import encode_audio, examine_audio, package_video
+from reconciler.media import encode_audio, examine_audio, follow_progress, package_video
 from reconciler.progress import Heartbeat, LiveLines, eta, percent
 from reconciler.store.s3 import DEFAULT_MULTIPART_THRESHOLD, S3Store
 
@@ -128,6 +128,20 @@ def test_bar_lines_fit_the_terminal_width() -> None:
     beat.dub_status(7, "zh-Hans", "dubbing")
     assert [len(line) for line in lines.lines] == [29]
     beat.close()
+
+
+def test_ffmpeg_progress_blocks_are_clamped_never_go_back_and_end_at_the_total() -> None:
+    """What ffmpeg 5.1 writes: N/A before the first packet, below zero while an AAC encoder
+    primes, times past the total (the last frame's end), then `progress=end`."""
+    blocks = ["out_time_us=N/A", "progress=continue", "out_time_us=-21333", "progress=continue",
+              "out_time_us=4000000", "progress=continue", "out_time_us=3999000",
+              "progress=continue", "out_time_us=8021333", "progress=continue",
+              "out_time_us=8021333", "progress=end"]
+    reports: list[tuple[float, float]] = []
+    follow_progress((line + "\n" for line in blocks), 8.0,
+                    lambda done, total: reports.append((done, total)))
+    assert reports == [(0.0, 8.0), (0.0, 8.0), (0.0, 8.0), (4.0, 8.0), (4.0, 8.0), (8.0, 8.0),
+                       (8.0, 8.0)]
 
 
 def test_a_real_encode_reports_rising_progress_ending_at_its_duration(tmp_path: Path) -> None:
