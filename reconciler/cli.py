@@ -28,7 +28,7 @@ import click
 from . import __version__, engine, logs
 from .manifest import InvalidManifests
 from .plan import Kind, Plan, PlanOptions
-from .progress import Heartbeat
+from .progress import Heartbeat, LiveLines
 from .redaction import redact
 from .render import OUTCOME_VIEWS, PLAN_VIEWS, colorize
 
@@ -81,16 +81,27 @@ def _leading_logging_options(args: list[str]) -> list[str]:
 
 
 def progress_tracker() -> Heartbeat:
-    """Heartbeats on stderr wherever it runs (every RECONCILER_HEARTBEAT_SECONDS, default 30);
+    """Progress on stderr: a bar redrawn in place when stderr is a terminal (log lines go
+    above it), otherwise heartbeat lines (every RECONCILER_HEARTBEAT_SECONDS, default 30);
     step lines on an interactive terminal, grouped per section under GitHub Actions."""
     try:
         interval = float(os.environ.get("RECONCILER_HEARTBEAT_SECONDS") or 30)
     except ValueError:
         fail("RECONCILER_HEARTBEAT_SECONDS must be a number of seconds")
-    return Heartbeat(stderr_line,
+    write, bar = stderr_line, None
+    if (sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+            and not logs.writes_json()):
+        bar = LiveLines(sys.stderr)
+        logs.set_stream(bar)
+        write = functools.partial(_write_line, bar)
+    return Heartbeat(write,
                      live=sys.stderr.isatty() and not os.environ.get("CI"),
                      github=os.environ.get("GITHUB_ACTIONS") == "true",
-                     interval=max(0.05, interval))
+                     interval=max(0.05, interval), bar=bar)
+
+
+def _write_line(bar: LiveLines, line: str) -> None:
+    bar.write(line + "\n")
 
 
 def use_color(stream) -> bool:

@@ -54,9 +54,9 @@ class OtherWriter:
             self.acted = True
             self.act()
 
-    def put_file(self, key, path, meta, metadata=None):
+    def put_file(self, key, path, meta, metadata=None, **progress):
         self._before(key)
-        return self.inner.put_file(key, path, meta, metadata)
+        return self.inner.put_file(key, path, meta, metadata, **progress)
 
     def put_bytes(self, key, body, meta, metadata=None, **conditions):
         self._before(key)
