@@ -24,7 +24,7 @@ LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 # Environment variables whose values never appear in a log line, whatever logged them.
 SECRET_ENV = ("ELEVENLABS_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-              "RECONCILER_API_TOKEN", "GITHUB_TOKEN")
+              "RECONCILER_API_TOKEN", "RECONCILER_WEBHOOK_SECRET", "GITHUB_TOKEN")
 # Loggers that follow the chosen level; every other library stays at WARNING.
 FOLLOWING = ("reconciler", "httpx")
 
