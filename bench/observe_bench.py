@@ -47,7 +47,7 @@ from reconciler.manifest import VIDEO_TRACK, Language, Section, Source
 from reconciler.mp4 import read_track
 from reconciler.observe import STAMP_SETTINGS, STAMP_SOURCE, ObservedSection, observe
 from reconciler.packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
-from reconciler.plan import Facts, audio_source_id, compose_master, make_plan, video_source_id
+from reconciler.planner import Facts, audio_source_id, compose_master, make_plan, video_source_id
 from reconciler.store import open_store
 
 

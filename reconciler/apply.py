@@ -49,15 +49,8 @@ from .packaging import (
     check_fit,
 )
 from .pay_once import SlotHeartbeat, Spend, create_or_adopt, verify_dub
-from .plan import (
-    Action,
-    Facts,
-    Kind,
-    Plan,
-    SectionPlan,
-    compose_master,
-    observed_facts,
-)
+from .plan import Action, Kind, Plan, SectionPlan
+from .planner import Facts, compose_master, observed_facts
 from .progress import Tracker
 from .recording import Applied, Recorder
 from .store import PreconditionFailed, Store, StoreError

@@ -31,7 +31,8 @@ from .media import FfmpegPackager
 from .observe import ObservedSection, observe
 from .packaging import MediaError, Packager
 from .pay_once import Spend
-from .plan import DESTROY, ORPHANED, Kind, Plan, PlanOptions, make_plan
+from .plan import DESTROY, ORPHANED, Kind, Plan, PlanOptions
+from .planner import make_plan
 from .progress import Tracker
 from .sources import STRICT, FetchError, FetchPolicy
 from .sources import SourceRefused as SourceRefused  # the API's check of a request's URL

@@ -32,7 +32,7 @@ from .observe import (
     subtitle_problems,
     to_record,
 )
-from .plan import Facts
+from .planner import Facts
 from .state import update_index
 from .store import ObjectInfo, Store, StoreError
 

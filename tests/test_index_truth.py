@@ -24,7 +24,7 @@ from manual_clock import ManualClock
 from reconciler import engine, layout
 from reconciler.inputs import InputReader
 from reconciler.observe import observe
-from reconciler.plan import make_plan
+from reconciler.planner import make_plan
 from reconciler.state import load_index, update_index
 from reconciler.store import Store, open_store
 

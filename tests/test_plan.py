@@ -21,12 +21,8 @@ from reconciler.observe import (
     Rendition,
 )
 from reconciler.packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
-from reconciler.plan import (
-    Change,
-    Kind,
-    PlanError,
-    PlanOptions,
-    Problem,
+from reconciler.plan import Change, Kind, PlanError, PlanOptions, Problem
+from reconciler.planner import (
     audio_source_id,
     compose_master,
     make_plan,
@@ -410,7 +406,7 @@ def test_compose_master_falls_back_to_first_ready_language_as_default():
 
 def test_a_deleted_sections_removal_names_its_prefix_not_audio_none():
     """Issue 12: the text view printed `delete objects audio/None/ (2)` for a deleted manifest."""
-    from reconciler.plan import plan_removed_section
+    from reconciler.planner import plan_removed_section
 
     keys = [layout.master_key(11), layout.section_prefix(11) + "video/init.mp4"]
     obs = ObservedSection(11, {k: info(k) for k in keys})
