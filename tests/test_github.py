@@ -1156,3 +1156,117 @@ def test_a_cancelled_runs_merge_is_applied_by_the_next_run(fake_github, repo, bu
     late = glue(["record-applied", "--commit", b])
     assert late.exit_code == 0 and "is not newer" in late.output
     assert applied.read(open_store(f"s3://{bucket}")).commit == c
+
+
+def _chain(root: Path, length: int) -> list[str]:
+    """A git history of `length` commits on one line, oldest first."""
+    root.mkdir(exist_ok=True)
+    _git(root, "init", "-q")
+    commits = []
+    for i in range(length):
+        (root / "n").write_text(str(i))
+        _git(root, "add", "-A")
+        _git(root, "commit", "-qm", str(i))
+        commits.append(_git(root, "rev-parse", "HEAD"))
+    return commits
+
+
+@pytest.fixture
+def history(tmp_path_factory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("history")
+    return root, _chain(root, 5)
+
+
+def test_the_recorded_commit_never_moves_backwards_in_any_order_of_concurrent_applies(
+    history, bucket
+):
+    """Property over interleavings: concurrent applies of commits on one line each read the
+    record and write it conditionally (again after a lost race). Every write moves the record
+    to a descendant of what it held, and the newest applied commit is recorded at the end."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from reconciler.github import applied
+    from reconciler.store import PreconditionFailed, open_store
+
+    root, commits = history
+    ancestry = applied.git_ancestry(root)
+    store = open_store(f"s3://{bucket}")
+
+    @settings(max_examples=40, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(st.integers(0, len(commits) - 1), min_size=1, max_size=4),
+           st.lists(st.integers(0, 3), max_size=24), st.integers(-1, len(commits) - 1))
+    def check(applies: list[int], schedule: list[int], start: int) -> None:
+        store.delete([applied.KEY])
+        if start >= 0:
+            applied.write(store, applied.read(store), commits[start])
+        history_of = [start]
+        seen: dict[int, applied.Recorded | None] = dict.fromkeys(range(len(applies)))
+        active = list(range(len(applies)))
+
+        def step(run: int) -> None:
+            if seen[run] is None:  # read the record
+                seen[run] = applied.read(store)
+                return
+            now, commit = seen[run], commits[applies[run]]
+            assert now is not None
+            if applied.refusal(now, commit, ancestry) is not None:
+                active.remove(run)
+                return
+            try:
+                applied.write(store, now, commit)
+            except PreconditionFailed:
+                seen[run] = None  # lost the race: read again
+                return
+            history_of.append(applies[run])
+            active.remove(run)
+
+        for pick in schedule:
+            if active:
+                step(active[pick % len(active)])
+        while active:
+            step(active[0])
+        assert history_of == sorted(history_of)  # on one line: never backwards
+        assert applied.read(store).commit == commits[max([start, *applies])]
+
+    check()
+
+
+def test_scope_falls_back_to_a_full_plan_when_the_recorded_commit_is_gone(
+    history, bucket, tmp_path, monkeypatch
+):
+    """A force-push (or a shallow clone) leaves the recorded commit unknown to the checkout:
+    the run plans everything and says so; recording then replaces the record only after that
+    full plan."""
+    from reconciler.github import applied
+    from reconciler.store import open_store
+
+    root, commits = history
+    store = open_store(f"s3://{bucket}")
+    gone = "f" * 40
+    applied.write(store, applied.read(store), gone)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "out"))
+    res = CliRunner().invoke(gh.cli, ["scope", "--base", commits[3], "--last-applied"])
+    assert res.exit_code == 0, res.output
+    assert f"full: the last applied commit {gone[:12]} is not in this checkout" in res.output
+    assert "::notice::full plan" in res.output
+    outputs = _outputs(tmp_path / "out")
+    assert (outputs["changed-since"], outputs["full"], outputs["last-applied"]) == ("", "true", "")
+
+    kept = CliRunner().invoke(gh.cli, ["record-applied", "--commit", commits[4]])
+    assert kept.exit_code == 0 and "did not apply a full plan" in kept.output
+    assert applied.read(store).commit == gone
+    moved = CliRunner().invoke(gh.cli, ["record-applied", "--commit", commits[4], "--full"])
+    assert moved.exit_code == 0 and applied.read(store).commit == commits[4]
+
+    # Recorded and known: the changes since it, from the record rather than the push's base.
+    CliRunner().invoke(gh.cli, ["record-applied", "--commit", commits[1]])
+    assert applied.read(store).commit == commits[4]  # never backwards
+    (tmp_path / "out").write_text("")
+    applied.write(store, applied.read(store), commits[1])
+    res = CliRunner().invoke(gh.cli, ["scope", "--base", commits[3], "--last-applied"])
+    outputs = _outputs(tmp_path / "out")
+    assert (outputs["changed-since"], outputs["last-applied"]) == (commits[1], commits[1])
+    assert f"changed since the last applied commit {commits[1][:12]}" in res.output
