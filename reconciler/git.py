@@ -95,6 +95,11 @@ def known_commit(root: Path | None, ref: str) -> bool:
     return True
 
 
+def tags(root: Path | None, pattern: str) -> list[str]:
+    """The repository's tags matching a glob (`v*`)."""
+    return run(root, "tag", "--list", pattern).split()
+
+
 def first_parents(root: Path | None, since: str, head: str, limit: int) -> list[str]:
     """The commits on `head`'s first-parent line after `since` (its merges), newest first, at
     most `limit`."""

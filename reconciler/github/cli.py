@@ -13,11 +13,9 @@ from typing import Any
 
 import click
 
-from ..git import first_parents
-from ..store import Store, StoreError, open_store
-from . import applied
 from .client import GitHubError, GitHubRepo, fetch_reviewed_plan, sync_drift_issue, upsert_comment
 from .comment import STALE_MARKER, SUMMARY_LIMIT, build_comment
+from .release import ReleaseError, check_release
 from .workflow import (
     MAX_MATRIX_JOBS,
     ReviewedPlan,
@@ -162,7 +160,9 @@ def reviewed_plans_cmd(sha: str, last_applied: str, fresh: Path, scoped: bool, o
                        max_merges: int) -> None:
     """Fetch the reviewed plans of the merges since the last applied commit and write which one
     applies each section (OUT_DIR/assignment.json; outputs found, pr, reason, count)."""
-    merges = first_parents(None, last_applied, sha, max_merges) if last_applied else []
+    from .. import engine  # here: the glue's other commands start in 0.4 s, not 1.3 s
+
+    merges = engine.merges_since(last_applied, sha, max_merges) if last_applied else []
     if sha not in merges:
         merges.insert(0, sha)
     repo = _repo()
@@ -193,28 +193,45 @@ def reviewed_plans_cmd(sha: str, last_applied: str, fresh: Path, scoped: bool, o
         click.echo(f"catching up sections {' '.join(caught_up)} from earlier merges", err=True)
 
 
+@cli.command("release-check")
+@click.option("--tag", required=True, help="The pushed tag (vX.Y.Z).")
+@click.option("--changelog", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=Path("CHANGELOG.md"), show_default=True)
+@click.option("--notes", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the changelog entry (the release's body).")
+def release_check_cmd(tag: str, changelog: Path, notes: Path) -> None:
+    """Check that TAG, the package's version and CHANGELOG.md's newest entry agree (outputs
+    version, major-tag, move-major)."""
+    from .. import __version__, engine
+
+    try:
+        release = check_release(tag, __version__, changelog.read_text(encoding="utf-8"),
+                                engine.release_tags())
+    except ReleaseError as err:
+        raise click.ClickException(str(err)) from None
+    notes.write_text(release.notes + "\n", encoding="utf-8")
+    set_output("version", release.version)
+    set_output("major-tag", release.major_tag)
+    set_output("move-major", "true" if release.move_major else "false")
+    moves = "moves" if release.move_major else "stays (a newer release or a pre-release)"
+    click.echo(f"release {release.version}: {release.major_tag} {moves}")
+
+
 @cli.command("record-applied")
 @click.option("--commit", required=True, help="The commit whose plan this run applied.")
 @click.option("--full", is_flag=True, help="The run applied a full plan (scope's `full`).")
 @click.option("--store", "store_url", default=None, help="Default: s3://$AWS_BUCKET_NAME.")
 def record_applied_cmd(commit: str, full: bool, store_url: str | None) -> None:
     """Record COMMIT as the last applied one in the bucket, only forwards (see docs/github.md)."""
-    store = _state_store(store_url)
-    try:
-        click.echo(applied.advance(store, commit, applied.git_ancestry(None), full=full,
-                                   run_url=this_run_url()))
-    except StoreError as err:
-        raise click.ClickException(str(err)) from None
-
-
-def _state_store(store_url: str | None) -> Store:
-    """The store whose reconciler-state/ holds the last applied commit."""
-    from .. import engine  # here: the glue's other commands start in 0.4 s, not 1.3 s
+    from .. import engine
 
     try:
-        return open_store(engine.Settings.from_env(store_url).store_url)
-    except ValueError as err:
+        click.echo(engine.record_applied(commit, full=full, run_url=this_run_url(),
+                                         store_url=store_url))
+    except ValueError as err:  # no store named (Settings.from_env)
         raise click.UsageError(str(err)) from None
+    except engine.StoreError as err:
+        raise click.ClickException(str(err)) from None
 
 
 @cli.command("drift-issue")
@@ -282,11 +299,14 @@ def summary_cmd(file: Path, title: str | None) -> None:
 def scope_cmd(base: str, last_applied: bool, store_url: str | None) -> None:
     """Decide between --changed-since REF and a full plan (outputs `changed-since`, `full`,
     `last-applied`)."""
-    recorded = None
     if last_applied:
+        from .. import engine
+
         try:
-            recorded = applied.read(_state_store(store_url)).commit
-        except StoreError as err:
+            recorded = engine.last_applied_commit(store_url)
+        except ValueError as err:  # no store named (Settings.from_env)
+            raise click.UsageError(str(err)) from None
+        except engine.StoreError as err:
             raise click.ClickException(str(err)) from None
         ref, since, why = last_applied_scope(recorded, base)
     else:

@@ -19,7 +19,6 @@ from typing import Any
 
 import click
 
-from .. import git
 from .comment import fenced, fit_summary, plan_exit_ok, stale_comment, status_line, with_errors
 
 ERROR_TAIL_LINES = 40  # stderr lines shown with a failure (the full log stays in the run)
@@ -183,13 +182,15 @@ def last_applied_scope(recorded: str | None, base: str,
     """(--changed-since ref or None for a full plan, the recorded commit the run catches up
     from or None, why): everything changed since the last applied commit, so the merges of a
     cancelled run are applied too. Without a record: what changed since `base` (the push's)."""
+    from .. import engine  # here: the glue's other commands start in 0.4 s, not 1.3 s
+
     if recorded is None:
         ref, why = plan_scope(base, cwd)
         return ref, None, f"{why} (no applied commit recorded yet)"
-    if not git.known_commit(cwd, recorded):
+    if not engine.known_commit(recorded, cwd):
         return None, None, (f"full: the last applied commit {recorded[:12]} is not in this "
                             "checkout (force-push or shallow clone)")
-    if not git.is_ancestor(cwd, recorded, "HEAD"):
+    if not engine.is_ancestor(recorded, "HEAD", cwd):
         return None, None, (f"full: the last applied commit {recorded[:12]} is not an ancestor "
                             "of HEAD (force-push)")
     ref, why = plan_scope(recorded, cwd)

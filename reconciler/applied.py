@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from .. import git
-from ..layout import ObjectMeta
-from ..store import PreconditionFailed, Store, StoreError
+from . import git
+from .layout import ObjectMeta
+from .store import PreconditionFailed, Store, StoreError
 
 KEY = "reconciler-state/last-applied.json"
 META = ObjectMeta("application/json", "no-store")
