@@ -846,12 +846,21 @@ def test_reviewed_plan_comes_from_the_merged_prs_plan_artifact(fake_github, tmp_
     monkeypatch.setenv("GITHUB_REPOSITORY", "o/r")
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
     monkeypatch.setenv("GITHUB_API_URL", fake_github.base_url)
-    res = CliRunner().invoke(gh.cli, ["reviewed-plan", "--sha", MERGE_SHA, "--out", str(dest)])
+    # This run's fresh plan finds work in section 14, which the reviewed plan does not cover.
+    fresh = tmp_path / "fresh.json"
+    fresh.write_text(json.dumps(_work_plan((14, 1, []))))
+    res = CliRunner().invoke(gh.cli, ["reviewed-plans", "--sha", MERGE_SHA, "--fresh",
+                                      str(fresh), "--out-dir", str(dest.parent)])
     assert res.exit_code == 0, res.output
-    assert dest.read_bytes() == b'{"kind": "reconciler-saved-plan"}'
+    assert (dest.parent / f"{MERGE_SHA}.json").read_bytes() == \
+        b'{"kind": "reconciler-saved-plan"}'
     outputs = _outputs(out)
-    assert (outputs["found"], outputs["pr"]) == ("true", "7")
+    assert (outputs["found"], outputs["pr"], outputs["count"]) == ("true", "7", "1")
     assert outputs["reason"] == "the plan reviewed in #7 (plan run 55)"
+    assigned = json.loads((dest.parent / "assignment.json").read_text())["sections"]
+    assert assigned == {"14": {
+        "plan": None, "pr": 7, "minutes": gh.section_work(_work_plan((14, 1, []))["sections"][0]),
+        "reason": "no reviewed plan covers section 14 (changed since the last applied commit)"}}
     assert fake_github.blob_auth == [None]  # the token never went to blob storage
     assert TOKEN not in res.output
 

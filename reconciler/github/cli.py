@@ -83,22 +83,6 @@ def _repo() -> GitHubRepo:
     return GitHubRepo(name, token, os.environ.get("GITHUB_API_URL", "https://api.github.com"))
 
 
-@cli.command("reviewed-plan")
-@click.option("--sha", required=True, help="The merge commit on the default branch.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def reviewed_plan_cmd(sha: str, out: Path) -> None:
-    """Fetch the plan reviewed in the pull request merged as SHA (outputs found, pr, reason)."""
-    try:
-        number, what = fetch_reviewed_plan(_repo(), sha, out)
-    except GitHubError as err:
-        number, what = None, str(err)
-    found = out.is_file()
-    set_output("found", "true" if found else "false")
-    set_output("pr", str(number or ""))
-    set_output("reason", what)
-    click.echo(f"reviewed plan: {what}", err=True)
-
-
 @cli.command("apply-reviewed")
 @click.option("--plan-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The reviewed plan of all these sections.")
