@@ -27,7 +27,7 @@ import click
 
 from . import __version__, engine, logs
 from .manifest import InvalidManifests
-from .plan import Kind, Plan, PlanOptions
+from .plan import Change, Kind, Plan, PlanOptions
 from .progress import Heartbeat
 from .redaction import redact
 from .render import OUTCOME_VIEWS, PLAN_VIEWS, colorize
@@ -109,11 +109,12 @@ def echo_view(text: str, fmt: str, *, err: bool = False) -> None:
 
 def needs_approval(plan: Plan, approved: bool) -> bool:
     """On a terminal an apply is confirmed first, unless approved (--auto-approve, a saved
-    plan); deleting objects or paying for dubbing is confirmed even then."""
+    plan); deleting objects or paying for dubbing is confirmed even then, except the new dub a
+    `--replace` named (approved as destroy's deletions are)."""
     if not plan.has_changes:
         return False
     costly = plan.counts()["delete"] > 0 or any(
-        sp.actions_of(Kind.DUB) for sp in plan.sections)
+        a.change != Change.REPLACE for sp in plan.sections for a in sp.actions_of(Kind.DUB))
     return costly or not approved
 
 
@@ -230,6 +231,10 @@ def run_options(command):
                      help="Allow a prune to delete whole sections beyond 10% of the catalogue "
                           "(and more than one), or every language of a section (--allow-empty "
                           "is the same option's older name)."),
+        click.option("--replace", "replace", multiple=True, metavar="S/WHAT",
+                     help="Rebuild this rendition although it is up to date (repeatable): "
+                          "S/video (and with it every language), S/LANGUAGE (a dubbed one is "
+                          "dubbed anew: billed) or S/subtitles/LANGUAGE."),
         click.option("--deep", is_flag=True,
                      help="HEAD every object instead of trusting ones sealed by their playlist."),
         click.option("--lock-ttl", type=click.FloatRange(5), default=300, show_default=True,
@@ -299,18 +304,22 @@ def apply_cmd(**options) -> None:
 
 
 def plan_or_apply(mode: str, paths, sections, store_url, fmt, out, changed_since, jobs,
-                  dub_concurrency, max_dub_minutes, prune, allow_empty, deep, lock_ttl,
-                  lock_timeout, invalidation_timeout, auto_approve) -> NoReturn:
+                  dub_concurrency, max_dub_minutes, prune, allow_empty, replace, deep,
+                  lock_ttl, lock_timeout, invalidation_timeout, auto_approve) -> NoReturn:
     """The one implementation behind `plan`/`apply` and `--plan`/`--apply`; exits."""
     saved = mode == "apply" and len(paths) == 1 and engine.is_saved_plan(paths[0])
-    if saved and changed_since:
-        fail("a saved plan already fixes the manifests and sections")
+    if saved and (changed_since or replace):
+        fail("a saved plan already fixes the manifests, sections and replacements")
+    if mode == "apply" and replace and not saved and not auto_approve and not sys.stdin.isatty():
+        fail("--replace asks for confirmation on a terminal; without one, pass --auto-approve "
+             "(or apply a saved plan made with `reconcile plan --replace ... --out FILE`)")
     with manifests_or_exit():
         try:
             scope = (engine.saved_scope(paths[0], list(sections), store_url=store_url) if saved
                      else engine.scope(list(paths), list(sections), changed_since=changed_since,
                                        store_url=store_url,
-                                       options=PlanOptions(prune=prune, allow_empty=allow_empty)))
+                                       options=PlanOptions(prune=prune, allow_empty=allow_empty,
+                                                           replace=replace)))
         except engine.RUN_ERRORS as err:
             fail(str(err))
     tracker = progress_tracker()

@@ -31,7 +31,7 @@ from .media import FfmpegPackager
 from .observe import ObservedSection, observe
 from .packaging import MediaError, Packager
 from .pay_once import Spend
-from .plan import DESTROY, ORPHANED, Kind, Plan, PlanOptions, make_plan
+from .plan import DESTROY, ORPHANED, Kind, Plan, PlanOptions, make_plan, replace_targets
 from .progress import Tracker
 from .sources import STRICT, FetchError, FetchPolicy
 from .sources import SourceRefused as SourceRefused  # the API's check of a request's URL
@@ -156,7 +156,8 @@ def scope(paths: list[Path], section_ids: list[int] | None = None, *,
           options: PlanOptions | None = None) -> Scope:
     """The run's scope from manifests (default `manifests/`): every valid manifest is read;
     `section_ids` and `changed_since` (a git ref: only manifests changed since, and the
-    sections of manifests deleted since) narrow what is planned."""
+    sections of manifests deleted since) narrow what is planned. The options' `replace`
+    addresses must name what those sections declare (UnknownReplacement)."""
     paths = list(paths) or [default_manifests()]
     declared = load_manifests(paths)
     sections = select(declared, section_ids)
@@ -166,7 +167,9 @@ def scope(paths: list[Path], section_ids: list[int] | None = None, *,
         sections = [s for s in sections if Path(s.file).resolve() in changes.files]
         ids = {s.section_id for s in declared}
         removed = {sid: p for sid, p in changes.deleted.items() if sid not in ids}
-    return Scope(paths, sections, removed, store_url, options or PlanOptions(),
+    options = options or PlanOptions()
+    options = replace(options, replace=replace_targets(options.replace, sections))
+    return Scope(paths, sections, removed, store_url, options,
                  full=not (section_ids or changed_since) and all(p.is_dir() for p in paths),
                  catalogue=len(declared))
 
