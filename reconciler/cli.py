@@ -18,6 +18,7 @@ import os
 import sqlite3
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -391,6 +392,69 @@ def destroy_cmd(sections, store_url, fmt, auto_approve) -> None:
         tracker.close()
     echo_view(OUTCOME_VIEWS[fmt](outcome), fmt)
     sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
+
+
+def reader(store_url: str | None) -> engine.Reconciler:
+    """A Reconciler for the read-only commands (status, state show, locks)."""
+    return engine.Reconciler(engine.Settings.from_env(store_url))
+
+
+view_format_option = click.option("--format", "fmt", type=click.Choice(["text", "json"]),
+                                  default="text", show_default=True)
+
+
+@main.command("status")
+@paths_argument
+@section_option
+@store_option
+@view_format_option
+@logging_options
+def status_cmd(paths, sections, store_url, fmt) -> None:
+    """The section x language board: published, missing, drifted, dubbing, pending
+    invalidation or locked, from the same observation as `reconcile plan` (read-only; exit 0,
+    1 on an error)."""
+    from .status import board_json, board_text
+
+    with manifests_or_exit():
+        try:
+            scope = engine.scope(list(paths), list(sections), store_url=store_url)
+            board = reader(scope.store_url).status(scope)
+        except engine.RUN_ERRORS as err:
+            fail(str(err))
+    echo_view((board_json if fmt == "json" else board_text)(board), fmt)
+
+
+@main.group("state")
+def state_group() -> None:
+    """Read what the store holds (read-only)."""
+
+
+@state_group.command("show")
+@click.argument("section_id", type=int)
+@store_option
+@view_format_option
+@logging_options
+def state_show_cmd(section_id, store_url, fmt) -> None:
+    """One section's objects (with their metadata: the stamps), dub cache and job records,
+    and lock holder, read in full from the store (no manifest needed)."""
+    from .status import section_state_json, section_state_text
+
+    state = reader(store_url).section_state(section_id)
+    view = section_state_json if fmt == "json" else section_state_text
+    echo_view(view(state, time.time()), fmt)
+
+
+@main.command("locks")
+@store_option
+@view_format_option
+@logging_options
+def locks_cmd(store_url, fmt) -> None:
+    """The sections' leases in the bucket: holder, operation and expiry (an expired one is
+    left by a run that died: `reconcile unlock` removes it)."""
+    from .status import locks_json, locks_text
+
+    leases = reader(store_url).leases()
+    echo_view((locks_json if fmt == "json" else locks_text)(leases, time.time()), fmt)
 
 
 @main.command("show")
