@@ -394,6 +394,42 @@ def destroy_cmd(sections, store_url, fmt, auto_approve) -> None:
     sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
 
 
+@main.command("import")
+@paths_argument
+@section_option
+@store_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
+              default="text", show_default=True)
+@logging_options
+def import_cmd(paths, sections, store_url, fmt) -> None:
+    """Adopt sections another tool (the old scripts) published: each rendition is checked
+    against the manifest (durations, codecs, resolution, frame rate, languages) and stamped,
+    headers and playlists fixed, master rewritten once all of a section is adopted. Nothing is
+    encoded, dubbed or deleted: what cannot be adopted is listed with why (exit 0 all adopted,
+    1 otherwise; `reconcile apply` rebuilds the rest)."""
+    with manifests_or_exit():
+        try:
+            scope = engine.scope(list(paths), list(sections), store_url=store_url,
+                                 options=PlanOptions(adopt_only=True))
+        except engine.RUN_ERRORS as err:
+            fail(str(err))
+    tracker = progress_tracker()
+    try:
+        rec = engine.Reconciler(engine.Settings.from_env(scope.store_url), tracker=tracker)
+        outcome = rec.apply_scope(scope, on_plan=lambda plan: echo_view(
+            PLAN_VIEWS["text"](plan), "text", err=True) if fmt == "text" else None)
+    except engine.RUN_ERRORS as err:
+        fail(str(err))
+    finally:
+        tracker.close()
+    echo_view(OUTCOME_VIEWS[fmt](outcome), fmt)
+    if fmt == "text":
+        for sp in outcome.plan.sections:
+            for problem in sp.errors:
+                click.echo(f"could not import section {sp.section_id}: {problem}")
+    sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
+
+
 def reader(store_url: str | None) -> engine.Reconciler:
     """A Reconciler for the read-only commands (status, state show, locks)."""
     return engine.Reconciler(engine.Settings.from_env(store_url))

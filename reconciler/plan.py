@@ -71,6 +71,7 @@ class Problem(StrEnum):
     DUB = "dub"
     PRUNE = "prune"  # pruning would leave the section without a language
     REMOVED = "removed"  # whole sections a prune may not delete (the mass-prune guard)
+    ADOPT = "adopt"  # `reconcile import`: a rendition that cannot be adopted as it is
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ class PlanOptions:
     # Renditions to rebuild although up to date (`--replace 11/ja`): "S/video", "S/LANG"
     # (a dubbed language is dubbed anew) or "S/subtitles/LANG"; see replace_targets.
     replace: tuple[str, ...] = ()
+    # `reconcile import`: only adopt what is there (stamps, metadata, playlists, master);
+    # nothing encoded, dubbed or deleted; what would be is a Problem.ADOPT error instead.
+    adopt_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -818,6 +822,28 @@ def plan_removed_section(section_id: int, manifest: str, obs: ObservedSection,
     )
 
 
+# What `reconcile import` does: writes of metadata and playlists, never of media.
+IMPORTED = (Kind.ADOPT, Kind.FIX_METADATA, Kind.REWRITE_PLAYLIST, Kind.WRITE_MASTER)
+
+
+def adopt_only(sp: SectionPlan) -> SectionPlan:
+    """The section's plan cut to adopting what is there (`reconcile import`): each rendition
+    it would encode instead is an error saying why (the next apply rebuilds it), and stays as
+    it is; master is written from the renditions that are there, as apply writes it."""
+    built = [a for a in sp.actions if a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO,
+                                                 Kind.PACKAGE_SUBTITLES)]
+    errors = [PlanError(sp.section_id, a.language, Problem.ADOPT,
+                        f"{_what(a)} not adopted: {a.reason}; `reconcile apply` rebuilds it")
+              for a in built]
+    return replace(sp, actions=tuple(a for a in sp.actions if a.type in IMPORTED),
+                   errors=sp.errors + tuple(errors))
+
+
+def _what(action: Action) -> str:
+    return {Kind.PACKAGE_VIDEO: "video", Kind.PACKAGE_AUDIO: "audio"}.get(action.type,
+                                                                         "subtitles")
+
+
 def mass_prune_guard(sections: list[SectionPlan], catalogue: int,
                      options: PlanOptions) -> list[SectionPlan]:
     """Refuse (as a plan error on each) deleting whole sections beyond MASS_PRUNE_SHARE of the
@@ -858,6 +884,8 @@ def make_plan(
     ]
     sections = mass_prune_guard(sections, len(sections) if catalogue is None else catalogue,
                                 options)
+    if options.adopt_only:
+        sections = [adopt_only(sp) for sp in sections]
     paths: list[str] = []
     for sp in sections:
         for a in sp.actions:

@@ -283,7 +283,8 @@ def test_plan_options_and_changes_are_typed_through_the_saved_form():
     full = section(KO, EN_L)
     plan = make_plan([section(KO)], {11: converged(full)}, PlanOptions(prune=True))
     doc = plan_dict(plan)
-    assert doc["options"] == {"prune": True, "allowEmpty": False, "replace": []}
+    assert doc["options"] == {"prune": True, "allowEmpty": False, "replace": [],
+                              "adoptOnly": False}
     again = plan_from_dict(doc)
     assert again.options == PlanOptions(prune=True, allow_empty=False)
     assert [a.change for a in again.sections[0].actions] == [Change.UPDATE, Change.DELETE]
