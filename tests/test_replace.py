@@ -137,3 +137,20 @@ def test_replace_of_something_the_manifests_do_not_declare_is_a_usage_error(
         assert res.code == 1, (target, res.stdout)
         assert f"--replace {target}: " in res.stderr and named in res.stderr, res.stderr
     assert etags(s3, bucket, "") == {}  # nothing read into being, nothing written
+
+
+def test_on_a_terminal_a_replace_is_asked_for_unless_auto_approved(repo, tmp_path, eleven):
+    from test_cli_terminal import on_terminal
+
+    from reconciler.cli import APPROVE_PROMPT
+
+    repo.write(11, KO_JA)
+    store = f"file://{tmp_path / 'store'}"
+    assert reconcile("apply", repo.manifests, "--store", store).code == 0
+    args = ["apply", str(repo.manifests), "--store", store, "--replace", "11/ja"]
+    code, shown = on_terminal(args, answer="no", NO_COLOR="1")
+    assert code == 1 and APPROVE_PROMPT in shown and "-/+ dub ja" in shown, shown
+    assert len(eleven.creates) == 1  # nothing paid
+    code, shown = on_terminal([*args, "--auto-approve"], NO_COLOR="1")
+    assert code == 0 and APPROVE_PROMPT not in shown, shown
+    assert [c["target_lang"] for c in eleven.creates] == ["ja", "ja"]
