@@ -154,3 +154,22 @@ def test_on_a_terminal_a_replace_is_asked_for_unless_auto_approved(repo, tmp_pat
     code, shown = on_terminal([*args, "--auto-approve"], NO_COLOR="1")
     assert code == 0 and APPROVE_PROMPT not in shown, shown
     assert [c["target_lang"] for c in eleven.creates] == ["ja", "ja"]
+
+
+def test_replace_of_subtitles_recuts_only_them(repo, bucket, s3):
+    from test_subtitles import SRT
+
+    (repo.root / "media" / "ko.srt").write_text(SRT, encoding="utf-8")
+    repo.write(11, [{**KO_JA[0], "subtitles": "../media/ko.srt"}])
+    assert reconcile("apply", repo.manifests).code == 0
+    doc = reconcile("plan", repo.manifests, "--replace", "11/subtitles/ko", "--format",
+                    "json").json()
+    assert [(a["type"], a["change"], a["language"]) for a in doc["sections"][0]["actions"]] == [
+        ("package_subtitles", "replace", "ko"), ("write_master", "update", None)]
+    assert f"/{PREFIX}/subtitles/ko/*" in doc["invalidationPaths"]
+    done = reconcile("apply", repo.manifests, "--replace", "11/subtitles/ko", "--auto-approve",
+                     "--format", "json")
+    assert done.code == 0, done.stdout + done.stderr
+    subtitle_keys = [k for k in etags(s3, bucket, f"{PREFIX}/subtitles/ko/")]
+    assert done.json()["sections"][0]["uploaded"] == len(subtitle_keys) > 0
+    assert reconcile("plan", repo.manifests).code == 0
