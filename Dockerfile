@@ -2,12 +2,12 @@
 # package's wheel with [api], every Python dependency pinned by requirements-constraints.txt. Non-root user.
 #   docker build -t reconciler .
 #   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/work" reconciler --plan
-# Published to ghcr.io by .github/workflows/image.yml on v* tags; docs/github.md shows how the
-# workflows and the action run from it.
+# Published to ghcr.io by .github/workflows/image.yml, which release.yml runs on vX.Y.Z tags;
+# docs/github.md shows how the workflows and the action run from it.
 
 FROM python:3.11-slim-bookworm AS wheel
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY schemas ./schemas
 COPY reconciler ./reconciler
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .

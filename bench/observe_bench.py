@@ -2,8 +2,9 @@
 
 `section` (default): one converged section with a long lecture (default 900 segments per
 rendition, i.e. one hour at 4 s, video + 3 languages) in a store; observe + plan, reporting the
-store requests by kind, the wall time and the peak Python memory. The target (README): O(1)
-requests per section (one LIST page per 1,000 objects, a few GET/HEAD), whatever its length.
+store requests by kind, the wall time and the peak Python memory. The target (docs/design.md,
+Development): O(1) requests per section (one LIST page per 1,000 objects, a few GET/HEAD),
+whatever its length.
 
 `catalogue`: many converged sections (default 1,001 of 8 segments per rendition, i.e. 30-s
 media) on a moto server behind a counting proxy, their objects written directly with the keys
@@ -46,7 +47,7 @@ from reconciler.manifest import VIDEO_TRACK, Language, Section, Source
 from reconciler.mp4 import read_track
 from reconciler.observe import STAMP_SETTINGS, STAMP_SOURCE, ObservedSection, observe
 from reconciler.packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
-from reconciler.plan import Facts, audio_source_id, compose_master, make_plan, video_source_id
+from reconciler.planner import Facts, audio_source_id, compose_master, make_plan, video_source_id
 from reconciler.store import open_store
 
 

@@ -4,4 +4,4 @@ The library API lives in `reconciler.engine` (load -> plan -> apply); `reconcile
 click skin over it.
 """
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"  # the one place; CHANGELOG.md and the v* tag agree (release.yml)

@@ -16,8 +16,9 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -42,22 +43,14 @@ from .packaging import (
     VIDEO_SETTINGS,
     Examined,
     MediaError,
+    OnProgress,
     OnSegment,
     Packager,
     check_fit,
 )
 from .pay_once import SlotHeartbeat, Spend, create_or_adopt, verify_dub
-from .plan import (
-    REPLACEMENT,
-    Action,
-    Change,
-    Facts,
-    Kind,
-    Plan,
-    SectionPlan,
-    compose_master,
-    observed_facts,
-)
+from .plan import REPLACEMENT, Action, Change, Kind, Plan, SectionPlan
+from .planner import Facts, compose_master, observed_facts
 from .progress import Tracker
 from .recording import Applied, Recorder
 from .store import PreconditionFailed, Store, StoreError
@@ -183,9 +176,11 @@ class _GuardedStore:
         return etag
 
     def put_file(self, key: str, path: Path, meta: layout.ObjectMeta,
-                 metadata: dict[str, str] | None = None) -> str:
+                 metadata: dict[str, str] | None = None, *,
+                 on_bytes: Callable[[int], None] | None = None) -> str:
         self._guard()
-        return self._wrote(key, self._store.put_file(key, path, meta, metadata))
+        return self._wrote(key, self._store.put_file(key, path, meta, metadata,
+                                                     on_bytes=on_bytes))
 
     def put_bytes(self, key: str, body: bytes, meta: layout.ObjectMeta,
                   metadata: dict[str, str] | None = None, **conditions) -> str:
@@ -295,14 +290,23 @@ class _SectionWork:
 
     def _submit(self, key: str, path: Path) -> Future:
         sid, tracker = self.s.section_id, self.rt.tracker
-        tracker.upload_queued(sid)
+        tracker.upload_queued(sid, path.stat().st_size)
 
         def put() -> None:
-            size = path.stat().st_size
-            self.store.put_file(key, path, layout.meta_for(key))
-            tracker.uploaded(sid, size)
+            self.store.put_file(key, path, layout.meta_for(key),
+                                on_bytes=lambda sent: tracker.upload_sent(sid, sent))
+            tracker.uploaded(sid)
 
         return self.uploads.submit(put)
+
+    @contextmanager
+    def _progress(self, task: str) -> Iterator[OnProgress]:
+        """ffmpeg's progress of `task` for the tracker, until the task is over."""
+        sid, tracker = self.s.section_id, self.rt.tracker
+        try:
+            yield lambda done, total: tracker.progress(sid, task, done, total)
+        finally:
+            tracker.task_done(sid, task)
 
     def _streamer(self, language: str | None) -> tuple[dict[str, Future], OnSegment | None]:
         """Uploads started while ffmpeg still writes, and the callback that starts them. Only
@@ -402,8 +406,9 @@ class _SectionWork:
         early, on_segment = self._streamer(None)
         try:
             out = self.work / "video"
-            with self.rt.cpu:
-                info = self.rt.packager.package_video(self.video_local(), out, on_segment)
+            with self.rt.cpu, self._progress("packaging video") as on_progress:
+                info = self.rt.packager.package_video(self.video_local(), out, on_segment,
+                                                      on_progress)
             extra = {STAMP_SETTINGS: VIDEO_SETTINGS}
             if info.frame_rate:
                 extra[STAMP_FRAME_RATE] = f"{info.frame_rate:g}"
@@ -433,6 +438,9 @@ class _SectionWork:
                                    language=code)
             client = self.rt.dubber()
             dubbing_id = self._resume_or_create(client, action, job_key)
+            expected = client.expected_seconds(dubbing_id)
+            if expected:
+                tracker.dub_expected(sid, code, expected)
             try:
                 client.wait(dubbing_id, language=code,
                             on_status=lambda state: tracker.dub_status(sid, code, state))
@@ -649,10 +657,10 @@ class _SectionWork:
                 examined.info.duration, duration, may_pad=lang.may_pad, may_trim=lang.may_trim,
                 label=_audio_label(lang), language=code)
             out = self.work / "audio" / code
-            with self.rt.cpu:
+            with self.rt.cpu, self._progress(f"packaging audio {code}") as on_progress:
                 self.rt.packager.encode_audio(
                     examined, out, segments=[s.duration for s in video.segments],
-                    on_segment=on_segment)
+                    on_segment=on_segment, on_progress=on_progress)
             facts = self.publish(code, out, action.source_id or "",
                                  {STAMP_SETTINGS: AUDIO_SETTINGS}, duration, early)
             with self._lock:

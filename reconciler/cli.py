@@ -29,7 +29,7 @@ import click
 from . import __version__, engine, logs
 from .manifest import InvalidManifests
 from .plan import Change, Kind, Plan, PlanOptions
-from .progress import Heartbeat
+from .progress import Heartbeat, LiveLines
 from .redaction import redact
 from .render import OUTCOME_VIEWS, PLAN_VIEWS, colorize
 
@@ -82,16 +82,27 @@ def _leading_logging_options(args: list[str]) -> list[str]:
 
 
 def progress_tracker() -> Heartbeat:
-    """Heartbeats on stderr wherever it runs (every RECONCILER_HEARTBEAT_SECONDS, default 30);
+    """Progress on stderr: a bar redrawn in place when stderr is a terminal (log lines go
+    above it), otherwise heartbeat lines (every RECONCILER_HEARTBEAT_SECONDS, default 30);
     step lines on an interactive terminal, grouped per section under GitHub Actions."""
     try:
         interval = float(os.environ.get("RECONCILER_HEARTBEAT_SECONDS") or 30)
     except ValueError:
         fail("RECONCILER_HEARTBEAT_SECONDS must be a number of seconds")
-    return Heartbeat(stderr_line,
+    write, bar = stderr_line, None
+    if (sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+            and not logs.writes_json()):
+        bar = LiveLines(sys.stderr)
+        logs.set_stream(bar)
+        write = functools.partial(_write_line, bar)
+    return Heartbeat(write,
                      live=sys.stderr.isatty() and not os.environ.get("CI"),
                      github=os.environ.get("GITHUB_ACTIONS") == "true",
-                     interval=max(0.05, interval))
+                     interval=max(0.05, interval), bar=bar)
+
+
+def _write_line(bar: LiveLines, line: str) -> None:
+    bar.write(line + "\n")
 
 
 def use_color(stream) -> bool:
@@ -404,9 +415,9 @@ def destroy_cmd(sections, store_url, fmt, auto_approve) -> None:
 def import_cmd(paths, sections, store_url, fmt) -> None:
     """Adopt sections another tool (the old scripts) published: each rendition is checked
     against the manifest (durations, codecs, resolution, frame rate, languages) and stamped,
-    headers and playlists fixed, master rewritten once all of a section is adopted. Nothing is
-    encoded, dubbed or deleted: what cannot be adopted is listed with why (exit 0 all adopted,
-    1 otherwise; `reconcile apply` rebuilds the rest)."""
+    headers and playlists fixed, master written from what is there. Nothing is encoded, dubbed
+    or deleted: what cannot be adopted is listed with why and left as it is (exit 0 all
+    adopted, 1 otherwise; `reconcile apply` rebuilds the rest)."""
     with manifests_or_exit():
         try:
             scope = engine.scope(list(paths), list(sections), store_url=store_url,

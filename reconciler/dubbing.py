@@ -166,6 +166,10 @@ class Dubber(Protocol):
     def find(self, name: str) -> str | None:
         """The id of the newest dub called `name`, or None (a create whose answer was lost)."""
 
+    def expected_seconds(self, dubbing_id: str) -> float | None:
+        """How long the service said, when it accepted the dub, that it would take (None when
+        this client did not create it: resumed, or found by name)."""
+
     def wait(self, dubbing_id: str, *, language: str | None = None,
              on_status: Callable[[str], None] | None = None) -> None:
         """Return once the dub is done; `on_status` hears each status polled."""
@@ -216,6 +220,7 @@ class ElevenLabs:
         self.slot_timeout = poll_timeout if slot_timeout is None else slot_timeout
         self._clock = clock  # time.monotonic and time.sleep unless a test drives the time
         self._sleep = sleep
+        self._expected: dict[str, float] = {}  # dubbing_id -> expected_duration_sec
         import httpx
 
         # No redirects: httpx would forward the custom xi-api-key header to another host.
@@ -321,9 +326,16 @@ class ElevenLabs:
         dubbing_id = body.get("dubbing_id")
         if not isinstance(dubbing_id, str) or not dubbing_id:
             raise CreateUnknown("create answer carried no dubbing_id", language=target_lang)
+        expected = body.get("expected_duration_sec")
+        if isinstance(expected, int | float) and expected > 0:
+            self._expected[dubbing_id] = float(expected)
         log.info("ElevenLabs dub %s started for %s (expected %.0fs)", dubbing_id, target_lang,
-                 float(body.get("expected_duration_sec") or 0))
+                 self._expected.get(dubbing_id, 0.0))
         return dubbing_id
+
+    def expected_seconds(self, dubbing_id: str) -> float | None:
+        """The create answer's `expected_duration_sec` for a dub this client created."""
+        return self._expected.get(dubbing_id)
 
     def find(self, name: str) -> str | None:
         """The id of the newest dub called `name`, or None: every page of GET /v1/dubbing,

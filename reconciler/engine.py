@@ -17,7 +17,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import git, gitscope, layout, lock, planfile, status
+from . import applied, git, gitscope, layout, lock, planfile, status
 from .apply import Failure, Runtime, SectionResult, Step, apply_plan
 from .cdn import Cdn, CdnError, Invalidation, open_cdn
 from .cdn.delivery import Delivery
@@ -33,7 +33,9 @@ from .media import FfmpegPackager
 from .observe import ObservedSection, observe
 from .packaging import MediaError, Packager
 from .pay_once import Spend
-from .plan import DESTROY, ORPHANED, Kind, Plan, PlanOptions, make_plan, replace_targets
+from .plan import DESTROY, ORPHANED, Kind, Plan, PlanOptions
+from .planner import make_plan
+from .planner import replace_targets as replace_targets  # the API checks a request's replace
 from .progress import Tracker
 from .sources import STRICT, FetchError, FetchPolicy
 from .sources import SourceRefused as SourceRefused  # the API's check of a request's URL
@@ -608,3 +610,36 @@ def undo_manifest(root: Path, base: str, path: Path) -> None:
 def changed_files(base: str, cwd: Path | None = None) -> list[str] | None:
     """Paths changed between `base` and HEAD, or None when `base` is not a usable commit."""
     return gitscope.changed_files(base, cwd)
+
+
+def last_applied_commit(store_url: str | None = None) -> str | None:
+    """The commit the store records as last applied (`reconciler-state/last-applied.json`),
+    None when none is recorded: the GitHub apply runs cover every change since it."""
+    return applied.read(open_store(Settings.from_env(store_url).store_url)).commit
+
+
+def record_applied(commit: str, *, full: bool = False, run_url: str | None = None,
+                   store_url: str | None = None, cwd: Path | None = None) -> str:
+    """Record `commit` (of the clone at `cwd`) as applied, only forwards (applied.advance);
+    what was done, in words."""
+    store = open_store(Settings.from_env(store_url).store_url)
+    return applied.advance(store, commit, applied.git_ancestry(cwd), full=full, run_url=run_url)
+
+
+def known_commit(ref: str, cwd: Path | None = None) -> bool:
+    """Whether the clone at `cwd` has commit `ref` (a force-push or a shallow clone loses some)."""
+    return git.known_commit(cwd, ref)
+
+
+def is_ancestor(ancestor: str, descendant: str, cwd: Path | None = None) -> bool:
+    return git.is_ancestor(cwd, ancestor, descendant)
+
+
+def merges_since(since: str, head: str, limit: int, cwd: Path | None = None) -> list[str]:
+    """`head`'s first-parent commits after `since` (the merges on main), newest first."""
+    return git.first_parents(cwd, since, head, limit)
+
+
+def release_tags(cwd: Path | None = None) -> list[str]:
+    """The repository's `v*` tags."""
+    return git.tags(cwd, "v*")

@@ -76,12 +76,35 @@ def _rebase(root: Path) -> None:
         raise PushConflict(f"{err}: the change conflicts with the remote's") from None
 
 
-def _contains(root: Path, ancestor: str) -> bool:
+def is_ancestor(root: Path | None, ancestor: str, descendant: str) -> bool:
+    """True when `ancestor` is `descendant` or one of its ancestors (False for unknown ones)."""
     try:
-        run(root, "merge-base", "--is-ancestor", ancestor, "HEAD")
+        run(root, "merge-base", "--is-ancestor", ancestor, descendant)
     except GitError:
         return False
     return True
+
+
+def known_commit(root: Path | None, ref: str) -> bool:
+    """True when `ref` names a commit this clone has (a force-push or a shallow clone loses
+    some)."""
+    try:
+        run(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except GitError:
+        return False
+    return True
+
+
+def tags(root: Path | None, pattern: str) -> list[str]:
+    """The repository's tags matching a glob (`v*`)."""
+    return run(root, "tag", "--list", pattern).split()
+
+
+def first_parents(root: Path | None, since: str, head: str, limit: int) -> list[str]:
+    """The commits on `head`'s first-parent line after `since` (its merges), newest first, at
+    most `limit`."""
+    out = run(root, "rev-list", "--first-parent", f"--max-count={limit}", f"{since}..{head}")
+    return out.split()
 
 
 def push(root: Path, remote: str, branch: str, attempts: int = 5) -> None:
@@ -94,7 +117,7 @@ def push(root: Path, remote: str, branch: str, attempts: int = 5) -> None:
             return
         except GitError:
             run(root, "fetch", "-q", remote, branch)
-            if _contains(root, "FETCH_HEAD") or attempt == attempts:
+            if is_ancestor(root, "FETCH_HEAD", "HEAD") or attempt == attempts:
                 raise  # the branch did not move (or moves too often): not a race to retry
         _rebase(root)
 

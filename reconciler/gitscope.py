@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .git import GitError, run
+from .git import GitError, known_commit, run
 from .manifest import InvalidManifests, find_root, manifest_files, read_yaml
 
 
@@ -48,8 +48,9 @@ def changed_since(ref: str, paths: list[Path]) -> Changes:
 
 def changed_files(base: str, cwd: Path | None = None) -> list[str] | None:
     """Paths changed between `base` and HEAD, or None when `base` is not a usable commit."""
+    if not known_commit(cwd, base):
+        return None
     try:
-        run(cwd, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
         diff = run(cwd, "diff", "--name-only", f"{base}...HEAD")
     except GitError:
         return None

@@ -10,6 +10,7 @@ handed an `Inputs`; `InputReader` is the production one, given its policy and S3
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -70,12 +71,18 @@ class HashCache:
     """sha256 of local inputs by (size, mtime_ns), kept across runs in a small JSON file, so
     an unchanged lecture is not read through again on every plan. Trusted only while size and
     mtime_ns match, and not for a file modified within RACY_NS of being hashed (a write in the
-    same clock tick could keep both); an unreadable file is an empty cache."""
+    same clock tick could keep both); an unreadable file is an empty cache. The file is written
+    at most every SAVE_EVERY seconds while new inputs are hashed, and by flush() (at exit), so
+    a first plan over thousands of inputs does not rewrite a growing file once per input."""
 
     RACY_NS = 2_000_000_000
+    SAVE_EVERY = 5.0
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self.clock = clock
+        self.saved_at: float | None = None
+        self.dirty = False
         self.lock = threading.Lock()
         try:
             loaded = json.loads(path.read_text())
@@ -98,11 +105,20 @@ class HashCache:
         value = f"sha256:{digest.hexdigest()}"
         with self.lock:
             self.entries[name] = [stat.st_size, stat.st_mtime_ns, value, time.time_ns()]
-            self._save()
+            self.dirty = True
+            if self.saved_at is None or self.clock() - self.saved_at >= self.SAVE_EVERY:
+                self._save()
         return value
+
+    def flush(self) -> None:
+        """Write what was hashed since the last save."""
+        with self.lock:
+            if self.dirty:
+                self._save()
 
     def _save(self) -> None:
         """Best effort (a read-only home only costs the next run a hash): atomic replace."""
+        self.saved_at, self.dirty = self.clock(), False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -128,6 +144,7 @@ def _sha256(path: Path) -> str:
     with _caches_lock:
         if where not in _caches:
             _caches[where] = HashCache(where)
+            atexit.register(_caches[where].flush)
         cache = _caches[where]
     return cache.digest(path)
 

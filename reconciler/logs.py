@@ -24,7 +24,7 @@ LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 # Environment variables whose values never appear in a log line, whatever logged them.
 SECRET_ENV = ("ELEVENLABS_API_KEY", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-              "RECONCILER_API_TOKEN", "GITHUB_TOKEN")
+              "RECONCILER_API_TOKEN", "RECONCILER_WEBHOOK_SECRET", "GITHUB_TOKEN")
 # Loggers that follow the chosen level; every other library stays at WARNING.
 FOLLOWING = ("reconciler", "httpx")
 
@@ -88,16 +88,35 @@ def unconfigure() -> None:
         logging.getLogger(name).setLevel(logging.NOTSET)
 
 
+def _handler() -> logging.StreamHandler | None:
+    """The handler `configure` installed, if any."""
+    found = [h for h in logging.getLogger().handlers if h.get_name() == _HANDLER_NAME]
+    return found[0] if found and isinstance(found[0], logging.StreamHandler) else None
+
+
+def writes_json() -> bool:
+    """Whether the configured handler writes JSON records (`--log-format json`)."""
+    handler = _handler()
+    return handler is not None and isinstance(handler.formatter, JsonFormatter)
+
+
 def emit_json(message: str, level: int, name: str = "reconciler.cli") -> bool:
     """Write `message` as one record through the configured JSON handler, whatever the level
     (a progress or error line is always shown); False when logs are not JSON."""
-    for handler in logging.getLogger().handlers:
-        if handler.get_name() == _HANDLER_NAME and isinstance(handler.formatter, JsonFormatter):
-            handler.handle(logging.makeLogRecord(
-                {"name": name, "levelno": level, "levelname": logging.getLevelName(level),
-                 "msg": message}))
-            return True
-    return False
+    handler = _handler()
+    if handler is None or not writes_json():
+        return False
+    handler.handle(logging.makeLogRecord(
+        {"name": name, "levelno": level, "levelname": logging.getLevelName(level),
+         "msg": message}))
+    return True
+
+
+def set_stream(stream: IO[str]) -> IO[str] | None:
+    """Send the configured handler's lines to `stream` from now on (the progress bar's
+    terminal, so a log line lands above the bar); returns the stream it wrote to before."""
+    handler = _handler()
+    return handler.setStream(stream) if handler is not None else None
 
 
 def command(args: Sequence[str | os.PathLike]) -> None:

@@ -16,8 +16,9 @@ import re
 import shlex
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from itertools import accumulate
 from pathlib import Path
@@ -46,6 +47,7 @@ from .packaging import (
     Loudness,
     MediaError,
     MediaInfo,
+    OnProgress,
     OnSegment,
 )
 
@@ -194,36 +196,75 @@ def refuse_unplayable(info: MediaInfo, name: str) -> None:
 
 
 WATCH_INTERVAL = 0.1  # seconds between looks at ffmpeg's output folder
+# ffmpeg's -progress: key=value lines on stdout, a block every PROGRESS_PERIOD seconds, each
+# ending `progress=continue` (`progress=end` for the last one).
+PROGRESS_PERIOD = 0.25
+PROGRESS_ARGS = ["-progress", "pipe:1", "-stats_period", str(PROGRESS_PERIOD)]
+
+
+def follow_progress(lines: Iterable[str], total: float, on_progress: OnProgress) -> None:
+    """Hand on ffmpeg's -progress blocks as (seconds written, `total`), starting at 0 as ffmpeg
+    starts (the pace is measured from there): clamped to the total, never backwards (an audio
+    encode's priming starts below zero), and the total itself when ffmpeg says it is done."""
+    done = 0.0
+    on_progress(done, total)
+    for line in lines:
+        key, _, value = line.strip().partition("=")
+        if key == "out_time_us" and value.lstrip("-").isdigit():
+            done = max(done, min(total, int(value) / 1e6))
+        elif key == "progress":
+            on_progress(total if value == "end" else done, total)
 
 
 def _run_streaming(args: list[str], what: str, out_dir: Path, prefix: str,
-                   on_segment: OnSegment | None) -> str:
+                   on_segment: OnSegment | None, progress: tuple[float, OnProgress] | None
+                   ) -> str:
     """Run ffmpeg writing HLS into out_dir; while it runs, hand each finished segment to
     `on_segment` (segment N is finished once N+1 exists: ffmpeg writes them in order), so
-    uploading overlaps encoding. The last segment is left for the caller. Returns stderr."""
-    if on_segment is None:
+    uploading overlaps encoding, and ffmpeg's progress against `progress`'s total seconds to its
+    callback. The last segment is left for the caller. Returns stderr."""
+    if on_segment is None and progress is None:
         return _run(args, what, log=True)
+    if progress is not None:
+        args = [args[0], *PROGRESS_ARGS, *args[1:]]
     logs.command(args)
     with tempfile.TemporaryFile("w+") as err:
         try:
-            proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, text=True)
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE if progress else
+                                    subprocess.DEVNULL, stderr=err, text=True)
         except FileNotFoundError as exc:
             raise MediaError(f"{what}: {args[0]} is not installed") from exc
-        handed = 0
-        while True:
-            done = proc.poll() is not None
-            names = sorted(p.name for p in out_dir.glob(f"{prefix}*.m4s"))
-            while handed < len(names) - 1 and proc.returncode in (None, 0):
-                on_segment(out_dir / names[handed])
-                handed += 1
-            if done:
-                break
-            time.sleep(WATCH_INTERVAL)
+        reader = None
+        if progress is not None:
+            reader = threading.Thread(target=follow_progress, name="ffmpeg-progress",
+                                      args=(proc.stdout, *progress), daemon=True)
+            reader.start()
+        if on_segment is not None:
+            _hand_over_segments(proc, out_dir, prefix, on_segment)
+        proc.wait()
+        if reader is not None:
+            reader.join()
+            proc.stdout.close()
         err.seek(0)
         text = err.read()
     if proc.returncode != 0:
         raise MediaError(f"{what}: {args[0]} exited with {proc.returncode}", _tail(text))
     return text
+
+
+def _hand_over_segments(proc: subprocess.Popen, out_dir: Path, prefix: str,
+                        on_segment: OnSegment) -> None:
+    """Until ffmpeg exits, hand each finished segment to `on_segment` (all but the last)."""
+    handed = 0
+    while True:
+        done = proc.poll() is not None
+        names = sorted(p.name for p in out_dir.glob(f"{prefix}*.m4s"))
+        while handed < len(names) - 1 and proc.returncode in (None, 0):
+            on_segment(out_dir / names[handed])
+            handed += 1
+        if done:
+            return
+        time.sleep(WATCH_INTERVAL)
 
 
 def _hls_args(out_dir: Path, playlist: str, segment_template: str) -> list[str]:
@@ -244,10 +285,11 @@ def _hls_args(out_dir: Path, playlist: str, segment_template: str) -> list[str]:
     ]
 
 
-def package_video(source: Path, out_dir: Path, on_segment: OnSegment | None = None
-                  ) -> MediaInfo:
+def package_video(source: Path, out_dir: Path, on_segment: OnSegment | None = None,
+                  on_progress: OnProgress | None = None) -> MediaInfo:
     """Copy the first video stream (H.264, never re-encoded) into fMP4 HLS in out_dir;
-    `on_segment` receives finished segments while ffmpeg runs."""
+    `on_segment` receives finished segments while ffmpeg runs, `on_progress` how far the copy
+    is against the input's duration."""
     info = probe(source)
     if info.video_codec is None:
         raise MediaError(f"{source.name} has no video stream")
@@ -263,6 +305,7 @@ def package_video(source: Path, out_dir: Path, on_segment: OnSegment | None = No
          "-map", "0:v:0", "-c:v", "copy", "-an", "-sn", "-dn",
          *_hls_args(out_dir, VIDEO_PLAYLIST, VIDEO_SEGMENT_TEMPLATE)],
         "package video", out_dir, VIDEO_SEGMENT_TEMPLATE.split("%")[0], on_segment,
+        (info.duration, on_progress) if on_progress else None,
     )
     return info
 
@@ -444,7 +487,8 @@ def _picture_lead(source: Path) -> float:
 
 
 def encode_audio(examined: Examined, out_dir: Path, *, segments: Sequence[float],
-                 on_segment: OnSegment | None = None) -> MediaInfo:
+                 on_segment: OnSegment | None = None,
+                 on_progress: OnProgress | None = None) -> MediaInfo:
     """Encode one language: AAC-LC 128 kb/s, 48 kHz stereo, at the target loudness (the
     measured linear gain; limited only when peaks need it, and re-encoded once with a corrected
     gain if the limiter took the loudness off target), on the video's timeline: `segments` are
@@ -452,7 +496,8 @@ def encode_audio(examined: Examined, out_dir: Path, *, segments: Sequence[float]
     from each video boundary) and it ends with the video (padded with silence or trimmed), so
     it spans the whole lecture (whether it may be padded or trimmed is the caller's decision:
     packaging.check_fit). `on_segment` receives finished segments while ffmpeg runs (not on the
-    limited path, whose segments a correction may rewrite)."""
+    limited path, whose segments a correction may rewrite); `on_progress` how far the encode is
+    against the video's duration (a corrected encode starts it again)."""
     source, info, measured = examined.source, examined.info, examined.loudness
     duration = sum(segments)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -483,6 +528,7 @@ def encode_audio(examined: Examined, out_dir: Path, *, segments: Sequence[float]
              "-individual_header_trailer", "0", str(out_dir / AUDIO_SEGMENT_TEMPLATE)],
             "package audio", out_dir, AUDIO_PREFIX,
             None if measured.needs_limiter or on_segment is None else hand_over,
+            (duration, on_progress) if on_progress else None,
         )
         achieved = _summary_i(log) if measured.needs_limiter else None
         if achieved is None or abs(achieved - LOUDNESS_I) <= LIMITED_TOLERANCE_LU:

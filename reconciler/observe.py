@@ -519,8 +519,7 @@ def _unchanged(previous: ObservedSection | None, listing: dict[str, ObjectInfo],
         return False
     seen = previous.objects
     return seen.keys() == listing.keys() and all(
-        (seen[k].etag, seen[k].size, seen[k].last_modified)
-        == (info.etag, info.size, info.last_modified) for k, info in listing.items())
+        seen[k].listed == info.listed for k, info in listing.items())
 
 
 def _grouped(listing: dict[str, ObjectInfo], ids) -> dict[int, dict[str, ObjectInfo]]:

@@ -36,6 +36,9 @@ AUDIO_SETTINGS = (
 MAX_SHORTFALL = 1.0
 
 OnSegment = Callable[[Path], None]
+# Seconds of media written so far and the total: ffmpeg's own progress, never going back,
+# ending at the total when ffmpeg says it is done.
+OnProgress = Callable[[float, float], None]
 
 class MediaError(Exception):
     """ffmpeg/ffprobe failed or the media is unusable; `detail` holds the tail of stderr."""
@@ -126,17 +129,19 @@ class Examined:
 class Packager(Protocol):
     """Local media files in, fMP4 HLS renditions out (`init.mp4`, segments and the playlist
     named by layout.py, in a fresh `out_dir`). Raises MediaError when the media is unusable.
-    `on_segment` receives each finished segment while packaging runs, so uploads overlap it."""
+    `on_segment` receives each finished segment while packaging runs, so uploads overlap it;
+    `on_progress` hears how far it is."""
 
-    def package_video(self, source: Path, out_dir: Path,
-                      on_segment: OnSegment | None = None) -> MediaInfo:
+    def package_video(self, source: Path, out_dir: Path, on_segment: OnSegment | None = None,
+                      on_progress: OnProgress | None = None) -> MediaInfo:
         """The video stream as a rendition (copied, never re-encoded)."""
 
     def examine_audio(self, source: Path, *, from_video: bool = False) -> Examined:
         """Probe and measure one language's input (runs while the video is packaged)."""
 
     def encode_audio(self, examined: Examined, out_dir: Path, *, segments: Sequence[float],
-                     on_segment: OnSegment | None = None) -> MediaInfo:
+                     on_segment: OnSegment | None = None,
+                     on_progress: OnProgress | None = None) -> MediaInfo:
         """One language's rendition at the target loudness on the video's timeline: its
         segments follow the video's (`segments`: their durations) and it ends with the video."""
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
 from . import layout
-from .manifest import Section
+from .manifest import Section, Source
 from .observe import ObservedSection
 from .plan import Plan
 from .render import plan_dict, plan_from_dict
 
 KIND = "reconciler-saved-plan"
+# Section fields that name where a manifest is, not what it declares.
+MACHINE_FIELDS = frozenset({"file"})
 
 
 class StalePlan(Exception):
@@ -28,20 +30,24 @@ class StalePlan(Exception):
 
 
 def manifests_digest(sections: list[Section]) -> str:
-    """Digest of what the manifests mean (not of absolute paths), stable across machines."""
-    doc = [
-        {
-            "sectionId": s.section_id,
-            "video": s.video.uri,
-            "sourceLanguage": s.source_language,
-            "dubbing": [s.dubbing.num_speakers, s.dubbing.watermark],
-            "languages": [[lang.code, lang.name, lang.default,
-                           lang.audio.uri if lang.audio else None, lang.fit]
-                          for lang in s.languages],
-        }
-        for s in sections
-    ]
+    """Digest of what the manifests mean, stable across machines: every field of each section
+    and its languages (subtitles and fit included, so a field added later counts without
+    being listed here), each input as written (kind and URI, not its resolved absolute path),
+    and not the manifest's file name."""
+    doc = [_meaning(s) for s in sections]
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _meaning(value: object) -> object:
+    """`value` as JSON-able data, less what differs between machines for the same manifest."""
+    if isinstance(value, Source):
+        return [value.kind, value.uri]
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _meaning(getattr(value, f.name)) for f in fields(value)
+                if f.name not in MACHINE_FIELDS}
+    if isinstance(value, tuple):
+        return [_meaning(item) for item in value]
+    return value
 
 
 def fingerprint(observed: dict[int, ObservedSection]) -> dict[str, dict]:

@@ -32,7 +32,7 @@ from .observe import (
     subtitle_problems,
     to_record,
 )
-from .plan import Facts
+from .planner import Facts
 from .state import update_index
 from .store import ObjectInfo, Store, StoreError
 
@@ -61,10 +61,6 @@ class Applied:
     result: Noted
 
 
-def _same(a: ObjectInfo, b: ObjectInfo) -> bool:
-    return (a.etag, a.size, a.last_modified) == (b.etag, b.size, b.last_modified)
-
-
 def _untouched_by_others(done: Applied, written: Mapping[str, str],
                          listing: Mapping[str, ObjectInfo]) -> bool:
     """Every key this run wrote lists with the ETag its write returned; every other key lists
@@ -78,7 +74,7 @@ def _untouched_by_others(done: Applied, written: Mapping[str, str],
         elif now is None:
             if key not in done.deleted:
                 return False
-        elif key not in before or not _same(before[key], now):
+        elif key not in before or before[key].listed != now.listed:
             return False
     return True
 
@@ -99,7 +95,7 @@ def observed_after(done: Applied, store: Store,
                             master_text=done.master_text)
     keys = sorted(written)
     for key, info in zip(keys, pool.map(store.head, keys), strict=True):
-        if info is None or not _same(info, listing[key]):
+        if info is None or info.listed != listing[key].listed:
             return None  # changed since the LIST
         after.objects[key] = info  # the headers as they are, whoever set them
     present = {layout.rendition_dir(sid, lang): lang for lang in done.facts}
@@ -157,12 +153,15 @@ class Recorder:
 
     def settle(self) -> None:
         """Wait until the LastModified tick of this run's last write is over: the store's
-        timestamp resolution after that write returned. A store stamps a write before it
-        answers (a multipart upload no later than its completion), so after the wait any later
-        change of an object this run wrote lists a later LastModified than the one recorded.
-        What multipart does change is the ETag: not the body's MD5 but the MD5 of the parts'
-        MD5s with "-N", which is why the index compares the ETag each write returned, never one
-        computed here."""
+        timestamp resolution after that write returned. A store stamps a PUT or CopyObject
+        when it receives it, so after the wait another writer's later PUT or CopyObject of an
+        object this run wrote lists a later LastModified than the one recorded. Not so a
+        multipart upload: S3 stamps it with the time it was initiated, so one begun before the
+        wait ended and completed after lists an earlier or equal LastModified. Its ETag (the
+        MD5 of the parts' MD5s with "-N", never computed here: the index compares the ETag the
+        store listed) still differs unless it wrote the same bytes in the same parts; what is
+        left, a change of headers alone that way, only a deep read sees (docs/design.md,
+        Known limits)."""
         writes = [done.last_write for done in self.applied.values()
                   if done.last_write is not None]
         if writes:

@@ -21,6 +21,7 @@ from reconciler.packaging import (
     Loudness,
     MediaError,
     MediaInfo,
+    OnProgress,
     OnSegment,
 )
 
@@ -66,7 +67,8 @@ class FakePackager:
         self.handed: list[str] = []  # segments handed over while "packaging"
 
     def _write(self, out_dir: Path, init: bytes, playlist: str, template: str, seconds: float,
-               source: Path, on_segment: OnSegment | None) -> None:
+               source: Path, on_segment: OnSegment | None,
+               on_progress: OnProgress | None) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / layout.INIT).write_bytes(init)
         count = max(1, round(seconds / SEGMENT_SECONDS))
@@ -75,6 +77,8 @@ class FakePackager:
             name = template % i
             (out_dir / name).write_bytes(b"canned media " + name.encode())
             segments.append(Segment(name, seconds / count))
+            if on_progress is not None:
+                on_progress(seconds * (i + 1) / count, seconds)
             if i and on_segment is not None:  # the previous one is finished
                 self.handed.append(template % (i - 1))
                 on_segment(out_dir / (template % (i - 1)))
@@ -83,11 +87,11 @@ class FakePackager:
         text = render_media(MediaPlaylist(int(SEGMENT_SECONDS), tuple(segments)))
         (out_dir / playlist).write_text(text)
 
-    def package_video(self, source: Path, out_dir: Path,
-                      on_segment: OnSegment | None = None) -> MediaInfo:
+    def package_video(self, source: Path, out_dir: Path, on_segment: OnSegment | None = None,
+                      on_progress: OnProgress | None = None) -> MediaInfo:
         self.calls.append(("package_video", source.name))
         self._write(out_dir, VIDEO_INIT, layout.VIDEO_PLAYLIST, layout.VIDEO_SEGMENT_TEMPLATE,
-                    self.duration, source, on_segment)
+                    self.duration, source, on_segment, on_progress)
         return MediaInfo(self.duration, "h264", 64, 48, 25.0, 1)
 
     def examine_audio(self, source: Path, *, from_video: bool = False) -> Examined:
@@ -96,11 +100,12 @@ class FakePackager:
                         Loudness(-20.0, -12.0))
 
     def encode_audio(self, examined: Examined, out_dir: Path, *, segments: Sequence[float],
-                     on_segment: OnSegment | None = None) -> MediaInfo:
+                     on_segment: OnSegment | None = None,
+                     on_progress: OnProgress | None = None) -> MediaInfo:
         self.calls.append(("encode_audio", examined.source.name))
         duration = sum(segments)
         self._write(out_dir, AUDIO_INIT, layout.AUDIO_PLAYLIST, layout.AUDIO_SEGMENT_TEMPLATE,
-                    duration, examined.source, on_segment)
+                    duration, examined.source, on_segment, on_progress)
         return MediaInfo(duration, None, None, None, None, 1)
 
     def extract_audio(self, source: Path, dest: Path) -> Path:

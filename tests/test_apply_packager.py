@@ -20,7 +20,7 @@ from reconciler.apply import Runtime, Step, apply_plan
 from reconciler.hls import parse_media
 from reconciler.inputs import InputReader
 from reconciler.observe import observe
-from reconciler.plan import make_plan
+from reconciler.planner import make_plan
 from reconciler.store.local import LocalStore
 
 SID = 21

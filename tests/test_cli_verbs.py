@@ -67,11 +67,13 @@ def test_verbose_json_logs_every_request_and_command_redacted(repo, bucket):
 
 def test_log_lines_are_redacted(monkeypatch):
     monkeypatch.setenv("ELEVENLABS_API_KEY", "sk_live_marker")
+    monkeypatch.setenv("RECONCILER_WEBHOOK_SECRET", "whsec-marker")
     stream = io.StringIO()
     logs.configure("info", "text", stream)
     try:
         logging.getLogger("reconciler.test").info(
-            "key %s at https://user:pw@host/x?X-Amz-Signature=abc", "SK_LIVE_MARKER")
+            "key %s at https://user:pw@host/x?X-Amz-Signature=abc, signed with %s",
+            "SK_LIVE_MARKER", "whsec-marker")
         logging.getLogger("botocore.endpoint").info("signed headers")  # not followed
     finally:
         logs.unconfigure()

@@ -139,8 +139,10 @@ def test_matrix_puts_every_section_in_exactly_one_bounded_chunk(n: int, chunks: 
     include = gh.build_matrix(" ".join(ids), chunks)["include"]
     assert len(include) == min(n, chunks, gh.MAX_MATRIX_JOBS)
     flat = [s for job in include for s in job["sections"].split()]
-    assert flat == ids  # each exactly once, stable order
-    sizes = [len(job["sections"].split()) for job in include]
+    assert sorted(flat) == ids  # each exactly once
+    for job in include:  # each job's sections in the given order
+        assert job["sections"].split() == sorted(job["sections"].split())
+    sizes = [len(job["sections"].split()) for job in include]  # equal work: equal counts
     assert max(sizes) - min(sizes) <= 1
     assert [job["chunk"] for job in include] == list(range(1, len(include) + 1))
 
@@ -751,8 +753,8 @@ def test_workflow_guarantees() -> None:
     assert "workflow_dispatch" in apply["on"]
     # On merge: the reviewed plan, capped; stale fails unless the repository opts in.
     steps = {s.get("name"): s for s in matrix_job["steps"]}
-    reviewed = steps["Apply the reviewed plan"]
-    assert "apply-reviewed --plan-file reviewed/plan.json" in reviewed["run"]
+    reviewed = steps["Apply the reviewed plans"]
+    assert "apply-reviewed --assignment reviewed/assignment.json" in reviewed["run"]
     assert reviewed["env"]["RECONCILER_REPLAN_ON_STALE"] == \
         "${{ vars.RECONCILER_REPLAN_ON_STALE }}"
     for step in (reviewed, steps["Apply (manual run, fresh plan)"]):
@@ -761,7 +763,7 @@ def test_workflow_guarantees() -> None:
     assert matrix_job["permissions"]["pull-requests"] == "write"
     changes = apply["jobs"]["changes"]
     assert changes["permissions"]["actions"] == "read"
-    assert any("reviewed-plan --sha" in s.get("run", "") for s in changes["steps"])
+    assert any("reviewed-plans --sha" in s.get("run", "") for s in changes["steps"])
 
     drift = _load(WORKFLOWS / "drift.yml")
     assert drift["on"]["schedule"] and "workflow_dispatch" in drift["on"]
@@ -844,12 +846,21 @@ def test_reviewed_plan_comes_from_the_merged_prs_plan_artifact(fake_github, tmp_
     monkeypatch.setenv("GITHUB_REPOSITORY", "o/r")
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
     monkeypatch.setenv("GITHUB_API_URL", fake_github.base_url)
-    res = CliRunner().invoke(gh.cli, ["reviewed-plan", "--sha", MERGE_SHA, "--out", str(dest)])
+    # This run's fresh plan finds work in section 14, which the reviewed plan does not cover.
+    fresh = tmp_path / "fresh.json"
+    fresh.write_text(json.dumps(_work_plan((14, 1, []))))
+    res = CliRunner().invoke(gh.cli, ["reviewed-plans", "--sha", MERGE_SHA, "--fresh",
+                                      str(fresh), "--out-dir", str(dest.parent)])
     assert res.exit_code == 0, res.output
-    assert dest.read_bytes() == b'{"kind": "reconciler-saved-plan"}'
+    assert (dest.parent / f"{MERGE_SHA}.json").read_bytes() == \
+        b'{"kind": "reconciler-saved-plan"}'
     outputs = _outputs(out)
-    assert (outputs["found"], outputs["pr"]) == ("true", "7")
+    assert (outputs["found"], outputs["pr"], outputs["count"]) == ("true", "7", "1")
     assert outputs["reason"] == "the plan reviewed in #7 (plan run 55)"
+    assigned = json.loads((dest.parent / "assignment.json").read_text())["sections"]
+    assert assigned == {"14": {
+        "plan": None, "pr": 7, "minutes": gh.section_work(_work_plan((14, 1, []))["sections"][0]),
+        "reason": "no reviewed plan covers section 14 (changed since the last applied commit)"}}
     assert fake_github.blob_auth == [None]  # the token never went to blob storage
     assert TOKEN not in res.output
 
@@ -969,21 +980,21 @@ def test_action_runs_from_the_image_with_names_of_secrets_only(tmp_path: Path) -
 def test_third_party_actions_are_pinned_to_commit_shas_with_their_tag() -> None:
     files = [*WORKFLOWS.glob("*.yml"), ROOT / "action.yml"]
     uses = [(f.name, line.strip()) for f in files for line in f.read_text().splitlines()
-            if re.match(r"\s*(- )?uses: ", line)]
+            if re.match(r"\s*(- )?uses: (?!\./)", line)]  # ./: this repository's own
     assert len(uses) > 10
     pinned = re.compile(r"(- )?uses: [\w.-]+/[\w./-]+@[0-9a-f]{40}  # v\d+\.\d+\.\d+")
     assert [u for u in uses if not pinned.fullmatch(u[1])] == []
 
 
-def test_the_nightly_drift_check_reads_deep_as_readme_says() -> None:
+def test_the_nightly_drift_check_reads_deep_as_the_docs_say() -> None:
     """Drift never rests on the state index alone: the nightly plan HEADs every object
-    (`--deep`), and README says exactly that."""
+    (`--deep`), and docs/github.md says exactly that."""
     steps = _load(WORKFLOWS / "drift.yml")["jobs"]["drift"]["steps"]
     plan = next(s for s in steps if s.get("id") == "plan")
     command = plan["run"].split(" -- ", 1)[1].split()
     assert command[:2] == ["reconcile", "--plan"] and "--deep" in command, command
-    readme = (ROOT / "README.md").read_text()
-    assert "a nightly deep plan (`reconcile --plan --deep`" in readme
+    guide = (ROOT / "docs" / "github.md").read_text()
+    assert "a nightly deep plan (`reconcile --plan --deep`" in guide
 
 
 def test_drift_workflow_keeps_one_issue_and_installs_pinned_versions() -> None:
@@ -1005,3 +1016,266 @@ def test_drift_workflow_keeps_one_issue_and_installs_pinned_versions() -> None:
             assert all(s["if"] == "vars.RECONCILER_IMAGE == ''" for s in installs)
             pip = next(s for s in installs if "pip install" in s["run"])
             assert "-c requirements-constraints.txt" in pip["run"]
+
+
+# --------------------------------------------------------------------------- no lost merges
+
+
+def _work_plan(*sections: tuple[int, int, list[float]]) -> dict[str, Any]:
+    """A plan JSON: per section (id, packagings, dub minutes of each dub)."""
+    return {"sections": [
+        {"sectionId": sid,
+         "actions": [{"type": "package_audio"}] * encodes
+         + [{"type": "dub", "minutes": m} for m in dubs]}
+        for sid, encodes, dubs in sections]}
+
+
+def test_section_work_counts_media_and_dub_minutes_from_the_plan() -> None:
+    found = gh.plan_sections(_work_plan((11, 3, [40.0, 40.0]), (12, 2, []), (13, 0, [])))
+    assert list(found) == ["11", "12"]  # no actions: no work, not in the matrix
+    # Two 40-minute dubs, and three 40-minute encodes (the dubs tell the lecture's length).
+    assert gh.section_work(found["11"]) == gh.SECTION_OVERHEAD_MINUTES + 80 + 3 * 40
+    assert gh.section_work(found["12"]) == \
+        gh.SECTION_OVERHEAD_MINUTES + 2 * gh.UNKNOWN_MEDIA_MINUTES
+
+
+def test_matrix_balances_uneven_sections_by_work_not_by_count() -> None:
+    # One long dubbed lecture and ten small metadata fixes, two jobs.
+    work = {"11": 300.0, **{str(20 + i): 1.0 for i in range(10)}}
+    include = gh.build_matrix(list(work), 2, work)["include"]
+    jobs = sorted(job["sections"].split() for job in include)
+    assert ["11"] in jobs  # alone: by count it would have shared a job with five others
+    assert sorted(s for job in jobs for s in job) == sorted(work)
+    assert sorted(job["minutes"] for job in include) == [10.0, 300.0]
+
+    # The greedy split stays within 4/3 of the best one on uneven loads.
+    loads = {"1": 7.0, "2": 7.0, "3": 6.0, "4": 6.0, "5": 5.0, "6": 5.0, "7": 4.0, "8": 4.0}
+    include = gh.build_matrix(list(loads), 3, loads)["include"]
+    best = sum(loads.values()) / 3
+    assert max(job["minutes"] for job in include) <= best * 4 / 3
+    counted = gh.build_matrix(list(loads), 3)["include"]  # without work: by count, as before
+    assert [len(job["sections"].split()) for job in counted] == [3, 3, 2]
+
+
+def test_matrix_cli_balances_the_assignment_by_its_minutes(tmp_path: Path) -> None:
+    assignment = tmp_path / "assignment.json"
+    assignment.write_text(json.dumps({"sections": {
+        "11": {"plan": None, "pr": 7, "reason": "", "minutes": 90.0},
+        "12": {"plan": None, "pr": 7, "reason": "", "minutes": 30.0},
+        "13": {"plan": None, "pr": 7, "reason": "", "minutes": 30.0},
+        "14": {"plan": None, "pr": 7, "reason": "", "minutes": 30.0}}}))
+    res = CliRunner().invoke(gh.cli, ["matrix", "--assignment", str(assignment), "--chunks", "2"])
+    assert res.exit_code == 0, res.output
+    assert [job["sections"] for job in json.loads(res.output)["include"]] == ["11", "12 13 14"]
+
+
+def _commit(repo, message: str) -> str:
+    from test_gitops import git
+
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def _publish_merge(fake: FakeGitHub, merge: str, pr: int, plan: bytes) -> None:
+    """What plan.yml left for pull request `pr`, merged as `merge`: its plan artifact."""
+    head = f"{pr:040d}"
+    fake.pulls[merge] = [{"number": pr, "merged_at": "2026-12-01T00:00:00Z",
+                          "head": {"sha": head}}]
+    fake.runs.append({"id": 500 + pr, "head_sha": head, "conclusion": "success"})
+    fake.artifacts[500 + pr] = [{"id": 900 + pr, "name": gh.PLAN_ARTIFACT, "expired": False,
+                                 "archive_download_url":
+                                     f"{fake.base_url}/repos/o/r/actions/artifacts/{900 + pr}/zip"}]
+    fake.blobs[str(900 + pr)] = _zip({"plan.json": plan, "report.md": b"### plan"})
+
+
+def test_a_cancelled_runs_merge_is_applied_by_the_next_run(fake_github, repo, bucket, s3,
+                                                          tmp_path, monkeypatch):
+    """Merges A, B, C; B's queued run was cancelled (GitHub keeps one pending run per group).
+    C's run, step by step as apply.yml runs it, applies B's section from B's reviewed plan and
+    C's from C's, then records C."""
+    from cli_helpers import reconcile
+    from conftest import KO_EN, master_languages
+    from test_gitops import git, init_git
+
+    from reconciler import applied
+    from reconciler.store import open_store
+
+    repo.write(11, KO_EN)
+    init_git(repo)
+    a = git(repo, "rev-parse", "HEAD").strip()  # merge A
+    for var, value in {"GITHUB_REPOSITORY": "o/r", "GITHUB_TOKEN": TOKEN,
+                       "GITHUB_API_URL": fake_github.base_url,
+                       "GITHUB_OUTPUT": str(tmp_path / "out"),
+                       "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.chdir(repo.root)
+    glue = partial(CliRunner().invoke, gh.cli)
+    reconcile_cmd = f"{sys.executable} -m reconciler.cli"
+
+    # A's run applied everything and recorded A.
+    assert reconcile("--apply", repo.manifests).code == 0
+    assert glue(["record-applied", "--commit", a]).exit_code == 0
+
+    # Pull request 8 adds section 12 (planned against main = A), merged as B.
+    repo.write(12, KO_EN)
+    plan_b = tmp_path / "b.json"
+    assert reconcile("--plan", repo.manifests, "--changed-since", a, "--out", plan_b).code == 2
+    b = _commit(repo, "B")
+    _publish_merge(fake_github, b, 8, plan_b.read_bytes())
+    # Pull request 9 adds section 13 (up to date with main = B), merged as C. B's run never ran.
+    repo.write(13, KO_EN)
+    plan_c = tmp_path / "c.json"
+    assert reconcile("--plan", repo.manifests, "--changed-since", b, "--out", plan_c).code == 2
+    c = _commit(repo, "C")
+    _publish_merge(fake_github, c, 9, plan_c.read_bytes())
+
+    # C's run. The scope: the push's base is B, but the record says A.
+    scope = glue(["scope", "--base", b, "--last-applied"])
+    assert scope.exit_code == 0, scope.output
+    outputs = _outputs(tmp_path / "out")
+    assert (outputs["changed-since"], outputs["last-applied"], outputs["full"]) == (a, a, "false")
+    fresh = tmp_path / "plan.json"
+    planned = glue(["run", "--mode", "plan", "--report", str(fresh), "--", sys.executable, "-m",
+                    "reconciler.cli", "--plan", str(repo.manifests), "--format", "json",
+                    "--changed-since", a])
+    assert planned.exit_code == 0, planned.output
+    assert gh.plan_sections(json.loads(fresh.read_text())).keys() == {"12", "13"}
+    found = glue(["reviewed-plans", "--sha", c, "--last-applied", a, "--fresh", str(fresh),
+                  "--scoped", "--out-dir", str(tmp_path / "reviewed")])
+    assert found.exit_code == 0, found.output
+    assignment = tmp_path / "reviewed" / "assignment.json"
+    sections = json.loads(assignment.read_text())["sections"]
+    assert {sid: (e["pr"], Path(e["plan"]).name) for sid, e in sections.items()} == {
+        "13": (9, f"{c}.json"), "12": (8, f"{b}.json")}
+    matrix = glue(["matrix", "--assignment", str(assignment), "--chunks", "8"])
+    assert matrix.exit_code == 0, matrix.output
+    for job in json.loads(matrix.output)["include"]:
+        res = glue(["apply-reviewed", "--assignment", str(assignment), "--sections",
+                    job["sections"], "--report", str(tmp_path / f"apply-{job['chunk']}.md"),
+                    "--reconcile", reconcile_cmd])
+        assert res.exit_code == 0, res.output
+    assert [master_languages(s3, bucket, sid) for sid in (11, 12, 13)] == [["ko", "en"]] * 3
+    assert fake_github.comments == []  # nothing stale, nothing missing
+
+    recorded = glue(["record-applied", "--commit", c])
+    assert recorded.exit_code == 0 and f"recorded {c[:12]}" in recorded.output
+    assert applied.read(open_store(f"s3://{bucket}")).commit == c
+    # B's run, had it been only late rather than cancelled, cannot move the record back.
+    late = glue(["record-applied", "--commit", b])
+    assert late.exit_code == 0 and "is not newer" in late.output
+    assert applied.read(open_store(f"s3://{bucket}")).commit == c
+
+
+def _chain(root: Path, length: int) -> list[str]:
+    """A git history of `length` commits on one line, oldest first."""
+    root.mkdir(exist_ok=True)
+    _git(root, "init", "-q")
+    commits = []
+    for i in range(length):
+        (root / "n").write_text(str(i))
+        _git(root, "add", "-A")
+        _git(root, "commit", "-qm", str(i))
+        commits.append(_git(root, "rev-parse", "HEAD"))
+    return commits
+
+
+@pytest.fixture
+def history(tmp_path_factory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("history")
+    return root, _chain(root, 5)
+
+
+def test_the_recorded_commit_never_moves_backwards_in_any_order_of_concurrent_applies(
+    history, bucket
+):
+    """Property over interleavings: concurrent applies of commits on one line each read the
+    record and write it conditionally (again after a lost race). Every write moves the record
+    to a descendant of what it held, and the newest applied commit is recorded at the end."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from reconciler import applied
+    from reconciler.store import PreconditionFailed, open_store
+
+    root, commits = history
+    ancestry = applied.git_ancestry(root)
+    store = open_store(f"s3://{bucket}")
+
+    @settings(max_examples=40, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(st.integers(0, len(commits) - 1), min_size=1, max_size=4),
+           st.lists(st.integers(0, 3), max_size=24), st.integers(-1, len(commits) - 1))
+    def check(applies: list[int], schedule: list[int], start: int) -> None:
+        store.delete([applied.KEY])
+        if start >= 0:
+            applied.write(store, applied.read(store), commits[start])
+        history_of = [start]
+        seen: dict[int, applied.Recorded | None] = dict.fromkeys(range(len(applies)))
+        active = list(range(len(applies)))
+
+        def step(run: int) -> None:
+            if seen[run] is None:  # read the record
+                seen[run] = applied.read(store)
+                return
+            now, commit = seen[run], commits[applies[run]]
+            assert now is not None
+            if applied.refusal(now, commit, ancestry) is not None:
+                active.remove(run)
+                return
+            try:
+                applied.write(store, now, commit)
+            except PreconditionFailed:
+                seen[run] = None  # lost the race: read again
+                return
+            history_of.append(applies[run])
+            active.remove(run)
+
+        for pick in schedule:
+            if active:
+                step(active[pick % len(active)])
+        while active:
+            step(active[0])
+        assert history_of == sorted(history_of)  # on one line: never backwards
+        assert applied.read(store).commit == commits[max([start, *applies])]
+
+    check()
+
+
+def test_scope_falls_back_to_a_full_plan_when_the_recorded_commit_is_gone(
+    history, bucket, tmp_path, monkeypatch
+):
+    """A force-push (or a shallow clone) leaves the recorded commit unknown to the checkout:
+    the run plans everything and says so; recording then replaces the record only after that
+    full plan."""
+    from reconciler import applied
+    from reconciler.store import open_store
+
+    root, commits = history
+    store = open_store(f"s3://{bucket}")
+    gone = "f" * 40
+    applied.write(store, applied.read(store), gone)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "out"))
+    res = CliRunner().invoke(gh.cli, ["scope", "--base", commits[3], "--last-applied"])
+    assert res.exit_code == 0, res.output
+    assert f"full: the last applied commit {gone[:12]} is not in this checkout" in res.output
+    assert "::notice::full plan" in res.output
+    outputs = _outputs(tmp_path / "out")
+    assert (outputs["changed-since"], outputs["full"], outputs["last-applied"]) == ("", "true", "")
+
+    kept = CliRunner().invoke(gh.cli, ["record-applied", "--commit", commits[4]])
+    assert kept.exit_code == 0 and "did not apply a full plan" in kept.output
+    assert applied.read(store).commit == gone
+    moved = CliRunner().invoke(gh.cli, ["record-applied", "--commit", commits[4], "--full"])
+    assert moved.exit_code == 0 and applied.read(store).commit == commits[4]
+
+    # Recorded and known: the changes since it, from the record rather than the push's base.
+    CliRunner().invoke(gh.cli, ["record-applied", "--commit", commits[1]])
+    assert applied.read(store).commit == commits[4]  # never backwards
+    (tmp_path / "out").write_text("")
+    applied.write(store, applied.read(store), commits[1])
+    res = CliRunner().invoke(gh.cli, ["scope", "--base", commits[3], "--last-applied"])
+    outputs = _outputs(tmp_path / "out")
+    assert (outputs["changed-since"], outputs["last-applied"]) == (commits[1], commits[1])
+    assert f"changed since the last applied commit {commits[1][:12]}" in res.output

@@ -24,7 +24,7 @@ from manual_clock import ManualClock
 from reconciler import engine, layout
 from reconciler.inputs import InputReader
 from reconciler.observe import observe
-from reconciler.plan import make_plan
+from reconciler.planner import make_plan
 from reconciler.state import load_index, update_index
 from reconciler.store import Store, open_store
 
@@ -54,9 +54,9 @@ class OtherWriter:
             self.acted = True
             self.act()
 
-    def put_file(self, key, path, meta, metadata=None):
+    def put_file(self, key, path, meta, metadata=None, **progress):
         self._before(key)
-        return self.inner.put_file(key, path, meta, metadata)
+        return self.inner.put_file(key, path, meta, metadata, **progress)
 
     def put_bytes(self, key, body, meta, metadata=None, **conditions):
         self._before(key)

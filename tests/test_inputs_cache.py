@@ -58,3 +58,22 @@ def test_a_corrupt_cache_is_ignored_and_a_just_written_file_is_not_trusted(tmp_p
     fresh.write_bytes(b"y" * 10)
     os.utime(fresh, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert HashCache(where).digest(fresh) == f"sha256:{sha256(b'y' * 10).hexdigest()}"
+
+
+def test_many_new_inputs_rewrite_the_cache_file_once_per_interval_not_once_each(tmp_path):
+    """A first plan over a large catalogue hashes every input: the cache file is written when
+    the first is hashed, then at most every SAVE_EVERY seconds, and completely by flush()."""
+    now = [0.0]
+    where = tmp_path / "hashes.json"
+    cache = HashCache(where, clock=lambda: now[0])
+    files = [_file(tmp_path / f"{i}.mp3", bytes([i]) * 10, age=60) for i in range(50)]
+    for path in files:
+        cache.digest(path)
+    assert len(json.loads(where.read_text())) == 1  # written for the first, not for each
+    now[0] += HashCache.SAVE_EVERY
+    cache.digest(_file(tmp_path / "late.mp3", b"z", age=60))
+    assert len(json.loads(where.read_text())) == 51
+    cache.digest(_file(tmp_path / "last.mp3", b"w", age=60))
+    cache.flush()
+    saved = json.loads(where.read_text())
+    assert len(saved) == 52 and HashCache(where).entries == saved

@@ -16,7 +16,7 @@ from reconciler.inputs import InputReader
 from reconciler.layout import lock_key
 from reconciler.lock import LockError, SectionLock, read_lease, unlock
 from reconciler.observe import observe
-from reconciler.plan import make_plan
+from reconciler.planner import make_plan
 from reconciler.store import StoreError, open_store
 from reconciler.store.local import LocalStore
 

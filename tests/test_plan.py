@@ -21,12 +21,8 @@ from reconciler.observe import (
     Rendition,
 )
 from reconciler.packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
-from reconciler.plan import (
-    Change,
-    Kind,
-    PlanError,
-    PlanOptions,
-    Problem,
+from reconciler.plan import Change, Kind, PlanError, PlanOptions, Problem
+from reconciler.planner import (
     audio_source_id,
     compose_master,
     make_plan,
@@ -411,7 +407,7 @@ def test_compose_master_falls_back_to_first_ready_language_as_default():
 
 def test_a_deleted_sections_removal_names_its_prefix_not_audio_none():
     """Issue 12: the text view printed `delete objects audio/None/ (2)` for a deleted manifest."""
-    from reconciler.plan import plan_removed_section
+    from reconciler.planner import plan_removed_section
 
     keys = [layout.master_key(11), layout.section_prefix(11) + "video/init.mp4"]
     obs = ObservedSection(11, {k: info(k) for k in keys})
@@ -463,3 +459,44 @@ def test_replace_of_the_video_rebuilds_every_language_without_a_new_dub():
                            ("package_audio", "replace", "ko"), ("package_audio", "replace", "en"),
                            ("package_audio", "replace", "ja"), ("write_master", "update", None)]
     assert plan.dub_minutes == 0
+
+
+def test_the_manifests_digest_counts_subtitles():
+    """A saved plan's manifest check: adding, changing or dropping a language's subtitles is a
+    changed manifest (the digest once left subtitles out)."""
+    from reconciler.manifest import DUB_TRANSCRIPT
+    from reconciler.planfile import manifests_digest
+
+    srt = Source("file", "./en.srt", Path("/repo/en.srt"))
+    digests = {manifests_digest([section(KO, replace(EN_L, subtitles=subs))])
+               for subs in (None, srt, DUB_TRANSCRIPT)}
+    assert len(digests) == 3
+
+
+# One other value for every field of a section and a language: a field added later without
+# an entry here fails the test below, so nobody adds one the saved-plan check would not see.
+OTHER_VALUES = {
+    "section_id": 12, "video": Source("s3", "s3://uploads/11/other.mp4"), "languages": (KO,),
+    "source_language": "ko", "dubbing": DubbingSettings(num_speakers=2),
+    "code": "en-GB", "name": "British", "default": True, "audio": None,
+    "subtitles": Source("file", "./en.vtt", Path("/repo/en.vtt")), "fit": "pad",
+}
+
+
+def test_every_field_of_a_manifest_changes_its_digest_but_where_it_lives_does_not():
+    from dataclasses import fields
+
+    from reconciler.planfile import MACHINE_FIELDS, manifests_digest
+
+    base = section(KO, EN_L)
+    digest = manifests_digest([base])
+    checked = {f.name for f in fields(Section) + fields(Language)} - MACHINE_FIELDS
+    assert checked == set(OTHER_VALUES)
+    for name in sorted(checked):
+        changed = (replace(base, **{name: OTHER_VALUES[name]}) if name in
+                   {f.name for f in fields(Section)}
+                   else replace(base, languages=(KO, replace(EN_L, **{name: OTHER_VALUES[name]}))))
+        assert manifests_digest([changed]) != digest, name
+    moved = replace(base, file="elsewhere/11.yaml",
+                    languages=(KO, replace(EN_L, audio=replace(EN, path=Path("/ci/en.mp3")))))
+    assert manifests_digest([moved]) == digest

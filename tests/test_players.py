@@ -37,6 +37,7 @@ LIBRARIES = {
 NAMES = {"ko": "Korean", "en": "English", "ja": "Japanese"}
 SYNC = 0.010  # the median |click - flash| of each language (lip sync needs well under 45 ms)
 STRAY = 0.025  # no single click further off (the measurement's own jitter is a few ms)
+PERIOD = 1.0  # a flash and a click every second (media_helpers.flash_click_section)
 WINDOW = 1.5  # seconds played per look; a switch may take a look or two to be heard
 PAGE = ('<!doctype html><video width="160" height="90" crossorigin="anonymous"></video>'
         '<script src="player.js"></script><script src="harness.js"></script>')
@@ -81,16 +82,21 @@ def open_player(browser: Browser, cdn: str, kind: str) -> Page:
 
 
 def heard(page: Page, lang: str) -> tuple[list[float], list[float]]:
-    """Play until two clicks over `lang`'s bed were heard (at most four looks): the offset of
-    each from the nearest flash, and the beds of every click heard meanwhile."""
+    """Play until two clicks over `lang`'s bed were heard with their flash seen (at most six
+    looks): the offset of each from the nearest flash, and the beds of every click heard
+    meanwhile. A click whose flash was not seen (a loaded machine skips frame callbacks) would
+    be paired with its neighbour a whole period away: it is not a measurement, and is left out
+    (the signal is periodic, so no offset of half a period or more can be measured anyway)."""
     offsets: list[float] = []
     beds: list[float] = []
-    for _look in range(4):
+    for _look in range(6):
         seen = page.evaluate(f"harness.sync({WINDOW})")
         for click in seen["clicks"]:
             beds.append(click["hz"])
             if abs(click["hz"] - BEDS[lang]) <= 0.1 * BEDS[lang] and seen["flashes"]:
-                offsets.append(min((click["at"] - f for f in seen["flashes"]), key=abs))
+                offset = min((click["at"] - f for f in seen["flashes"]), key=abs)
+                if abs(offset) < PERIOD / 2:
+                    offsets.append(offset)
         if len(offsets) >= 2:
             break
     return offsets, beds

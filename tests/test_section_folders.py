@@ -13,7 +13,8 @@ from reconciler import engine, layout
 from reconciler.apply import Runtime, apply_plan
 from reconciler.inputs import InputReader
 from reconciler.observe import observe
-from reconciler.plan import Action, Change, Kind, Plan, PlanOptions, SectionPlan, make_plan
+from reconciler.plan import Action, Change, Kind, Plan, PlanOptions, SectionPlan
+from reconciler.planner import make_plan
 from reconciler.store import open_store
 
 ROOT = layout.ASSETS_ROOT

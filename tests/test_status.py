@@ -14,7 +14,8 @@ from conftest import KO_EN
 from reconciler import layout
 from reconciler.lock import Lease
 from reconciler.observe import STAMP_SETTINGS, STAMP_SOURCE, ObservedSection
-from reconciler.plan import PendingInvalidation, make_plan
+from reconciler.plan import PendingInvalidation
+from reconciler.planner import make_plan
 from reconciler.status import State, board, utc
 
 KO = [{"code": "ko", "audio": "source", "default": True}]

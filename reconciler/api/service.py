@@ -27,7 +27,7 @@ from ..manifest import (
     manifest_files,
     read_yaml,
 )
-from ..plan import PlanOptions, UnknownReplacement, replace_targets
+from ..plan import PlanOptions, UnknownReplacement
 from ..redaction import one_line, redact
 from .allowlist import ApiConfigError, check_source
 from .catalogue import BrokenReport, Catalogue, scan
@@ -210,7 +210,7 @@ class DubbingService:
         merged manifest (422 naming the first that is not)."""
         sid = req.curriculumSectionId
         try:
-            return replace_targets([f"{sid}/{what}" for what in req.replace],
+            return engine.replace_targets([f"{sid}/{what}" for what in req.replace],
                                    [s for s in sections if s.section_id == sid])
         except UnknownReplacement as err:
             raise ApiError(422, "unknown_replacement",

@@ -9,8 +9,10 @@ The package, one room each:
     comment.py   the texts people read: PR plan comment, stale-plan and drift bodies, summaries
     client.py    GitHub REST (a GitHubRepo per call): sticky comment, drift issue, the reviewed
                  plan artifact
-    workflow.py  matrix, plan scope (engine.changed_files), running reconcile, step outputs,
-                 applying a plan
+    workflow.py  matrix balanced by work, plan scope (engine.changed_files, the last applied
+                 commit), which reviewed plan applies each section, running reconcile, step
+                 outputs, applying a plan
+    applied.py   the last applied commit, recorded in the bucket (only forwards)
     cli.py       the click commands the workflows call (python -m reconciler.github)
 
 Re-exported here: what the workflows' tests call; everything else is imported from its room.
@@ -38,17 +40,22 @@ from .comment import (
 )
 from .workflow import (
     MAX_MATRIX_JOBS,
+    SECTION_OVERHEAD_MINUTES,
+    UNKNOWN_MEDIA_MINUTES,
     ZERO_SHA,
     build_command,
     build_matrix,
     plan_scope,
+    plan_sections,
     run_reconcile,
+    section_work,
 )
 
 __all__ = [
     "COLLAPSE_LINES", "COMMENT_LIMIT", "DRIFT_MARKER", "DRIFT_TITLE", "GitHubError",
     "GitHubRepo", "MARKER", "MAX_MATRIX_JOBS", "PLAN_ARTIFACT", "STALE_MARKER",
-    "SUMMARY_LIMIT", "ZERO_SHA", "build_command", "build_comment", "build_matrix", "cli",
-    "fetch_reviewed_plan", "plan_exit_ok", "plan_scope", "run_reconcile", "sync_drift_issue",
-    "upsert_comment",
+    "SECTION_OVERHEAD_MINUTES", "SUMMARY_LIMIT", "UNKNOWN_MEDIA_MINUTES", "ZERO_SHA",
+    "build_command", "build_comment", "build_matrix", "cli", "fetch_reviewed_plan",
+    "plan_exit_ok", "plan_scope", "plan_sections", "run_reconcile", "section_work",
+    "sync_drift_issue", "upsert_comment",
 ]

@@ -15,17 +15,23 @@ import click
 
 from .client import GitHubError, GitHubRepo, fetch_reviewed_plan, sync_drift_issue, upsert_comment
 from .comment import STALE_MARKER, SUMMARY_LIMIT, build_comment
+from .release import ReleaseError, check_release
 from .workflow import (
     MAX_MATRIX_JOBS,
+    ReviewedPlan,
     append_summary,
+    apply_assigned,
     apply_reviewed,
+    assign_plans,
     build_command,
     build_matrix,
+    last_applied_scope,
     parse_sections,
     plan_scope,
+    plan_sections,
     pr_from_event,
     run_reconcile,
-    sections_from_plan,
+    section_work,
     set_output,
     this_run_url,
 )
@@ -77,24 +83,11 @@ def _repo() -> GitHubRepo:
     return GitHubRepo(name, token, os.environ.get("GITHUB_API_URL", "https://api.github.com"))
 
 
-@cli.command("reviewed-plan")
-@click.option("--sha", required=True, help="The merge commit on the default branch.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def reviewed_plan_cmd(sha: str, out: Path) -> None:
-    """Fetch the plan reviewed in the pull request merged as SHA (outputs found, pr, reason)."""
-    try:
-        number, what = fetch_reviewed_plan(_repo(), sha, out)
-    except GitHubError as err:
-        number, what = None, str(err)
-    found = out.is_file()
-    set_output("found", "true" if found else "false")
-    set_output("pr", str(number or ""))
-    set_output("reason", what)
-    click.echo(f"reviewed plan: {what}", err=True)
-
-
 @cli.command("apply-reviewed")
-@click.option("--plan-file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--plan-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The reviewed plan of all these sections.")
+@click.option("--assignment", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Or: reviewed-plans' assignment (each section's plan).")
 @click.option("--sections", required=True, help='This job\'s section ids ("11 12").')
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--pr", type=int, default=None, help="The merged pull request to tell.")
@@ -103,25 +96,126 @@ def reviewed_plan_cmd(sha: str, out: Path) -> None:
               help="Apply a fresh plan when the reviewed one is stale (default: fail).")
 @click.option("--max-dub-minutes", default="", help="Passed to reconcile --apply.")
 @click.option("--reconcile", "reconcile_cmd", default="reconcile", hidden=True)
-def apply_reviewed_cmd(plan_file: Path, sections: str, report: Path, pr: int | None,
-                       missing_reason: str, replan_on_stale: bool, max_dub_minutes: str,
-                       reconcile_cmd: str) -> None:
-    """Apply the merged pull request's reviewed plan to these sections (see docs/github.md)."""
+def apply_reviewed_cmd(plan_file: Path | None, assignment: Path | None, sections: str,
+                       report: Path, pr: int | None, missing_reason: str, replan_on_stale: bool,
+                       max_dub_minutes: str, reconcile_cmd: str) -> None:
+    """Apply the merged pull requests' reviewed plans to these sections (see docs/github.md)."""
+    if (plan_file is None) == (assignment is None):
+        raise click.UsageError("give exactly one of --plan-file or --assignment")
     try:
         ids = parse_sections(sections)
         extra = ["--max-dub-minutes", str(float(max_dub_minutes))] if max_dub_minutes else []
     except ValueError as err:
         raise click.UsageError(str(err)) from None
 
-    def post(body: str) -> None:
+    def post(number: int, body: str) -> None:
         try:
-            upsert_comment(_repo(), pr, body, marker=f"{STALE_MARKER} {' '.join(ids)} -->")
+            upsert_comment(_repo(), number, body,
+                           marker=f"{STALE_MARKER} {' '.join(ids)} -->")
         except GitHubError as err:  # the job summary still has it
-            click.echo(f"::warning::could not comment on #{pr}: {err}", err=True)
+            click.echo(f"::warning::could not comment on #{number}: {err}", err=True)
 
-    sys.exit(apply_reviewed(shlex.split(reconcile_cmd), plan_file, ids, report=report,
-                            missing_reason=missing_reason, replan_on_stale=replan_on_stale,
-                            extra=extra, post=post if pr else None))
+    reconcile = shlex.split(reconcile_cmd)
+    if assignment is None:
+        sys.exit(apply_reviewed(reconcile, plan_file, ids, report=report,
+                                missing_reason=missing_reason, replan_on_stale=replan_on_stale,
+                                extra=extra, post=(lambda body: post(pr, body)) if pr else None))
+    try:
+        assigned = json.loads(assignment.read_text(encoding="utf-8"))["sections"]
+        sys.exit(apply_assigned(reconcile, assigned, ids, report=report,
+                                replan_on_stale=replan_on_stale, extra=extra, post=post))
+    except (ValueError, KeyError, TypeError) as err:
+        raise click.ClickException(f"{assignment}: {err}") from None
+
+
+@cli.command("reviewed-plans")
+@click.option("--sha", required=True, help="The pushed merge commit on the default branch.")
+@click.option("--last-applied", default="",
+              help="The recorded last applied commit (scope's output; empty: none usable).")
+@click.option("--fresh", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="This run's `reconcile --plan --format json` output.")
+@click.option("--scoped/--full", default=True,
+              help="Whether the fresh plan covers only what changed since the last applied "
+                   "commit (--changed-since) or everything.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--max-merges", type=click.IntRange(1, 100), default=30, show_default=True,
+              help="Merges since the last applied commit whose reviewed plans are fetched.")
+def reviewed_plans_cmd(sha: str, last_applied: str, fresh: Path, scoped: bool, out_dir: Path,
+                       max_merges: int) -> None:
+    """Fetch the reviewed plans of the merges since the last applied commit and write which one
+    applies each section (OUT_DIR/assignment.json; outputs found, pr, reason, count)."""
+    from .. import engine  # here: the glue's other commands start in 0.4 s, not 1.3 s
+
+    merges = engine.merges_since(last_applied, sha, max_merges) if last_applied else []
+    if sha not in merges:
+        merges.insert(0, sha)
+    repo = _repo()
+    reviewed: list[ReviewedPlan] = []
+    for commit in merges:
+        dest = out_dir / f"{commit}.json"
+        try:
+            number, what = fetch_reviewed_plan(repo, commit, dest)
+        except GitHubError as err:
+            number, what = None, str(err)
+        reviewed.append(ReviewedPlan(commit, number, dest if dest.is_file() else None, what))
+        click.echo(f"reviewed plan of {commit[:12]}: {what}", err=True)
+    try:
+        assigned = assign_plans(json.loads(fresh.read_text(encoding="utf-8")), reviewed, scoped)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise click.ClickException(f"cannot assign plans: {err}") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "assignment.json").write_text(json.dumps({"sections": assigned}, indent=1),
+                                             encoding="utf-8")
+    head = reviewed[0]
+    set_output("found", "true" if head.path else "false")
+    set_output("pr", str(head.pr or ""))
+    set_output("reason", head.reason)
+    set_output("count", str(len(assigned)))
+    caught_up = [sid for sid, entry in assigned.items()
+                 if entry["plan"] and entry["plan"] != str(head.path)]
+    if caught_up:
+        click.echo(f"catching up sections {' '.join(caught_up)} from earlier merges", err=True)
+
+
+@cli.command("release-check")
+@click.option("--tag", required=True, help="The pushed tag (vX.Y.Z).")
+@click.option("--changelog", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=Path("CHANGELOG.md"), show_default=True)
+@click.option("--notes", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the changelog entry (the release's body).")
+def release_check_cmd(tag: str, changelog: Path, notes: Path) -> None:
+    """Check that TAG, the package's version and CHANGELOG.md's newest entry agree (outputs
+    version, major-tag, move-major)."""
+    from .. import __version__, engine
+
+    try:
+        release = check_release(tag, __version__, changelog.read_text(encoding="utf-8"),
+                                engine.release_tags())
+    except ReleaseError as err:
+        raise click.ClickException(str(err)) from None
+    notes.write_text(release.notes + "\n", encoding="utf-8")
+    set_output("version", release.version)
+    set_output("major-tag", release.major_tag)
+    set_output("move-major", "true" if release.move_major else "false")
+    moves = "moves" if release.move_major else "stays (a newer release or a pre-release)"
+    click.echo(f"release {release.version}: {release.major_tag} {moves}")
+
+
+@cli.command("record-applied")
+@click.option("--commit", required=True, help="The commit whose plan this run applied.")
+@click.option("--full", is_flag=True, help="The run applied a full plan (scope's `full`).")
+@click.option("--store", "store_url", default=None, help="Default: s3://$AWS_BUCKET_NAME.")
+def record_applied_cmd(commit: str, full: bool, store_url: str | None) -> None:
+    """Record COMMIT as the last applied one in the bucket, only forwards (see docs/github.md)."""
+    from .. import engine
+
+    try:
+        click.echo(engine.record_applied(commit, full=full, run_url=this_run_url(),
+                                         store_url=store_url))
+    except ValueError as err:  # no store named (Settings.from_env)
+        raise click.UsageError(str(err)) from None
+    except engine.StoreError as err:
+        raise click.ClickException(str(err)) from None
 
 
 @cli.command("drift-issue")
@@ -143,18 +237,26 @@ def drift_issue_cmd(plan_file: Path, exit_code: int) -> None:
     "--plan-json", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
     help="Take the sections that have actions from a `reconcile --plan --format json` output.",
 )
+@click.option(
+    "--assignment", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+    help="Or: the sections of reviewed-plans' assignment.json.",
+)
 @click.option("--chunks", type=click.IntRange(1, MAX_MATRIX_JOBS), default=4, show_default=True)
-def matrix_cmd(sections: str | None, plan_json: Path | None, chunks: int) -> None:
-    """Print a JSON job matrix (also as step outputs `matrix` and `count`)."""
-    if (sections is None) == (plan_json is None):
-        raise click.UsageError("give exactly one of --sections or --plan-json")
+def matrix_cmd(sections: str | None, plan_json: Path | None, assignment: Path | None,
+               chunks: int) -> None:
+    """Print a JSON job matrix balanced by work (also as step outputs `matrix` and `count`)."""
+    if sum(x is not None for x in (sections, plan_json, assignment)) != 1:
+        raise click.UsageError("give exactly one of --sections, --plan-json or --assignment")
     try:
-        ids = (
-            sections_from_plan(json.loads(plan_json.read_text(encoding="utf-8")))
-            if plan_json
-            else parse_sections(sections or "")
-        )
-        matrix = build_matrix(ids, chunks)
+        work: dict[str, float] = {}
+        if plan_json:
+            found = plan_sections(json.loads(plan_json.read_text(encoding="utf-8")))
+            work = {sid: section_work(section) for sid, section in found.items()}
+        elif assignment:
+            entries = json.loads(assignment.read_text(encoding="utf-8"))["sections"]
+            work = {sid: float(entry["minutes"]) for sid, entry in entries.items()}
+        ids = list(work) if work or sections is None else parse_sections(sections)
+        matrix = build_matrix(ids, chunks, work)
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise click.ClickException(f"cannot build the matrix: {err}") from None
     text = json.dumps(matrix, ensure_ascii=False, separators=(",", ":"))
@@ -175,12 +277,30 @@ def summary_cmd(file: Path, title: str | None) -> None:
 
 @cli.command("scope")
 @click.option("--base", default="", help="Ref/SHA to diff against; empty or zeros = full.")
-def scope_cmd(base: str) -> None:
-    """Decide between --changed-since BASE and a full plan (outputs `changed-since`, `full`)."""
-    ref, why = plan_scope(base)
+@click.option("--last-applied", is_flag=True,
+              help="Diff against the last applied commit recorded in the bucket (else --base).")
+@click.option("--store", "store_url", default=None, help="Default: s3://$AWS_BUCKET_NAME.")
+def scope_cmd(base: str, last_applied: bool, store_url: str | None) -> None:
+    """Decide between --changed-since REF and a full plan (outputs `changed-since`, `full`,
+    `last-applied`)."""
+    if last_applied:
+        from .. import engine
+
+        try:
+            recorded = engine.last_applied_commit(store_url)
+        except ValueError as err:  # no store named (Settings.from_env)
+            raise click.UsageError(str(err)) from None
+        except engine.StoreError as err:
+            raise click.ClickException(str(err)) from None
+        ref, since, why = last_applied_scope(recorded, base)
+    else:
+        (ref, why), since = plan_scope(base), None
     set_output("changed-since", ref or "")
     set_output("full", "false" if ref else "true")
+    set_output("last-applied", since or "")
     click.echo(f"plan scope: {why}", err=True)
+    if ref is None:
+        click.echo(f"::notice::full plan: {why}", err=True)
     click.echo(ref or "")
 
 

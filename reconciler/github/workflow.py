@@ -12,7 +12,8 @@ import sys
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,34 +54,73 @@ def parse_sections(text: str | Iterable[str | int]) -> list[str]:
     return list(seen)
 
 
+# A packaging whose media length the plan does not know counts as this many minutes (a lecture
+# of typical length); a plan knows a section's length only through its dubs' billable minutes.
+UNKNOWN_MEDIA_MINUTES = 10.0
+# Work every section with actions costs whatever they are (observe, metadata, master, uploads).
+SECTION_OVERHEAD_MINUTES = 0.5
+_ENCODES = ("package_video", "package_audio")
+
+
+def plan_sections(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The sections of a `--format json` plan (or a saved plan file) that have actions, by id,
+    in the plan's order."""
+    plan = plan.get("plan", plan) if plan.get("kind") == "reconciler-saved-plan" else plan
+    found: dict[str, dict[str, Any]] = {}
+    for section in plan.get("sections", []):
+        if section.get("actions"):
+            [sid] = parse_sections([section["sectionId"]])  # ids reach command lines
+            found.setdefault(sid, section)
+    return found
+
+
 def sections_from_plan(plan: dict[str, Any]) -> list[str]:
     """Sections of a `--format json` plan (or a saved plan file) that have actions."""
-    plan = plan.get("plan", plan) if plan.get("kind") == "reconciler-saved-plan" else plan
-    return parse_sections(
-        str(s["sectionId"]) for s in plan.get("sections", []) if s.get("actions")
-    )
+    return list(plan_sections(plan))
 
 
-def build_matrix(sections: str | Iterable[str | int], chunks: int) -> dict[str, Any]:
-    """A `strategy.matrix` splitting sections into at most `chunks` contiguous, balanced jobs.
+def section_work(section: dict[str, Any]) -> float:
+    """Minutes of work a plan section's actions mean: each dub's billable minutes plus the media
+    minutes each video or audio packaging encodes (the section's length, known from its dubs,
+    else UNKNOWN_MEDIA_MINUTES), plus a small overhead."""
+    actions = section.get("actions") or []
+    dubs = [float(a.get("minutes") or 0.0) for a in actions if a.get("type") == "dub"]
+    length = max(dubs, default=0.0) or UNKNOWN_MEDIA_MINUTES
+    encodes = sum(1 for a in actions if a.get("type") in _ENCODES)
+    return round(SECTION_OVERHEAD_MINUTES + sum(dubs) + encodes * length, 4)
 
-    Each section lands in exactly one job, so no two jobs of a run touch the same section.
+
+def build_matrix(sections: str | Iterable[str | int], chunks: int,
+                 work: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """A `strategy.matrix` splitting sections into at most `chunks` jobs of about equal work.
+
+    `work` (section id -> minutes; missing ids count 1) balances the jobs: the largest section
+    first, each to the job with the least work so far (within 4/3 of the best split), so one
+    long dubbed lecture does not share a job with half the others. Each section lands in
+    exactly one job, so no two jobs of a run touch the same section; a job lists its sections
+    in the given order.
     """
     if chunks < 1:
         raise ValueError("chunks must be >= 1")
     ids = parse_sections(sections)
     n = min(chunks, len(ids), MAX_MATRIX_JOBS)
+    weight = {sid: float((work or {}).get(sid, 1.0)) for sid in ids}
+    totals = [0.0] * n
+    members: list[list[str]] = [[] for _ in range(n)]
+    for sid in sorted(ids, key=lambda sid: -weight[sid]):  # stable: ties keep the given order
+        job = min(range(n), key=lambda j: (totals[j], j))
+        totals[job] += weight[sid]
+        members[job].append(sid)
+    position = {sid: i for i, sid in enumerate(ids)}
     include: list[dict[str, Any]] = []
-    start = 0
-    for i in range(n):
-        size = len(ids) // n + (1 if i < len(ids) % n else 0)
-        part = ids[start : start + size]
-        start += size
+    for i, part in enumerate(members):
+        part.sort(key=position.__getitem__)
         include.append(
             {
                 "chunk": i + 1,
                 "name": " ".join(part) if len(part) <= 3 else f"{part[0]}…{part[-1]} ({len(part)})",
                 "sections": " ".join(part),
+                "minutes": round(totals[i], 1),
             }
         )
     return {"include": include}
@@ -135,6 +175,81 @@ def plan_scope(base: str, cwd: Path | None = None) -> tuple[str | None, str]:
     if code:
         return None, f"full: reconciler inputs changed ({', '.join(code[:5])})"
     return base, f"changed since {base}"
+
+
+def last_applied_scope(recorded: str | None, base: str,
+                       cwd: Path | None = None) -> tuple[str | None, str | None, str]:
+    """(--changed-since ref or None for a full plan, the recorded commit the run catches up
+    from or None, why): everything changed since the last applied commit, so the merges of a
+    cancelled run are applied too. Without a record: what changed since `base` (the push's)."""
+    from .. import engine  # here: the glue's other commands start in 0.4 s, not 1.3 s
+
+    if recorded is None:
+        ref, why = plan_scope(base, cwd)
+        return ref, None, f"{why} (no applied commit recorded yet)"
+    if not engine.known_commit(recorded, cwd):
+        return None, None, (f"full: the last applied commit {recorded[:12]} is not in this "
+                            "checkout (force-push or shallow clone)")
+    if not engine.is_ancestor(recorded, "HEAD", cwd):
+        return None, None, (f"full: the last applied commit {recorded[:12]} is not an ancestor "
+                            "of HEAD (force-push)")
+    ref, why = plan_scope(recorded, cwd)
+    return ref, recorded, why if ref is None else f"changed since the last applied commit " \
+                                                  f"{recorded[:12]}"
+
+
+@dataclass(frozen=True)
+class ReviewedPlan:
+    """The reviewed plan of one merge commit: where it was saved (None: not found, and why)."""
+
+    commit: str
+    pr: int | None
+    path: Path | None
+    reason: str
+
+    def sections(self) -> dict[str, dict[str, Any]]:
+        if self.path is None:
+            return {}
+        return plan_sections(json.loads(self.path.read_text(encoding="utf-8")))
+
+
+def assign_plans(fresh: dict[str, Any], reviewed: Sequence[ReviewedPlan],
+                 scoped: bool) -> dict[str, dict[str, Any]]:
+    """Which reviewed plan applies each section of this run: section id -> {plan (path or
+    None), pr, reason, minutes}.
+
+    `reviewed` is the merges since the last applied commit, newest (this push's) first; `fresh`
+    this run's plan of what changed since then. This push's reviewed sections are applied as
+    reviewed; a section the fresh plan still finds work in is applied from the newest merge's
+    plan that covers it (an earlier merge whose run was cancelled or failed). A fresh section
+    no reviewed plan covers goes the missing-plan way (posted, not applied) when the fresh plan
+    was scoped to the changes since the last applied commit, or when no plan was found at all;
+    a full plan's other sections are drift, left to the drift check.
+    """
+    head = reviewed[0]
+    now = plan_sections(fresh)
+    plans = [(plan, plan.sections()) for plan in reviewed]
+    out: dict[str, dict[str, Any]] = {}
+
+    def put(sid: str, plan: ReviewedPlan | None, section: dict[str, Any]) -> None:
+        reason = plan.reason if plan else head.reason if head.path is None else \
+            f"no reviewed plan covers section {sid} (changed since the last applied commit)"
+        out[sid] = {"plan": str(plan.path) if plan and plan.path else None,
+                    "pr": plan.pr if plan else head.pr, "reason": reason,
+                    "minutes": section_work(section)}
+
+    for sid, section in plans[0][1].items():
+        put(sid, head, section)
+    nothing_reviewed = all(plan.path is None for plan in reviewed)
+    for sid, section in now.items():
+        if sid in out:
+            continue
+        covering = next(((plan, mine[sid]) for plan, mine in plans[1:] if sid in mine), None)
+        if covering is not None:
+            put(sid, *covering)
+        elif scoped or nothing_reviewed:
+            put(sid, None, section)
+    return out
 
 
 def build_command(
@@ -255,7 +370,7 @@ def pr_from_event(path: str | None) -> tuple[int, str | None]:
 
 def apply_reviewed(
     reconcile: Sequence[str],
-    plan_file: Path,
+    plan_file: Path | None,
     sections: Sequence[str],
     *,
     report: Path,
@@ -270,7 +385,7 @@ def apply_reviewed(
     scope = [arg for s in sections for arg in ("--section", s)]
     title = f"Apply: sections {' '.join(sections)}"
     paths: list[str] = []  # the manifests the reviewed plan read (default: manifests/)
-    if plan_file.is_file():
+    if plan_file is not None and plan_file.is_file():
         try:
             paths = list(json.loads(plan_file.read_text(encoding="utf-8"))["manifests"]["paths"])
         except (ValueError, KeyError, TypeError):
@@ -299,3 +414,35 @@ def apply_reviewed(
     return run_reconcile([*reconcile, "--apply", *paths, *scope, "--format", "markdown", *extra],
                          mode="apply", report=report, summary=True,
                          title=f"{title} (re-planned)")
+
+
+def apply_assigned(
+    reconcile: Sequence[str],
+    assignment: Mapping[str, Mapping[str, Any]],
+    sections: Sequence[str],
+    *,
+    report: Path,
+    replan_on_stale: bool = False,
+    extra: Sequence[str] = (),
+    post: Callable[[int, str], None] | None = None,
+) -> int:
+    """Apply this job's sections, each from the plan `assign_plans` gave it (one `reconcile`
+    per plan, as `apply_reviewed`; `post(pr, body)` tells the plan's pull request when it is
+    stale or missing). Reports go to `report`, numbered when there are several plans. Returns
+    the job's exit status: the first failure's, else 0."""
+    groups: dict[tuple[str | None, int | None, str], list[str]] = {}
+    for sid in sections:
+        entry = assignment.get(sid)
+        if entry is None:
+            raise ValueError(f"section {sid} is not in the run's plan assignment")
+        groups.setdefault((entry["plan"], entry["pr"], entry["reason"]), []).append(sid)
+    status = 0
+    for n, ((plan, pr, reason), ids) in enumerate(groups.items(), 1):
+        part = report if len(groups) == 1 else report.with_name(
+            f"{report.stem}-{n}{report.suffix}")
+        tell = (lambda body, pr=pr: post(pr, body)) if post is not None and pr else None
+        code = apply_reviewed(reconcile, Path(plan) if plan else None, ids, report=part,
+                              missing_reason=reason, replan_on_stale=replan_on_stale,
+                              extra=extra, post=tell)
+        status = status or code
+    return status

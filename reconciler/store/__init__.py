@@ -8,6 +8,7 @@ is a faithful stand-in for S3 in the demo and in `reconcile preview`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +43,12 @@ class ObjectInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     headers_known: bool = False
 
+    @property
+    def listed(self) -> tuple[str, int, datetime]:
+        """What a LIST says of the object: equal for two observations of one unchanged
+        object (a CopyObject keeps the ETag but moves LastModified)."""
+        return self.etag, self.size, self.last_modified
+
     def meta(self) -> ObjectMeta | None:
         if not self.headers_known:
             return None
@@ -74,9 +81,12 @@ class Store(Protocol):
         """Stream an object to a local file without holding it in memory."""
 
     def put_file(
-        self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None
+        self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None,
+        *, on_bytes: Callable[[int], None] | None = None,
     ) -> str:
-        """Upload a file (multipart when large), streaming it from disk; returns its ETag."""
+        """Upload a file (multipart when large), streaming it from disk; returns its ETag.
+        `on_bytes` hears the bytes sent, in increments adding up to the file's size (one
+        increment may be negative: a part sent again after a failure)."""
 
     def put_bytes(
         self,

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,11 +173,14 @@ class LocalStore:
         return Path(name)
 
     def put_file(
-        self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None
+        self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None,
+        *, on_bytes: Callable[[int], None] | None = None,
     ) -> str:
         tmp = self._temp_beside(key)
         try:
             shutil.copyfile(path, tmp)
+            if on_bytes is not None:
+                on_bytes(tmp.stat().st_size)
             return self._install(key, tmp, meta, metadata)
         finally:
             tmp.unlink(missing_ok=True)

@@ -162,19 +162,25 @@ class S3Store:
         }
 
     def put_file(
-        self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None
+        self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None,
+        *, on_bytes: Callable[[int], None] | None = None,
     ) -> str:
         try:
-            if path.stat().st_size < self.transfer.multipart_threshold:
+            size = path.stat().st_size
+            if size < self.transfer.multipart_threshold:
                 # One PutObject streamed from the file: s3transfer's machinery costs about as
                 # much CPU again per small object (segments are small and many).
                 with path.open("rb") as body:
                     resp = self.client.put_object(Bucket=self.bucket, Key=self.prefix + key,
                                                   Body=body, **self._headers(meta, metadata))
+                if on_bytes is not None:
+                    on_bytes(size)
                 return _etag(resp["ETag"])
+            # s3transfer calls Callback with each chunk's bytes as they are sent.
             self.client.upload_file(
                 str(path), self.bucket, self.prefix + key,
                 ExtraArgs=self._headers(meta, metadata), Config=self.transfer,
+                Callback=on_bytes,
             )
         except (ClientError, BotoCoreError) as err:
             raise self._fail("PUT", key, err) from err
