@@ -49,7 +49,7 @@ from .packaging import (
     check_fit,
 )
 from .pay_once import SlotHeartbeat, Spend, create_or_adopt, verify_dub
-from .plan import Action, Kind, Plan, SectionPlan
+from .plan import REPLACEMENT, Action, Change, Kind, Plan, SectionPlan
 from .planner import Facts, compose_master, observed_facts
 from .progress import Tracker
 from .recording import Applied, Recorder
@@ -452,10 +452,13 @@ class _SectionWork:
                 raise
             examined = self._download_checked(client, dubbing_id, code)
             path = examined.source
-            store.put_file(audio_prefix + path.suffix.lstrip("."), path,
-                           DUB_META.get(path.suffix, DUB_META[".mp3"]),
+            cached = audio_prefix + path.suffix.lstrip(".")
+            store.put_file(cached, path, DUB_META.get(path.suffix, DUB_META[".mp3"]),
                            {"dubbing-id": dubbing_id})
-            store.delete([job_key])
+            # A replacement (verified above) takes the old dub's place in the cache.
+            store.delete([k for k in self.o.dub_cache
+                          if k.startswith(audio_prefix) and k not in (cached, job_key)]
+                         + [job_key])
             self.dub_files[code] = examined
             self.result.dubbed.append(code)
         except EXPECTED as err:
@@ -534,6 +537,9 @@ class _SectionWork:
         store = self.store
         got = store.get(job_key)
         record = json.loads(got[0]) if got else {}
+        anew = action.change == Change.REPLACE
+        if anew and not record.get(REPLACEMENT):
+            record = {}  # the record of the dub being replaced is not resumed
         if record.get("dubbing_id"):
             self.say(f"{code}: resuming dub {record['dubbing_id']}")
             return str(record["dubbing_id"])
@@ -546,6 +552,8 @@ class _SectionWork:
         else:
             name = f"section-{self.s.section_id}-{code}-{key[:10]}-{uuid.uuid4().hex[:8]}"
             record = {"name": name, "language": code, "created": time.time()}
+            if anew:
+                record[REPLACEMENT] = True
             store.put_bytes(job_key, json.dumps(record).encode(), JOB_META)  # before paying
         self.say(f"{code}: dubbing")
         heartbeat = SlotHeartbeat(code, self.say)

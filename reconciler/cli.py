@@ -18,6 +18,7 @@ import os
 import sqlite3
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +28,7 @@ import click
 
 from . import __version__, engine, logs
 from .manifest import InvalidManifests
-from .plan import Kind, Plan, PlanOptions
+from .plan import Change, Kind, Plan, PlanOptions
 from .progress import Heartbeat, LiveLines
 from .redaction import redact
 from .render import OUTCOME_VIEWS, PLAN_VIEWS, colorize
@@ -120,11 +121,12 @@ def echo_view(text: str, fmt: str, *, err: bool = False) -> None:
 
 def needs_approval(plan: Plan, approved: bool) -> bool:
     """On a terminal an apply is confirmed first, unless approved (--auto-approve, a saved
-    plan); deleting objects or paying for dubbing is confirmed even then."""
+    plan); deleting objects or paying for dubbing is confirmed even then, except the new dub a
+    `--replace` named (approved as destroy's deletions are)."""
     if not plan.has_changes:
         return False
     costly = plan.counts()["delete"] > 0 or any(
-        sp.actions_of(Kind.DUB) for sp in plan.sections)
+        a.change != Change.REPLACE for sp in plan.sections for a in sp.actions_of(Kind.DUB))
     return costly or not approved
 
 
@@ -241,6 +243,10 @@ def run_options(command):
                      help="Allow a prune to delete whole sections beyond 10% of the catalogue "
                           "(and more than one), or every language of a section (--allow-empty "
                           "is the same option's older name)."),
+        click.option("--replace", "replace", multiple=True, metavar="S/WHAT",
+                     help="Rebuild this rendition although it is up to date (repeatable): "
+                          "S/video (and with it every language), S/LANGUAGE (a dubbed one is "
+                          "dubbed anew: billed) or S/subtitles/LANGUAGE."),
         click.option("--deep", is_flag=True,
                      help="HEAD every object instead of trusting ones sealed by their playlist."),
         click.option("--lock-ttl", type=click.FloatRange(5), default=300, show_default=True,
@@ -310,18 +316,22 @@ def apply_cmd(**options) -> None:
 
 
 def plan_or_apply(mode: str, paths, sections, store_url, fmt, out, changed_since, jobs,
-                  dub_concurrency, max_dub_minutes, prune, allow_empty, deep, lock_ttl,
-                  lock_timeout, invalidation_timeout, auto_approve) -> NoReturn:
+                  dub_concurrency, max_dub_minutes, prune, allow_empty, replace, deep,
+                  lock_ttl, lock_timeout, invalidation_timeout, auto_approve) -> NoReturn:
     """The one implementation behind `plan`/`apply` and `--plan`/`--apply`; exits."""
     saved = mode == "apply" and len(paths) == 1 and engine.is_saved_plan(paths[0])
-    if saved and changed_since:
-        fail("a saved plan already fixes the manifests and sections")
+    if saved and (changed_since or replace):
+        fail("a saved plan already fixes the manifests, sections and replacements")
+    if mode == "apply" and replace and not saved and not auto_approve and not sys.stdin.isatty():
+        fail("--replace asks for confirmation on a terminal; without one, pass --auto-approve "
+             "(or apply a saved plan made with `reconcile plan --replace ... --out FILE`)")
     with manifests_or_exit():
         try:
             scope = (engine.saved_scope(paths[0], list(sections), store_url=store_url) if saved
                      else engine.scope(list(paths), list(sections), changed_since=changed_since,
                                        store_url=store_url,
-                                       options=PlanOptions(prune=prune, allow_empty=allow_empty)))
+                                       options=PlanOptions(prune=prune, allow_empty=allow_empty,
+                                                           replace=replace)))
         except engine.RUN_ERRORS as err:
             fail(str(err))
     tracker = progress_tracker()
@@ -393,6 +403,105 @@ def destroy_cmd(sections, store_url, fmt, auto_approve) -> None:
         tracker.close()
     echo_view(OUTCOME_VIEWS[fmt](outcome), fmt)
     sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
+
+
+@main.command("import")
+@paths_argument
+@section_option
+@store_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
+              default="text", show_default=True)
+@logging_options
+def import_cmd(paths, sections, store_url, fmt) -> None:
+    """Adopt sections another tool (the old scripts) published: each rendition is checked
+    against the manifest (durations, codecs, resolution, frame rate, languages) and stamped,
+    headers and playlists fixed, master written from what is there. Nothing is encoded, dubbed
+    or deleted: what cannot be adopted is listed with why and left as it is (exit 0 all
+    adopted, 1 otherwise; `reconcile apply` rebuilds the rest)."""
+    with manifests_or_exit():
+        try:
+            scope = engine.scope(list(paths), list(sections), store_url=store_url,
+                                 options=PlanOptions(adopt_only=True))
+        except engine.RUN_ERRORS as err:
+            fail(str(err))
+    tracker = progress_tracker()
+    try:
+        rec = engine.Reconciler(engine.Settings.from_env(scope.store_url), tracker=tracker)
+        outcome = rec.apply_scope(scope, on_plan=lambda plan: echo_view(
+            PLAN_VIEWS["text"](plan), "text", err=True) if fmt == "text" else None)
+    except engine.RUN_ERRORS as err:
+        fail(str(err))
+    finally:
+        tracker.close()
+    echo_view(OUTCOME_VIEWS[fmt](outcome), fmt)
+    if fmt == "text":
+        for sp in outcome.plan.sections:
+            for problem in sp.errors:
+                click.echo(f"could not import section {sp.section_id}: {problem}")
+    sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
+
+
+def reader(store_url: str | None) -> engine.Reconciler:
+    """A Reconciler for the read-only commands (status, state show, locks)."""
+    return engine.Reconciler(engine.Settings.from_env(store_url))
+
+
+view_format_option = click.option("--format", "fmt", type=click.Choice(["text", "json"]),
+                                  default="text", show_default=True)
+
+
+@main.command("status")
+@paths_argument
+@section_option
+@store_option
+@view_format_option
+@logging_options
+def status_cmd(paths, sections, store_url, fmt) -> None:
+    """The section x language board: published, missing, drifted, dubbing, pending
+    invalidation or locked, from the same observation as `reconcile plan` (read-only; exit 0,
+    1 on an error)."""
+    from .status import board_json, board_text
+
+    with manifests_or_exit():
+        try:
+            scope = engine.scope(list(paths), list(sections), store_url=store_url)
+            board = reader(scope.store_url).status(scope)
+        except engine.RUN_ERRORS as err:
+            fail(str(err))
+    echo_view((board_json if fmt == "json" else board_text)(board), fmt)
+
+
+@main.group("state")
+def state_group() -> None:
+    """Read what the store holds (read-only)."""
+
+
+@state_group.command("show")
+@click.argument("section_id", type=int)
+@store_option
+@view_format_option
+@logging_options
+def state_show_cmd(section_id, store_url, fmt) -> None:
+    """One section's objects (with their metadata: the stamps), dub cache and job records,
+    and lock holder, read in full from the store (no manifest needed)."""
+    from .status import section_state_json, section_state_text
+
+    state = reader(store_url).section_state(section_id)
+    view = section_state_json if fmt == "json" else section_state_text
+    echo_view(view(state, time.time()), fmt)
+
+
+@main.command("locks")
+@store_option
+@view_format_option
+@logging_options
+def locks_cmd(store_url, fmt) -> None:
+    """The sections' leases in the bucket: holder, operation and expiry (an expired one is
+    left by a run that died: `reconcile unlock` removes it)."""
+    from .status import locks_json, locks_text
+
+    leases = reader(store_url).leases()
+    echo_view((locks_json if fmt == "json" else locks_text)(leases, time.time()), fmt)
 
 
 @main.command("show")

@@ -4,10 +4,12 @@ load manifests -> observe -> plan -> apply -> one invalidation.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import applied, git, gitscope, layout, lock, planfile
+from . import applied, git, gitscope, layout, lock, planfile, status
 from .apply import Failure, Runtime, SectionResult, Step, apply_plan
 from .cdn import Cdn, CdnError, Invalidation, open_cdn
 from .cdn.delivery import Delivery
@@ -33,6 +35,7 @@ from .packaging import MediaError, Packager
 from .pay_once import Spend
 from .plan import DESTROY, ORPHANED, Kind, Plan, PlanOptions
 from .planner import make_plan
+from .planner import replace_targets as replace_targets  # the API checks a request's replace
 from .progress import Tracker
 from .sources import STRICT, FetchError, FetchPolicy
 from .sources import SourceRefused as SourceRefused  # the API's check of a request's URL
@@ -157,7 +160,8 @@ def scope(paths: list[Path], section_ids: list[int] | None = None, *,
           options: PlanOptions | None = None) -> Scope:
     """The run's scope from manifests (default `manifests/`): every valid manifest is read;
     `section_ids` and `changed_since` (a git ref: only manifests changed since, and the
-    sections of manifests deleted since) narrow what is planned."""
+    sections of manifests deleted since) narrow what is planned. The options' `replace`
+    addresses must name what those sections declare (UnknownReplacement)."""
     paths = list(paths) or [default_manifests()]
     declared = load_manifests(paths)
     sections = select(declared, section_ids)
@@ -167,7 +171,9 @@ def scope(paths: list[Path], section_ids: list[int] | None = None, *,
         sections = [s for s in sections if Path(s.file).resolve() in changes.files]
         ids = {s.section_id for s in declared}
         removed = {sid: p for sid, p in changes.deleted.items() if sid not in ids}
-    return Scope(paths, sections, removed, store_url, options or PlanOptions(),
+    options = options or PlanOptions()
+    options = replace(options, replace=replace_targets(options.replace, sections))
+    return Scope(paths, sections, removed, store_url, options,
                  full=not (section_ids or changed_since) and all(p.is_dir() for p in paths),
                  catalogue=len(declared))
 
@@ -357,6 +363,42 @@ class Reconciler:
             planfile.save(out, plan, scope.sections, observed, store_url=self.store.url,
                           paths=scope.paths, removed=removed)
         return plan
+
+    # -- read-only views of the catalogue (`reconcile status`, `state show`, `locks`) --------
+
+    def leases(self) -> dict[int, Lease]:
+        """Every section's lease in the bucket (live or expired), by section id."""
+        found = {}
+        for key in sorted(self.store.list(layout.LOCK_PREFIX)):
+            sid = layout.lock_section(key)
+            held = lock.read_lease(self.store, sid) if sid is not None else None
+            if held is not None:
+                found[sid] = held[0]
+        return found
+
+    def status(self, scope: Scope, now: float | None = None) -> status.Board:
+        """The section × language board of the scope's sections: the plan's own observation
+        and diff, and the sections' leases, judged live at `now` (default: the time of day).
+        Writes nothing."""
+        plan, observed = self.plan(scope.sections, options=scope.options)
+        return status.board(plan, scope.sections, observed, self.leases(),
+                            time.time() if now is None else now)
+
+    def section_state(self, section_id: int) -> status.SectionState:
+        """What the store holds about one section, read in full (every object HEADed, no
+        manifest needed): objects with their metadata, dub cache and job records, lease."""
+        [obs] = observe(self.store, [], extra_ids=[section_id], deep=True,
+                        workers=self.settings.workers).values()
+        if obs.error:
+            raise StoreError(obs.error)
+        cache = self.store.list(layout.dub_cache_prefix(section_id))
+        jobs = {k: json.loads(got[0]) for k in cache if k.endswith(layout.JOB_SUFFIX)
+                and (got := self.store.get(k)) is not None}
+        cache = {k: (info if k in jobs else self.store.head(k) or info)
+                 for k, info in cache.items()}
+        held = lock.read_lease(self.store, section_id)
+        return status.SectionState(section_id, obs.objects, tuple(obs.master_languages()),
+                                   cache, jobs, held[0] if held else None)
 
     def apply_scope(self, scope: Scope,
                     on_plan: Callable[[Plan], None] | None = None) -> Outcome:

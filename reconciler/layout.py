@@ -122,6 +122,12 @@ def lock_key(section_id: int) -> str:
     return f"{LOCK_PREFIX}section-{section_id}.json"
 
 
+def lock_section(key: str) -> int | None:
+    """The section whose lease `key` is (lock_key's inverse); None for any other key."""
+    name = key.removeprefix(f"{LOCK_PREFIX}section-").removesuffix(".json")
+    return int(name) if name.isdigit() and key == lock_key(int(name)) else None
+
+
 def dub_cache_prefix(section_id: int) -> str:
     return f"{DUB_CACHE_ROOT}/{section_id}/"
 

@@ -30,6 +30,10 @@ class Change(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     DELETE = "delete"
+    REPLACE = "replace"  # rebuilt although up to date (`--replace`): Terraform's `-/+`
+
+
+REBUILT = (Change.UPDATE, Change.REPLACE)  # a rendition's objects rewritten (so invalidated)
 
 
 class Problem(StrEnum):
@@ -42,6 +46,7 @@ class Problem(StrEnum):
     DUB = "dub"
     PRUNE = "prune"  # pruning would leave the section without a language
     REMOVED = "removed"  # whole sections a prune may not delete (the mass-prune guard)
+    ADOPT = "adopt"  # `reconcile import`: a rendition that cannot be adopted as it is
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,12 @@ class PlanOptions:
 
     prune: bool = False
     allow_empty: bool = False
+    # Renditions to rebuild although up to date (`--replace 11/ja`): "S/video", "S/LANG"
+    # (a dubbed language is dubbed anew) or "S/subtitles/LANG"; see planner.replace_targets.
+    replace: tuple[str, ...] = ()
+    # `reconcile import`: only adopt what is there (stamps, metadata, playlists, master);
+    # nothing encoded, dubbed or deleted; what would be is a Problem.ADOPT error instead.
+    adopt_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +159,15 @@ class Plan:
     def unpriced_dubs(self) -> list[str]:
         """`section 11: ja` for each dub left out because its minutes are unknown."""
         return [f"section {s.section_id}: {code}" for s in self.sections for code in s.unpriced]
+
+
+VIDEO, SUBTITLES = "video", "subtitles"  # the words of `--replace S/video`, S/subtitles/L
+REPLACE_REASON = "replace requested"
+REPLACEMENT = "replacement"  # in a dub's job record: the dub is a `--replace`'s new one
+
+
+class UnknownReplacement(ValueError):
+    """`--replace` names something the manifests do not declare (a usage error)."""
 
 
 # What `removed` maps a section id to when no deleted manifest names it (else that manifest's

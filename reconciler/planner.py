@@ -33,6 +33,11 @@ from .packaging import AUDIO_CHANNELS, AUDIO_RATE, AUDIO_SETTINGS, VIDEO_SETTING
 from .plan import (
     DESTROY,
     ORPHANED,
+    REBUILT,
+    REPLACE_REASON,
+    REPLACEMENT,
+    SUBTITLES,
+    VIDEO,
     Action,
     Change,
     Kind,
@@ -42,6 +47,7 @@ from .plan import (
     PlanOptions,
     Problem,
     SectionPlan,
+    UnknownReplacement,
 )
 
 # -- facts that master.m3u8 states --------------------------------------------------------
@@ -159,6 +165,40 @@ def video_source_id(obs: ObservedSection) -> str | None:
     return _digest("video", obs.video_input.identity)
 
 
+# -- replacing what is up to date (`--replace`) ---------------------------------------------
+
+
+def replace_targets(addresses: Collection[str], sections: Collection[Section]) -> tuple[str, ...]:
+    """The `--replace` addresses ("11/ja", "11/video", "11/subtitles/en"), checked against the
+    sections planned and written as the planner matches them (the manifest's spelling of the
+    language); UnknownReplacement names the first that is not declared."""
+    by_id = {s.section_id: s for s in sections}
+    out: list[str] = []
+    for address in addresses:
+        head, _slash, what = address.strip().partition("/")
+        kind, _slash, code = what.rpartition("/")
+        if not head.isdigit() or not code or kind not in ("", SUBTITLES):
+            raise UnknownReplacement(f"--replace {address}: not SECTION/video, SECTION/LANGUAGE "
+                                     "or SECTION/subtitles/LANGUAGE")
+        section = by_id.get(int(head))
+        if section is None:
+            raise UnknownReplacement(f"--replace {address}: section {int(head)} is not among the "
+                                     "sections planned (no manifest declares it, or --section "
+                                     "leaves it out)")
+        if what == VIDEO:
+            out.append(f"{section.section_id}/{VIDEO}")
+            continue
+        lang = {lang.code.lower(): lang for lang in section.languages}.get(code.lower())
+        if lang is None:
+            raise UnknownReplacement(f"--replace {address}: section {section.section_id}'s "
+                                     f"manifest declares no language {code!r}")
+        if kind and lang.subtitles is None:
+            raise UnknownReplacement(f"--replace {address}: section {section.section_id}'s "
+                                     f"manifest declares no subtitles for {lang.code}")
+        out.append(f"{section.section_id}/{kind + '/' if kind else ''}{lang.code}")
+    return tuple(dict.fromkeys(out))
+
+
 # -- adopting renditions another tool wrote --------------------------------------------------
 
 ADOPT_TOLERANCE = 1.0  # seconds an adopted rendition may last more or less than it must
@@ -269,10 +309,28 @@ class _SectionPlanner:
     def error(self, language: str | None, kind: Problem, message: str) -> None:
         self.errors.append(PlanError(self.s.section_id, language, kind, message))
 
+    def replacing(self, what: str) -> bool:
+        """Whether `--replace` names this section's `what` (VIDEO, a language, or
+        "subtitles/LANG")."""
+        return f"{self.s.section_id}/{what}" in self.options.replace
+
+    def _replaced(self, status: tuple[Change | None, str],
+                  what: str) -> tuple[Change | None, str]:
+        """A rendition's (change, reason), made a replacement when `--replace` names it and it
+        exists (a missing one is a create anyway); a language's or subtitles' up-to-date
+        rendition is replaced with the video (they are cut on its segments)."""
+        change, _reason = status
+        if change != Change.CREATE and self.replacing(what):
+            return Change.REPLACE, REPLACE_REASON
+        if change is None and what != VIDEO and self.replacing(VIDEO):
+            return Change.REPLACE, "video replaced"
+        return status
+
     def video(self) -> bool:
         """Plan the video rendition; False when the section cannot proceed."""
         source_id = video_source_id(self.o)
-        change, reason = _status(self.o.video, source_id, VIDEO_SETTINGS)
+        change, reason = self._replaced(_status(self.o.video, source_id, VIDEO_SETTINGS),
+                                        VIDEO)
         if change is None and source_id is not None and STAMP_SOURCE not in self.o.video.stamp:
             check = check_video(self.o.video, self.o.unstamped_video)
             change, reason = self.adopt(self.o.video, source_id, check)
@@ -299,7 +357,7 @@ class _SectionPlanner:
         rend = self.o.rendition(lang.code)
         assert self.video_ref is not None
         source_id = audio_source_id(self.s, lang, self.o, self.video_ref)
-        change, reason = _status(rend, source_id, AUDIO_SETTINGS)
+        change, reason = self._replaced(_status(rend, source_id, AUDIO_SETTINGS), lang.code)
         if change is None and None in self.rebuilt and rend.stamp.get(STAMP_SOURCE) != source_id:
             change, reason = Change.UPDATE, "video changed"
         if change is None and source_id is not None and STAMP_SOURCE not in rend.stamp:
@@ -314,7 +372,8 @@ class _SectionPlanner:
             if rend.complete and lang.code in self.o.master_languages():
                 self.ready.add(lang.code)  # keep serving what is there
             return
-        if lang.audio is None and not self._dub(lang, source_id):
+        if lang.audio is None and not self._dub(lang, source_id,
+                                                 anew=self.replacing(lang.code)):
             if rend.complete and lang.code in self.o.master_languages():
                 self.ready.add(lang.code)  # keep serving what is there
             return
@@ -348,7 +407,11 @@ class _SectionPlanner:
         rend = self.o.subtitle_rendition(lang.code)
         assert self.video_ref is not None
         source_id = subtitles_source_id(self.s, lang, self.o, self.video_ref)
-        change, reason = _status(rend, source_id, subtitles.SETTINGS)
+        change, reason = self._replaced(_status(rend, source_id, subtitles.SETTINGS),
+                                        f"{SUBTITLES}/{lang.code}")
+        if change is None and lang.subtitles.kind == "dub" and self.replacing(
+                dubbed := self.s.transcript_of(lang)[0]):
+            change, reason = Change.REPLACE, f"transcript of the new {dubbed} dub"
         listed = change is None
         if change is not None and source_id is None:
             what = self.o.subtitle_inputs.get(lang.code)
@@ -369,21 +432,25 @@ class _SectionPlanner:
         if listed:
             self.texts.add(lang.code)
 
-    def _dub(self, lang: Language, key: str) -> bool:
+    def _dub(self, lang: Language, key: str, *, anew: bool = False) -> bool:
         """Plan a language's dub; False when it cannot be priced (so is not paid for).
 
         A dub an earlier run started is resumed at no cost only when its record holds the
         dubbing_id (observation fills it in when ElevenLabs knows the record's name); a record
-        with a name alone is a create that may never have reached ElevenLabs: billed in full."""
+        with a name alone is a create that may never have reached ElevenLabs: billed in full.
+        `anew` (`--replace S/LANG`): the cached dub is not reused, nor a record of it; only a
+        replacement dub an earlier replace started is resumed."""
         audio_prefix, job_key = layout.dub_cache_keys(self.s.section_id, lang.code, key)
         cached = [k for k in self.o.dub_cache if k.startswith(audio_prefix) and k != job_key]
-        if cached:
+        if cached and not anew:
             self.notes.append(f"{lang.code}: dub reused from cache")
             return True
-        dubbing_id = self.o.dub_jobs.get(job_key, {}).get("dubbing_id")
-        if job_key in self.o.dub_cache and dubbing_id:
+        change = Change.REPLACE if anew else Change.CREATE
+        record = self.o.dub_jobs.get(job_key, {})
+        dubbing_id = record.get("dubbing_id")
+        if job_key in self.o.dub_cache and dubbing_id and (record.get(REPLACEMENT) or not anew):
             self.actions.append(
-                Action(Kind.DUB, Change.CREATE, lang.code,
+                Action(Kind.DUB, change, lang.code,
                        f"resume dub {dubbing_id} an earlier run started", source_id=key,
                        minutes=0.0)
             )
@@ -394,10 +461,14 @@ class _SectionPlanner:
                        "cannot be read); not dubbed")
             self.unpriced.append(lang.code)
             return False
-        reason = ("an earlier create left no dub id: dub again" if job_key in self.o.dub_cache
-                  else "no audio given: dub with ElevenLabs")
+        if anew:
+            reason = f"{REPLACE_REASON}: a new dub replaces the cached one once verified"
+        elif job_key in self.o.dub_cache:
+            reason = "an earlier create left no dub id: dub again"
+        else:
+            reason = "no audio given: dub with ElevenLabs"
         self.actions.append(
-            Action(Kind.DUB, Change.CREATE, lang.code, reason, source_id=key,
+            Action(Kind.DUB, change, lang.code, reason, source_id=key,
                    minutes=round(duration / 60, 4))
         )
         return True
@@ -602,6 +673,28 @@ def plan_removed_section(section_id: int, manifest: str, obs: ObservedSection,
     )
 
 
+# What `reconcile import` does: writes of metadata and playlists, never of media.
+IMPORTED = (Kind.ADOPT, Kind.FIX_METADATA, Kind.REWRITE_PLAYLIST, Kind.WRITE_MASTER)
+
+
+def adopt_only(sp: SectionPlan) -> SectionPlan:
+    """The section's plan cut to adopting what is there (`reconcile import`): each rendition
+    it would encode instead is an error saying why (the next apply rebuilds it), and stays as
+    it is; master is written from the renditions that are there, as apply writes it."""
+    built = [a for a in sp.actions if a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO,
+                                                 Kind.PACKAGE_SUBTITLES)]
+    errors = [PlanError(sp.section_id, a.language, Problem.ADOPT,
+                        f"{_what(a)} not adopted: {a.reason}; `reconcile apply` rebuilds it")
+              for a in built]
+    return replace(sp, actions=tuple(a for a in sp.actions if a.type in IMPORTED),
+                   errors=sp.errors + tuple(errors))
+
+
+def _what(action: Action) -> str:
+    return {Kind.PACKAGE_VIDEO: "video", Kind.PACKAGE_AUDIO: "audio"}.get(action.type,
+                                                                         "subtitles")
+
+
 def mass_prune_guard(sections: list[SectionPlan], catalogue: int,
                      options: PlanOptions) -> list[SectionPlan]:
     """Refuse (as a plan error on each) deleting whole sections beyond MASS_PRUNE_SHARE of the
@@ -642,6 +735,8 @@ def make_plan(
     ]
     sections = mass_prune_guard(sections, len(sections) if catalogue is None else catalogue,
                                 options)
+    if options.adopt_only:
+        sections = [adopt_only(sp) for sp in sections]
     paths: list[str] = []
     for sp in sections:
         for a in sp.actions:
@@ -649,9 +744,9 @@ def make_plan(
                 paths.append(layout.cdn_folder(layout.section_prefix(sp.section_id)))
             elif a.type == Kind.WRITE_MASTER:
                 paths.append(layout.cdn_path(layout.master_key(sp.section_id)))
-            elif a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO) and a.change == Change.UPDATE:
+            elif a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO) and a.change in REBUILT:
                 paths.append(layout.cdn_folder(layout.rendition_dir(sp.section_id, a.language)))
-            elif a.type == Kind.PACKAGE_SUBTITLES and a.change == Change.UPDATE:
+            elif a.type == Kind.PACKAGE_SUBTITLES and a.change in REBUILT:
                 paths.append(layout.cdn_folder(layout.subtitles_dir(sp.section_id,
                                                                     a.language or "")))
     return Plan(tuple(sections), tuple(dict.fromkeys(paths)), options, pending)

@@ -30,8 +30,8 @@ from .plan import (
 if TYPE_CHECKING:
     from .engine import Outcome
 
-SYMBOL = {Change.CREATE: "+", Change.UPDATE: "~", Change.DELETE: "-"}
 REPLACE = "-/+"  # a rendition rebuilt: its objects are replaced, as Terraform marks a replacement
+SYMBOL = {Change.CREATE: "+", Change.UPDATE: "~", Change.DELETE: "-", Change.REPLACE: REPLACE}
 COLOR = {"+": "green", "~": "yellow", "-": "red", "!": "red"}
 LABEL = {
     Kind.PACKAGE_VIDEO: "package video",
@@ -111,7 +111,8 @@ def summary_line(plan: Plan) -> str:
         return f"No changes. {n} section{'s' if n != 1 else ''} match{'es' if n == 1 else ''} " \
                "the manifests."  # not counted (their notes say why they stay)
     c = plan.counts()
-    line = f"Plan: {c['create']} to create, {c['update']} to update, {c['delete']} to delete."
+    line = f"Plan: {c['create']} to create, {c['update']} to update, {c['delete']} to delete"
+    line += f", {c['replace']} to replace." if c["replace"] else "."
     if plan.dub_minutes:
         line += f" Dubbing: {plan.dub_minutes:.2f} billable minutes."
     return line
@@ -200,7 +201,8 @@ def plan_dict(plan: Plan) -> dict:
         "invalidationPaths": list(plan.invalidation_paths),
         "pendingInvalidation": vars(plan.pending_invalidation) | {
             "paths": list(plan.pending_invalidation.paths)} if plan.pending_invalidation else None,
-        "options": {camel(k): v for k, v in vars(plan.options).items()},
+        "options": {camel(k): list(v) if isinstance(v, tuple) else v
+                    for k, v in vars(plan.options).items()},
         "summary": {**counts, "dubMinutes": plan.dub_minutes, "changes": plan.has_changes,
                     "errors": plan.has_errors},
     }
@@ -238,15 +240,19 @@ def plan_from_dict(data: dict) -> Plan:
 
 
 def _options(data: dict) -> PlanOptions:
-    """The plan's options, typed; a value that is not a JSON boolean (an older plan wrote the
-    strings "True"/"False") is refused rather than guessed."""
+    """The plan's options, typed; a flag that is not a JSON boolean (an older plan wrote the
+    strings "True"/"False") or a `replace` that is not a list of strings is refused rather than
+    guessed."""
     fields = {snake(k): v for k, v in data.items()}
     unknown = set(fields) - set(vars(PlanOptions()))
+    replace = fields.pop("replace", [])
     wrong = [k for k, v in fields.items() if not isinstance(v, bool)]
     if unknown or wrong:
         name = camel(sorted(unknown or wrong)[0])
         raise ValueError(f"plan options: {name} is not a known true/false option; plan again")
-    return PlanOptions(**fields)
+    if not (isinstance(replace, list) and all(isinstance(r, str) for r in replace)):
+        raise ValueError("plan options: replace is not a list of renditions; plan again")
+    return PlanOptions(**fields, replace=tuple(replace))
 
 
 def plan_json(plan: Plan) -> str:

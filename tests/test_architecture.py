@@ -45,7 +45,8 @@ ABOVE_DATA = ("reconciler.apply", "reconciler.engine", "reconciler.observe", "re
               "reconciler.planner", *FRONT_ENDS)
 # What a front end may import of the library: the engine, the views, the models (and itself).
 FRONT_END_MAY_USE = ("reconciler.engine", "reconciler.render", "reconciler.verify",
-                     "reconciler.board", "reconciler.progress", "reconciler.redaction",
+                     "reconciler.board", "reconciler.status", "reconciler.progress",
+                     "reconciler.redaction",
                      "reconciler.logs",
                      "reconciler.manifest", "reconciler.plan", "reconciler.layout",
                      "reconciler.observe")

@@ -123,7 +123,7 @@ def test_empty_store_plans_everything_in_order_with_one_master_invalidation():
         ("write_master", "create", None),
     ]
     assert plan.invalidation_paths == ("/assets/curriculumsection/11/master.m3u8",)
-    assert plan.counts() == {"create": 4, "update": 0, "delete": 0}
+    assert plan.counts() == {"create": 4, "update": 0, "delete": 0, "replace": 0}
     assert plan.sections[0].languages_after == ("ko", "en")
 
 
@@ -279,7 +279,8 @@ def test_plan_options_and_changes_are_typed_through_the_saved_form():
     full = section(KO, EN_L)
     plan = make_plan([section(KO)], {11: converged(full)}, PlanOptions(prune=True))
     doc = plan_dict(plan)
-    assert doc["options"] == {"prune": True, "allowEmpty": False}
+    assert doc["options"] == {"prune": True, "allowEmpty": False, "replace": [],
+                              "adoptOnly": False}
     again = plan_from_dict(doc)
     assert again.options == PlanOptions(prune=True, allow_empty=False)
     assert [a.change for a in again.sections[0].actions] == [Change.UPDATE, Change.DELETE]
@@ -415,6 +416,49 @@ def test_a_deleted_sections_removal_names_its_prefix_not_audio_none():
     line = action_line(11, sp.actions[0])
     assert line == f"- delete objects {layout.section_prefix(11)} (2)  (manifest deleted)"
     assert "None" not in line
+
+
+def test_replace_rebuilds_a_converged_rendition_and_dubs_anew_past_the_cache():
+    """`--replace 11/ja`: a converged dubbed language is dubbed anew (billed, `-/+`) although
+    its dub is cached; an earlier replacement's own record is resumed unpaid, never the record
+    of the dub being replaced."""
+    sec = section(KO, JA_DUB)
+    obs = converged(sec)
+    key = audio_source_id(sec, JA_DUB, obs, video_source_id(obs))
+    audio_prefix, job = layout.dub_cache_keys(11, "ja", key)
+    obs.dub_cache = {audio_prefix + "mp3": info(audio_prefix + "mp3")}
+    assert kinds(make_plan([sec], {11: obs})) == []
+    options = PlanOptions(replace=("11/ja",))
+    plan = make_plan([sec], {11: obs}, options)
+    assert kinds(plan) == [("dub", "replace", "ja"), ("package_audio", "replace", "ja"),
+                           ("write_master", "update", None)]
+    assert plan.dub_minutes == pytest.approx(8 / 60, abs=0.01)
+    assert action_line(11, plan.sections[0].actions[1]) == \
+        "-/+ package audio ja  (replace requested)"
+    assert plan.counts()["replace"] == 2
+    assert set(plan.invalidation_paths) == {layout.cdn_path(layout.master_key(11)),
+                                            layout.cdn_folder(layout.audio_dir(11, "ja"))}
+    assert plan_from_dict(plan_dict(plan)) == plan  # the saved form keeps it
+
+    obs.dub_cache[job] = info(job)
+    for record, minutes in (({"dubbing_id": "old"}, 8 / 60),  # the replaced dub's: not resumed
+                            ({"dubbing_id": "new", "replacement": True}, 0.0)):
+        obs.dub_jobs = {job: record}
+        assert make_plan([sec], {11: obs}, options).dub_minutes == pytest.approx(minutes,
+                                                                               abs=0.01)
+
+
+def test_replace_of_the_video_rebuilds_every_language_without_a_new_dub():
+    sec = section(KO, EN_L, JA_DUB)
+    obs = converged(sec)
+    key = audio_source_id(sec, JA_DUB, obs, video_source_id(obs))
+    audio_prefix, _job = layout.dub_cache_keys(11, "ja", key)
+    obs.dub_cache = {audio_prefix + "mp3": info(audio_prefix + "mp3")}
+    plan = make_plan([sec], {11: obs}, PlanOptions(replace=("11/video",)))
+    assert kinds(plan) == [("package_video", "replace", None),
+                           ("package_audio", "replace", "ko"), ("package_audio", "replace", "en"),
+                           ("package_audio", "replace", "ja"), ("write_master", "update", None)]
+    assert plan.dub_minutes == 0
 
 
 def test_the_manifests_digest_counts_subtitles():

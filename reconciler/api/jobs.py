@@ -58,6 +58,7 @@ _ADDED_COLUMNS = {
     "idempotency_key": "TEXT",  # the client's Idempotency-Key header
     "request_digest": "TEXT",  # sha256 of the request it came with
     "delivery": "TEXT",  # JSON: the job-finished webhook's delivery record
+    "replace_targets": "TEXT",  # JSON: the request's `replace` (`apply --replace` targets)
 }
 _ADDED_INDEXES = (
     "CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (idempotency_key)",
@@ -86,6 +87,7 @@ class Job:
     idempotency_key: str | None = None
     request_digest: str | None = None
     delivery: dict[str, Any] | None = None
+    replace: tuple[str, ...] = ()  # "11/ja", "11/video": rebuilt although up to date
 
     @property
     def finished(self) -> bool:
@@ -108,6 +110,7 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         idempotency_key=row["idempotency_key"],
         request_digest=row["request_digest"],
         delivery=json.loads(row["delivery"]) if row["delivery"] else None,
+        replace=tuple(json.loads(row["replace_targets"])) if row["replace_targets"] else (),
     )
 
 
@@ -150,19 +153,22 @@ class JobStore:
             self._db.close()
 
     def add(self, section_id: int, video: str, languages: list[str],
-            notes: list[str] | None = None, idempotency: Idempotency | None = None) -> Job:
+            notes: list[str] | None = None, idempotency: Idempotency | None = None,
+            replace: tuple[str, ...] = ()) -> Job:
         """Persist a new queued job; it is durable when this returns. `notes` (problems met
         while accepting it) start its result as {"errors": notes}; the runner carries them on.
-        `idempotency`: the client's key and the request's digest (a key is stored once)."""
+        `idempotency`: the client's key and the request's digest (a key is stored once);
+        `replace`: renditions the job rebuilds although up to date."""
         job_id = uuid.uuid4().hex
         result = json.dumps({"errors": list(notes)}) if notes else None
         key, digest = idempotency or (None, None)
         with self._tx() as db:
             db.execute(
                 "INSERT INTO jobs (id, section_id, video, languages, status, created_at, result, "
-                "idempotency_key, request_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "idempotency_key, request_digest, replace_targets) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, section_id, video, json.dumps(list(languages)), QUEUED, time.time(),
-                 result, key, digest),
+                 result, key, digest, json.dumps(list(replace)) if replace else None),
             )
         job = self.get(job_id)
         assert job is not None
@@ -322,9 +328,10 @@ class JobQueue:
         self._threads = []
 
     def submit(self, section_id: int, video: str, languages: list[str],
-               notes: list[str] | None = None, idempotency: Idempotency | None = None) -> Job:
+               notes: list[str] | None = None, idempotency: Idempotency | None = None,
+               replace: tuple[str, ...] = ()) -> Job:
         """Persist a job (durable on return), then wake a worker."""
-        job = self.store.add(section_id, video, languages, notes, idempotency)
+        job = self.store.add(section_id, video, languages, notes, idempotency, replace)
         self._poke()
         return job
 

@@ -69,6 +69,13 @@ class DubbingRequest(BaseModel):
         None, description="The language spoken in the video (default: the manifest's, else the "
                           "server's RECONCILER_SOURCE_LANGUAGE). A target language equal to it "
                           "is served from the video's own audio track, not dubbed.")
+    replace: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(
+        default_factory=list, max_length=MAX_LANGUAGES + 1,
+        description="Renditions of this section to rebuild although they are up to date, as "
+                    "`reconcile apply --replace`: `video` (and with it every language), a "
+                    "language code (a dubbed language is dubbed anew: billed, under the "
+                    "server's --max-dub-minutes) or `subtitles/LANG`. Each must be declared "
+                    "once the request is merged into the manifest (422 otherwise).")
 
 
 class JobAccepted(BaseModel):

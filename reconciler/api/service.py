@@ -27,6 +27,7 @@ from ..manifest import (
     manifest_files,
     read_yaml,
 )
+from ..plan import PlanOptions, UnknownReplacement
 from ..redaction import one_line, redact
 from .allowlist import ApiConfigError, check_source
 from .catalogue import BrokenReport, Catalogue, scan
@@ -176,7 +177,8 @@ class DubbingService:
                 self.check_video(req.inputVideoUrl)  # the manifest changed meanwhile
             if edit.languages or edit.video is not None or current is None:
                 text = self._manifest_text(path, current, edit, req, source)
-                with self._staged(catalogue, path, text) as (staged, _sections):
+                with self._staged(catalogue, path, text) as (staged, sections):
+                    targets = self._targets(req, sections)  # before the manifest is written
                     os.replace(staged, path)
                 _fsync_folder(path.parent)
                 notes = []
@@ -190,8 +192,9 @@ class DubbingService:
                     problem = self._commit(path, sid, added, edit.video is not None)
                     notes = [problem] if problem else []
                 return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes, notes,
-                                                       idempotency))
-        ready = self._ready_now(catalogue, sid, codes)
+                                                       idempotency, targets))
+        targets = self._targets(req, self._load(catalogue, sid)) if req.replace else ()
+        ready = None if targets else self._ready_now(catalogue, sid, codes)
         if ready is not None:
             return Submitted(ready=ready)
         with self._manifest_lock:
@@ -199,7 +202,27 @@ class DubbingService:
             if prior is not None:
                 return Submitted(job=prior)
             return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes,
-                                                   idempotency=idempotency))
+                                                   idempotency=idempotency, replace=targets))
+
+    @staticmethod
+    def _targets(req: DubbingRequest, sections: list[Section]) -> tuple[str, ...]:
+        """The request's `replace` as the engine's targets (`11/ja`), each declared by the
+        merged manifest (422 naming the first that is not)."""
+        sid = req.curriculumSectionId
+        try:
+            return engine.replace_targets([f"{sid}/{what}" for what in req.replace],
+                                   [s for s in sections if s.section_id == sid])
+        except UnknownReplacement as err:
+            raise ApiError(422, "unknown_replacement",
+                           str(err).replace(f"--replace {sid}/", "replace ", 1),
+                           "replace") from None
+
+    @staticmethod
+    def _load(catalogue: Catalogue, sid: int) -> list[Section]:
+        try:
+            return catalogue.load(catalogue.valid, [sid])
+        except InvalidManifests as err:  # changed since the scan
+            raise _invalid(catalogue.describe(err.errors[0])) from None
 
     def _check_new_video(self, req: DubbingRequest) -> bool:
         """Check the request's video when it would enter the section's manifest (a new section,
@@ -252,7 +275,8 @@ class DubbingService:
             text = self._manifest_text(path, current, edit, req, source)
             with self._staged(catalogue, path, text) as (_staged, sections):
                 mine = [section for section in sections if section.section_id == sid]
-        plan, _observed = self.reader().plan(mine)
+                targets = self._targets(req, mine)
+        plan, _observed = self.reader().plan(mine, options=PlanOptions(replace=targets))
         section_plan = plan.sections[0]
         return DryRunResult(
             sectionId=sid, languagesToAdd=[entry["code"] for entry in edit.languages],
@@ -413,11 +437,7 @@ class DubbingService:
         (the plan has nothing to do for them); else None (a job is needed)."""
         from ..plan import Kind
 
-        try:
-            sections = catalogue.load(catalogue.valid, [sid])
-        except InvalidManifests as err:  # changed since the scan
-            raise _invalid(catalogue.describe(err.errors[0])) from None
-        plan, observed = self.reader().plan(sections)
+        plan, observed = self.reader().plan(self._load(catalogue, sid))
         section_plan = next(p for p in plan.sections if p.section_id == sid)
         listed = observed[sid].master_languages()
         blocking = {None, *(c.lower() for c in codes)}
@@ -444,7 +464,7 @@ class DubbingService:
         catalogue = self.catalogue()
         try:
             sections = catalogue.load(catalogue.valid, [sid])
-            outcome = self.reconciler().apply(sections)
+            outcome = self.reconciler().apply(sections, options=PlanOptions(replace=job.replace))
             errors += outcome.errors
             for sp in outcome.plan.sections:
                 if sp.section_id == sid:
