@@ -9,13 +9,10 @@ tail of ffmpeg's stderr. The one invalidation is the caller's (engine.py) job.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -25,8 +22,8 @@ from pathlib import Path
 
 from . import layout, subtitles
 from .clock import Clock, SystemClock
+from .dub_work import SectionDubs
 from .dubbing import Dubber, DubbingError
-from .dubbing_languages import elevenlabs_code
 from .hls import MediaPlaylist, parse_media, render_media, section_target
 from .inputs import InputError, Inputs
 from .manifest import DUB_TRANSCRIPT, Language, Section
@@ -48,17 +45,13 @@ from .packaging import (
     Packager,
     check_fit,
 )
-from .pay_once import SlotHeartbeat, Spend, create_or_adopt, verify_dub
-from .plan import REPLACEMENT, Action, Change, Kind, Plan, SectionPlan
+from .pay_once import Spend
+from .plan import Action, Kind, Plan, SectionPlan
 from .planner import Facts, compose_master, observed_facts
 from .progress import Tracker
 from .recording import Applied, Recorder
 from .store import PreconditionFailed, Store, StoreError
 
-DUB_META = {".mp3": layout.ObjectMeta("audio/mpeg", "no-store"),
-            ".mp4": layout.ObjectMeta("audio/mp4", "no-store")}
-JOB_META = layout.ObjectMeta("application/json", "no-store")
-TRANSCRIPT_META = layout.ObjectMeta("text/vtt; charset=utf-8", "no-store")
 EXPECTED = (MediaError, InputError, StoreError, DubbingError, InitSegmentError, OSError,
             subtitles.SubtitleError)
 
@@ -210,14 +203,6 @@ class _GuardedStore:
         self.last_write = self._clock.monotonic()
 
 
-def _elevenlabs(tag: str) -> str:
-    """ElevenLabs' code for a manifest's tag (validated when the manifest was loaded)."""
-    code = elevenlabs_code(tag)
-    if code is None:
-        raise DubbingError(f"ElevenLabs does not dub {tag!r}", language=tag)
-    return code
-
-
 def _store_for(rt: Runtime, section_id: int) -> _GuardedStore:
     """What one section writes through (unguarded when it holds no lease, as in tests)."""
     return _GuardedStore(rt.store, section_id, rt.guards.get(section_id, lambda: None),
@@ -239,8 +224,6 @@ class _SectionWork:
         self.work = Path(tempfile.mkdtemp(prefix=f"section-{section.section_id}-",
                                           dir=rt.tmp_dir))
         self.facts: dict[str | None, Facts] = {}
-        self.dub_files: dict[str, Examined] = {}  # language -> its dub, downloaded and checked
-        self.transcripts: dict[str, bytes] = {}  # cache key -> a dub's WebVTT transcript
         self.video_failed = False
         self.video_ready = threading.Event()  # the video phase is over (done, failed or none)
         self._video_local: Path | None = None
@@ -248,6 +231,11 @@ class _SectionWork:
         self._lock = threading.Lock()  # results and facts, written by several phase threads
         self._fetch_lock = threading.Lock()  # inputs fetched or extracted once per section
         self.master_text = obs.master_text
+        self.dubs = SectionDubs(section, self.store, self.work, obs.dub_cache.keys(),
+                                dubber=rt.dubber, packager=rt.packager, cpu=rt.cpu,
+                                spend=rt.spend, tracker=rt.tracker, speech=self.speech,
+                                video_duration=self._video_duration, say=self.say,
+                                warn=self._warn)
         rebuilt = {a.language for a in plan.actions
                    if a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO)}
         for language in [None, *obs.audio]:
@@ -420,214 +408,40 @@ class _SectionWork:
             self._discard(early)
 
     def dub(self, action: Action) -> None:
-        """Dub one language, paying at most once: the job record is written *before* the paid
-        create (with the dub's unique name) and completed with its id right after, so a run
-        that dies anywhere resumes that dub instead of creating another (pay_once.py: a lost
-        create answer). ElevenLabs is asked in its own code (`pt` for `pt-BR`)."""
-        code = action.language or ""
+        """Dub one language, paying at most once (dub_work.py)."""
         if self.video_failed:
             return
-        audio_prefix, job_key = layout.dub_cache_keys(self.s.section_id, code,
-                                                      action.source_id or "")
-        store = self.store
-        sid, tracker = self.s.section_id, self.rt.tracker
-        tracker.dub_status(sid, code, "creating")
         try:
-            if self.rt.dubber is None:
-                raise DubbingError("dubbing is not configured (set ELEVENLABS_API_KEY)",
-                                   language=code)
-            client = self.rt.dubber()
-            dubbing_id = self._resume_or_create(client, action, job_key)
-            expected = client.expected_seconds(dubbing_id)
-            if expected:
-                tracker.dub_expected(sid, code, expected)
-            try:
-                client.wait(dubbing_id, language=code,
-                            on_status=lambda state: tracker.dub_status(sid, code, state))
-            except DubbingError as err:
-                if err.final:  # ElevenLabs gave up on it (or forgot it): the next apply pays anew
-                    store.delete([job_key])
-                else:  # still working, maybe: keep the record, the next apply resumes polling
-                    err.reason += "; the dub is kept and the next apply resumes it unpaid"
-                raise
-            examined = self._download_checked(client, dubbing_id, code)
-            path = examined.source
-            cached = audio_prefix + path.suffix.lstrip(".")
-            store.put_file(cached, path, DUB_META.get(path.suffix, DUB_META[".mp3"]),
-                           {"dubbing-id": dubbing_id})
-            # A replacement (verified above) takes the old dub's place in the cache.
-            store.delete([k for k in self.o.dub_cache
-                          if k.startswith(audio_prefix) and k not in (cached, job_key)]
-                         + [job_key])
-            self.dub_files[code] = examined
-            self.result.dubbed.append(code)
+            self.dubs.dub(action)
         except EXPECTED as err:
-            self.fail(Step.DUB, code, err)
+            self.fail(Step.DUB, action.language, err)
             return
-        finally:
-            tracker.dub_done(sid, code)
-        # The transcripts the manifest wants from this dub, fetched while its id is at hand.
-        for lang in self.s.languages:
-            if lang.subtitles != DUB_TRANSCRIPT or self.s.transcript_of(lang)[0] != code:
-                continue
-            spoken = self.s.transcript_of(lang)[1]
-            cache_key = layout.transcript_key(self.s.section_id, code, action.source_id or "",
-                                              spoken)
-            try:
-                self._fetch_transcript(client, dubbing_id, cache_key, spoken)
-            except EXPECTED as err:  # the subtitles step tries again from the cached dub's id
-                with self._lock:
-                    self.result.warnings.append(f"{lang.code}: transcript not fetched yet: {err}")
-
-    def _download_checked(self, client: Dubber, dubbing_id: str, code: str) -> Examined:
-        """The dub's audio, downloaded and verified (pay_once.verify_dub); a broken download is
-        fetched once more from the same dub (free), then left to the next apply (its job record
-        keeps the id, so that apply downloads again, unpaid)."""
-        problem: MediaError | None = None
-        for attempt in (1, 2):
-            path = client.download(dubbing_id, _elevenlabs(code),
-                                   self.work / f"dub-{code}-{attempt}")
-            try:
-                with self.rt.cpu:
-                    return verify_dub(self.rt.packager, path, self._video_duration())
-            except MediaError as err:
-                problem = err
-                self.say(f"{code}: downloaded dub {dubbing_id} is not usable audio ({err}); "
-                         + ("downloading it again" if attempt == 1 else "not cached"))
-        raise DubbingError(f"downloaded dub is not usable audio ({problem}); not cached: the "
-                           "next apply downloads it again, unpaid", language=code,
-                           dubbing_id=dubbing_id)
+        with self._lock:
+            self.result.dubbed.append(action.language or "")
 
     def _video_duration(self) -> float | None:
         facts = self.facts.get(None)
         return facts.playlist.duration if facts is not None else None
 
-    def _fetch_transcript(self, client: Dubber, dubbing_id: str, cache_key: str,
-                          spoken: str) -> bytes:
-        """Fetch a dub's transcript (free with the paid dub) and keep it in the dub cache."""
-        text = client.transcript(dubbing_id, spoken if spoken == "source" else _elevenlabs(spoken))
-        self.store.put_bytes(cache_key, text, TRANSCRIPT_META, {"dubbing-id": dubbing_id})
+    def _warn(self, message: str) -> None:
         with self._lock:
-            self.transcripts[cache_key] = text
-        return text
-
-    def _transcript(self, lang: Language, cache_key: str) -> bytes:
-        """A dub's transcript: fetched in this apply, else cached, else fetched once (no new dub)
-        with the id recorded on the cached dub."""
-        if cache_key in self.transcripts:
-            return self.transcripts[cache_key]
-        got = self.store.get(cache_key)
-        if got is not None:
-            return got[0]
-        dubbed, spoken = self.s.transcript_of(lang)
-        key = cache_key.rsplit("/", 1)[-1].split("-", 1)[0]  # dub keys are hex: no "-"
-        prefix, job = layout.dub_cache_keys(self.s.section_id, dubbed, key)
-        audio = sorted(k for k in self.store.list(prefix) if k != job)
-        info = self.store.head(audio[0]) if audio else None
-        dubbing_id = info.metadata.get("dubbing-id") if info else None
-        if not dubbing_id or self.rt.dubber is None:
-            raise DubbingError("no transcript of the dub is cached and "
-                               + ("no dub id is recorded" if self.rt.dubber else
-                                  "dubbing is not configured (set ELEVENLABS_API_KEY)"),
-                               language=lang.code)
-        return self._fetch_transcript(self.rt.dubber(), dubbing_id, cache_key, spoken)
-
-    def _resume_or_create(self, client: Dubber, action: Action, job_key: str) -> str:
-        code, key = action.language or "", action.source_id or ""
-        store = self.store
-        got = store.get(job_key)
-        record = json.loads(got[0]) if got else {}
-        anew = action.change == Change.REPLACE
-        if anew and not record.get(REPLACEMENT):
-            record = {}  # the record of the dub being replaced is not resumed
-        if record.get("dubbing_id"):
-            self.say(f"{code}: resuming dub {record['dubbing_id']}")
-            return str(record["dubbing_id"])
-        name = record.get("name")
-        if name:  # a run died around the create: did it go through?
-            found = client.find(name)
-            if found:
-                self._record(job_key, {**record, "dubbing_id": found})
-                return found
-        else:
-            name = f"section-{self.s.section_id}-{code}-{key[:10]}-{uuid.uuid4().hex[:8]}"
-            record = {"name": name, "language": code, "created": time.time()}
-            if anew:
-                record[REPLACEMENT] = True
-            store.put_bytes(job_key, json.dumps(record).encode(), JOB_META)  # before paying
-        self.say(f"{code}: dubbing")
-        heartbeat = SlotHeartbeat(code, self.say)
-
-        def on_wait(waited: float) -> None:  # the periodic progress line shows it as the status
-            self.rt.tracker.dub_status(self.s.section_id, code,
-                                       "no free ElevenLabs slot: waiting (nothing paid)")
-            heartbeat(waited)
-
-        dubbing_id = create_or_adopt(
-            client, self.speech(), target_lang=_elevenlabs(code),
-            source_lang=_elevenlabs(self.s.source_language), name=name,
-            num_speakers=self.s.dubbing.num_speakers, watermark=self.s.dubbing.watermark,
-            minutes=action.minutes or 0.0, spend=self.rt.spend, say=self.say, on_wait=on_wait,
-        )
-        self._record(job_key, {**record, "dubbing_id": dubbing_id})
-        return dubbing_id
-
-    def _record(self, job_key: str, record: dict) -> None:
-        """Complete the job record; best effort (the name already finds the dub again)."""
-        try:
-            self.store.put_bytes(job_key, json.dumps(record).encode(), JOB_META)
-        except StoreError as err:
-            with self._lock:
-                self.result.warnings.append(f"{record['language']}: dub {record['dubbing_id']} "
-                                            f"not recorded ({err}); found by name on resume")
+            self.result.warnings.append(message)
 
     def _examined_input(self, action: Action) -> Examined:
         """A language's input, probed and measured: a dub of this run was so when downloaded;
         a cached dub that no longer is usable audio is set aside (never packaged)."""
         lang = self.s.language(action.language or "")
         if lang.audio is None:
-            if lang.code in self.dub_files:
-                return self.dub_files[lang.code]
+            if lang.code in self.dubs.files:
+                return self.dubs.files[lang.code]
             if any(a.language == lang.code for a in self.plan.actions_of(Kind.DUB)):
                 raise DubbingError("dub did not complete", language=lang.code)
-            return self._cached_dub(lang.code, action.source_id or "")
+            return self.dubs.cached(lang.code, action.source_id or "")
         from_video = lang.audio.kind == "video"
         source = (self.video_local() if from_video
                   else self.rt.inputs.fetch(lang.audio, self.work / "input"))
         with self.rt.cpu:
             return self.rt.packager.examine_audio(source, from_video=from_video)
-
-    def _cached_dub(self, code: str, key: str) -> Examined:
-        prefix, job = layout.dub_cache_keys(self.s.section_id, code, key)
-        cached = sorted(k for k in self.o.dub_cache if k.startswith(prefix) and k != job)
-        if not cached:
-            raise DubbingError("cached dub vanished; re-run to dub again", language=code)
-        dest = self.work / f"cached-{code}.{cached[0].rsplit('.', 1)[-1]}"
-        info = self.store.download(cached[0], dest)
-        try:
-            with self.rt.cpu:
-                return verify_dub(self.rt.packager, dest, self._video_duration())
-        except MediaError as err:
-            raise DubbingError(self._set_aside(cached[0], dest, job, code,
-                                               info.metadata.get("dubbing-id")) + f" ({err})",
-                               language=code) from err
-
-    def _set_aside(self, key: str, local: Path, job_key: str, code: str,
-                   dubbing_id: str | None) -> str:
-        """Move a cached dub that is not usable audio out of the cache (kept beside it for a
-        look) and say how it gets dubbed again; with its dub id on record, the next apply
-        downloads that dub again, unpaid."""
-        aside = layout.set_aside_key(key)
-        self.store.put_file(aside, local, DUB_META.get(local.suffix, DUB_META[".mp3"]),
-                            {"dubbing-id": dubbing_id} if dubbing_id else {})
-        if dubbing_id:
-            record = {"name": None, "language": code, "created": time.time(),
-                      "dubbing_id": dubbing_id}
-            self.store.put_bytes(job_key, json.dumps(record).encode(), JOB_META)
-        self.store.delete([key])
-        then = (f"the next apply downloads dub {dubbing_id} again, unpaid" if dubbing_id else
-                "no dub id is recorded: the next apply dubs it again (billed; see its plan)")
-        return f"cached dub {key} is not usable audio; set aside as {aside}: {then}"
 
     def audio(self, action: Action) -> None:
         """Examine the input (needs nothing from the video, so it overlaps the video's
@@ -684,7 +498,7 @@ class _SectionWork:
         out = self.work / "subtitles" / code
         try:
             if lang.subtitles == DUB_TRANSCRIPT:
-                data = self._transcript(lang, action.keys[0])
+                data = self.dubs.transcript(lang, action.keys[0])
                 label = f"transcript of the {self.s.transcript_of(lang)[0]} dub"
             else:
                 data = self.rt.inputs.fetch(lang.subtitles, self.work / "input").read_bytes()
