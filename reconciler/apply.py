@@ -23,6 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from . import layout, subtitles
+from .cdn import Invalidation
 from .clock import Clock, SystemClock
 from .dubbing import Dubber, DubbingError
 from .dubbing_languages import elevenlabs_code
@@ -148,6 +149,33 @@ class SectionResult:
         """Languages whose audio failed (a failed subtitle rendition leaves the audio listed)."""
         return {f.language for f in self.failures
                 if f.language and f.step != Step.PACKAGE_SUBTITLES}
+
+
+def public_master_url(cdn_url: str | None, store_url: str, section_id: int) -> str:
+    """Where players find a section: through the CDN when there is one, else the store."""
+    return layout.master_url(cdn_url or store_url, section_id)
+
+
+@dataclass
+class Outcome:
+    """What an apply did: the plan it ran, each section's result, the one invalidation (and
+    where it went), and the errors of no one section (a lost lock, a refused invalidation)."""
+
+    plan: Plan
+    results: list[SectionResult]
+    invalidation: Invalidation | None
+    cdn_url: str | None
+    store_url: str
+    cdn: str = ""  # where the invalidation went (or why it did not)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (not self.errors and all(r.ok for r in self.results)
+                and not self.plan.has_errors)
+
+    def master_url(self, section_id: int) -> str:
+        return public_master_url(self.cdn_url, self.store_url, section_id)
 
 
 class ForeignKeys(StoreError):

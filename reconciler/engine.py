@@ -16,10 +16,10 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import git, gitscope, layout, lock, planfile
-from .apply import Failure, Runtime, SectionResult, Step, apply_plan
-from .cdn import Cdn, CdnError, Invalidation, open_cdn
+from .apply import Failure, Outcome, Runtime, SectionResult, Step, apply_plan, public_master_url
+from .cdn import Cdn, CdnError, open_cdn
 from .cdn.delivery import Delivery
-from .cdn.pending import PendingRecord, summary
+from .cdn.pending import Entries, PendingRecord
 from .clock import Clock, SystemClock
 from .dubbing import Dubber, DubbingError, ElevenLabs
 from .git import GitError
@@ -31,7 +31,7 @@ from .media import FfmpegPackager
 from .observe import ObservedSection, observe
 from .packaging import MediaError, Packager
 from .pay_once import Spend
-from .plan import DESTROY, ORPHANED, Kind, Plan, PlanOptions, make_plan
+from .plan import DESTROY, ORPHANED, Kind, PendingInvalidation, Plan, PlanOptions, make_plan
 from .progress import Tracker
 from .sources import STRICT, FetchError, FetchPolicy
 from .sources import SourceRefused as SourceRefused  # the API's check of a request's URL
@@ -39,11 +39,6 @@ from .sources import resolve_host as resolve_host
 from .store import STORE_FORMS, Store, StoreError, open_store
 
 MAX_ROUNDS = 3  # re-observe and re-plan a section whose master changed under us
-
-
-def public_master_url(cdn_url: str | None, store_url: str, section_id: int) -> str:
-    """Where players find a section: through the CDN when there is one, else the store."""
-    return layout.master_url(cdn_url or store_url, section_id)
 
 
 @dataclass
@@ -199,25 +194,6 @@ def saved_scope(path: Path, section_ids: list[int] | None = None, *,
                  catalogue=len(declared))
 
 
-@dataclass
-class Outcome:
-    plan: Plan
-    results: list[SectionResult]
-    invalidation: Invalidation | None
-    cdn_url: str | None
-    store_url: str
-    cdn: str = ""  # where the invalidation went (or why it did not)
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return (not self.errors and all(r.ok for r in self.results)
-                and not self.plan.has_errors)
-
-    def master_url(self, section_id: int) -> str:
-        return public_master_url(self.cdn_url, self.store_url, section_id)
-
-
 class Reconciler:
     """One store + CDN; `plan` is read-only, `apply` converges. Every seam (store, CDN,
     packager, inputs, dubber, clock) defaults to its production implementation from the
@@ -312,7 +288,8 @@ class Reconciler:
         Invalidations earlier applies left pending are part of the plan (one GET; not for an
         apply's re-plans, whose first plan has them, `read_pending=False`)."""
         observed = self.observe(sections, removed, previous)
-        waiting = summary(self.pending.read()) if self.cdn.sends and read_pending else None
+        waiting = (pending_invalidation(self.pending.read()) if self.cdn.sends and read_pending
+                   else None)
         plan = make_plan(sections, observed, options or self.settings.plan_options, removed,
                          waiting, catalogue)
         return plan, observed
@@ -462,6 +439,17 @@ def merge_rounds(earlier: SectionResult, later: SectionResult) -> SectionResult:
         setattr(later, name, getattr(earlier, name) + getattr(later, name))
     later.warnings = list(dict.fromkeys(earlier.warnings + later.warnings))
     return later
+
+
+def pending_invalidation(entries: Entries) -> PendingInvalidation | None:
+    """What a plan shows of the CDN's pending record (cdn/pending.py): every pending path
+    once, since the oldest entry, the last error."""
+    if not entries:
+        return None
+    ordered = sorted(entries.values(), key=lambda e: e["since"])
+    paths = tuple(dict.fromkeys(p for e in ordered for p in e["paths"]))
+    errors = [e["error"] for e in ordered if e.get("error")]
+    return PendingInvalidation(paths, ordered[0]["since"], errors[-1] if errors else "")
 
 
 class SpendLimitExceeded(Exception):
