@@ -16,8 +16,9 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -27,10 +28,11 @@ from .cdn import Invalidation
 from .clock import Clock, SystemClock
 from .dubbing import Dubber, DubbingError
 from .dubbing_languages import elevenlabs_code
+from .errors import ReconcilerError
 from .hls import MediaPlaylist, parse_media, render_media, section_target
-from .inputs import InputError, Inputs
+from .inputs import Inputs
 from .manifest import DUB_TRANSCRIPT, Language, Section
-from .mp4 import InitSegmentError, read_track
+from .mp4 import read_track
 from .observe import (
     STAMP_FRAME_RATE,
     STAMP_SETTINGS,
@@ -65,8 +67,24 @@ DUB_META = {".mp3": layout.ObjectMeta("audio/mpeg", "no-store"),
             ".mp4": layout.ObjectMeta("audio/mp4", "no-store")}
 JOB_META = layout.ObjectMeta("application/json", "no-store")
 TRANSCRIPT_META = layout.ObjectMeta("text/vtt; charset=utf-8", "no-store")
-EXPECTED = (MediaError, InputError, StoreError, DubbingError, InitSegmentError, OSError,
-            subtitles.SubtitleError)
+# What a step may meet in normal use (errors.py): recorded as the step's failure. Anything else
+# is a bug: it propagates, with its traceback, once every section's media step has ended, and
+# before any master is written.
+EXPECTED = ReconcilerError
+
+
+class WorkFolderError(ReconcilerError):
+    """The local work folder (TMP_DIR) cannot be written: the disk is full, read-only or
+    gone. The machine's state, not a bug."""
+
+
+@contextmanager
+def work_folder(path: Path) -> Iterator[None]:
+    """Writes to the local work folder: an OSError becomes a WorkFolderError naming it."""
+    try:
+        yield
+    except OSError as err:
+        raise WorkFolderError(f"work folder {path}: {err.strerror or err}") from err
 
 
 @dataclass
@@ -267,8 +285,9 @@ class _SectionWork:
         self.plan = plan
         self.result = SectionResult(section.section_id)
         self.store = _store_for(rt, section.section_id)
-        self.work = Path(tempfile.mkdtemp(prefix=f"section-{section.section_id}-",
-                                          dir=rt.tmp_dir))
+        with work_folder(rt.tmp_dir):
+            self.work = Path(tempfile.mkdtemp(prefix=f"section-{section.section_id}-",
+                                              dir=rt.tmp_dir))
         self.facts: dict[str | None, Facts] = {}
         self.dub_files: dict[str, Examined] = {}  # language -> its dub, downloaded and checked
         self.transcripts: dict[str, bytes] = {}  # cache key -> a dub's WebVTT transcript
@@ -700,13 +719,15 @@ class _SectionWork:
                 data = self.rt.inputs.fetch(lang.subtitles, self.work / "input").read_bytes()
                 label = lang.subtitles.display()
             cues = subtitles.check(subtitles.parse(data, label), label, video.playlist.duration)
-            out.mkdir(parents=True, exist_ok=True)
             segments = []
             texts = subtitles.segments(cues, [s.duration for s in video.playlist.segments])
-            for i, (seg, text) in enumerate(zip(video.playlist.segments, texts, strict=True)):
-                name = subtitles.SEGMENT_TEMPLATE % i
-                (out / name).write_text(text, encoding="utf-8")
-                segments.append(replace(seg, uri=name))
+            with work_folder(out):
+                out.mkdir(parents=True, exist_ok=True)
+                for i, (seg, text) in enumerate(zip(video.playlist.segments, texts,
+                                                    strict=True)):
+                    name = subtitles.SEGMENT_TEMPLATE % i
+                    (out / name).write_text(text, encoding="utf-8")
+                    segments.append(replace(seg, uri=name))
             playlist = MediaPlaylist(self._section_target(video.playlist), tuple(segments),
                                      map_uri=None)
             self._upload_all((directory + s.uri, out / s.uri) for s in segments)
@@ -884,7 +905,8 @@ def apply_plan(plan: Plan, desired: dict[int, Section], observed: dict[int, Obse
     """Run every section's actions; returns one result per section that had actions. What the
     sections now are goes to `recorder` for the caller to record (engine.py does, after the
     invalidation) or, without one, is recorded in the state index before this returns."""
-    rt.tmp_dir.mkdir(parents=True, exist_ok=True)
+    with work_folder(rt.tmp_dir):
+        rt.tmp_dir.mkdir(parents=True, exist_ok=True)
     removed = [delete_section(rt, sp) for sp in plan.sections
                if sp.actions and sp.section_id not in desired]
     with ThreadPoolExecutor(max_workers=rt.workers, thread_name_prefix="upload") as uploads:

@@ -5,15 +5,12 @@ load manifests -> observe -> plan -> apply -> one invalidation.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from . import git, gitscope, layout, lock, planfile
 from .apply import Failure, Outcome, Runtime, SectionResult, Step, apply_plan, public_master_url
@@ -22,18 +19,19 @@ from .cdn.delivery import Delivery
 from .cdn.pending import Entries, PendingRecord
 from .clock import Clock, SystemClock
 from .dubbing import Dubber, DubbingError, ElevenLabs
+from .errors import ReconcilerError, UsageError
 from .git import GitError
 from .git import PushConflict as PushConflict  # the API's --git-push conflict
-from .inputs import InputError, InputReader, Inputs
-from .lock import Lease, LockError, SectionLock
+from .inputs import InputReader, Inputs
+from .lock import Lease, SectionLock
 from .manifest import Section, load_manifests
 from .media import FfmpegPackager
 from .observe import ObservedSection, observe
-from .packaging import MediaError, Packager
+from .packaging import Packager
 from .pay_once import Spend
 from .plan import DESTROY, ORPHANED, Kind, PendingInvalidation, Plan, PlanOptions, make_plan
 from .progress import Tracker
-from .sources import STRICT, FetchError, FetchPolicy
+from .sources import STRICT, FetchPolicy
 from .sources import SourceRefused as SourceRefused  # the API's check of a request's URL
 from .sources import resolve_host as resolve_host
 from .store import STORE_FORMS, Store, StoreError, open_store
@@ -68,7 +66,7 @@ class Settings:
         bucket = os.environ.get("AWS_BUCKET_NAME")
         url = store_url or (f"s3://{bucket}" if bucket else None)
         if not url:
-            raise ValueError(f"no store: pass --store {STORE_FORMS}, or set AWS_BUCKET_NAME")
+            raise UsageError(f"no store: pass --store {STORE_FORMS}, or set AWS_BUCKET_NAME")
         base = {
             "store_url": url,
             "distribution_id": os.environ.get("CLOUDFRONT_DISTRIBUTION_ID") or None,
@@ -119,7 +117,7 @@ def select(sections: list[Section], section_ids: list[int] | None) -> list[Secti
         return sections
     unknown = sorted(set(section_ids) - {s.section_id for s in sections})
     if unknown:
-        raise ValueError(f"--section {unknown[0]}: no manifest declares it")
+        raise UsageError(f"--section {unknown[0]}: no manifest declares it")
     return [s for s in sections if s.section_id in set(section_ids)]
 
 
@@ -171,11 +169,12 @@ def is_saved_plan(path: Path) -> bool:
 
 
 def read_saved_plan(path: Path) -> planfile.SavedPlan:
-    """A saved plan; ValueError naming the file when it cannot be read as one."""
+    """A saved plan; UsageError naming the file when it cannot be read as one."""
     try:
         return planfile.load(path)
     except (OSError, ValueError, KeyError, AttributeError, TypeError) as err:
-        raise ValueError(f"{path}: not a readable saved plan ({err})") from None
+        # A file the user named, not ours to trust: whatever it holds, it is their mistake.
+        raise UsageError(f"{path}: not a readable saved plan ({err})") from None
 
 
 def saved_scope(path: Path, section_ids: list[int] | None = None, *,
@@ -186,7 +185,7 @@ def saved_scope(path: Path, section_ids: list[int] | None = None, *,
     saved = read_saved_plan(path)
     saved = saved.narrow(section_ids) if section_ids else saved
     if store_url and store_url.rstrip("/") != saved.store_url.rstrip("/"):
-        raise ValueError(f"the saved plan is for {saved.store_url}, not {store_url}")
+        raise UsageError(f"the saved plan is for {saved.store_url}, not {store_url}")
     paths = [Path(p) for p in saved.paths]
     declared = load_manifests(paths)
     sections = planfile.covered(saved, declared)
@@ -452,12 +451,12 @@ def pending_invalidation(entries: Entries) -> PendingInvalidation | None:
     return PendingInvalidation(paths, ordered[0]["since"], errors[-1] if errors else "")
 
 
-class SpendLimitExceeded(Exception):
+class SpendLimitExceeded(ReconcilerError):
     """Apply refused before any request: new dubbing would exceed --max-dub-minutes."""
 
 
-# What a plan or apply may end with in normal use (a one-line error for the front end).
-RUN_ERRORS = (SpendLimitExceeded, planfile.StalePlan, GitError, LockError, StoreError, ValueError)
+# What a plan or apply may end with in normal use: one line for the front end (errors.py).
+RUN_ERRORS = (ReconcilerError,)
 
 
 def check_spend(plan: Plan, limit: float | None) -> None:
@@ -492,21 +491,6 @@ def _default_dubber() -> Callable[[], Dubber]:
 
 
 # -- what the front ends need of the seams, in one place (they import the engine alone) -------
-
-# The seams' own errors, beyond RUN_ERRORS: one line each, safe to show a client.
-SEAM_ERRORS = (CdnError, MediaError, FetchError, InputError, DubbingError)
-# What any command may meet in normal use (the seams' transports included): a front end reports
-# these in one line; anything else is a bug and keeps its traceback. httpx's errors join them
-# through expected_errors().
-EXPECTED_ERRORS = (*RUN_ERRORS, *SEAM_ERRORS, OSError, BotoCoreError, ClientError)
-
-
-def expected_errors() -> tuple[type[BaseException], ...]:
-    """EXPECTED_ERRORS, with httpx's once httpx is loaded. Only what talks HTTP imports it
-    (https inputs, dubbing, verify, GitHub), so a run that never loaded it cannot meet its
-    errors, and naming them up front would cost every start the import (a fifth of a second)."""
-    httpx = sys.modules.get("httpx")
-    return (*EXPECTED_ERRORS, httpx.HTTPError) if httpx else EXPECTED_ERRORS
 
 
 def reachable_store(url: str) -> Store:

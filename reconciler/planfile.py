@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import layout
+from .errors import ReconcilerError, UsageError
 from .manifest import Section
 from .observe import ObservedSection
 from .plan import (
@@ -34,7 +35,7 @@ from .plan import (
 KIND = "reconciler-saved-plan"
 
 
-class StalePlan(Exception):
+class StalePlan(ReconcilerError):
     """The store, the inputs or the manifests changed since the plan was made."""
 
 
@@ -202,11 +203,11 @@ class SavedPlan:
 
     def narrow(self, ids: list[int]) -> SavedPlan:
         """The part of this plan covering `ids` only (one job of a matrix applies its chunk).
-        Raises ValueError naming an id the plan does not cover."""
+        Raises UsageError naming an id the plan does not cover."""
         covered = set(self.section_ids) | set(self.removed)
         outside = [i for i in ids if i not in covered]
         if outside:
-            raise ValueError(f"--section {outside[0]}: not covered by the saved plan")
+            raise UsageError(f"--section {outside[0]}: not covered by the saved plan")
         keep = set(ids)
         prefixes = tuple(layout.cdn_path(layout.section_prefix(i)) for i in keep)
         plan = replace(self.plan,
@@ -233,7 +234,10 @@ def save(path: Path, plan: Plan, sections: list[Section], observed: dict[int, Ob
                       "digests": {str(s.section_id): manifests_digest([s]) for s in sections}},
         "observed": fingerprint(observed),
     }
-    path.write_text(json.dumps(doc, indent=1) + "\n")
+    try:
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+    except OSError as err:
+        raise UsageError(f"--out {path}: cannot write the plan ({err.strerror or err})") from None
 
 
 def is_saved_plan(path: Path) -> bool:
