@@ -21,13 +21,15 @@ from enum import StrEnum
 from pathlib import Path
 
 from . import layout, subtitles
+from .cdn import Invalidation
 from .clock import Clock, SystemClock
 from .dub_work import SectionDubs
 from .dubbing import Dubber, DubbingError
+from .errors import ReconcilerError
 from .hls import MediaPlaylist, parse_media, render_media, section_target
-from .inputs import InputError, Inputs
+from .inputs import Inputs
 from .manifest import DUB_TRANSCRIPT, Language, Section
-from .mp4 import InitSegmentError, read_track
+from .mp4 import read_track
 from .observe import (
     STAMP_FRAME_RATE,
     STAMP_SETTINGS,
@@ -52,8 +54,24 @@ from .progress import Tracker
 from .recording import Applied, Recorder
 from .store import PreconditionFailed, Store, StoreError
 
-EXPECTED = (MediaError, InputError, StoreError, DubbingError, InitSegmentError, OSError,
-            subtitles.SubtitleError)
+# What a step may meet in normal use (errors.py): recorded as the step's failure. Anything else
+# is a bug: it propagates, with its traceback, once every section's media step has ended, and
+# before any master is written.
+EXPECTED = ReconcilerError
+
+
+class WorkFolderError(ReconcilerError):
+    """The local work folder (TMP_DIR) cannot be written: the disk is full, read-only or
+    gone. The machine's state, not a bug."""
+
+
+@contextmanager
+def work_folder(path: Path) -> Iterator[None]:
+    """Writes to the local work folder: an OSError becomes a WorkFolderError naming it."""
+    try:
+        yield
+    except OSError as err:
+        raise WorkFolderError(f"work folder {path}: {err.strerror or err}") from err
 
 
 @dataclass
@@ -136,6 +154,33 @@ class SectionResult:
         """Languages whose audio failed (a failed subtitle rendition leaves the audio listed)."""
         return {f.language for f in self.failures
                 if f.language and f.step != Step.PACKAGE_SUBTITLES}
+
+
+def public_master_url(cdn_url: str | None, store_url: str, section_id: int) -> str:
+    """Where players find a section: through the CDN when there is one, else the store."""
+    return layout.master_url(cdn_url or store_url, section_id)
+
+
+@dataclass
+class Outcome:
+    """What an apply did: the plan it ran, each section's result, the one invalidation (and
+    where it went), and the errors of no one section (a lost lock, a refused invalidation)."""
+
+    plan: Plan
+    results: list[SectionResult]
+    invalidation: Invalidation | None
+    cdn_url: str | None
+    store_url: str
+    cdn: str = ""  # where the invalidation went (or why it did not)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (not self.errors and all(r.ok for r in self.results)
+                and not self.plan.has_errors)
+
+    def master_url(self, section_id: int) -> str:
+        return public_master_url(self.cdn_url, self.store_url, section_id)
 
 
 class ForeignKeys(StoreError):
@@ -221,8 +266,9 @@ class _SectionWork:
         self.plan = plan
         self.result = SectionResult(section.section_id)
         self.store = _store_for(rt, section.section_id)
-        self.work = Path(tempfile.mkdtemp(prefix=f"section-{section.section_id}-",
-                                          dir=rt.tmp_dir))
+        with work_folder(rt.tmp_dir):
+            self.work = Path(tempfile.mkdtemp(prefix=f"section-{section.section_id}-",
+                                              dir=rt.tmp_dir))
         self.facts: dict[str | None, Facts] = {}
         self.video_failed = False
         self.video_ready = threading.Event()  # the video phase is over (done, failed or none)
@@ -504,13 +550,15 @@ class _SectionWork:
                 data = self.rt.inputs.fetch(lang.subtitles, self.work / "input").read_bytes()
                 label = lang.subtitles.display()
             cues = subtitles.check(subtitles.parse(data, label), label, video.playlist.duration)
-            out.mkdir(parents=True, exist_ok=True)
             segments = []
             texts = subtitles.segments(cues, [s.duration for s in video.playlist.segments])
-            for i, (seg, text) in enumerate(zip(video.playlist.segments, texts, strict=True)):
-                name = subtitles.SEGMENT_TEMPLATE % i
-                (out / name).write_text(text, encoding="utf-8")
-                segments.append(replace(seg, uri=name))
+            with work_folder(out):
+                out.mkdir(parents=True, exist_ok=True)
+                for i, (seg, text) in enumerate(zip(video.playlist.segments, texts,
+                                                    strict=True)):
+                    name = subtitles.SEGMENT_TEMPLATE % i
+                    (out / name).write_text(text, encoding="utf-8")
+                    segments.append(replace(seg, uri=name))
             playlist = MediaPlaylist(self._section_target(video.playlist), tuple(segments),
                                      map_uri=None)
             self._upload_all((directory + s.uri, out / s.uri) for s in segments)
@@ -688,7 +736,8 @@ def apply_plan(plan: Plan, desired: dict[int, Section], observed: dict[int, Obse
     """Run every section's actions; returns one result per section that had actions. What the
     sections now are goes to `recorder` for the caller to record (engine.py does, after the
     invalidation) or, without one, is recorded in the state index before this returns."""
-    rt.tmp_dir.mkdir(parents=True, exist_ok=True)
+    with work_folder(rt.tmp_dir):
+        rt.tmp_dir.mkdir(parents=True, exist_ok=True)
     removed = [delete_section(rt, sp) for sp in plan.sections
                if sp.actions and sp.section_id not in desired]
     with ThreadPoolExecutor(max_workers=rt.workers, thread_name_prefix="upload") as uploads:

@@ -27,6 +27,7 @@ from typing import NoReturn
 import click
 
 from . import __version__, engine, logs
+from .errors import EXIT_BUG, ReconcilerError, UsageError, bug_report
 from .manifest import InvalidManifests
 from .plan import Change, Kind, Plan, PlanOptions
 from .progress import Heartbeat, LiveLines
@@ -39,14 +40,15 @@ APPROVE_PROMPT = "Apply these changes? Only 'yes' will be accepted"
 DESTROY_PROMPT = "Delete these sections? Only 'yes' will be accepted"
 
 
-class Cancelled(Exception):
+class Cancelled(ReconcilerError):
     """The user did not answer 'yes' to the apply prompt."""
 
 
 class MainGroup(click.Group):
     """`reconcile --plan …` runs the default command; `reconcile verify …` a subcommand.
-    Every command's expected failures (store unreachable, folder not writable, ...) end as one
-    `Error:` line and exit 1, never a traceback."""
+    Every command's expected failures (errors.ReconcilerError: store unreachable, folder not
+    writable, ...) end as one `Error:` line and exit 1; anything else is a bug: its traceback,
+    a line asking to report it, exit 3 (EXIT_BUG)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # Logging options may come first (`reconcile -v plan`): they belong to the command.
@@ -60,10 +62,12 @@ class MainGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        # What a command may meet in normal use (the engine's, and the API job store's for
-        # `serve`); anything else is a bug and keeps its traceback.
-        except (*engine.expected_errors(), sqlite3.Error) as err:
+        except ReconcilerError as err:
             fail(f"{err}" if str(err) else type(err).__name__)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own: usage errors and exits (entry() shows them)
+        except Exception:
+            report_bug()
 
 
 def _leading_logging_options(args: list[str]) -> list[str]:
@@ -137,6 +141,14 @@ def stderr_line(line: str, level: int = logging.INFO) -> None:
         click.echo(line, err=True)
 
 
+def report_bug() -> NoReturn:
+    """The exception being handled is a bug: its traceback (URLs redacted) and a line asking
+    to report it on stderr, exit EXIT_BUG, so neither a person nor CI mistakes it for a
+    mistake in the manifests or options."""
+    stderr_line(redact(bug_report()), logging.CRITICAL)
+    sys.exit(EXIT_BUG)
+
+
 def fail(message: str) -> NoReturn:
     """One line on stderr (URLs redacted, line breaks flattened), exit 1."""
     stderr_line(f"Error: {' '.join(redact(message).split())}", logging.ERROR)
@@ -188,11 +200,8 @@ def manifests_or_exit() -> Iterator[None]:
 def load_or_exit(paths: tuple[Path, ...], sections: tuple[int, ...], *,
                  check_files: bool = False):
     with manifests_or_exit():
-        try:
-            return engine.load(list(paths) or [engine.default_manifests()], list(sections),
-                               check_files=check_files)
-        except ValueError as err:
-            fail(str(err))
+        return engine.load(list(paths) or [engine.default_manifests()], list(sections),
+                           check_files=check_files)
 
 
 paths_argument = click.argument(
@@ -511,10 +520,7 @@ def locks_cmd(store_url, fmt) -> None:
 @logging_options
 def show_cmd(plan_file, fmt) -> None:
     """Show a saved plan (`reconcile --plan --out FILE`) without reading the store."""
-    try:
-        echo_view(PLAN_VIEWS[fmt](engine.read_saved_plan(plan_file).plan), fmt)
-    except ValueError as err:
-        fail(str(err))
+    echo_view(PLAN_VIEWS[fmt](engine.read_saved_plan(plan_file).plan), fmt)
 
 
 @main.command()
@@ -667,12 +673,16 @@ def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, gi
                                     limits=Limits(header_timeout, body_timeout,
                                                   max_connections))
         check_exposure(config, host)  # the token rule first: it is what most setups miss
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=config.data_dir).close()  # writable, or one line now
+        try:  # writable, or one line now
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=config.data_dir).close()
+        except OSError as err:
+            raise UsageError(f"--data-dir {config.data_dir}: not writable "
+                             f"({err.strerror or err})") from None
         engine.reachable_store(engine.Settings.from_env(config.store_url).store_url)
         serve(config, host, port)
-    except ValueError as err:  # ApiConfigError, bad RECONCILER_ALLOWED_SOURCES, no store
-        fail(str(err))
+    except sqlite3.Error as err:  # the job queue's database in --data-dir
+        fail(f"--data-dir {data_dir}: the job queue cannot be used ({err})")
 
 
 def entry() -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import engine, samples
+from .errors import UsageError
 from .render import outcome_text, plan_text
 
 MANIFEST = """\
@@ -31,8 +32,11 @@ languages:
 def prepare(root: Path, sections: tuple[int, ...] = (11, 12)) -> Path:
     """Sample media and manifests (made once; re-runs reuse them). Returns the manifests dir."""
     media_dir, manifests = root / "media", root / "manifests"
-    manifests.mkdir(parents=True, exist_ok=True)
-    (root / ".git").mkdir(exist_ok=True)  # bounds relative paths, as a repository would
+    try:
+        manifests.mkdir(parents=True, exist_ok=True)
+        (root / ".git").mkdir(exist_ok=True)  # bounds relative paths, as a repository would
+    except OSError as err:
+        raise UsageError(f"--dir {root}: cannot be written ({err.strerror or err})") from None
     for sid in sections:
         video = media_dir / f"lecture-{sid}.mp4"
         if not video.exists():

@@ -39,6 +39,7 @@ from urllib.parse import quote
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from .errors import ReconcilerError
 from .redaction import redact
 
 if TYPE_CHECKING:  # httpx is imported when a client is made: a run that dubs nothing
@@ -84,7 +85,7 @@ _DOWNLOAD_SUFFIXES = {
 T = TypeVar("T")
 
 
-class DubbingError(Exception):
+class DubbingError(ReconcilerError):
     """A dub that cannot be produced; `reason` is the API's own message (never the key).
 
     `status_code` is the HTTP status behind the failure when there was one (e.g. 401 means every

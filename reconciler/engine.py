@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -15,39 +14,33 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from . import applied, git, gitscope, layout, lock, planfile, status
-from .apply import Failure, Runtime, SectionResult, Step, apply_plan
-from .cdn import Cdn, CdnError, Invalidation, open_cdn
+from .apply import Failure, Outcome, Runtime, SectionResult, Step, apply_plan, public_master_url
+from .cdn import Cdn, CdnError, open_cdn
 from .cdn.delivery import Delivery
-from .cdn.pending import PendingRecord, summary
+from .cdn.pending import Entries, PendingRecord
 from .clock import Clock, SystemClock
 from .dubbing import Dubber, DubbingError, ElevenLabs
+from .errors import ReconcilerError, UsageError
 from .git import GitError
 from .git import PushConflict as PushConflict  # the API's --git-push conflict
-from .inputs import InputError, InputReader, Inputs
-from .lock import Lease, LockError, SectionLock
+from .inputs import InputReader, Inputs
+from .lock import Lease, SectionLock
 from .manifest import Section, load_manifests
 from .media import FfmpegPackager
 from .observe import ObservedSection, observe
-from .packaging import MediaError, Packager
+from .packaging import Packager
 from .pay_once import Spend
-from .plan import DESTROY, ORPHANED, Kind, Plan, PlanOptions
+from .plan import DESTROY, ORPHANED, Kind, PendingInvalidation, Plan, PlanOptions
 from .planner import make_plan
 from .planner import replace_targets as replace_targets  # the API checks a request's replace
 from .progress import Tracker
-from .sources import STRICT, FetchError, FetchPolicy
+from .sources import STRICT, FetchPolicy
 from .sources import SourceRefused as SourceRefused  # the API's check of a request's URL
 from .sources import resolve_host as resolve_host
 from .store import STORE_FORMS, Store, StoreError, open_store
 
 MAX_ROUNDS = 3  # re-observe and re-plan a section whose master changed under us
-
-
-def public_master_url(cdn_url: str | None, store_url: str, section_id: int) -> str:
-    """Where players find a section: through the CDN when there is one, else the store."""
-    return layout.master_url(cdn_url or store_url, section_id)
 
 
 @dataclass
@@ -77,7 +70,7 @@ class Settings:
         bucket = os.environ.get("AWS_BUCKET_NAME")
         url = store_url or (f"s3://{bucket}" if bucket else None)
         if not url:
-            raise ValueError(f"no store: pass --store {STORE_FORMS}, or set AWS_BUCKET_NAME")
+            raise UsageError(f"no store: pass --store {STORE_FORMS}, or set AWS_BUCKET_NAME")
         base = {
             "store_url": url,
             "distribution_id": os.environ.get("CLOUDFRONT_DISTRIBUTION_ID") or None,
@@ -128,7 +121,7 @@ def select(sections: list[Section], section_ids: list[int] | None) -> list[Secti
         return sections
     unknown = sorted(set(section_ids) - {s.section_id for s in sections})
     if unknown:
-        raise ValueError(f"--section {unknown[0]}: no manifest declares it")
+        raise UsageError(f"--section {unknown[0]}: no manifest declares it")
     return [s for s in sections if s.section_id in set(section_ids)]
 
 
@@ -183,11 +176,12 @@ def is_saved_plan(path: Path) -> bool:
 
 
 def read_saved_plan(path: Path) -> planfile.SavedPlan:
-    """A saved plan; ValueError naming the file when it cannot be read as one."""
+    """A saved plan; UsageError naming the file when it cannot be read as one."""
     try:
         return planfile.load(path)
     except (OSError, ValueError, KeyError, AttributeError, TypeError) as err:
-        raise ValueError(f"{path}: not a readable saved plan ({err})") from None
+        # A file the user named, not ours to trust: whatever it holds, it is their mistake.
+        raise UsageError(f"{path}: not a readable saved plan ({err})") from None
 
 
 def saved_scope(path: Path, section_ids: list[int] | None = None, *,
@@ -198,31 +192,12 @@ def saved_scope(path: Path, section_ids: list[int] | None = None, *,
     saved = read_saved_plan(path)
     saved = saved.narrow(section_ids) if section_ids else saved
     if store_url and store_url.rstrip("/") != saved.store_url.rstrip("/"):
-        raise ValueError(f"the saved plan is for {saved.store_url}, not {store_url}")
+        raise UsageError(f"the saved plan is for {saved.store_url}, not {store_url}")
     paths = [Path(p) for p in saved.paths]
     declared = load_manifests(paths)
     sections = planfile.covered(saved, declared)
     return Scope(paths, sections, dict(saved.removed), saved.store_url, saved.plan.options, saved,
                  catalogue=len(declared))
-
-
-@dataclass
-class Outcome:
-    plan: Plan
-    results: list[SectionResult]
-    invalidation: Invalidation | None
-    cdn_url: str | None
-    store_url: str
-    cdn: str = ""  # where the invalidation went (or why it did not)
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return (not self.errors and all(r.ok for r in self.results)
-                and not self.plan.has_errors)
-
-    def master_url(self, section_id: int) -> str:
-        return public_master_url(self.cdn_url, self.store_url, section_id)
 
 
 class Reconciler:
@@ -319,7 +294,8 @@ class Reconciler:
         Invalidations earlier applies left pending are part of the plan (one GET; not for an
         apply's re-plans, whose first plan has them, `read_pending=False`)."""
         observed = self.observe(sections, removed, previous)
-        waiting = summary(self.pending.read()) if self.cdn.sends and read_pending else None
+        waiting = (pending_invalidation(self.pending.read()) if self.cdn.sends and read_pending
+                   else None)
         plan = make_plan(sections, observed, options or self.settings.plan_options, removed,
                          waiting, catalogue)
         return plan, observed
@@ -507,12 +483,23 @@ def merge_rounds(earlier: SectionResult, later: SectionResult) -> SectionResult:
     return later
 
 
-class SpendLimitExceeded(Exception):
+def pending_invalidation(entries: Entries) -> PendingInvalidation | None:
+    """What a plan shows of the CDN's pending record (cdn/pending.py): every pending path
+    once, since the oldest entry, the last error."""
+    if not entries:
+        return None
+    ordered = sorted(entries.values(), key=lambda e: e["since"])
+    paths = tuple(dict.fromkeys(p for e in ordered for p in e["paths"]))
+    errors = [e["error"] for e in ordered if e.get("error")]
+    return PendingInvalidation(paths, ordered[0]["since"], errors[-1] if errors else "")
+
+
+class SpendLimitExceeded(ReconcilerError):
     """Apply refused before any request: new dubbing would exceed --max-dub-minutes."""
 
 
-# What a plan or apply may end with in normal use (a one-line error for the front end).
-RUN_ERRORS = (SpendLimitExceeded, planfile.StalePlan, GitError, LockError, StoreError, ValueError)
+# What a plan or apply may end with in normal use: one line for the front end (errors.py).
+RUN_ERRORS = (ReconcilerError,)
 
 
 def check_spend(plan: Plan, limit: float | None) -> None:
@@ -547,21 +534,6 @@ def _default_dubber() -> Callable[[], Dubber]:
 
 
 # -- what the front ends need of the seams, in one place (they import the engine alone) -------
-
-# The seams' own errors, beyond RUN_ERRORS: one line each, safe to show a client.
-SEAM_ERRORS = (CdnError, MediaError, FetchError, InputError, DubbingError)
-# What any command may meet in normal use (the seams' transports included): a front end reports
-# these in one line; anything else is a bug and keeps its traceback. httpx's errors join them
-# through expected_errors().
-EXPECTED_ERRORS = (*RUN_ERRORS, *SEAM_ERRORS, OSError, BotoCoreError, ClientError)
-
-
-def expected_errors() -> tuple[type[BaseException], ...]:
-    """EXPECTED_ERRORS, with httpx's once httpx is loaded. Only what talks HTTP imports it
-    (https inputs, dubbing, verify, GitHub), so a run that never loaded it cannot meet its
-    errors, and naming them up front would cost every start the import (a fifth of a second)."""
-    httpx = sys.modules.get("httpx")
-    return (*EXPECTED_ERRORS, httpx.HTTPError) if httpx else EXPECTED_ERRORS
 
 
 def reachable_store(url: str) -> Store:

@@ -9,10 +9,12 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from .errors import ReconcilerError
+
 TIMEOUT = 60.0  # seconds; git on a local work tree answers in far less
 
 
-class GitError(Exception):
+class GitError(ReconcilerError):
     """git could not do it (not a repository, unknown ref, nothing to commit, not installed)."""
 
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .errors import ReconcilerError
 from .layout import INIT
 
 AUDIO_GROUP = "aud"
@@ -19,7 +20,7 @@ SUBTITLES_GROUP = "subs"
 PLAYLIST_VERSION = 7  # >= 6: EXT-X-MAP in a playlist without EXT-X-I-FRAMES-ONLY
 
 
-class PlaylistError(ValueError):
+class PlaylistError(ReconcilerError, ValueError):
     """A playlist that does not follow RFC 8216 as the reconciler needs it."""
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from .errors import ReconcilerError
 from .manifest import Source, s3_location
 from .media import probe
 from .packaging import MediaError, MediaInfo
@@ -32,7 +33,7 @@ from .store import Store, StoreError
 CHUNK = 1024 * 1024
 
 
-class InputError(Exception):
+class InputError(ReconcilerError):
     """An input cannot be read; the message names it without secrets."""
 
 

@@ -16,13 +16,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from .errors import ReconcilerError
 from .layout import ObjectMeta, lock_key
 from .store import PreconditionFailed, Store, StoreError
 
 LOCK_META = ObjectMeta("application/json", "no-store")
 
 
-class LockError(Exception):
+class LockError(ReconcilerError):
     """The lock could not be taken (timeout, naming the holder) or was lost."""
 
 

@@ -23,6 +23,7 @@ import yaml
 from . import subtitles
 from .dubbing_languages import AUTO, elevenlabs_code
 from .dubbing_languages import offered as offered_dubbing
+from .errors import ReconcilerError
 from .language_hints import mistaken_code
 from .redaction import redact
 
@@ -45,7 +46,7 @@ class ManifestError:
         return f"{where}:{field} {self.message}"
 
 
-class InvalidManifests(Exception):
+class InvalidManifests(ReconcilerError):
     """Raised with every problem found; the CLI prints them all and exits 1."""
 
     def __init__(self, errors: list[ManifestError]) -> None:

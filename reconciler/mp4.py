@@ -11,11 +11,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from .errors import ReconcilerError
+
 CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"edts", b"dinf", b"udta",
               b"moof", b"traf"}
 
 
-class InitSegmentError(ValueError):
+class InitSegmentError(ReconcilerError, ValueError):
     """The bytes are not an init segment we can describe."""
 
 

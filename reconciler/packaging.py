@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from .errors import ReconcilerError
+
 HLS_TIME = 4
 AUDIO_BITRATE = "128k"
 AUDIO_RATE = 48000
@@ -40,7 +42,7 @@ OnSegment = Callable[[Path], None]
 # ending at the total when ffmpeg says it is done.
 OnProgress = Callable[[float, float], None]
 
-class MediaError(Exception):
+class MediaError(ReconcilerError):
     """ffmpeg/ffprobe failed or the media is unusable; `detail` holds the tail of stderr."""
 
     def __init__(self, message: str, detail: str = "") -> None:

@@ -11,22 +11,137 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
 from . import layout
+from .errors import ReconcilerError, UsageError
 from .manifest import Section, Source
 from .observe import ObservedSection
-from .plan import Plan
-from .render import plan_dict, plan_from_dict
+from .plan import (
+    FORMAT_VERSION,
+    Action,
+    Change,
+    Kind,
+    PendingInvalidation,
+    Plan,
+    PlanError,
+    PlanOptions,
+    Problem,
+    SectionPlan,
+)
 
 KIND = "reconciler-saved-plan"
 # Section fields that name where a manifest is, not what it declares.
 MACHINE_FIELDS = frozenset({"file"})
 
 
-class StalePlan(Exception):
+class StalePlan(ReconcilerError):
     """The store, the inputs or the manifests changed since the plan was made."""
+
+
+# -- the plan as JSON: the saved plan's format, and the JSON view's (render.py) ------------
+
+
+def camel(key: str) -> str:
+    """allow_empty -> allowEmpty: the one key style of the CLI's JSON."""
+    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key)
+
+
+def snake(key: str) -> str:
+    return re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), key)
+
+
+def _action_dict(a: Action) -> dict:
+    return {
+        "type": str(a.type),
+        "change": str(a.change),
+        "language": a.language,
+        "reason": a.reason,
+        "keys": list(a.keys),
+        "sourceId": a.source_id,
+        "minutes": a.minutes,
+        "detail": dict(a.detail),
+        "stamp": dict(a.stamp),
+    }
+
+
+def plan_dict(plan: Plan) -> dict:
+    counts = plan.counts()
+    return {
+        "formatVersion": FORMAT_VERSION,
+        "sections": [
+            {
+                "sectionId": sp.section_id,
+                "manifest": sp.file,
+                "actions": [_action_dict(a) for a in sp.actions],
+                "languages": {"before": list(sp.languages_before),
+                              "after": list(sp.languages_after)},
+                "errors": [str(e) for e in sp.errors],
+                "problems": [{"language": e.language, "kind": str(e.kind), "message": e.message}
+                             for e in sp.errors],
+                "notes": list(sp.notes),
+                "unpriced": list(sp.unpriced),
+            }
+            for sp in plan.sections
+        ],
+        "invalidationPaths": list(plan.invalidation_paths),
+        "pendingInvalidation": vars(plan.pending_invalidation) | {
+            "paths": list(plan.pending_invalidation.paths)} if plan.pending_invalidation else None,
+        "options": {camel(k): list(v) if isinstance(v, tuple) else v
+                    for k, v in vars(plan.options).items()},
+        "summary": {**counts, "dubMinutes": plan.dub_minutes, "changes": plan.has_changes,
+                    "errors": plan.has_errors},
+    }
+
+
+def plan_from_dict(data: dict) -> Plan:
+    version = data.get("formatVersion", data.get("format_version"))
+    if version != FORMAT_VERSION:
+        raise ValueError(f"plan formatVersion {version!r} is not {FORMAT_VERSION}, the one this "
+                         "reconciler reads: plan again")
+    sections = tuple(
+        SectionPlan(
+            section_id=s["sectionId"],
+            file=s.get("manifest"),
+            actions=tuple(
+                Action(Kind(a["type"]), Change(a["change"]), a.get("language"),
+                       a.get("reason", ""),
+                       tuple(a.get("keys", ())), a.get("sourceId"), a.get("minutes"),
+                       tuple(a.get("detail", {}).items()), tuple(a.get("stamp", {}).items()))
+                for a in s["actions"]
+            ),
+            languages_before=tuple(s["languages"]["before"]),
+            languages_after=tuple(s["languages"]["after"]),
+            errors=tuple(PlanError(s["sectionId"], e["language"], Problem(e["kind"]),
+                                   e["message"]) for e in s.get("problems", ())),
+            notes=tuple(s.get("notes", ())),
+            unpriced=tuple(s.get("unpriced", ())),
+        )
+        for s in data["sections"]
+    )
+    pending = data.get("pendingInvalidation")
+    return Plan(sections, tuple(data["invalidationPaths"]), _options(data.get("options", {})),
+                PendingInvalidation(tuple(pending["paths"]), pending["since"],
+                                    pending.get("error", "")) if pending else None)
+
+
+def _options(data: dict) -> PlanOptions:
+    """The plan's options, typed; a flag that is not a JSON boolean (an older plan wrote the
+    strings "True"/"False") or a `replace` that is not a list of strings is refused rather than
+    guessed."""
+    given = {snake(k): v for k, v in data.items()}
+    unknown = set(given) - set(vars(PlanOptions()))
+    replace = given.pop("replace", [])
+    wrong = [k for k, v in given.items() if not isinstance(v, bool)]
+    if unknown or wrong:
+        name = camel(sorted(unknown or wrong)[0])
+        raise ValueError(f"plan options: {name} is not a known true/false option; plan again")
+    if not (isinstance(replace, list) and all(isinstance(r, str) for r in replace)):
+        raise ValueError("plan options: replace is not a list of renditions; plan again")
+    return PlanOptions(**given, replace=tuple(replace))
+
 
 
 def manifests_digest(sections: list[Section]) -> str:
@@ -99,11 +214,11 @@ class SavedPlan:
 
     def narrow(self, ids: list[int]) -> SavedPlan:
         """The part of this plan covering `ids` only (one job of a matrix applies its chunk).
-        Raises ValueError naming an id the plan does not cover."""
+        Raises UsageError naming an id the plan does not cover."""
         covered = set(self.section_ids) | set(self.removed)
         outside = [i for i in ids if i not in covered]
         if outside:
-            raise ValueError(f"--section {outside[0]}: not covered by the saved plan")
+            raise UsageError(f"--section {outside[0]}: not covered by the saved plan")
         keep = set(ids)
         prefixes = tuple(layout.cdn_path(layout.section_prefix(i)) for i in keep)
         plan = replace(self.plan,
@@ -130,7 +245,10 @@ def save(path: Path, plan: Plan, sections: list[Section], observed: dict[int, Ob
                       "digests": {str(s.section_id): manifests_digest([s]) for s in sections}},
         "observed": fingerprint(observed),
     }
-    path.write_text(json.dumps(doc, indent=1) + "\n")
+    try:
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+    except OSError as err:
+        raise UsageError(f"--out {path}: cannot write the plan ({err.strerror or err})") from None
 
 
 def is_saved_plan(path: Path) -> bool:

@@ -1,14 +1,14 @@
 """Views of a Plan and of an apply's outcome: text (Terraform's `+ ~ - -/+`), JSON, markdown.
 
-Views only read; they never compute what the plan should be. The JSON plan is also the saved
-plan format, so `plan_dict` / `plan_from_dict` round-trip exactly. Every key of the CLI's JSON
-is camelCase (formatVersion 2; version 1 mixed in snake_case), like the manifests' sectionId.
+Views only read; they never compute what the plan should be. The JSON view of a plan is the
+saved plan's format: its codec (`plan_dict` / `plan_from_dict`, which round-trip exactly) lives
+in planfile.py, since the format is not a view. Every key of the CLI's JSON is camelCase
+(formatVersion 2; version 1 mixed in snake_case), like the manifests' sectionId.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import TYPE_CHECKING
 
 import click
@@ -21,14 +21,12 @@ from .plan import (
     Kind,
     PendingInvalidation,
     Plan,
-    PlanError,
-    PlanOptions,
-    Problem,
     SectionPlan,
 )
+from .planfile import plan_dict
 
 if TYPE_CHECKING:
-    from .engine import Outcome
+    from .apply import Outcome
 
 REPLACE = "-/+"  # a rendition rebuilt: its objects are replaced, as Terraform marks a replacement
 SYMBOL = {Change.CREATE: "+", Change.UPDATE: "~", Change.DELETE: "-", Change.REPLACE: REPLACE}
@@ -49,15 +47,6 @@ LABEL = {
 def _short(section_id: int, key: str) -> str:
     prefix = layout.section_prefix(section_id)
     return key[len(prefix):] if key.startswith(prefix) else key
-
-
-def camel(key: str) -> str:
-    """allow_empty -> allowEmpty: the one key style of the CLI's JSON."""
-    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key)
-
-
-def snake(key: str) -> str:
-    return re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), key)
 
 
 def symbol(a: Action) -> str:
@@ -162,97 +151,7 @@ def plan_text(plan: Plan) -> str:
     return "\n".join(out) + "\n"
 
 
-# -- JSON (also the saved-plan format) -----------------------------------------------------
-
-
-def _action_dict(a: Action) -> dict:
-    return {
-        "type": str(a.type),
-        "change": str(a.change),
-        "language": a.language,
-        "reason": a.reason,
-        "keys": list(a.keys),
-        "sourceId": a.source_id,
-        "minutes": a.minutes,
-        "detail": dict(a.detail),
-        "stamp": dict(a.stamp),
-    }
-
-
-def plan_dict(plan: Plan) -> dict:
-    counts = plan.counts()
-    return {
-        "formatVersion": FORMAT_VERSION,
-        "sections": [
-            {
-                "sectionId": sp.section_id,
-                "manifest": sp.file,
-                "actions": [_action_dict(a) for a in sp.actions],
-                "languages": {"before": list(sp.languages_before),
-                              "after": list(sp.languages_after)},
-                "errors": [str(e) for e in sp.errors],
-                "problems": [{"language": e.language, "kind": str(e.kind), "message": e.message}
-                             for e in sp.errors],
-                "notes": list(sp.notes),
-                "unpriced": list(sp.unpriced),
-            }
-            for sp in plan.sections
-        ],
-        "invalidationPaths": list(plan.invalidation_paths),
-        "pendingInvalidation": vars(plan.pending_invalidation) | {
-            "paths": list(plan.pending_invalidation.paths)} if plan.pending_invalidation else None,
-        "options": {camel(k): list(v) if isinstance(v, tuple) else v
-                    for k, v in vars(plan.options).items()},
-        "summary": {**counts, "dubMinutes": plan.dub_minutes, "changes": plan.has_changes,
-                    "errors": plan.has_errors},
-    }
-
-
-def plan_from_dict(data: dict) -> Plan:
-    version = data.get("formatVersion", data.get("format_version"))
-    if version != FORMAT_VERSION:
-        raise ValueError(f"plan formatVersion {version!r} is not {FORMAT_VERSION}, the one this "
-                         "reconciler reads: plan again")
-    sections = tuple(
-        SectionPlan(
-            section_id=s["sectionId"],
-            file=s.get("manifest"),
-            actions=tuple(
-                Action(Kind(a["type"]), Change(a["change"]), a.get("language"),
-                       a.get("reason", ""),
-                       tuple(a.get("keys", ())), a.get("sourceId"), a.get("minutes"),
-                       tuple(a.get("detail", {}).items()), tuple(a.get("stamp", {}).items()))
-                for a in s["actions"]
-            ),
-            languages_before=tuple(s["languages"]["before"]),
-            languages_after=tuple(s["languages"]["after"]),
-            errors=tuple(PlanError(s["sectionId"], e["language"], Problem(e["kind"]),
-                                   e["message"]) for e in s.get("problems", ())),
-            notes=tuple(s.get("notes", ())),
-            unpriced=tuple(s.get("unpriced", ())),
-        )
-        for s in data["sections"]
-    )
-    pending = data.get("pendingInvalidation")
-    return Plan(sections, tuple(data["invalidationPaths"]), _options(data.get("options", {})),
-                PendingInvalidation(tuple(pending["paths"]), pending["since"],
-                                    pending.get("error", "")) if pending else None)
-
-
-def _options(data: dict) -> PlanOptions:
-    """The plan's options, typed; a flag that is not a JSON boolean (an older plan wrote the
-    strings "True"/"False") or a `replace` that is not a list of strings is refused rather than
-    guessed."""
-    fields = {snake(k): v for k, v in data.items()}
-    unknown = set(fields) - set(vars(PlanOptions()))
-    replace = fields.pop("replace", [])
-    wrong = [k for k, v in fields.items() if not isinstance(v, bool)]
-    if unknown or wrong:
-        name = camel(sorted(unknown or wrong)[0])
-        raise ValueError(f"plan options: {name} is not a known true/false option; plan again")
-    if not (isinstance(replace, list) and all(isinstance(r, str) for r in replace)):
-        raise ValueError("plan options: replace is not a list of renditions; plan again")
-    return PlanOptions(**fields, replace=tuple(replace))
+# -- JSON (the saved plan's format, planfile.py's codec) ----------------------------------
 
 
 def plan_json(plan: Plan) -> str:

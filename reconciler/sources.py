@@ -22,8 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from .errors import ReconcilerError
 
-class FetchError(Exception):
+
+class FetchError(ReconcilerError):
     """A remote input could not be fetched (after retries); the message carries no secret."""
 
 

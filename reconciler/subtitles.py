@@ -25,6 +25,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from .errors import ReconcilerError
+
 SEGMENT_TEMPLATE = "s_%03d.vtt"
 MPEGTS = 0
 # A cue may end this much after the video's last frame (transcripts round up); later is a
@@ -51,7 +53,7 @@ _VTT_MARKUP = re.compile(r"</?(?:c|i|b|u|ruby|rt|v|lang)(?:\.[^\s<>.&]+)*(?:[ \t
                          r"|&(?:[A-Za-z][A-Za-z0-9]*|#[0-9]+|#[xX][0-9A-Fa-f]+);")
 
 
-class SubtitleError(ValueError):
+class SubtitleError(ReconcilerError, ValueError):
     """A subtitle file that cannot be published; the message names the file and line."""
 
 

@@ -1,212 +1,180 @@
-"""The layering, enforced over `ast` imports (every import statement, function-level ones too):
+"""The layering, enforced: import-linter's contracts in pyproject.toml ([tool.importlinter]),
+and a check that the import graph of `reconciler` has no circle.
 
-- `plan` (the plan's data) and `planner` (a pure function) import no I/O module;
-- the data modules (`manifest`, `layout`, `hls`, `mp4`) import nothing of apply, engine or the
-  front ends;
-- the front ends (`cli`, `api`, `github`, `preview`) import the library through `engine`, the
-  views and the models only: never `apply`, never a seam (store, CDN, media, sources, lock,
-  git), never a `_private` name of `observe` or `plan`. Each may import its own package;
-- `apply` and `observe` reach the outside world only through the seams they are handed
-  (`apply.Runtime`, `observe`'s arguments): of an I/O module they import nothing but the seam's
-  Protocol and the types that cross it (SEAM_TYPES), never a function or class that does I/O.
+The contracts say, with no exception list:
+- layers: front ends (cli; api, github, preview, demo) > engine > views (render, board,
+  status) > apply, planfile, verify > apply's parts (dub_work; recording, pay_once) > the
+  planner > the plan's data > observe > the state index > seams > the seams' pure halves >
+  data. A module never imports one above it, and every module has its layer;
+- pure-planner: `planner` and `plan` import no I/O (boto3, httpx, subprocess, sockets, a store,
+  a seam);
+- front-ends: cli, api, github and demo import neither apply nor a seam: they go through the
+  engine, its views and its models;
+- seam-users: apply and observe reach the world only through the seams they are handed (no
+  ffmpeg, fetcher, store or CDN implementation, lock or git of their own).
 
-Two narrow rules say where a front end honestly needs more, and why:
-
-- `cli` starts the front ends it offers as commands: `reconcile serve` imports `api`,
-  `reconcile preview` imports `preview`, and `reconcile demo` imports `demo` (a scripted engine
-  run over generated sample media). No other front end imports another one.
-- `preview` imports `reconciler.store` (the Store protocol and StoreError, not an
-  implementation): it stands in for CloudFront, serving a store's objects read-only over HTTP,
-  so the store is what it serves, not a library it drives.
-
-There is no exception list: the code follows these rules, and a new forbidden import fails the
-test (the synthetic violations below prove the checker sees each kind).
+Every import counts: function-level ones and those under TYPE_CHECKING too. Each contract is
+shown to fail on a synthetic violation (one bad import added to a copy of the package).
 """
 
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+import tomllib
 from pathlib import Path
 
+import grimp
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "reconciler"
-
-IO_MODULES = ("reconciler.store", "reconciler.media", "reconciler.inputs", "reconciler.dubbing",
-              "reconciler.cdn", "reconciler.sources", "reconciler.transport", "reconciler.git",
-              "reconciler.gitscope", "reconciler.lock", "boto3", "botocore", "httpx", "subprocess",
-              "socket", "urllib.request")
-DATA_MODULES = ("reconciler.manifest", "reconciler.layout", "reconciler.hls", "reconciler.mp4")
-FRONT_ENDS = ("reconciler.cli", "reconciler.api", "reconciler.github", "reconciler.preview")
-ABOVE_DATA = ("reconciler.apply", "reconciler.engine", "reconciler.observe", "reconciler.plan",
-              "reconciler.planner", *FRONT_ENDS)
-# What a front end may import of the library: the engine, the views, the models (and itself).
-FRONT_END_MAY_USE = ("reconciler.engine", "reconciler.render", "reconciler.verify",
-                     "reconciler.board", "reconciler.status", "reconciler.progress",
-                     "reconciler.redaction",
-                     "reconciler.logs",
-                     "reconciler.manifest", "reconciler.plan", "reconciler.layout",
-                     "reconciler.observe")
-PRIVATE_INTERNALS = ("reconciler.observe", "reconciler.plan", "reconciler.planner")
-PURE = ("reconciler.plan", "reconciler.planner")  # no I/O: the plan's data and its planner
-# The docstring's two narrow rules: (front end, exactly the modules it may import beyond those).
-STARTS_FRONT_ENDS = ("reconciler.cli", ("reconciler.api", "reconciler.preview", "reconciler.demo"))
-CDN_STAND_IN = ("reconciler.preview", ("reconciler.store",))
-SEAM_USERS = ("reconciler.apply", "reconciler.observe")
-# What apply/observe may import of an I/O module, each name only as a type: the seam's Protocol
-# (annotations), the exceptions its implementations raise (caught by name) and the data it hands
-# back. The packager's Protocol, settings and MediaError live in the pure `packaging` module, so
-# nothing of `media` (ffmpeg) is allowed; nothing of `sources`, `cdn`, `lock`, `store.s3`, ...
-SEAM_TYPES = {
-    "reconciler.store": {"Store", "StoreError", "PreconditionFailed", "ObjectInfo"},
-    "reconciler.inputs": {"Inputs", "InputError", "InputState"},
-    "reconciler.dubbing": {"Dubber", "DubbingError"},
-}
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "reconciler"
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def lint_imports(root: Path, *contracts: str) -> subprocess.CompletedProcess[str]:
+    """`lint-imports` on the package and pyproject.toml under `root` (only `contracts`, if
+    given): exit 0 when every contract is kept."""
+    args = [str(LINT_IMPORTS), "--no-cache", "--no-logo",
+            *(arg for c in contracts for arg in ("--contract", c))]
+    return subprocess.run(args, cwd=root, env={"PYTHONPATH": str(root), "PATH": ""},
+                          capture_output=True, text=True, timeout=120)
 
 
-MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+def function_level(module: str) -> set[int]:
+    """Line numbers of the imports made inside a function of `module` (run when called)."""
+    path = PACKAGE.joinpath(*module.split(".")[1:])
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {node.lineno for func in ast.walk(tree)
+            if isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef)
+            for node in ast.walk(func) if isinstance(node, ast.Import | ast.ImportFrom)}
 
 
-def imports(module: str) -> set[tuple[str, str]]:
-    """(imported module, name or "") for every import in `module`, relative ones resolved."""
-    path = MODULES[module]
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found: set[tuple[str, str]] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found |= {(alias.name, "") for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                parts = parts[: len(parts) - node.level + 1]
-                base = ".".join([*parts, node.module] if node.module else parts)
-            for alias in node.names:
-                sub = f"{base}.{alias.name}"
-                found.add((sub, "") if sub in MODULES else (base, alias.name))
+def is_factory_import(graph: grimp.ImportGraph, importer: str, imported: str) -> bool:
+    """A seam package's factory picking one of its own implementations when called
+    (`store.open_store` importing `store.s3`, whose module imports the Protocol from the
+    package): the shape of every seam, and no circle at import time, so not counted."""
+    if not imported.startswith(importer + "."):
+        return False
+    lines = {d["line_number"] for d in graph.get_import_details(importer=importer,
+                                                                 imported=imported)}
+    return bool(lines) and lines <= function_level(importer)
+
+
+def circles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Every strongly connected set of more than one module of `reconciler` (each a circle or
+    several), by Tarjan's algorithm over the direct imports."""
+    edges = {m: sorted(i for i in graph.find_modules_directly_imported_by(m)
+                       if i.startswith("reconciler") and not is_factory_import(graph, m, i))
+             for m in graph.modules if m.startswith("reconciler")}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in edges[module]:
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = []
+            while not component or component[-1] != module:
+                component.append(stack.pop())
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(edges):
+        if module not in index:
+            visit(module)
     return found
 
 
-def under(name: str, prefixes: tuple[str, ...]) -> bool:
-    return any(name == p or name.startswith(p + ".") for p in prefixes)
+def package_graph() -> grimp.ImportGraph:
+    return grimp.build_graph("reconciler", cache_dir=None)
 
 
-def front_end_may_import(module: str, imported: str) -> bool:
-    """The front-end rule with its two narrow extensions (see the docstring)."""
-    own = next(f for f in FRONT_ENDS if under(module, (f,)))
-    if under(imported, (own,)) or imported == "reconciler":  # itself, __version__
-        return True
-    return any(module == who and imported in allowed
-               for who, allowed in (STARTS_FRONT_ENDS, CDN_STAND_IN))
+def test_the_contracts_hold():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 kept, 0 broken" in result.stdout
 
 
-def seam_import_allowed(imported: str, name: str) -> bool:
-    """May apply/observe import `name` of `imported` ("" for the whole module)?"""
-    return not under(imported, IO_MODULES) or name in SEAM_TYPES.get(imported, ())
+def test_every_module_has_its_layer():
+    """A module the layers do not name is not constrained by them: a new one must be placed."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    layers = next(c for c in config["tool"]["importlinter"]["contracts"] if c["id"] == "layers")
+    named = {m.strip() for layer in layers["layers"] for m in layer.split("|")}
+    top = {f"reconciler.{p.stem if p.is_file() else p.name}" for p in PACKAGE.iterdir()
+           if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()}
+    assert top - named == set()
 
 
-def violations(found: Mapping[str, Iterable[tuple[str, str]]]) -> set[tuple[str, str]]:
-    """(importer, imported) for every import against the rules, from module -> its imports."""
-    bad: set[tuple[str, str]] = set()
-    for module, module_imports in found.items():
-        for imported, name in module_imports:
-            if module in PURE and under(imported, IO_MODULES):
-                bad.add((module, imported))
-            if module in SEAM_USERS and not seam_import_allowed(imported, name):
-                bad.add((module, f"{imported}.{name}" if name else imported))
-            if under(module, DATA_MODULES) and under(imported, ABOVE_DATA):
-                bad.add((module, imported))
-            if (under(module, FRONT_ENDS) and imported.startswith("reconciler")
-                    and not front_end_may_import(module, imported)):
-                if not under(imported, FRONT_END_MAY_USE):
-                    bad.add((module, imported))
-                elif under(imported, PRIVATE_INTERNALS) and name.startswith("_"):
-                    bad.add((module, f"{imported}.{name}"))
-    return bad
+def test_the_import_graph_has_no_circle():
+    assert circles(package_graph()) == []
 
 
-def all_violations() -> set[tuple[str, str]]:
-    return violations({module: imports(module) for module in MODULES})
+def test_a_circle_is_found():
+    """engine -> planfile -> render -> engine was one: planfile borrowed its codec from the
+    views, and render named the engine's Outcome."""
+    graph = package_graph()
+    graph.add_import(importer="reconciler.planfile", imported="reconciler.render")
+    graph.add_import(importer="reconciler.render", imported="reconciler.engine")
+    assert ["reconciler.engine", "reconciler.planfile", "reconciler.render"] in circles(graph)
 
 
-def test_layers_hold():
-    found = sorted(all_violations())
-    assert not found, f"imports against the layering (see this file's docstring): {found}"
+
+def test_only_a_factory_s_import_of_its_own_implementation_is_not_a_circle():
+    """store/__init__.py imports store.s3 inside open_store; the same import at module level
+    (line 1) would be a circle at import time, and is one."""
+    assert is_factory_import(package_graph(), "reconciler.store", "reconciler.store.s3")
+    graph = package_graph()
+    graph.add_import(importer="reconciler.store", imported="reconciler.store.s3",
+                     line_number=1, line_contents="from .s3 import S3Store")
+    assert ["reconciler.store", "reconciler.store.s3"] in [
+        [m for m in c if m in ("reconciler.store", "reconciler.store.s3")] for c in circles(graph)]
 
 
-@pytest.mark.parametrize(("module", "imported"), [
-    ("reconciler.cli", "reconciler.store"),  # open the store through engine
-    ("reconciler.cli", "reconciler.lock"),
-    ("reconciler.cli", "reconciler.apply"),
-    ("reconciler.api.service", "reconciler.git"),  # commit through engine
-    ("reconciler.api.service", "reconciler.cdn"),  # name errors through engine
-    ("reconciler.api", "reconciler.preview"),  # only cli starts another front end
-    ("reconciler.github.workflow", "reconciler.gitscope"),
-    ("reconciler.preview", "reconciler.store.s3"),  # the protocol, not an implementation
-    ("reconciler.preview", "reconciler.media"),
-    ("reconciler.plan", "reconciler.inputs"),
-    ("reconciler.plan", "reconciler.media"),
-    ("reconciler.planner", "reconciler.store"),
-    ("reconciler.apply", "reconciler.media"),  # through the Packager on its Runtime
-    ("reconciler.observe", "reconciler.sources"),  # the fetch policy is the Inputs' business
-    ("reconciler.layout", "reconciler.engine"),
+@pytest.mark.parametrize(("module", "line", "contract"), [
+    ("engine", "from . import cli", "layers"),
+    ("observe", "from . import engine", "layers"),
+    ("state", "from . import apply", "layers"),
+    ("apply", "from . import samples", "layers"),
+    ("render", "from .engine import Reconciler", "layers"),
+    ("layout", "from . import hls", "layers"),  # data siblings are independent
+    ("plan", "import boto3", "pure-planner"),
+    ("plan", "from .store import Store", "pure-planner"),  # the layers allow it; I/O is not
+    ("plan", "import subprocess", "pure-planner"),
+    ("planner", "from .store import Store", "pure-planner"),
+    ("planner", "from . import apply", "layers"),
+    ("plan", "from . import planner", "layers"),
+    ("dub_work", "from . import apply", "layers"),
+    ("cli", "from . import apply", "front-ends"),
+    ("api.service", "from .. import git", "front-ends"),
+    ("github.workflow", "from .. import gitscope", "front-ends"),
+    ("apply", "from . import media", "seam-users"),
+    ("observe", "from .store.s3 import S3Store", "seam-users"),
 ])
-def test_a_new_forbidden_import_is_caught(module: str, imported: str):
-    assert violations({module: [(imported, "")]}) == {(module, imported)}
-
-
-def test_apply_and_observe_import_only_the_seams_types():
-    """apply's and observe's imports before the seams (ffmpeg and input fetching called
-    directly, the dubber's concrete class, the fetch policy) are each caught; the Protocols and
-    exception types they import now are not."""
-    before = {"reconciler.apply": [("reconciler.media", ""), ("reconciler.inputs", "fetch"),
-                                   ("reconciler.dubbing", "ElevenLabs"),
-                                   ("reconciler.sources", "FetchPolicy")],
-              "reconciler.observe": [("reconciler.inputs", "identify"),
-                                     ("reconciler.store.s3", "S3Store")]}
-    assert violations(before) == {
-        ("reconciler.apply", "reconciler.media"), ("reconciler.apply", "reconciler.inputs.fetch"),
-        ("reconciler.apply", "reconciler.dubbing.ElevenLabs"),
-        ("reconciler.apply", "reconciler.sources.FetchPolicy"),
-        ("reconciler.observe", "reconciler.inputs.identify"),
-        ("reconciler.observe", "reconciler.store.s3.S3Store")}
-    now = {module: imports(module) for module in SEAM_USERS}
-    assert ("reconciler.inputs", "Inputs") in now["reconciler.apply"]
-    assert ("reconciler.dubbing", "Dubber") in now["reconciler.apply"]
-    assert violations(now) == set()
-
-
-def test_private_names_of_plan_and_observe_are_caught():
-    assert violations({"reconciler.cli": [("reconciler.observe", "_list_section")]}) == {
-        ("reconciler.cli", "reconciler.observe._list_section")}
-
-
-@pytest.mark.parametrize(("module", "imported"), [
-    ("reconciler.cli", "reconciler.api"),  # reconcile serve
-    ("reconciler.cli", "reconciler.preview"),  # reconcile preview
-    ("reconciler.cli", "reconciler.demo"),  # reconcile demo
-    ("reconciler.preview", "reconciler.store"),  # the CDN stand-in serves the store
-    ("reconciler.api.service", "reconciler.api.jobs"),  # its own package
-    ("reconciler.github.workflow", "reconciler.engine"),
-])
-def test_the_narrow_rules_allow_exactly_what_they_say(module: str, imported: str):
-    assert violations({module: [(imported, "")]}) == set()
-
-
-def test_the_checker_sees_relative_and_function_level_imports():
-    """The rules are only as good as the import reading: `from .preview import serve` inside a
-    function of cli, and `from .. import engine` in the api package, are both seen."""
-    assert ("reconciler.preview", "serve") in imports("reconciler.cli")  # in a function
-    assert ("reconciler.engine", "") in imports("reconciler.api.service")
-    assert ("reconciler.engine", "") in imports("reconciler.github.workflow")
+def test_a_synthetic_violation_breaks_its_contract(tmp_path: Path, module: str, line: str,
+                                                   contract: str):
+    shutil.copytree(PACKAGE, tmp_path / "reconciler",
+                    ignore=shutil.ignore_patterns("__pycache__", "static"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    path = tmp_path.joinpath("reconciler", *module.split("."))
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    path.write_text(path.read_text(encoding="utf-8") + f"\n{line}\n", encoding="utf-8")
+    result = lint_imports(tmp_path, contract)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 broken" in result.stdout
+    importer = f"reconciler.{module}"
+    assert importer in result.stdout, result.stdout  # the report names the importer
 
 
 def test_the_cli_starts_without_the_http_libraries():

@@ -9,6 +9,7 @@ from conftest import KO_EN
 from test_gitops import git, init_git
 
 from reconciler import engine, layout
+from reconciler.errors import UsageError
 from reconciler.plan import PlanOptions
 from reconciler.planfile import StalePlan
 
@@ -48,9 +49,9 @@ def test_saved_plan_fixes_sections_store_and_options_and_refuses_once_stale(repo
     assert [s.section_id for s in saved.sections] == [11]  # not 12, though it is declared
     assert saved.options == PlanOptions(prune=True) and saved.store_url == rec.store.url
     assert saved.paths == [repo.manifests]
-    with pytest.raises(ValueError, match="not covered by the saved plan"):
+    with pytest.raises(UsageError, match="not covered by the saved plan"):
         engine.saved_scope(out, [12])
-    with pytest.raises(ValueError, match="the saved plan is for"):
+    with pytest.raises(UsageError, match="the saved plan is for"):
         engine.saved_scope(out, store_url=f"file://{tmp_path / 'other'}")
 
     stray = tmp_path / "store" / layout.section_prefix(11) / "stray.m4s"
@@ -63,5 +64,5 @@ def test_saved_plan_fixes_sections_store_and_options_and_refuses_once_stale(repo
 def test_an_unreadable_saved_plan_is_one_error_naming_the_file(tmp_path):
     bad = tmp_path / "plan.json"
     bad.write_text('{"kind": "reconciler-saved-plan"}')
-    with pytest.raises(ValueError, match="plan.json: not a readable saved plan"):
+    with pytest.raises(UsageError, match="plan.json: not a readable saved plan"):
         engine.saved_scope(bad)

@@ -26,9 +26,9 @@ from reconciler.cdn import CdnBusy, CdnError, Usage
 from reconciler.cdn.cloudfront import CloudFront
 from reconciler.cdn.delivery import Delivery
 from reconciler.cdn.pending import KEY, PendingRecord
-from reconciler.cdn.pending import summary as pending_summary
 from reconciler.cdn.quota import LIMIT, collapse
 from reconciler.cdn.recorded import RecordedCdn
+from reconciler.engine import pending_invalidation as pending_summary
 from reconciler.store import open_store
 from reconciler.store.s3 import s3_client
 
@@ -349,7 +349,8 @@ def test_a_pending_invalidation_round_trips_through_the_saved_form_and_never_sta
     because a pending invalidation came or went since review: the apply sends what is pending
     when it ends."""
     from reconciler.plan import PendingInvalidation, Plan
-    from reconciler.render import plan_dict, plan_from_dict, plan_text
+    from reconciler.planfile import plan_dict, plan_from_dict
+    from reconciler.render import plan_text
 
     plan = Plan((), (), pending_invalidation=PendingInvalidation(
         tuple(f"/assets/curriculumsection/{i}/master.m3u8" for i in range(12)),

@@ -29,7 +29,8 @@ from reconciler.planner import (
     observed_facts,
     video_source_id,
 )
-from reconciler.render import action_line, plan_dict, plan_from_dict, plan_text
+from reconciler.planfile import plan_dict, plan_from_dict
+from reconciler.render import action_line, plan_text
 from reconciler.store import ObjectInfo
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..engine import FetchPolicy, SourceRefused
+from ..errors import UsageError
 from ..redaction import redact
 from .errors import ApiError
 
 
-class ApiConfigError(ValueError):
+class ApiConfigError(UsageError):
     """The server cannot start safely with this configuration."""
 
 

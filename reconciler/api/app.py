@@ -42,6 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import BUG_REPORT, ReconcilerError
 from ..manifest import MAX_MESSAGE, shown
 from ..redaction import redact
 from .allowlist import ApiConfigError
@@ -112,8 +113,8 @@ class Guard:
             await self._guarded(scope, receive, tracking_send)
         except Exception as exc:
             # Answered here rather than re-raised, so the server keeps the connection sane.
-            log.error("unhandled error in %s %s", scope.get("method"), scope.get("path"),
-                      exc_info=exc)
+            log.error("unhandled error in %s %s. %s", scope.get("method"), scope.get("path"),
+                      BUG_REPORT, exc_info=exc)
             if started:
                 raise
             await _send_json(send, 500, error_body("internal", "internal server error"))
@@ -258,6 +259,13 @@ def create_app(config: ApiConfig) -> FastAPI:
     async def on_api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return _json_error(exc.status, exc.error, exc.message, exc.field)
 
+    @app.exception_handler(ReconcilerError)
+    async def on_expected(_request: Request, exc: ReconcilerError) -> JSONResponse:
+        """Any other expected failure (a store that does not answer, a stale plan ...): the
+        request could not be done as the world stands, which the message names; 409."""
+        message = redact(" ".join(str(exc).split()))[:MAX_MESSAGE]
+        return _json_error(409, "failed", message or type(exc).__name__)
+
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = exc.errors()
@@ -276,7 +284,7 @@ def create_app(config: ApiConfig) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def on_crash(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error", exc_info=exc)
+        log.error("unhandled error. %s", BUG_REPORT, exc_info=exc)
         return _json_error(500, "internal", "internal server error")
 
     @app.get("/healthz", response_model=Health, tags=["ops"])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ReconcilerError
 
-class ApiError(Exception):
+
+class ApiError(ReconcilerError):
     """An expected failure with its HTTP status; rendered as {error, message, field}."""
 
     def __init__(self, status: int, error: str, message: str, field: str | None = None) -> None:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import ReconcilerError
+
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
@@ -65,7 +67,7 @@ _ADDED_INDEXES = (
 )
 
 
-class DataDirBusy(RuntimeError):
+class DataDirBusy(ReconcilerError):
     """Another live process already runs the jobs of this data directory."""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import engine
+from ..errors import BUG_REPORT, ReconcilerError
 from ..manifest import (
     MAX_MESSAGE,
     InvalidManifests,
@@ -485,10 +486,10 @@ class DubbingService:
                         section_wide.append(str(failure))
         except InvalidManifests as err:  # changed since the scan
             section_wide.append(catalogue.describe(err.errors[0]))
-        except (*engine.RUN_ERRORS, *engine.SEAM_ERRORS, OSError) as err:
+        except ReconcilerError as err:
             section_wide.append(one_line(err))
         except Exception:  # the engine's own bugs: log them, tell the client little
-            log.exception("job %s: reconcile failed", job.id)
+            log.exception("job %s: reconcile failed; %s", job.id, BUG_REPORT)
             section_wide.append("internal error while reconciling (see the server log)")
         try:
             ready = self.master_languages(sid)

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..errors import ReconcilerError
 
-class CdnError(Exception):
+
+class CdnError(ReconcilerError):
     """An invalidation was not accepted; the message names the distribution and why."""
 
 

@@ -15,7 +15,6 @@ import json
 from collections.abc import Callable, Collection
 
 from ..layout import ObjectMeta
-from ..plan import PendingInvalidation
 from ..store import PreconditionFailed, Store, StoreError
 
 KEY = "reconciler-state/pending-invalidations.json"
@@ -39,16 +38,6 @@ def _decode(body: bytes) -> Entries:
             if isinstance(entry, dict) and isinstance(entry.get("paths"), list)
             and all(isinstance(p, str) for p in entry["paths"])
             and isinstance(entry.get("since"), str)}
-
-
-def summary(entries: Entries) -> PendingInvalidation | None:
-    """What a plan shows: every pending path once, since the oldest entry, the last error."""
-    if not entries:
-        return None
-    ordered = sorted(entries.values(), key=lambda e: e["since"])
-    paths = tuple(dict.fromkeys(p for e in ordered for p in e["paths"]))
-    errors = [e["error"] for e in ordered if e.get("error")]
-    return PendingInvalidation(paths, ordered[0]["since"], errors[-1] if errors else "")
 
 
 class PendingRecord:

@@ -23,6 +23,12 @@ class RecordedCdn:
         self.description = f"recorded in {log}"
 
     def invalidate(self, paths: list[str], caller_reference: str) -> Invalidation:
+        try:
+            return self._record(paths, caller_reference)
+        except OSError as err:  # the log's disk: full, read-only
+            raise CdnError(f"CreateInvalidation on {self.log}: {err.strerror or err}") from err
+
+    def _record(self, paths: list[str], caller_reference: str) -> Invalidation:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         existing = self.read()
         for entry in existing:

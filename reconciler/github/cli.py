@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from ..errors import EXIT_BUG, ReconcilerError, bug_report
+from ..redaction import redact
 from .client import GitHubError, GitHubRepo, fetch_reviewed_plan, sync_drift_issue, upsert_comment
 from .comment import STALE_MARKER, SUMMARY_LIMIT, build_comment
 from .release import ReleaseError, check_release
@@ -389,4 +391,14 @@ def action_cmd(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cli.main(args=list(argv) if argv is not None else None, prog_name="python -m reconciler.github")
+    """The workflows' entry point. A ReconcilerError is one `Error:` line, exit 1; anything
+    else is a bug: its traceback and a line asking to report it, exit 3."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None,
+                 prog_name="python -m reconciler.github")
+    except ReconcilerError as err:
+        click.echo(f"Error: {' '.join(redact(str(err)).split())}", err=True)
+        sys.exit(1)
+    except Exception:
+        click.echo(redact(bug_report()), err=True)
+        sys.exit(EXIT_BUG)

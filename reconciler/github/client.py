@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..errors import ReconcilerError
 from .comment import DRIFT_HEADLINE, DRIFT_MARKER, DRIFT_TITLE, MARKER, build_comment
 
 PLAN_WORKFLOW = "plan.yml"  # the workflow whose artifact holds a pull request's reviewed plan
@@ -28,7 +29,7 @@ MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
 BOT_LOGIN = "github-actions[bot]"
 
 
-class GitHubError(RuntimeError):
+class GitHubError(ReconcilerError):
     """A GitHub API call failed; the message names the request, never the token."""
 
 

@@ -14,10 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from ..errors import ReconcilerError, UsageError
 from ..layout import ObjectMeta
 
 
-class StoreError(Exception):
+class StoreError(ReconcilerError):
     """A store request failed after its retries; the message names the key."""
 
 
@@ -115,14 +116,14 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # S3's bucket namin
 
 def open_store(url: str, *, workers: int = 8) -> Store:
     """Open `s3://BUCKET[/PREFIX]` or `file:///ABSOLUTE/DIR` (scheme in any case). Anything else
-    - a bare path, `S3:/x`, `ftp://`, a relative file:// - is a ValueError naming the accepted
+    - a bare path, `S3:/x`, `ftp://`, a relative file:// - is a UsageError naming the accepted
     forms: a mistyped bucket must never become a local folder that "succeeds"."""
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower() if sep else ""
     if scheme == "s3":
         bucket, _, prefix = rest.partition("/")
         if not _BUCKET.match(bucket) or ".." in prefix.split("/"):
-            raise ValueError(f"store URL {url!r}: bucket {bucket!r} is not a valid S3 bucket "
+            raise UsageError(f"store URL {url!r}: bucket {bucket!r} is not a valid S3 bucket "
                              f"name; expected {STORE_FORMS}")
         from .s3 import S3Store
 
@@ -131,4 +132,4 @@ def open_store(url: str, *, workers: int = 8) -> Store:
         from .local import LocalStore
 
         return LocalStore(Path(rest))
-    raise ValueError(f"store URL {url!r} is not a store: expected {STORE_FORMS}")
+    raise UsageError(f"store URL {url!r} is not a store: expected {STORE_FORMS}")

@@ -8,6 +8,7 @@ Their headers sit beside them in a mirror tree, DIR/.meta/<key>.json. Writes are
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -18,12 +19,30 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from ..layout import ObjectMeta
 from . import ObjectInfo, PreconditionFailed, StoreError
 
 META_DIR = ".meta"
 CHUNK = 1024 * 1024
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _disk_errors(method: Callable[P, R]) -> Callable[P, R]:
+    """The disk's own failures (full, read-only, a permission) are this store's StoreError,
+    naming the store and the file, as S3's are (a missing object is each method's business)."""
+
+    @functools.wraps(method)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except OSError as err:
+            where = f"{args[0].url}: {err.filename}" if err.filename else args[0].url
+            raise StoreError(f"{method.__name__} {where}: {err.strerror or err}") from err
+
+    return checked
 
 
 def _md5_file(path: Path) -> str:
@@ -61,6 +80,7 @@ class LocalStore:
         return self._inside(self.root / META_DIR / (key + ".json"), key)
 
     # -- reads -------------------------------------------------------------------------------
+    @_disk_errors
     def list(self, prefix: str) -> dict[str, ObjectInfo]:
         base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         top = self.root / base if base else self.root
@@ -123,9 +143,11 @@ class LocalStore:
             headers_known=True,
         )
 
+    @_disk_errors
     def head(self, key: str) -> ObjectInfo | None:
         return self._info(key, with_headers=True)
 
+    @_disk_errors
     def get(self, key: str) -> tuple[bytes, ObjectInfo] | None:
         info = self.head(key)
         if info is None:
@@ -135,6 +157,7 @@ class LocalStore:
         except FileNotFoundError:
             return None
 
+    @_disk_errors
     def download(self, key: str, dest: Path) -> ObjectInfo:
         info = self.head(key)
         if info is None:
@@ -172,6 +195,7 @@ class LocalStore:
         os.close(fd)
         return Path(name)
 
+    @_disk_errors
     def put_file(
         self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None,
         *, on_bytes: Callable[[int], None] | None = None,
@@ -197,6 +221,7 @@ class LocalStore:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @_disk_errors
     def put_bytes(
         self,
         key: str,
@@ -222,6 +247,7 @@ class LocalStore:
         finally:
             tmp.unlink(missing_ok=True)
 
+    @_disk_errors
     def set_meta(self, key: str, meta: ObjectMeta, metadata: dict[str, str]) -> str:
         info = self._info(key, with_headers=False)
         if info is None:
@@ -229,6 +255,7 @@ class LocalStore:
         self._write_sidecar(key, meta, metadata, info.etag, info.size)
         return info.etag
 
+    @_disk_errors
     def delete(self, keys: list[str]) -> None:
         for key in keys:
             self._path(key).unlink(missing_ok=True)
