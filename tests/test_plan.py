@@ -22,6 +22,7 @@ from reconciler.observe import (
 )
 from reconciler.packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
 from reconciler.plan import Change, Kind, PlanError, PlanOptions, Problem
+from reconciler.planfile import plan_dict, plan_from_dict
 from reconciler.planner import (
     audio_source_id,
     compose_master,
@@ -29,7 +30,6 @@ from reconciler.planner import (
     observed_facts,
     video_source_id,
 )
-from reconciler.planfile import plan_dict, plan_from_dict
 from reconciler.render import action_line, plan_text
 from reconciler.store import ObjectInfo
 
