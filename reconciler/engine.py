@@ -20,7 +20,8 @@ from .cdn import Cdn, CdnError, open_cdn
 from .cdn.delivery import Delivery
 from .cdn.pending import Entries, PendingRecord
 from .clock import Clock, SystemClock
-from .dubbing import Dubber, DubbingError, ElevenLabs
+from .dubbing import Dubber, DubbingError
+from .dubbing.elevenlabs import ElevenLabs
 from .errors import ReconcilerError, UsageError
 from .git import GitError
 from .git import PushConflict as PushConflict  # the API's --git-push conflict

@@ -10,8 +10,9 @@ The contracts say, with no exception list:
   a seam);
 - front-ends: cli, api, github and demo import neither apply nor a seam: they go through the
   engine, its views and its models;
-- seam-users: apply and observe reach the world only through the seams they are handed (no
-  ffmpeg, fetcher, store or CDN implementation, lock or git of their own).
+- seam-users: apply (with dub_work) and observe reach the world only through the seams they
+  are handed (no ffmpeg, fetcher, store, CDN or dubbing implementation, lock or git of their
+  own).
 
 Every import counts: function-level ones and those under TYPE_CHECKING too. Each contract is
 shown to fail on a synthetic violation (one bad import added to a copy of the package).
@@ -160,7 +161,9 @@ def test_only_a_factory_s_import_of_its_own_implementation_is_not_a_circle():
     ("api.service", "from .. import git", "front-ends"),
     ("github.workflow", "from .. import gitscope", "front-ends"),
     ("apply", "from . import media", "seam-users"),
+    ("dub_work", "from .dubbing.elevenlabs import ElevenLabs", "seam-users"),
     ("observe", "from .store.s3 import S3Store", "seam-users"),
+    ("apply", "from .dubbing.elevenlabs import ElevenLabs", "seam-users"),
 ])
 def test_a_synthetic_violation_breaks_its_contract(tmp_path: Path, module: str, line: str,
                                                    contract: str):

@@ -349,7 +349,7 @@ def test_serve_never_prints_credentials_given_in_allowed_sources(monkeypatch, tm
 
 
 def test_the_elevenlabs_key_is_redacted_in_any_case():
-    from reconciler.dubbing import ElevenLabs
+    from reconciler.dubbing.elevenlabs import ElevenLabs
 
     client = ElevenLabs("sk_MixedCaseKey123", base_url="http://127.0.0.1:9")
     text = client._redact("bad key SK_MIXEDCASEKEY123 / sk_mixedcasekey123 / sk_MixedCaseKey123")

@@ -251,7 +251,7 @@ def test_record_without_id_whose_name_elevenlabs_knows_is_resumed_unpaid(
 ):
     """The create went through but its answer was lost: the record names the dub, ElevenLabs
     lists that name, so the plan resumes it at 0 minutes and nothing is paid again."""
-    from reconciler.dubbing import ElevenLabs
+    from reconciler.dubbing.elevenlabs import ElevenLabs
 
     repo.write(11, KO_DUB_EN)
     eleven.retry_after = 0

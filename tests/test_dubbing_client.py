@@ -24,7 +24,8 @@ from fake_elevenlabs import CONTRACT, FFMPEG, FFPROBE, Clock, FakeElevenLabs, pr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.dubbing import CreateUnknown, DubbingError, ElevenLabs, api_message
+from reconciler.dubbing import CreateUnknown, DubbingError
+from reconciler.dubbing.elevenlabs import ElevenLabs, api_message
 from reconciler.dubbing_languages import DUBBING_LANGUAGES, elevenlabs_code
 from reconciler.pay_once import Spend, create_or_adopt
 
@@ -319,7 +320,7 @@ def _closed_port() -> int:
 
 def test_connection_errors_retried_then_reported(make_client, caplog):
     client = make_client(base_url=f"http://127.0.0.1:{_closed_port()}", max_attempts=3)
-    with (caplog.at_level(logging.WARNING, logger="reconciler.dubbing"),
+    with (caplog.at_level(logging.WARNING, logger="reconciler.dubbing.elevenlabs"),
           pytest.raises(DubbingError, match="ConnectError")):
         client.status("abc")
     assert len([r for r in caplog.records if "retrying" in r.getMessage()]) == 2

@@ -12,7 +12,7 @@ from conftest import master_languages
 from fake_elevenlabs import Clock
 
 from reconciler import engine
-from reconciler.dubbing import ElevenLabs
+from reconciler.dubbing.elevenlabs import ElevenLabs
 from reconciler.progress import Tracker
 
 KO = {"code": "ko", "audio": "source", "default": True}

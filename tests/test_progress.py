@@ -15,7 +15,7 @@ from manual_clock import ManualClock
 from test_cli_terminal import on_terminal
 
 from reconciler import samples
-from reconciler.dubbing import ElevenLabs
+from reconciler.dubbing.elevenlabs import ElevenLabs
 from reconciler.layout import ObjectMeta
 from reconciler.media import encode_audio, examine_audio, follow_progress, package_video
 from reconciler.progress import Heartbeat, LiveLines, eta, percent

@@ -1,4 +1,5 @@
-"""ElevenLabs Dubbing API client: upload a lecture's audio, wait for the dub, stream it to disk.
+"""The Dubber (dubbing/__init__.py) against ElevenLabs' Dubbing API: upload a lecture's audio,
+wait for the dub, stream it to disk.
 
 Only the (v1) endpoints the reconciler needs are wrapped (the contract is the official `elevenlabs`
 Python SDK 2.78.0 and its OpenAPI document; tests/elevenlabs_contract.json keeps the subset used):
@@ -34,30 +35,23 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from .errors import ReconcilerError
-from .redaction import redact
+from ..redaction import redact
+from . import CANCELLED, DUBBED, FAILED, WORKING, CreateUnknown, DubbingError
 
 if TYPE_CHECKING:  # httpx is imported when a client is made: a run that dubs nothing
     import httpx  # never loads it (a fifth of a second of every start)
 
-__all__ = ["DEFAULT_BASE_URL", "CreateUnknown", "DubbingError", "ElevenLabs"]
+__all__ = ["DEFAULT_BASE_URL", "ElevenLabs"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"
 
-# Statuses of a dub (the SDK's DubbingListRequestDubbingStatusesItem). Only WORKING ones are
-# waited on; any other status than DUBBED ends the wait with an error naming it.
-WORKING = ("queued", "preparing", "dubbing")
-DUBBED = "dubbed"
-FAILED = "failed"
-CANCELLED = "cancelled"  # not in the SDK's enum, but a dub can be cancelled from the UI
-OVER = (FAILED, CANCELLED)  # ElevenLabs will never finish it: the next apply dubs again
 # 429 `detail.status` for the account's concurrent-dub limit (the API has used both names).
 CONCURRENCY_LIMITS = ("concurrent_limit_exceeded", "too_many_concurrent_requests")
 LIST_PAGE_SIZE = 200  # the most GET /v1/dubbing returns per page
@@ -85,48 +79,6 @@ _DOWNLOAD_SUFFIXES = {
 T = TypeVar("T")
 
 
-class DubbingError(ReconcilerError):
-    """A dub that cannot be produced; `reason` is the API's own message (never the key).
-
-    `status_code` is the HTTP status behind the failure when there was one (e.g. 401 means every
-    language will fail, 400 usually only this one). `state` is the dub's last known status at
-    ElevenLabs; only `final` errors (the dub `failed`, or its id is unknown: 404) mean the dub is
-    over. Anything else (a poll timeout, the network) leaves it possibly still working, and paid.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        language: str | None = None,
-        dubbing_id: str | None = None,
-        status_code: int | None = None,
-        state: str | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.language = language
-        self.dubbing_id = dubbing_id
-        self.status_code = status_code
-        self.state = state
-
-    @property
-    def final(self) -> bool:
-        """ElevenLabs said the dub failed or was cancelled, or does not know its id: it will
-        never finish."""
-        return self.state in OVER or self.status_code == 404
-
-    def __str__(self) -> str:
-        context = [f"{k}={v}" for k, v in (("language", self.language),
-                                            ("dubbing_id", self.dubbing_id)) if v]
-        return f"{self.reason} ({', '.join(context)})" if context else self.reason
-
-
-class CreateUnknown(DubbingError):
-    """A create that may have reached ElevenLabs, with no answer to say so (a 5xx, a timeout,
-    a dropped connection): it may be paid for. Look its name up (`find`) before another."""
-
-
 class _Retryable(Exception):
     """An answer worth asking again (425, 429, 5xx); converted to DubbingError before leaving."""
 
@@ -151,35 +103,6 @@ def _is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, httpx.UnsupportedProtocol):
         return False
     return isinstance(exc, _Retryable | httpx.TransportError)
-
-
-class Dubber(Protocol):
-    """What apply and engine ask of a dubbing service (ElevenLabs is the one production
-    implementation; tests point it at a fake server). Every method works or raises
-    DubbingError; `create` is the only billable call."""
-
-    def create(self, audio: Path, *, target_lang: str, source_lang: str = "auto", name: str,
-               num_speakers: int = 0, watermark: bool = False,
-               on_wait: Callable[[float], None] | None = None) -> str:
-        """Start dubbing `audio`; returns the dubbing_id. CreateUnknown when it may have been
-        accepted without an answer; `on_wait` hears how long it has waited for a free slot."""
-
-    def find(self, name: str) -> str | None:
-        """The id of the newest dub called `name`, or None (a create whose answer was lost)."""
-
-    def expected_seconds(self, dubbing_id: str) -> float | None:
-        """How long the service said, when it accepted the dub, that it would take (None when
-        this client did not create it: resumed, or found by name)."""
-
-    def wait(self, dubbing_id: str, *, language: str | None = None,
-             on_status: Callable[[str], None] | None = None) -> None:
-        """Return once the dub is done; `on_status` hears each status polled."""
-
-    def download(self, dubbing_id: str, language_code: str, dest: Path) -> Path:
-        """Save the dubbed track next to `dest`; returns the path written."""
-
-    def transcript(self, dubbing_id: str, language_code: str) -> bytes:
-        """The dub's transcript in one language as WebVTT."""
 
 
 class ElevenLabs:
