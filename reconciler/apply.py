@@ -29,6 +29,7 @@ from .errors import ReconcilerError
 from .hls import MediaPlaylist, parse_media, render_media, section_target
 from .inputs import Inputs
 from .manifest import DUB_TRANSCRIPT, Language, Section
+from .master import Facts, compose_master, observed_facts
 from .mp4 import read_track
 from .observe import (
     STAMP_FRAME_RATE,
@@ -49,7 +50,6 @@ from .packaging import (
 )
 from .pay_once import Spend
 from .plan import Action, Kind, Plan, SectionPlan
-from .planner import Facts, compose_master, observed_facts
 from .progress import Tracker
 from .recording import Applied, Recorder
 from .store import PreconditionFailed, Store, StoreError

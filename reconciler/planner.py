@@ -6,20 +6,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from . import layout, subtitles
-from .hls import (
-    AudioRendition,
-    MediaPlaylist,
-    SubtitleRendition,
-    VideoVariant,
-    bitrates,
-    render_master,
-    section_target,
-)
+from .adoption import Check, adopt_only, check_audio, check_video
+from .hls import section_target
 from .manifest import Language, Section
-from .mp4 import TrackInfo
+from .master import compose_master, observed_facts
 from .observe import (
     STAMP_ADOPTED,
     STAMP_FRAME_RATE,
@@ -27,12 +20,9 @@ from .observe import (
     STAMP_SOURCE,
     ObservedSection,
     Rendition,
-    UnstampedVideo,
 )
-from .packaging import AUDIO_CHANNELS, AUDIO_RATE, AUDIO_SETTINGS, VIDEO_SETTINGS
+from .packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
 from .plan import (
-    DESTROY,
-    ORPHANED,
     REBUILT,
     REPLACE_REASON,
     REPLACEMENT,
@@ -49,69 +39,7 @@ from .plan import (
     SectionPlan,
     UnknownReplacement,
 )
-
-# -- facts that master.m3u8 states --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Facts:
-    """A complete rendition's playlist, init track and segment sizes."""
-
-    playlist: MediaPlaylist
-    track: TrackInfo
-    sizes: Mapping[str, int]
-    frame_rate: float | None = None
-
-
-def observed_facts(obs: ObservedSection, rend: Rendition) -> Facts | None:
-    if not rend.complete:
-        return None
-    assert rend.playlist is not None and rend.track is not None
-    rate = rend.stamp.get(STAMP_FRAME_RATE)
-    return Facts(
-        rend.playlist, rend.track, obs.sizes(rend.language), float(rate) if rate else None
-    )
-
-
-def master_languages(section: Section, ready: Mapping[str, Facts]) -> list[Language]:
-    return [lang for lang in section.languages if lang.code in ready]
-
-
-def compose_master(section: Section, video: Facts, audio: Mapping[str, Facts],
-                   texts: Collection[str] = ()) -> str:
-    """master.m3u8 for the ready languages, in manifest order; the manifest's default if it is
-    ready, else the first ready language. `texts`: languages whose subtitles are ready."""
-    langs = master_languages(section, audio)
-    default = next((lang.code for lang in langs if lang.default), langs[0].code if langs else None)
-    vpeak, vavg = bitrates(video.playlist, video.sizes)
-    renditions = []
-    for lang in langs:
-        facts = audio[lang.code]
-        peak, avg = bitrates(facts.playlist, facts.sizes)
-        renditions.append(
-            AudioRendition(
-                language=lang.code,
-                name=lang.name,
-                default=lang.code == default,
-                codec=facts.track.codec,
-                channels=facts.track.channels or 2,
-                peak_bps=peak,
-                avg_bps=avg,
-                uri=layout.master_uri(lang.code),
-            )
-        )
-    variant = VideoVariant(
-        codec=video.track.codec,
-        width=video.track.width or 0,
-        height=video.track.height or 0,
-        frame_rate=video.frame_rate,
-        peak_bps=vpeak,
-        avg_bps=vavg,
-    )
-    subs = [SubtitleRendition(lang.code, lang.name, layout.subtitles_uri(lang.code))
-            for lang in section.languages if lang.code in texts]
-    return render_master(variant, renditions, subs)
-
+from .removal import mass_prune_guard, plan_removed_section
 
 # -- identities -----------------------------------------------------------------------------
 
@@ -197,65 +125,6 @@ def replace_targets(addresses: Collection[str], sections: Collection[Section]) -
                                      f"manifest declares no subtitles for {lang.code}")
         out.append(f"{section.section_id}/{kind + '/' if kind else ''}{lang.code}")
     return tuple(dict.fromkeys(out))
-
-
-# -- adopting renditions another tool wrote --------------------------------------------------
-
-ADOPT_TOLERANCE = 1.0  # seconds an adopted rendition may last more or less than it must
-FRAME_RATE_TOLERANCE = 0.01  # relative difference of two frame rates still taken as one
-AUDIO_CODEC = "mp4a.40.2"  # AAC-LC, as every audio rendition is encoded
-H264_ENTRIES = ("avc1", "avc3")  # sample entries of H.264, the one video codec packaged
-
-
-@dataclass(frozen=True)
-class Check:
-    """An unstamped rendition checked against what it must be: why it is not (None when it
-    is) and what it was checked against (recorded on it when adopted)."""
-
-    mismatch: str | None
-    against: str
-    frame_rate: str | None = None  # the video's, stamped as the reconciler's own renditions
-
-
-def check_video(rend: Rendition, found: UnstampedVideo | None) -> Check:
-    """An unstamped video rendition against the manifest's video, both read from the media:
-    duration (within ADOPT_TOLERANCE), codec, resolution and frame rate."""
-    assert rend.playlist is not None and rend.track is not None  # a complete rendition
-    lasts, track = rend.playlist.duration, rend.track
-    declared = found.declared if found else None
-    if declared is None:
-        return Check("the manifest's video cannot be probed", "")
-    against = (f"video {declared.duration:.2f}s {declared.video_codec} "
-               f"{declared.width}x{declared.height} {declared.frame_rate or 0:g}fps")
-    mine = found.frame_rate if found else None
-    theirs = declared.frame_rate
-    if abs(lasts - declared.duration) > ADOPT_TOLERANCE:
-        why = f"it lasts {lasts:.1f}s, the video {declared.duration:.1f}s"
-    elif track.codec.split(".")[0] not in H264_ENTRIES or declared.video_codec != "h264":
-        why = f"it is {track.codec}, the video {declared.video_codec}"
-    elif (track.width, track.height) != (declared.width, declared.height):
-        why = f"it is {track.width}x{track.height}, the video {declared.width}x{declared.height}"
-    elif not mine or not theirs or abs(mine - theirs) > FRAME_RATE_TOLERANCE * theirs:
-        why = f"it runs at {mine or '?'} fps, the video at {theirs or '?'}"
-    else:
-        why = None
-    return Check(why, against, f"{theirs:g}" if theirs else None)
-
-
-def check_audio(rend: Rendition, video: Rendition) -> Check:
-    """An unstamped audio rendition against what every audio rendition is: as long as the
-    video (within ADOPT_TOLERANCE), AAC-LC, 48 kHz, stereo."""
-    assert rend.playlist is not None and rend.track is not None  # a complete rendition
-    assert video.playlist is not None  # the video was kept, so it is complete
-    lasts, track, wanted = rend.playlist.duration, rend.track, video.playlist.duration
-    against = f"video {wanted:.2f}s; {AUDIO_CODEC} {AUDIO_RATE}Hz {AUDIO_CHANNELS}ch"
-    if abs(lasts - wanted) > ADOPT_TOLERANCE:
-        return Check(f"it lasts {lasts:.1f}s, the video {wanted:.1f}s", against)
-    if (track.codec, track.sample_rate, track.channels) != (AUDIO_CODEC, AUDIO_RATE,
-                                                            AUDIO_CHANNELS):
-        return Check(f"it is {track.codec} {track.sample_rate}Hz {track.channels}ch, not "
-                     f"{AUDIO_CODEC} {AUDIO_RATE}Hz {AUDIO_CHANNELS}ch", against)
-    return Check(None, against)
 
 
 # -- the diff -------------------------------------------------------------------------------
@@ -635,82 +504,6 @@ class _SectionPlanner:
 def _language_of(key: str) -> str | None:
     parts = key.split("/")
     return parts[4] if len(parts) > 5 and parts[3] == "audio" else None
-
-
-# A prune may delete whole sections up to this share of the catalogue's sections (or one); more
-# (an emptied or wrong manifests path) needs --allow-mass-prune.
-MASS_PRUNE_SHARE = 0.10
-
-
-def _gone(section_id: int, manifest: str) -> str:
-    if manifest == ORPHANED:
-        return f"orphaned: no manifest declares section {section_id}"
-    if manifest == DESTROY:
-        return "taken down by reconcile destroy"
-    return f"manifest {manifest} was deleted"
-
-
-def plan_removed_section(section_id: int, manifest: str, obs: ObservedSection,
-                         options: PlanOptions) -> SectionPlan:
-    """A section no manifest declares (its manifest deleted, an orphaned folder, a destroy):
-    kept and noted unless --prune (the mass-prune guard is make_plan's)."""
-    keys = sorted(obs.objects)
-    file = None if manifest in (ORPHANED, DESTROY) else manifest
-    if not keys:
-        return SectionPlan(section_id, file)
-    if not options.prune:
-        return SectionPlan(section_id, file, notes=(
-            f"{_gone(section_id, manifest)}; {len(keys)} object(s) kept (would be deleted "
-            "with --prune)",))
-    master = layout.master_key(section_id)
-    ordered = ([master] if master in obs.objects else []) + [k for k in keys if k != master]
-    return SectionPlan(
-        section_id, file,
-        (Action(Kind.DELETE_OBJECTS, Change.DELETE, None,
-                "manifest deleted" if file else _gone(section_id, manifest),
-                keys=tuple(ordered)),),
-        tuple(obs.master_languages()), (),
-    )
-
-
-# What `reconcile import` does: writes of metadata and playlists, never of media.
-IMPORTED = (Kind.ADOPT, Kind.FIX_METADATA, Kind.REWRITE_PLAYLIST, Kind.WRITE_MASTER)
-
-
-def adopt_only(sp: SectionPlan) -> SectionPlan:
-    """The section's plan cut to adopting what is there (`reconcile import`): each rendition
-    it would encode instead is an error saying why (the next apply rebuilds it), and stays as
-    it is; master is written from the renditions that are there, as apply writes it."""
-    built = [a for a in sp.actions if a.type in (Kind.PACKAGE_VIDEO, Kind.PACKAGE_AUDIO,
-                                                 Kind.PACKAGE_SUBTITLES)]
-    errors = [PlanError(sp.section_id, a.language, Problem.ADOPT,
-                        f"{_what(a)} not adopted: {a.reason}; `reconcile apply` rebuilds it")
-              for a in built]
-    return replace(sp, actions=tuple(a for a in sp.actions if a.type in IMPORTED),
-                   errors=sp.errors + tuple(errors))
-
-
-def _what(action: Action) -> str:
-    return {Kind.PACKAGE_VIDEO: "video", Kind.PACKAGE_AUDIO: "audio"}.get(action.type,
-                                                                         "subtitles")
-
-
-def mass_prune_guard(sections: list[SectionPlan], catalogue: int,
-                     options: PlanOptions) -> list[SectionPlan]:
-    """Refuse (as a plan error on each) deleting whole sections beyond MASS_PRUNE_SHARE of the
-    `catalogue`'s sections and more than one, unless allowed: an emptied or mistyped manifests
-    path must not take the catalogue down."""
-    doomed = [sp for sp in sections if any(
-        a.type == Kind.DELETE_OBJECTS and a.language is None for a in sp.actions)]
-    if options.allow_empty or len(doomed) <= max(1, MASS_PRUNE_SHARE * catalogue):
-        return sections
-    message = (f"pruning would delete {len(doomed)} of the catalogue's {catalogue} sections "
-               f"(more than {MASS_PRUNE_SHARE:.0%}); refused: pass --allow-mass-prune if that "
-               "is meant")
-    ids = {sp.section_id for sp in doomed}
-    return [replace(sp, actions=(), errors=(PlanError(sp.section_id, None, Problem.REMOVED,
-                                                      message),))
-            if sp.section_id in ids else sp for sp in sections]
 
 
 def make_plan(

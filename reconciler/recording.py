@@ -22,6 +22,7 @@ from typing import Protocol
 from . import layout
 from .clock import Clock
 from .hls import MediaPlaylist
+from .master import Facts
 from .observe import (
     ObservedSection,
     Rendition,
@@ -32,7 +33,6 @@ from .observe import (
     subtitle_problems,
     to_record,
 )
-from .planner import Facts
 from .state import update_index
 from .store import ObjectInfo, Store, StoreError
 

@@ -13,11 +13,11 @@ from cli_helpers import reconcile
 from conftest import KO_EN
 
 from reconciler import layout
+from reconciler.adoption import check_audio, check_video
 from reconciler.hls import MediaPlaylist, Segment, parse_media
 from reconciler.mp4 import TrackInfo, frame_rate
 from reconciler.observe import STAMP_ADOPTED, STAMP_SOURCE, Rendition, UnstampedVideo
 from reconciler.packaging import MediaInfo
-from reconciler.planner import check_audio, check_video
 
 SID = 11
 HLS = ["-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_segment_type", "fmp4",

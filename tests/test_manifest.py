@@ -670,8 +670,8 @@ UNICODE_TEXT = st.lists(st.one_of(ANY_CHAR, st.sampled_from(HOSTILE)), min_size=
 
 def _facts(uri: str, codec: str, kind: str):
     from reconciler.hls import MediaPlaylist, Segment
+    from reconciler.master import Facts
     from reconciler.mp4 import TrackInfo
-    from reconciler.planner import Facts
 
     playlist = MediaPlaylist(4, (Segment(uri, 4.0),))
     track = TrackInfo(kind, codec, width=320 if kind == "video" else None,
@@ -689,7 +689,7 @@ def test_every_master_written_parses_back_to_exactly_the_declared_languages(lang
     range, either the manifest is refused or master.m3u8 parses back to exactly those
     languages and NAMEs, in order (no injected line, no lost track)."""
     from reconciler.hls import parse_master
-    from reconciler.planner import compose_master
+    from reconciler.master import compose_master
 
     doc_langs = [{"code": code, **({"name": name} if name is not None else {})}
                  for code, name in langs]

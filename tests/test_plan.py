@@ -12,6 +12,7 @@ from reconciler import layout
 from reconciler.hls import MediaPlaylist, Segment, parse_master
 from reconciler.inputs import InputState
 from reconciler.manifest import VIDEO_TRACK, DubbingSettings, Language, Section, Source
+from reconciler.master import compose_master, observed_facts
 from reconciler.mp4 import TrackInfo
 from reconciler.observe import (
     STAMP_FRAME_RATE,
@@ -23,13 +24,7 @@ from reconciler.observe import (
 from reconciler.packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
 from reconciler.plan import Change, Kind, PlanError, PlanOptions, Problem
 from reconciler.planfile import plan_dict, plan_from_dict
-from reconciler.planner import (
-    audio_source_id,
-    compose_master,
-    make_plan,
-    observed_facts,
-    video_source_id,
-)
+from reconciler.planner import audio_source_id, make_plan, video_source_id
 from reconciler.render import action_line, plan_text
 from reconciler.store import ObjectInfo
 
@@ -408,7 +403,7 @@ def test_compose_master_falls_back_to_first_ready_language_as_default():
 
 def test_a_deleted_sections_removal_names_its_prefix_not_audio_none():
     """Issue 12: the text view printed `delete objects audio/None/ (2)` for a deleted manifest."""
-    from reconciler.planner import plan_removed_section
+    from reconciler.removal import plan_removed_section
 
     keys = [layout.master_key(11), layout.section_prefix(11) + "video/init.mp4"]
     obs = ObservedSection(11, {k: info(k) for k in keys})
