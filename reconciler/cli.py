@@ -500,7 +500,16 @@ def unlock_cmd(section_id, lock_id, force, store_url) -> None:
               help="Folder of manifests the API reads and writes.")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path(".reconciler-api"), show_default=True,
-              help="Where the durable job queue (SQLite) lives.")
+              help="Where the default job store (SQLite) lives.")
+@click.option("--job-store", metavar="URL", envvar="RECONCILER_JOB_STORE", default=None,
+              help="Where jobs are kept: sqlite:///ABSOLUTE/FILE (one host; default: "
+                   "jobs.sqlite3 in --data-dir) or s3://BUCKET/PREFIX (shared by replicas) "
+                   "[env RECONCILER_JOB_STORE].")
+@click.option("--job-lease", type=click.FloatRange(1), default=None, metavar="S",
+              envvar="RECONCILER_JOB_LEASE",
+              help="Seconds a replica's hold on a running job lasts unrenewed (renewed every "
+                   "third of it): another replica resumes a dead one's job after this "
+                   "[default 300; env RECONCILER_JOB_LEASE].")
 @click.option("--workers", type=click.IntRange(1, 32), default=2, show_default=True,
               help="Sections reconciled at once (one section's jobs always run in order).")
 @click.option("--insecure-no-auth", is_flag=True,
@@ -529,13 +538,13 @@ def unlock_cmd(section_id, lock_id, force, store_url) -> None:
                    "[env RECONCILER_API_MAX_CONNECTIONS].")
 @store_option
 @logging_options
-def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, git_commit,
-              git_push, max_dub_minutes, header_timeout, body_timeout, max_connections,
-              store_url) -> None:
+def serve_cmd(host, port, manifests_dir, data_dir, job_store, job_lease, workers,
+              insecure_no_auth, git_commit, git_push, max_dub_minutes, header_timeout,
+              body_timeout, max_connections, store_url) -> None:
     """HTTP API for the web app: POST /api/dubbing records the request in the section's
     manifest and reconciles it with this same engine (OpenAPI at /openapi.json)."""
     try:
-        from .api import ApiConfig, Limits, check_exposure, serve
+        from .api import ApiConfig, JobStoreError, Limits, check_exposure, serve
     except ModuleNotFoundError as err:  # fastapi/uvicorn are the optional [api] extra
         fail(f"`reconcile serve` needs {err.name}: install {DISTRIBUTION}[api]")
 
@@ -543,6 +552,7 @@ def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, gi
         config = ApiConfig.from_env(manifests_dir, data_dir, store_url=store_url,
                                     workers=workers, insecure_no_auth=insecure_no_auth,
                                     git_commit=git_commit, git_push=git_push,
+                                    job_store=job_store, job_lease=job_lease,
                                     max_dub_minutes=max_dub_minutes,
                                     limits=Limits(header_timeout, body_timeout,
                                                   max_connections))
@@ -551,7 +561,8 @@ def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, gi
         tempfile.TemporaryFile(dir=config.data_dir).close()  # writable, or one line now
         engine.reachable_store(engine.Settings.from_env(config.store_url).store_url)
         serve(config, host, port)
-    except ValueError as err:  # ApiConfigError, bad RECONCILER_ALLOWED_SOURCES, no store
+    # ApiConfigError, bad RECONCILER_ALLOWED_SOURCES, no store; a job store that cannot be opened
+    except (ValueError, JobStoreError) as err:
         fail(str(err))
 
 
