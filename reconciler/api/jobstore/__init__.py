@@ -5,7 +5,9 @@
     s3://BUCKET/PREFIX        objects.py: job objects in a bucket, shared by any number of
                               replicas; claims are conditional writes, a running job holds a
                               per-section lease like the apply's section lock
-    file:///ABSOLUTE/DIR      objects.py over a local directory (replicas on one host)
+
+Not `file:///DIR`: the local store serializes conditional writes, but a read racing a write may
+pair the new ETag with the old body, which a shared job store cannot afford.
 
 Every implementation keeps the same promises, which tests/test_jobstore.py checks against each:
 a job is durable when `add` returns; an Idempotency-Key names one job, however many replicas
@@ -26,7 +28,7 @@ FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 STATUSES = (QUEUED, RUNNING, *FINISHED)
 # Seconds a replica's hold on a running job lasts without renewal: the section lock's default.
 DEFAULT_LEASE = 300.0
-JOB_STORE_FORMS = "sqlite:///ABSOLUTE/FILE, s3://BUCKET/PREFIX or file:///ABSOLUTE/DIR"
+JOB_STORE_FORMS = "sqlite:///ABSOLUTE/FILE or s3://BUCKET/PREFIX"
 
 Idempotency = tuple[str, str]  # (the client's Idempotency-Key, the request's digest)
 
@@ -127,17 +129,16 @@ def default_url(data_dir: Path) -> str:
 
 
 def open_job_store(url: str, *, lease: float = DEFAULT_LEASE) -> JobStore:
-    """Open `sqlite:///ABSOLUTE/FILE`, `s3://BUCKET/PREFIX` or `file:///ABSOLUTE/DIR` (scheme
-    in any case). Anything else is a JobStoreError naming the URL and the accepted forms. `lease`:
-    seconds a replica's hold on a running job lasts unrenewed (object stores)."""
+    """Open `sqlite:///ABSOLUTE/FILE` or `s3://BUCKET/PREFIX` (scheme in any case). Anything
+    else is a JobStoreError naming the URL and the accepted forms. `lease`: seconds a replica's
+    hold on a running job lasts unrenewed (S3)."""
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower() if sep else ""
     if scheme == "sqlite" and rest.startswith("/") and not rest.endswith("/"):
         from .sqlite import SqliteJobStore
 
         return SqliteJobStore(Path(rest))
-    if ((scheme == "s3" and rest.partition("/")[2].strip("/"))
-            or (scheme == "file" and rest.startswith("/") and rest.strip("/"))):
+    if scheme == "s3" and rest.partition("/")[2].strip("/"):
         from .objects import ObjectJobStore
 
         return ObjectJobStore.at(url, lease=lease)

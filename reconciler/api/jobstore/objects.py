@@ -2,7 +2,7 @@
 number of API replicas share them: any replica answers any job, and a replica that dies
 mid-job has that job resumed by another once its lease lapses.
 
-Layout under PREFIX (through the store seam, so `file:///DIR` works the same on one host):
+Layout under PREFIX (written through the object-store seam, reconciler/store):
 
     jobs/{id}.json         one job (JSON); the id starts with its creation time in hex, so
                            listing order is arrival order
