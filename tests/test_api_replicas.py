@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cli_helpers import reconcile
 from conftest import free_port, master_languages
 
 from reconciler import samples
@@ -158,13 +157,18 @@ def test_any_replica_answers_any_job_and_resumes_a_killed_ones(replicas, s3, ele
 
 @pytest.mark.parametrize("url", ["s3://no-such-bucket-for-jobs/api-jobs", "s3://Bad_Bucket/x",
                                  "s3://somebucket", "jobs.sqlite3", "postgres://db/jobs"])
-def test_a_wrong_job_store_is_one_error_naming_it_and_exit_1(url, tmp_path, bucket,
-                                                             monkeypatch):
-    monkeypatch.setenv("RECONCILER_API_TOKEN", TOKEN)
+def test_a_wrong_job_store_is_one_error_naming_it_and_exit_1(url, tmp_path, bucket):
+    """Before serving anything: bounded by a timeout, since a server that ignored the URL would
+    serve forever."""
     (tmp_path / "manifests").mkdir()
-    monkeypatch.setenv("RECONCILER_JOB_STORE", url)
-    res = reconcile("serve", "--manifests", tmp_path / "manifests", "--data-dir",
-                    tmp_path / "data")
-    assert res.code == 1
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and url in lines[0], res.stderr
+    res = subprocess.run(
+        [sys.executable, "-m", "reconciler", "serve", "--port", str(free_port()),
+         "--manifests", str(tmp_path / "manifests"), "--data-dir", str(tmp_path / "data")],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "RECONCILER_API_TOKEN": TOKEN,
+             "RECONCILER_ALLOWED_SOURCES": "s3://uploads", "RECONCILER_JOB_STORE": url})
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()  # the server's INFO log may come before
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert errors == [lines[-1]] and url in errors[0], res.stderr
+    assert "Traceback" not in res.stderr
