@@ -15,7 +15,6 @@ import functools
 import json
 import logging
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -626,7 +625,16 @@ def unlock_cmd(section_id, lock_id, force, store_url) -> None:
               help="Folder of manifests the API reads and writes.")
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path(".reconciler-api"), show_default=True,
-              help="Where the durable job queue (SQLite) lives.")
+              help="Where the default job store (SQLite) lives.")
+@click.option("--job-store", metavar="URL", envvar="RECONCILER_JOB_STORE", default=None,
+              help="Where jobs are kept: sqlite:///ABSOLUTE/FILE (one host; default: "
+                   "jobs.sqlite3 in --data-dir) or s3://BUCKET/PREFIX (shared by replicas) "
+                   "[env RECONCILER_JOB_STORE].")
+@click.option("--job-lease", type=click.FloatRange(1), default=None, metavar="S",
+              envvar="RECONCILER_JOB_LEASE",
+              help="Seconds a replica's hold on a running job lasts unrenewed (renewed every "
+                   "third of it): another replica resumes a dead one's job after this "
+                   "[default 300; env RECONCILER_JOB_LEASE].")
 @click.option("--workers", type=click.IntRange(1, 32), default=2, show_default=True,
               help="Sections reconciled at once (one section's jobs always run in order).")
 @click.option("--insecure-no-auth", is_flag=True,
@@ -655,9 +663,9 @@ def unlock_cmd(section_id, lock_id, force, store_url) -> None:
                    "[env RECONCILER_API_MAX_CONNECTIONS].")
 @store_option
 @logging_options
-def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, git_commit,
-              git_push, max_dub_minutes, header_timeout, body_timeout, max_connections,
-              store_url) -> None:
+def serve_cmd(host, port, manifests_dir, data_dir, job_store, job_lease, workers,
+              insecure_no_auth, git_commit, git_push, max_dub_minutes, header_timeout,
+              body_timeout, max_connections, store_url) -> None:
     """HTTP API for the web app: POST /api/dubbing records the request in the section's
     manifest and reconciles it with this same engine (OpenAPI at /openapi.json)."""
     try:
@@ -665,24 +673,22 @@ def serve_cmd(host, port, manifests_dir, data_dir, workers, insecure_no_auth, gi
     except ModuleNotFoundError as err:  # fastapi/uvicorn are the optional [api] extra
         fail(f"`reconcile serve` needs {err.name}: install {DISTRIBUTION}[api]")
 
-    try:
-        config = ApiConfig.from_env(manifests_dir, data_dir, store_url=store_url,
-                                    workers=workers, insecure_no_auth=insecure_no_auth,
-                                    git_commit=git_commit, git_push=git_push,
-                                    max_dub_minutes=max_dub_minutes,
-                                    limits=Limits(header_timeout, body_timeout,
-                                                  max_connections))
-        check_exposure(config, host)  # the token rule first: it is what most setups miss
-        try:  # writable, or one line now
-            config.data_dir.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=config.data_dir).close()
-        except OSError as err:
-            raise UsageError(f"--data-dir {config.data_dir}: not writable "
-                             f"({err.strerror or err})") from None
-        engine.reachable_store(engine.Settings.from_env(config.store_url).store_url)
-        serve(config, host, port)
-    except sqlite3.Error as err:  # the job queue's database in --data-dir
-        fail(f"--data-dir {data_dir}: the job queue cannot be used ({err})")
+    config = ApiConfig.from_env(manifests_dir, data_dir, store_url=store_url,
+                                workers=workers, insecure_no_auth=insecure_no_auth,
+                                git_commit=git_commit, git_push=git_push,
+                                job_store=job_store, job_lease=job_lease,
+                                max_dub_minutes=max_dub_minutes,
+                                limits=Limits(header_timeout, body_timeout,
+                                              max_connections))
+    check_exposure(config, host)  # the token rule first: it is what most setups miss
+    try:  # writable, or one line now
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=config.data_dir).close()
+    except OSError as err:
+        raise UsageError(f"--data-dir {config.data_dir}: not writable "
+                         f"({err.strerror or err})") from None
+    engine.reachable_store(engine.Settings.from_env(config.store_url).store_url)
+    serve(config, host, port)
 
 
 def entry() -> None:

@@ -40,6 +40,7 @@ from .sources import STRICT, FetchPolicy
 from .sources import SourceRefused as SourceRefused  # the API's check of a request's URL
 from .sources import resolve_host as resolve_host
 from .store import STORE_FORMS, Store, StoreError, open_store
+from .store import PreconditionFailed as PreconditionFailed  # the API's job store
 
 MAX_ROUNDS = 3  # re-observe and re-plan a section whose master changed under us
 

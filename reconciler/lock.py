@@ -56,7 +56,12 @@ class Lease:
 
 
 def read_lease(store: Store, section_id: int) -> tuple[Lease, str] | None:
-    got = store.get(lock_key(section_id))
+    return read_lease_at(store, lock_key(section_id))
+
+
+def read_lease_at(store: Store, key: str) -> tuple[Lease, str] | None:
+    """The lease stored at `key` and its ETag, or None when there is none."""
+    got = store.get(key)
     if got is None:
         return None
     try:
@@ -66,13 +71,16 @@ def read_lease(store: Store, section_id: int) -> tuple[Lease, str] | None:
 
 
 class SectionLock:
-    """Context manager holding one section's lease; renews it in the background."""
+    """Context manager holding one section's lease; renews it in the background. `key`: where
+    the lease lives (the section's apply lock by default; the API's job store keeps its own
+    per-section run lease elsewhere, with the same discipline)."""
 
     def __init__(self, store: Store, section_id: int, *, ttl: float = 300,
                  timeout: float = 600, operation: str = "apply", poll: float = 1.0,
-                 clock=time.time, sleep=time.sleep) -> None:
+                 clock=time.time, sleep=time.sleep, key: str | None = None) -> None:
         self.store = store
         self.section_id = section_id
+        self.key = key or lock_key(section_id)
         self.ttl = ttl
         self.timeout = timeout
         self.poll = poll
@@ -89,10 +97,6 @@ class SectionLock:
         self._renewer: threading.Thread | None = None
         self._guard = threading.Lock()
 
-    @property
-    def key(self) -> str:
-        return lock_key(self.section_id)
-
     def acquire(self) -> None:
         deadline = self.clock() + self.timeout
         while True:
@@ -105,7 +109,7 @@ class SectionLock:
                 break
             except PreconditionFailed:
                 pass
-            held = read_lease(self.store, self.section_id)
+            held = read_lease_at(self.store, self.key)
             if held is not None and held[0].lock_id == self.lease.lock_id:
                 self.etag = held[1]  # our write landed; only its answer was lost
                 self.confirmed_until = held[0].expires
@@ -143,7 +147,7 @@ class SectionLock:
                 self.confirmed_until, self.renew_error = self.lease.expires, None
             except PreconditionFailed:
                 try:
-                    held = read_lease(self.store, self.section_id)
+                    held = read_lease_at(self.store, self.key)
                 except StoreError as err:
                     self.renew_error = str(err)  # unknown: the next renewal looks again
                     return
@@ -176,7 +180,7 @@ class SectionLock:
             self._renewer.join(timeout=5)
         with self._guard:
             try:
-                held = read_lease(self.store, self.section_id)
+                held = read_lease_at(self.store, self.key)
                 if held is not None and held[0].lock_id == self.lease.lock_id:
                     self.store.delete([self.key])
             except StoreError as err:

@@ -39,15 +39,9 @@ from reconciler.api import (
     resolve_host,
 )
 from reconciler.api.http import Limits, server_config
-from reconciler.api.jobs import (
-    FAILED,
-    QUEUED,
-    RUNNING,
-    SUCCEEDED,
-    DataDirBusy,
-    JobQueue,
-    JobStore,
-)
+from reconciler.api.jobs import JobQueue
+from reconciler.api.jobstore import FAILED, QUEUED, RUNNING, SUCCEEDED, JobStoreBusy
+from reconciler.api.jobstore.sqlite import SqliteJobStore
 from reconciler.api.webhooks import Webhook
 from reconciler.redaction import one_line
 
@@ -363,7 +357,7 @@ def test_a_language_elevenlabs_does_not_dub_is_refused_and_nothing_is_written(ap
 
 
 def test_a_job_left_running_by_a_dead_server_runs_again_before_later_ones(tmp_path):
-    store = JobStore(tmp_path / "jobs.sqlite3")
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
     first = store.add(5, "s3://b/v.mp4", ["en"])
     later = store.add(5, "s3://b/v.mp4", ["ja"])
     other = store.add(6, "s3://b/w.mp4", ["ko"])
@@ -374,7 +368,7 @@ def test_a_job_left_running_by_a_dead_server_runs_again_before_later_ones(tmp_pa
     store.close()
 
     ran: list[str] = []
-    store = JobStore(tmp_path / "jobs.sqlite3")
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
     queue = JobQueue(store, lambda job: (ran.append(job.id), (SUCCEEDED, {"ok": True}))[1],
                      workers=2)
     queue.start()
@@ -388,7 +382,7 @@ def test_a_job_left_running_by_a_dead_server_runs_again_before_later_ones(tmp_pa
     assert store.get(first.id).status == SUCCEEDED and store.get(first.id).status != RUNNING
     owner = JobQueue(store, lambda job: (SUCCEEDED, {}), workers=0)
     owner.start()
-    with pytest.raises(DataDirBusy):  # one server per data directory
+    with pytest.raises(JobStoreBusy):  # one server per data directory
         JobQueue(store, lambda job: (SUCCEEDED, {}), workers=0).start()
     owner.stop()
 
@@ -409,7 +403,7 @@ def test_a_crashing_job_keeps_the_note_it_was_accepted_with(tmp_path):
     def crash(_job):
         raise RuntimeError("a bug in the runner")
 
-    store = JobStore(tmp_path / "jobs.sqlite3")
+    store = SqliteJobStore(tmp_path / "jobs.sqlite3")
     queue = JobQueue(store, crash, workers=1)
     queue.start()
     job = queue.submit(7, "s3://b/v.mp4", ["en"], ["section-7.yaml was written but not "
@@ -754,7 +748,7 @@ def test_a_failed_git_commit_is_reported_in_the_job_not_only_logged(tmp_path, ap
     assert len(job["errors"]) == 1, job
     assert "section-11.yaml was written but not committed to git" in job["errors"][0]
     server.stop()
-    stored = JobStore(api.data / "jobs.sqlite3").get(job["jobId"])
+    stored = SqliteJobStore(api.data / "jobs.sqlite3").get(job["jobId"])
     assert stored is not None and stored.result == {"errors": job["errors"]}
 
 
@@ -1002,7 +996,7 @@ def test_jobs_are_listed_by_section_and_status_and_a_queued_one_is_cancelled(api
         assert [j["jobId"] for j in gone] == [ids[0]]
         assert client.get("/api/dubbing/jobs", params={"status": "lost"}).status_code == 422
     server.stop()
-    store = JobStore(api.data / "jobs.sqlite3")  # a cancelled job is never claimed
+    store = SqliteJobStore(api.data / "jobs.sqlite3")  # a cancelled job is never claimed
     assert [store.claim().id, store.claim().id, store.claim()] == [ids[1], ids[2], None]
 
 

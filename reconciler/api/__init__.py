@@ -22,7 +22,8 @@ from .allowlist import AllowedSources, ApiConfigError
 from .app import create_app, serve
 from .config import ApiConfig, check_exposure, is_loopback
 from .http import Limits
+from .jobstore import JobStoreError
 from .service import DubbingService
 
-__all__ = ["AllowedSources", "ApiConfig", "ApiConfigError", "DubbingService", "Limits",
-           "check_exposure", "create_app", "is_loopback", "resolve_host", "serve"]
+__all__ = ["AllowedSources", "ApiConfig", "ApiConfigError", "DubbingService", "JobStoreError",
+           "Limits", "check_exposure", "create_app", "is_loopback", "resolve_host", "serve"]

@@ -58,7 +58,7 @@ from .config import (
 )
 from .errors import ApiError, error_body
 from .http import duplicate_key, server_config
-from .jobs import Job
+from .jobstore import Job
 from .models import (
     DryRunResult,
     DubbingRequest,

@@ -13,6 +13,7 @@ from typing import Any
 from ..engine import resolve_host
 from .allowlist import AllowedSources, ApiConfigError
 from .http import Limits
+from .jobstore import DEFAULT_LEASE
 from .webhooks import Webhook
 
 CODE_PATTERN = r"^[A-Za-z0-9]{1,8}(-[A-Za-z0-9]{1,8})*$"  # the manifest schema's language code
@@ -61,6 +62,10 @@ class ApiConfig:
     source_language: str | None = None  # spoken language when neither request nor manifest says
     resolver: Callable[[str, int], list[str]] = resolve_host
     webhook: Webhook | None = None  # job-finished callbacks
+    job_store: str | None = None  # a job store URL (jobstore/); None: SQLite in data_dir
+    # Seconds a replica's hold on a running job (and its apply's section lock) lasts unrenewed:
+    # how soon another replica resumes the jobs of one that died.
+    job_lease: float = DEFAULT_LEASE
 
     @classmethod
     def from_env(cls, manifests_dir: Path, data_dir: Path, **overrides: Any) -> ApiConfig:

@@ -34,7 +34,8 @@ from .allowlist import ApiConfigError, check_source
 from .catalogue import BrokenReport, Catalogue, scan
 from .config import ApiConfig
 from .errors import ApiError
-from .jobs import FAILED, SUCCEEDED, Idempotency, Job, JobQueue, JobStore
+from .jobs import JobQueue
+from .jobstore import FAILED, SUCCEEDED, Idempotency, Job, default_url, open_job_store
 from .manifest_edit import ManifestEdit, edited, new_manifest
 from .models import (
     DeclaredLanguage,
@@ -82,13 +83,13 @@ class DubbingService:
             raise ApiConfigError(f"manifests directory {config.manifests_dir} does not exist")
         self.settings = engine.Settings.from_env(
             config.store_url, workers=config.jobs, dub_concurrency=config.dub_concurrency,
-            max_dub_minutes=config.max_dub_minutes)
+            max_dub_minutes=config.max_dub_minutes, lock_ttl=config.job_lease)
         self.git_root = self._git_root() if config.git_commit or config.git_push else None
-        self.jobs = JobStore(config.data_dir / "jobs.sqlite3")
+        self.jobs = open_job_store(config.job_store or default_url(config.data_dir),
+                                   lease=config.job_lease)
         self.notifier = (Notifier(config.webhook, self.jobs, self.webhook_payload)
                          if config.webhook else None)
         self.queue = JobQueue(self.jobs, self.run_job, workers=config.workers,
-                              data_dir=config.data_dir,
                               on_finish=self.notifier.notify if self.notifier else None)
         self._manifest_lock = threading.Lock()  # read-merge-write-commit-enqueue, in order
         self._reconciler_lock = threading.Lock()
@@ -192,8 +193,8 @@ class DubbingService:
                 elif self.git_root is not None:
                     problem = self._commit(path, sid, added, edit.video is not None)
                     notes = [problem] if problem else []
-                return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes, notes,
-                                                       idempotency, targets))
+                return Submitted(job=_same_request(self.queue.submit(
+                    sid, req.inputVideoUrl, codes, notes, idempotency, targets), idempotency))
         targets = self._targets(req, self._load(catalogue, sid)) if req.replace else ()
         ready = None if targets else self._ready_now(catalogue, sid, codes)
         if ready is not None:
@@ -202,8 +203,9 @@ class DubbingService:
             prior = self._prior(idempotency)  # the same request may have been queued meanwhile
             if prior is not None:
                 return Submitted(job=prior)
-            return Submitted(job=self.queue.submit(sid, req.inputVideoUrl, codes,
-                                                   idempotency=idempotency, replace=targets))
+            return Submitted(job=_same_request(self.queue.submit(
+                sid, req.inputVideoUrl, codes, idempotency=idempotency, replace=targets),
+                idempotency))
 
     @staticmethod
     def _targets(req: DubbingRequest, sections: list[Section]) -> tuple[str, ...]:
@@ -257,13 +259,8 @@ class DubbingService:
         another)."""
         if idempotency is None:
             return None
-        key, digest = idempotency
-        prior = self.jobs.by_idempotency_key(key)
-        if prior is not None and prior.request_digest != digest:
-            raise ApiError(422, "idempotency_key_reused",
-                           "this Idempotency-Key was used with another request body",
-                           "Idempotency-Key")
-        return prior
+        prior = self.jobs.by_idempotency_key(idempotency[0])
+        return None if prior is None else _same_request(prior, idempotency)
 
     def dry_run(self, req: DubbingRequest) -> DryRunResult:
         """What the request would change and cost; nothing is written or queued."""
@@ -589,6 +586,16 @@ class DubbingService:
                              video=video, declaredLanguages=declared,
                              observedLanguages=observed.master_languages(),
                              masterUrl=self.master_url(sid))
+
+
+def _same_request(job: Job, idempotency: Idempotency | None) -> Job:
+    """The job, when it was made by a request with this Idempotency-Key and digest (another
+    replica may have stored the key first); a 422 when that request had another body."""
+    if idempotency is not None and job.request_digest != idempotency[1]:
+        raise ApiError(422, "idempotency_key_reused",
+                       "this Idempotency-Key was used with another request body",
+                       "Idempotency-Key")
+    return job
 
 
 def _commit_message(sid: int, added: list[str], replaced: bool) -> str:

@@ -25,7 +25,7 @@ import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from .allowlist import ApiConfigError
-from .jobs import Job, JobStore
+from .jobstore import Job, JobStore
 
 log = logging.getLogger(__name__)
 
