@@ -334,14 +334,11 @@ def plan_or_apply(mode: str, paths, sections, store_url, fmt, out, changed_since
         fail("--replace asks for confirmation on a terminal; without one, pass --auto-approve "
              "(or apply a saved plan made with `reconcile plan --replace ... --out FILE`)")
     with manifests_or_exit():
-        try:
-            scope = (engine.saved_scope(paths[0], list(sections), store_url=store_url) if saved
-                     else engine.scope(list(paths), list(sections), changed_since=changed_since,
-                                       store_url=store_url,
-                                       options=PlanOptions(prune=prune, allow_empty=allow_empty,
-                                                           replace=replace)))
-        except engine.RUN_ERRORS as err:
-            fail(str(err))
+        scope = (engine.saved_scope(paths[0], list(sections), store_url=store_url) if saved
+                 else engine.scope(list(paths), list(sections), changed_since=changed_since,
+                                   store_url=store_url,
+                                   options=PlanOptions(prune=prune, allow_empty=allow_empty,
+                                                       replace=replace)))
     tracker = progress_tracker()
     try:
         settings = engine.Settings.from_env(
@@ -372,8 +369,6 @@ def plan_or_apply(mode: str, paths, sections, store_url, fmt, out, changed_since
             tracker.close()  # the last beat, and any section's group still open
     except Cancelled:
         fail("apply cancelled; nothing was changed")
-    except engine.RUN_ERRORS as err:
-        fail(str(err))
     echo_view(OUTCOME_VIEWS[fmt](outcome), fmt)
     sys.exit(EXIT_OK if outcome.ok else EXIT_ERROR)
 
@@ -427,18 +422,13 @@ def import_cmd(paths, sections, store_url, fmt) -> None:
     or deleted: what cannot be adopted is listed with why and left as it is (exit 0 all
     adopted, 1 otherwise; `reconcile apply` rebuilds the rest)."""
     with manifests_or_exit():
-        try:
-            scope = engine.scope(list(paths), list(sections), store_url=store_url,
-                                 options=PlanOptions(adopt_only=True))
-        except engine.RUN_ERRORS as err:
-            fail(str(err))
+        scope = engine.scope(list(paths), list(sections), store_url=store_url,
+                             options=PlanOptions(adopt_only=True))
     tracker = progress_tracker()
     try:
         rec = engine.Reconciler(engine.Settings.from_env(scope.store_url), tracker=tracker)
         outcome = rec.apply_scope(scope, on_plan=lambda plan: echo_view(
             PLAN_VIEWS["text"](plan), "text", err=True) if fmt == "text" else None)
-    except engine.RUN_ERRORS as err:
-        fail(str(err))
     finally:
         tracker.close()
     echo_view(OUTCOME_VIEWS[fmt](outcome), fmt)
@@ -471,11 +461,8 @@ def status_cmd(paths, sections, store_url, fmt) -> None:
     from .status import board_json, board_text
 
     with manifests_or_exit():
-        try:
-            scope = engine.scope(list(paths), list(sections), store_url=store_url)
-            board = reader(scope.store_url).status(scope)
-        except engine.RUN_ERRORS as err:
-            fail(str(err))
+        scope = engine.scope(list(paths), list(sections), store_url=store_url)
+        board = reader(scope.store_url).status(scope)
     echo_view((board_json if fmt == "json" else board_text)(board), fmt)
 
 

@@ -27,6 +27,7 @@ from .git import GitError
 from .git import PushConflict as PushConflict  # the API's --git-push conflict
 from .inputs import InputReader, Inputs
 from .lock import Lease, SectionLock
+from .lock import LockError as LockError  # the API's job store
 from .manifest import Section, load_manifests
 from .media import FfmpegPackager
 from .observe import ObservedSection, observe
@@ -498,10 +499,6 @@ def pending_invalidation(entries: Entries) -> PendingInvalidation | None:
 
 class SpendLimitExceeded(ReconcilerError):
     """Apply refused before any request: new dubbing would exceed --max-dub-minutes."""
-
-
-# What a plan or apply may end with in normal use: one line for the front end (errors.py).
-RUN_ERRORS = (ReconcilerError,)
 
 
 def check_spend(plan: Plan, limit: float | None) -> None:

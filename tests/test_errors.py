@@ -70,7 +70,7 @@ def test_a_store_folder_that_cannot_be_written_is_the_store_s_error(repo, tmp_pa
 def test_every_seam_s_error_and_every_usage_error_is_a_reconciler_error():
     from reconciler.api.allowlist import ApiConfigError
     from reconciler.api.errors import ApiError
-    from reconciler.api.jobs import DataDirBusy
+    from reconciler.api.jobstore import JobStoreBusy, JobStoreError
     from reconciler.apply import WorkFolderError
     from reconciler.cdn import CdnError
     from reconciler.cli import Cancelled
@@ -88,9 +88,10 @@ def test_every_seam_s_error_and_every_usage_error_is_a_reconciler_error():
     from reconciler.sources import FetchError
     from reconciler.subtitles import SubtitleError
 
-    expected = [ApiConfigError, ApiError, DataDirBusy, WorkFolderError, CdnError, Cancelled,
-                DubbingError, UsageError, GitError, GitHubError, PlaylistError, InputError,
-                LockError, InvalidManifests, InitSegmentError, MediaError, StalePlan,
+    expected = [ApiConfigError, ApiError, JobStoreBusy, JobStoreError, WorkFolderError,
+                CdnError, Cancelled, DubbingError, UsageError, GitError, GitHubError,
+                PlaylistError, InputError, LockError, InvalidManifests, InitSegmentError,
+                MediaError, StalePlan,
                 FetchError, SubtitleError, StoreError, engine.SpendLimitExceeded]
     assert [e.__name__ for e in expected if not issubclass(e, ReconcilerError)] == []
 

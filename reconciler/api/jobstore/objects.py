@@ -41,6 +41,7 @@ from ...engine import (
     StoreError,
     open_store,
 )
+from ...errors import UsageError
 from ...layout import ObjectMeta
 from . import (
     CANCELLED,
@@ -75,9 +76,9 @@ def lease_key(section_id: int) -> str:
     return f"running/{section_id}.json"
 
 
-def new_id(now: float) -> str:
+def new_id(ns: int) -> str:
     """32 hex digits: creation time in nanoseconds, then randomness (sorts by arrival)."""
-    return f"{int(now * 1e9):016x}{secrets.token_hex(8)}"
+    return f"{ns:016x}{secrets.token_hex(8)}"
 
 
 def encode(job: Job, run: str | None) -> bytes:
@@ -115,6 +116,8 @@ class ObjectJobStore:
         self._cache_guard = threading.Lock()
         self._runs: dict[str, SectionLock] = {}  # job id -> the section lease this process holds
         self._runs_guard = threading.Lock()
+        self._last_ns = 0  # the time of this replica's newest id: ids it makes only grow
+        self._ids_guard = threading.Lock()
 
     @classmethod
     def at(cls, url: str, *, lease: float) -> ObjectJobStore:
@@ -122,7 +125,7 @@ class ObjectJobStore:
         try:
             jobs = cls(open_store(url), lease=lease)
             jobs.store.list(JOBS)
-        except (ValueError, StoreError) as err:
+        except (UsageError, StoreError) as err:
             raise JobStoreError(f"job store {url}: {err}") from err
         return jobs
 
@@ -193,7 +196,9 @@ class ObjectJobStore:
         on any replica, returns that job (and completes it, if its writer died before writing
         the job's own object)."""
         now = self.clock()
-        job_id = new_id(now)
+        with self._ids_guard:  # two adds in one clock tick still sort in arrival order
+            self._last_ns = max(int(now * 1e9), self._last_ns + 1)
+            job_id = new_id(self._last_ns)
         key, digest = idempotency or (None, None)
         job = Job(id=job_id, seq=int(job_id[:16], 16), section_id=section_id, video=video,
                   languages=tuple(languages), status=FAILED if failure else QUEUED,
