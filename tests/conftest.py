@@ -132,6 +132,25 @@ def corpus(tmp_path_factory):
     return Corpus(tmp_path_factory.mktemp("corpus"))
 
 
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run",
+                 "--autoplay-policy=no-user-gesture-required"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium through Playwright, launched once per test process (a launch costs
+    ~2 s) and shared by the player tests; each test opens its own page (a fresh context), so
+    none sees another's state."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
 @pytest.fixture
 def eleven(monkeypatch):
     """The fake ElevenLabs server, with the client's environment pointing at it. Tests tune
