@@ -89,7 +89,7 @@ PROBE_JS = """
 def cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     store = LocalStore(tmp_path_factory.mktemp("player") / "bucket")
     make_section(store, GOOD, TONES, seconds=20)
-    make_section(store, BROKEN, TONES, seconds=8)
+    make_section(store, BROKEN, TONES, seconds=20)  # GOOD's build, copied: no second encode
     make_section(store, SUBTITLED, TONES, seconds=20, texts={
         lang: "WEBVTT\n" + "".join(
             f"\n00:00:{a:06.3f} --> 00:00:{b:06.3f}\n{lang} {i}\n"
