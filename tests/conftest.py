@@ -4,6 +4,7 @@ media, and throw-away repositories of manifests."""
 from __future__ import annotations
 
 import collections
+import fcntl
 import os
 import shutil
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -107,10 +109,32 @@ def distribution(moto_server, monkeypatch) -> str:
     return dist_id
 
 
+def shared_folder(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder made once per test run and shared by every xdist worker (they all start by
+    needing it): the first to ask makes it under a file lock, the others wait and reuse it.
+    Tests only read it (they copy it to change it)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's temporary folder, above each worker's own
+    folder = root / name
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (folder / ".made").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that died half-way
+            folder.mkdir()
+            make(folder)
+            (folder / ".made").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def media(tmp_path_factory) -> Path:
-    """Small real media, made once: an 8 s H.264 lecture with a 440 Hz track, and dubs."""
-    root = tmp_path_factory.mktemp("media")
+    """Small real media, made once per run (shared_folder): an 8 s H.264 lecture with a 440 Hz
+    track, and dubs."""
+    return shared_folder(tmp_path_factory, "media", _make_media)
+
+
+def _make_media(root: Path) -> None:
     samples.make_video(root / "lecture.mp4", seconds=8, size="320x180", tone_hz=440)
     samples.make_video(root / "lecture-b.mp4", seconds=6, size="320x180", tone_hz=660)
     samples.make_video(root / "silent.mp4", seconds=8, size="320x180", tone_hz=None)
@@ -120,7 +144,6 @@ def media(tmp_path_factory) -> Path:
     samples.make_tone(root / "long.mp3", hz=500, seconds=11)
     data = (root / "lecture.mp4").read_bytes()
     (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
-    return root
 
 
 @pytest.fixture(scope="session")
