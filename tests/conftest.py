@@ -225,6 +225,21 @@ def master_languages(s3, bucket: str, sid: int = 11) -> list[str]:
     return re.findall(r'LANGUAGE="([^"]+)"', body["Body"].read().decode())
 
 
+def expire_dead_lease(s3, bucket: str, pid: int) -> None:
+    """Move the lease a killed `reconcile` process left (if it took one) to just past its
+    expiry: what waiting out its --lock-ttl would do, without the wait. The takeover that
+    follows is the real one (read, then If-Match on the expired lease); test_observe_lock
+    proves on a clock it controls that an unexpired lease is not taken over."""
+    import json
+
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="locks/")
+    for key in [o["Key"] for page in pages for o in page.get("Contents", [])]:
+        lease = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        assert lease["owner"]["pid"] == str(pid), f"not the killed run's lease: {lease}"
+        lease["expires"] = time.time() - 1
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(lease).encode())
+
+
 KO_EN = [
     {"code": "ko", "audio": "source", "default": True},
     {"code": "en", "audio": "../media/en.mp3"},

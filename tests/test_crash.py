@@ -4,9 +4,8 @@ against a fresh bucket. After every kill master never names a missing or mis-lab
 the next apply takes the dead run's lease over once it expires and converges without paying for
 the dub again or rebuilding renditions that were already complete; `--plan` then exits 0.
 
-The dead run's lease is expired by the test (its `expires` moved to the past, as its TTL passing
-would) rather than waited for: the takeover is the same, and tests/test_observe_lock.py proves
-on a clock it controls that an unexpired lease is not taken over.
+The dead run's lease is expired by the test (conftest.expire_dead_lease: its `expires` moved to
+the past, as its TTL passing would) rather than waited for; the takeover is the same.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import uuid
 
 import pytest
 from cli_helpers import reconcile
-from conftest import Repo
+from conftest import Repo, expire_dead_lease
 from fake_elevenlabs import FakeElevenLabs
 from faultproxy import ASSETS, FaultProxy, Rule, reachable_from_master
 
@@ -98,16 +97,6 @@ def kill_moments() -> list[float]:
     return [(i + rng.random()) / KILLS * 1.05 for i in range(KILLS)]
 
 
-def expire_dead_lease(run: Run, bucket: str, pid: int) -> None:
-    """Move the killed run's lease (if it took one) to just past its expiry: what waiting out
-    its LOCK_TTL would do, without the wait. Only that run's lease can be there."""
-    for key in run.listing(bucket, "locks/"):
-        lease = json.loads(run.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        assert lease["owner"]["pid"] == str(pid), lease
-        lease["expires"] = time.time() - 1
-        run.s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(lease).encode())
-
-
 def complete_renditions(run: Run, bucket: str) -> dict[str, tuple[str, object]]:
     """init and segments of every rendition whose playlist is in place: (ETag, LastModified)."""
     objects = run.listing(bucket, ROOT)
@@ -137,7 +126,7 @@ def test_kill_9_anywhere_then_the_next_apply_converges(run, n):
     heads, problems = reachable_from_master(run.s3, bucket, 11)
     assert not problems, f"{where}: master names what is not there: {problems}"
     done = complete_renditions(run, bucket)
-    expire_dead_lease(run, bucket, proc.pid)
+    expire_dead_lease(run.s3, bucket, proc.pid)
 
     started = time.monotonic()
     res = reconcile("--apply", "--store", f"s3://{bucket}", run.repo.manifests)
@@ -177,7 +166,7 @@ def test_kill_between_paying_for_a_dub_and_recording_it_does_not_pay_again(
             time.sleep(0.02)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
-    expire_dead_lease(run, bucket, proc.pid)
+    expire_dead_lease(run.s3, bucket, proc.pid)
     assert len(run.fake.creates) - creates == 1
     records = [k for k in run.listing(bucket, "dubbing-cache/") if k.endswith(".job.json")]
     assert len(records) == 1
