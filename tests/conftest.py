@@ -4,6 +4,7 @@ media, and throw-away repositories of manifests."""
 from __future__ import annotations
 
 import collections
+import fcntl
 import os
 import shutil
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -107,10 +109,32 @@ def distribution(moto_server, monkeypatch) -> str:
     return dist_id
 
 
+def shared_folder(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder made once per test run and shared by every xdist worker (they all start by
+    needing it): the first to ask makes it under a file lock, the others wait and reuse it.
+    Tests only read it (they copy it to change it)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's temporary folder, above each worker's own
+    folder = root / name
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (folder / ".made").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that died half-way
+            folder.mkdir()
+            make(folder)
+            (folder / ".made").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def media(tmp_path_factory) -> Path:
-    """Small real media, made once: an 8 s H.264 lecture with a 440 Hz track, and dubs."""
-    root = tmp_path_factory.mktemp("media")
+    """Small real media, made once per run (shared_folder): an 8 s H.264 lecture with a 440 Hz
+    track, and dubs."""
+    return shared_folder(tmp_path_factory, "media", _make_media)
+
+
+def _make_media(root: Path) -> None:
     samples.make_video(root / "lecture.mp4", seconds=8, size="320x180", tone_hz=440)
     samples.make_video(root / "lecture-b.mp4", seconds=6, size="320x180", tone_hz=660)
     samples.make_video(root / "silent.mp4", seconds=8, size="320x180", tone_hz=None)
@@ -120,7 +144,6 @@ def media(tmp_path_factory) -> Path:
     samples.make_tone(root / "long.mp3", hz=500, seconds=11)
     data = (root / "lecture.mp4").read_bytes()
     (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
-    return root
 
 
 @pytest.fixture(scope="session")
@@ -130,6 +153,25 @@ def corpus(tmp_path_factory):
     from corpus import Corpus
 
     return Corpus(tmp_path_factory.mktemp("corpus"))
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run",
+                 "--autoplay-policy=no-user-gesture-required"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium through Playwright, launched once per test process (a launch costs
+    ~2 s) and shared by the player tests; each test opens its own page (a fresh context), so
+    none sees another's state."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture
@@ -181,6 +223,21 @@ def master_languages(s3, bucket: str, sid: int = 11) -> list[str]:
     except s3.exceptions.NoSuchKey:
         return []
     return re.findall(r'LANGUAGE="([^"]+)"', body["Body"].read().decode())
+
+
+def expire_dead_lease(s3, bucket: str, pid: int) -> None:
+    """Move the lease a killed `reconcile` process left (if it took one) to just past its
+    expiry: what waiting out its --lock-ttl would do, without the wait. The takeover that
+    follows is the real one (read, then If-Match on the expired lease); test_observe_lock
+    proves on a clock it controls that an unexpired lease is not taken over."""
+    import json
+
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="locks/")
+    for key in [o["Key"] for page in pages for o in page.get("Contents", [])]:
+        lease = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        assert lease["owner"]["pid"] == str(pid), f"not the killed run's lease: {lease}"
+        lease["expires"] = time.time() - 1
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(lease).encode())
 
 
 KO_EN = [

@@ -45,17 +45,25 @@ def _cache_root() -> Path:
 
 
 def _template(langs: dict[str, int], seconds: int, texts: dict[str, str] | None = None) -> Path:
-    """A local store holding section TEMPLATE_ID, applied by the real engine (cached)."""
+    """A local store holding section TEMPLATE_ID, applied by the real engine (cached). With
+    subtitles, when the same section without them is built already, its folder is copied and
+    the subtitles are added by an apply onto it (the renditions are complete, so nothing is
+    encoded again): the same section a fresh apply publishes, as convergence promises."""
     key = (tuple(langs.items()), seconds, tuple((texts or {}).items()))
+    plain = (tuple(langs.items()), seconds, ())
     with _cache_lock:
         if key in _cache:
             return _cache[key]
         root = _cache_root() / f"t{len(_cache)}"
-        (root / ".git").mkdir(parents=True)
-        samples.make_video(root / "video.mp4", seconds=seconds, size="320x180", tone_hz=None)
+        if plain in _cache:
+            shutil.copytree(_cache[plain].parent, root)
+        else:
+            (root / ".git").mkdir(parents=True)
+            samples.make_video(root / "video.mp4", seconds=seconds, size="320x180", tone_hz=None)
+            for code, hz in langs.items():
+                samples.make_tone(root / f"{code}.m4a", hz=hz, seconds=seconds)
         languages = []
-        for i, (code, hz) in enumerate(langs.items()):
-            samples.make_tone(root / f"{code}.m4a", hz=hz, seconds=seconds)
+        for i, code in enumerate(langs):
             languages.append({"code": code, "audio": f"{code}.m4a", "default": i == 0})
             if code in (texts or {}):
                 (root / f"{code}.vtt").write_text(texts[code], encoding="utf-8")

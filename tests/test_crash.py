@@ -3,6 +3,9 @@ moments of a three-language run (one language dubbed through the fake ElevenLabs
 against a fresh bucket. After every kill master never names a missing or mis-labelled object;
 the next apply takes the dead run's lease over once it expires and converges without paying for
 the dub again or rebuilding renditions that were already complete; `--plan` then exits 0.
+
+The dead run's lease is expired by the test (conftest.expire_dead_lease: its `expires` moved to
+the past, as its TTL passing would) rather than waited for; the takeover is the same.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import uuid
 
 import pytest
 from cli_helpers import reconcile
-from conftest import Repo
+from conftest import Repo, expire_dead_lease
 from fake_elevenlabs import FakeElevenLabs
 from faultproxy import ASSETS, FaultProxy, Rule, reachable_from_master
 
@@ -123,6 +126,7 @@ def test_kill_9_anywhere_then_the_next_apply_converges(run, n):
     heads, problems = reachable_from_master(run.s3, bucket, 11)
     assert not problems, f"{where}: master names what is not there: {problems}"
     done = complete_renditions(run, bucket)
+    expire_dead_lease(run.s3, bucket, proc.pid)
 
     started = time.monotonic()
     res = reconcile("--apply", "--store", f"s3://{bucket}", run.repo.manifests)
@@ -162,6 +166,7 @@ def test_kill_between_paying_for_a_dub_and_recording_it_does_not_pay_again(
             time.sleep(0.02)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+    expire_dead_lease(run.s3, bucket, proc.pid)
     assert len(run.fake.creates) - creates == 1
     records = [k for k in run.listing(bucket, "dubbing-cache/") if k.endswith(".job.json")]
     assert len(records) == 1

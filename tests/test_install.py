@@ -22,8 +22,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import sync_playwright
-from test_player_browser import CHROMIUM_ARGS, PROBE_JS, open_player
+from playwright.sync_api import Browser
+from test_player_browser import PROBE_JS, open_player
 
 from reconciler import samples
 
@@ -90,7 +90,7 @@ def serving(argv: list[str], cwd: Path, log: Path) -> Iterator[str]:
 
 
 def test_readme_quick_start_on_system_python_then_the_player_switches_audio(
-    tmp_path: Path,
+    tmp_path: Path, browser: Browser,
 ) -> None:
     assert Path("/usr/bin/python3").is_file(), "the test needs Debian's system Python"
     commands = readme_block_commands("## Quick start")
@@ -119,9 +119,7 @@ def test_readme_quick_start_on_system_python_then_the_player_switches_audio(
     assert "Apply complete: nothing to do." in again.stdout
 
     preview = shlex.split(commands[2].replace("$PWD", str(clone)))
-    with serving(preview, clone, tmp_path / "preview.log") as base, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                     args=CHROMIUM_ARGS)
+    with serving(preview, clone, tmp_path / "preview.log") as base:
         page = browser.new_page()
         open_player(page, base, 11)
         langs = page.locator("#languages button").evaluate_all("bs => bs.map(b => b.dataset.lang)")
@@ -133,7 +131,7 @@ def test_readme_quick_start_on_system_python_then_the_player_switches_audio(
                                   [DEMO_TONES[lang]])
             assert heard["audibleMs"] is not None, f"{lang}: {heard}"
             assert page.get_attribute("#active-lang", "data-lang") == lang
-        browser.close()
+        page.close()
 
 
 def test_wheel_in_a_fresh_venv_runs_from_outside_the_checkout(tmp_path: Path) -> None:

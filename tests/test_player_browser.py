@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from media_helpers import make_section, running
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from reconciler import layout
 from reconciler.preview import make_server
@@ -26,9 +26,6 @@ GOOD, BROKEN, SUBTITLED = 201, 202, 203
 # Cue (start, end) per language; en's cues straddle the 4 s segment boundaries.
 CUES = {"ko": [(1.0, 2.5), (5.0, 6.5), (9.0, 10.5), (13.0, 14.5)],
         "en": [(3.5, 4.8), (7.5, 8.8), (11.5, 12.8)]}
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run",
-                 "--autoplay-policy=no-user-gesture-required"]
 
 # Installed in the page after it starts playing: an analyser on the media element and a
 # monitor that times each language switch from the click on its button.
@@ -92,7 +89,7 @@ PROBE_JS = """
 def cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     store = LocalStore(tmp_path_factory.mktemp("player") / "bucket")
     make_section(store, GOOD, TONES, seconds=20)
-    make_section(store, BROKEN, TONES, seconds=8)
+    make_section(store, BROKEN, TONES, seconds=20)  # GOOD's build, copied: no second encode
     make_section(store, SUBTITLED, TONES, seconds=20, texts={
         lang: "WEBVTT\n" + "".join(
             f"\n00:00:{a:06.3f} --> 00:00:{b:06.3f}\n{lang} {i}\n"
@@ -101,15 +98,6 @@ def cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     store.delete([layout.audio_dir(BROKEN, "en") + layout.INIT])
     with running(make_server(store)) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                     args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 from media_helpers import BEDS, CUES, flash_click_section, running
-from playwright.sync_api import Browser, Page, sync_playwright
-from test_player_browser import CHROMIUM_ARGS
+from playwright.sync_api import Browser, Page
 
 from reconciler import layout
 from reconciler.preview import HLSJS_FILE, make_server
@@ -51,15 +50,6 @@ def cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     published = flash_click_section(SECTION)
     with running(make_server(LocalStore(published))) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                     args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def open_player(browser: Browser, cdn: str, kind: str) -> Page:
