@@ -13,21 +13,17 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import replace
 from pathlib import Path
 
 from . import layout, subtitles
-from .cdn import Invalidation
-from .clock import Clock, SystemClock
 from .dub_work import SectionDubs
-from .dubbing import Dubber, DubbingError
+from .dubbing import DubbingError
 from .errors import ReconcilerError
 from .hls import MediaPlaylist, parse_media, render_media, section_target
-from .inputs import Inputs
 from .manifest import DUB_TRANSCRIPT, Language, Section
 from .master import Facts, compose_master, observed_facts
 from .mp4 import read_track
@@ -45,14 +41,14 @@ from .packaging import (
     MediaError,
     OnProgress,
     OnSegment,
-    Packager,
     check_fit,
 )
-from .pay_once import Spend
 from .plan import Action, Kind, Plan, SectionPlan
-from .progress import Tracker
 from .recording import Applied, Recorder
-from .store import PreconditionFailed, Store, StoreError
+from .results import Failure, SectionResult, Step
+from .runtime import Runtime, work_folder
+from .section_store import SectionStore
+from .store import PreconditionFailed, StoreError
 
 # What a step may meet in normal use (errors.py): recorded as the step's failure. Anything else
 # is a bug: it propagates, with its traceback, once every section's media step has ended, and
@@ -60,197 +56,9 @@ from .store import PreconditionFailed, Store, StoreError
 EXPECTED = ReconcilerError
 
 
-class WorkFolderError(ReconcilerError):
-    """The local work folder (TMP_DIR) cannot be written: the disk is full, read-only or
-    gone. The machine's state, not a bug."""
-
-
-@contextmanager
-def work_folder(path: Path) -> Iterator[None]:
-    """Writes to the local work folder: an OSError becomes a WorkFolderError naming it."""
-    try:
-        yield
-    except OSError as err:
-        raise WorkFolderError(f"work folder {path}: {err.strerror or err}") from err
-
-
-@dataclass
-class Runtime:
-    """The seams and limits an apply runs with: apply reaches the outside world only through
-    the store, the packager, the inputs and the dubber given here (engine.py wires them)."""
-
-    store: Store
-    tmp_dir: Path
-    packager: Packager
-    inputs: Inputs
-    workers: int = 8
-    dub_concurrency: int = 2
-    dubber: Callable[[], Dubber] | None = None  # created on first use: no key without dubs
-    spend: Spend = field(default_factory=lambda: Spend(None))  # --max-dub-minutes, this run
-    tracker: Tracker = field(default_factory=Tracker)
-    # ffmpeg runs (measure, encode, copy) at once: one per core.
-    cpu: threading.Semaphore = field(
-        default_factory=lambda: threading.Semaphore(os.cpu_count() or 1))
-    # sectionId -> its lease's guard, called before each write (raises once the lease is unsure)
-    guards: dict[int, Callable[[], None]] = field(default_factory=dict)
-    clock: Clock = field(default_factory=SystemClock)
-
-    def recorder(self) -> Recorder:
-        """What records an apply's sections in the state index (Recorder.record, once)."""
-        return Recorder(self.store, self.clock, lambda message: self.tracker.say(None, message),
-                        self.workers)
-
-
-class Step(StrEnum):
-    """Where in applying a section something failed."""
-
-    PACKAGE_VIDEO = "package video"
-    DUB = "dub"
-    PACKAGE_AUDIO = "package audio"
-    PACKAGE_SUBTITLES = "package subtitles"
-    FINISH = "finish"
-    WRITE_MASTER = "write master"
-    DELETE_SECTION = "delete section"
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A step that failed for a language (None: the whole section), typed for the front ends."""
-
-    step: Step
-    language: str | None
-    message: str
-    detail: str = ""
-
-    def __str__(self) -> str:
-        who = f"{self.language}: " if self.language else ""
-        return f"{who}{self.step}: {self.message}"
-
-
-@dataclass
-class SectionResult:
-    section_id: int
-    failures: list[Failure] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    uploaded: list[str] = field(default_factory=list)
-    fixed: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    dubbed: list[str] = field(default_factory=list)
-    languages_ready: list[str] = field(default_factory=list)
-    master_written: bool = False
-    conflict: bool = False  # master changed under us: re-observe and re-plan
-    invalidation_paths: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures and not self.conflict
-
-    @property
-    def failed_languages(self) -> list[str]:
-        return [f.language for f in self.failures if f.language]
-
-    @property
-    def failed_audio(self) -> set[str]:
-        """Languages whose audio failed (a failed subtitle rendition leaves the audio listed)."""
-        return {f.language for f in self.failures
-                if f.language and f.step != Step.PACKAGE_SUBTITLES}
-
-
-def public_master_url(cdn_url: str | None, store_url: str, section_id: int) -> str:
-    """Where players find a section: through the CDN when there is one, else the store."""
-    return layout.master_url(cdn_url or store_url, section_id)
-
-
-@dataclass
-class Outcome:
-    """What an apply did: the plan it ran, each section's result, the one invalidation (and
-    where it went), and the errors of no one section (a lost lock, a refused invalidation)."""
-
-    plan: Plan
-    results: list[SectionResult]
-    invalidation: Invalidation | None
-    cdn_url: str | None
-    store_url: str
-    cdn: str = ""  # where the invalidation went (or why it did not)
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return (not self.errors and all(r.ok for r in self.results)
-                and not self.plan.has_errors)
-
-    def master_url(self, section_id: int) -> str:
-        return public_master_url(self.cdn_url, self.store_url, section_id)
-
-
-class ForeignKeys(StoreError):
-    """A delete named keys outside the section's own folders: refused, nothing deleted."""
-
-
-class _GuardedStore:
-    """The store as one section's apply writes to it: each write first asks the section's
-    lease guard, so a run whose lease could lapse stops writing; a delete is refused outright
-    when it names a key outside the section's folder (`layout.in_section`) and its dub cache,
-    whatever planned it; reads pass straight through. It keeps the ETag each write returned,
-    for the state index (recording.py)."""
-
-    def __init__(self, store: Store, section_id: int, guard: Callable[[], None],
-                 clock: Clock) -> None:
-        self._store = store
-        self._section_id = section_id
-        self._guard = guard
-        self._clock = clock
-        self.written: dict[str, str] = {}  # key -> the ETag of this run's last write of it
-        self.deleted: set[str] = set()  # deleted by this run and not written again
-        self.last_write: float | None = None  # clock.monotonic() when the last write returned
-
-    def __getattr__(self, name: str):
-        return getattr(self._store, name)
-
-    def _wrote(self, key: str, etag: str) -> str:
-        self.written[key] = etag
-        self.deleted.discard(key)
-        self.last_write = self._clock.monotonic()
-        return etag
-
-    def put_file(self, key: str, path: Path, meta: layout.ObjectMeta,
-                 metadata: dict[str, str] | None = None, *,
-                 on_bytes: Callable[[int], None] | None = None) -> str:
-        self._guard()
-        return self._wrote(key, self._store.put_file(key, path, meta, metadata,
-                                                     on_bytes=on_bytes))
-
-    def put_bytes(self, key: str, body: bytes, meta: layout.ObjectMeta,
-                  metadata: dict[str, str] | None = None, **conditions) -> str:
-        self._guard()
-        return self._wrote(key, self._store.put_bytes(key, body, meta, metadata, **conditions))
-
-    def set_meta(self, key: str, meta: layout.ObjectMeta, metadata: dict[str, str]) -> str:
-        self._guard()
-        return self._wrote(key, self._store.set_meta(key, meta, metadata))
-
-    def check_own(self, keys: list[str]) -> None:
-        """ForeignKeys unless every key is the section's (its folder or its dub cache)."""
-        dubs = layout.dub_cache_prefix(self._section_id)
-        foreign = [k for k in keys
-                   if not (layout.in_section(self._section_id, k) or k.startswith(dubs))]
-        if foreign:
-            raise ForeignKeys(f"refused to delete {len(foreign)} key(s) outside "
-                              f"{layout.section_prefix(self._section_id)}, first {foreign[0]}")
-
-    def delete(self, keys: list[str]) -> None:
-        self.check_own(keys)
-        self._guard()
-        self._store.delete(keys)
-        for key in keys:
-            self.written.pop(key, None)
-            self.deleted.add(key)
-        self.last_write = self._clock.monotonic()
-
-
-def _store_for(rt: Runtime, section_id: int) -> _GuardedStore:
+def _store_for(rt: Runtime, section_id: int) -> SectionStore:
     """What one section writes through (unguarded when it holds no lease, as in tests)."""
-    return _GuardedStore(rt.store, section_id, rt.guards.get(section_id, lambda: None),
+    return SectionStore(rt.store, section_id, rt.guards.get(section_id, lambda: None),
                          rt.clock)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import applied, git, gitscope, layout, lock, planfile, status
-from .apply import Failure, Outcome, Runtime, SectionResult, Step, apply_plan, public_master_url
+from .apply import apply_plan
 from .cdn import Cdn, CdnError, open_cdn
 from .cdn.delivery import Delivery
 from .cdn.pending import Entries, PendingRecord
@@ -37,6 +37,8 @@ from .plan import DESTROY, ORPHANED, Kind, PendingInvalidation, Plan, PlanOption
 from .planner import make_plan
 from .planner import replace_targets as replace_targets  # the API checks a request's replace
 from .progress import Tracker
+from .results import Failure, Outcome, SectionResult, Step, public_master_url
+from .runtime import Runtime
 from .sources import STRICT, FetchPolicy
 from .sources import SourceRefused as SourceRefused  # the API's check of a request's URL
 from .sources import resolve_host as resolve_host

@@ -26,7 +26,7 @@ from .plan import (
 from .planfile import plan_dict
 
 if TYPE_CHECKING:
-    from .apply import Outcome
+    from .results import Outcome
 
 REPLACE = "-/+"  # a rendition rebuilt: its objects are replaced, as Terraform marks a replacement
 SYMBOL = {Change.CREATE: "+", Change.UPDATE: "~", Change.DELETE: "-", Change.REPLACE: REPLACE}

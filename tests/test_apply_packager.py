@@ -16,11 +16,13 @@ from fake_packager import FakePackager
 from manual_clock import ManualClock
 
 from reconciler import engine, layout
-from reconciler.apply import Runtime, Step, apply_plan
+from reconciler.apply import apply_plan
 from reconciler.hls import parse_media
 from reconciler.inputs import InputReader
 from reconciler.observe import observe
 from reconciler.planner import make_plan
+from reconciler.results import Step
+from reconciler.runtime import Runtime
 from reconciler.store.local import LocalStore
 
 SID = 21

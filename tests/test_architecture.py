@@ -3,7 +3,8 @@ and a check that the import graph of `reconciler` has no circle.
 
 The contracts say, with no exception list:
 - layers: front ends (cli; api, github, preview, demo) > engine > views (render, board,
-  status) > apply, planfile, verify > apply's parts (dub_work; recording, pay_once) > the
+  status) > apply, planfile, verify > apply's parts (dub_work, runtime, section_store,
+  results; recording, pay_once) > the
   planner > its parts (master, adoption, removal) > the plan's data > observe > the state
   index > seams > the seams' pure halves > data. A module never imports one above it, and
   every module has its layer;

@@ -71,7 +71,6 @@ def test_every_seam_s_error_and_every_usage_error_is_a_reconciler_error():
     from reconciler.api.allowlist import ApiConfigError
     from reconciler.api.errors import ApiError
     from reconciler.api.jobstore import JobStoreBusy, JobStoreError
-    from reconciler.apply import WorkFolderError
     from reconciler.cdn import CdnError
     from reconciler.cli import Cancelled
     from reconciler.dubbing import DubbingError
@@ -85,6 +84,7 @@ def test_every_seam_s_error_and_every_usage_error_is_a_reconciler_error():
     from reconciler.mp4 import InitSegmentError
     from reconciler.packaging import MediaError
     from reconciler.planfile import StalePlan
+    from reconciler.runtime import WorkFolderError
     from reconciler.sources import FetchError
     from reconciler.subtitles import SubtitleError
 

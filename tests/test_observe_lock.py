@@ -169,7 +169,7 @@ def test_an_apply_whose_lease_cannot_be_renewed_stops_and_says_so(repo, tmp_path
 def test_a_re_plan_round_keeps_the_earlier_rounds_warnings_and_work():
     """Issue 12: when master changed under an apply, the section was re-planned and the first
     round's result replaced, dropping its warnings (e.g. audio padded) and fixes/deletions."""
-    from reconciler.apply import SectionResult
+    from reconciler.results import SectionResult
 
     first = SectionResult(11, warnings=["en: audio is 9.0s, video 10.0s: padded with silence"],
                           uploaded=["a"], fixed=["b"], deleted=["c"], dubbed=["ja"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from reconciler import engine, layout, media, samples
-from reconciler.apply import Step
+from reconciler.results import Step
 from reconciler.samples import _ffmpeg
 
 

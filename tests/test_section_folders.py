@@ -10,11 +10,12 @@ from conftest import KO_EN, CountingStore
 from fake_packager import FakePackager
 
 from reconciler import engine, layout
-from reconciler.apply import Runtime, apply_plan
+from reconciler.apply import apply_plan
 from reconciler.inputs import InputReader
 from reconciler.observe import observe
 from reconciler.plan import Action, Change, Kind, Plan, PlanOptions, SectionPlan
 from reconciler.planner import make_plan
+from reconciler.runtime import Runtime
 from reconciler.store import open_store
 
 ROOT = layout.ASSETS_ROOT
