@@ -25,7 +25,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler.dubbing import CreateUnknown, DubbingError
-from reconciler.dubbing.elevenlabs import ElevenLabs, api_message
+from reconciler.dubbing.answers import api_message
+from reconciler.dubbing.elevenlabs import ElevenLabs
 from reconciler.dubbing_languages import DUBBING_LANGUAGES, elevenlabs_code
 from reconciler.pay_once import Spend, create_or_adopt
 

@@ -29,11 +29,8 @@ from __future__ import annotations
 import logging
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -41,7 +38,16 @@ from urllib.parse import quote
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from ..redaction import redact
-from . import CANCELLED, DUBBED, FAILED, WORKING, CreateUnknown, DubbingError
+from . import DUBBED, WORKING, CreateUnknown, DubbingError
+from .answers import (
+    api_message,
+    api_status,
+    media_suffix,
+    retry_after_seconds,
+    stream_to_part_file,
+    why_ended,
+    with_media_suffix,
+)
 
 if TYPE_CHECKING:  # httpx is imported when a client is made: a run that dubs nothing
     import httpx  # never loads it (a fifth of a second of every start)
@@ -68,14 +74,6 @@ _UPLOAD_TYPES = {
     ".opus": "audio/ogg",
     ".webm": "audio/webm",
 }
-# The dubbed file is MP3 for audio-only input and MP4 for video input.
-_DOWNLOAD_SUFFIXES = {
-    "audio/mpeg": ".mp3",
-    "audio/mp3": ".mp3",
-    "video/mp4": ".mp4",
-    "audio/mp4": ".mp4",
-}
-
 T = TypeVar("T")
 
 
@@ -316,7 +314,7 @@ class ElevenLabs:
             if state == DUBBED:
                 return
             if state not in WORKING:
-                raise DubbingError(self._redact(_ended(state, meta.get("error"))),
+                raise DubbingError(self._redact(why_ended(state, meta.get("error"))),
                                    language=language, dubbing_id=dubbing_id, state=state or None)
             remaining = deadline - self._clock()
             if remaining <= 0:
@@ -346,10 +344,10 @@ class ElevenLabs:
                 if not resp.is_success:
                     resp.read()
                     self._raise_for(resp, language=language_code, dubbing_id=dubbing_id)
-                part = _stream_to_part_file(resp, dest)
+                part = stream_to_part_file(resp, dest)
                 content_type = resp.headers.get("content-type", "")
             try:
-                final = _with_media_suffix(dest, _media_suffix(content_type, part))
+                final = with_media_suffix(dest, media_suffix(content_type, part))
                 os.replace(part, final)
             except BaseException:
                 part.unlink(missing_ok=True)
@@ -475,129 +473,10 @@ class ElevenLabs:
             return
         reason = self._redact(api_message(resp))
         if resp.status_code in (425, 429) or resp.status_code >= 500:
-            raise _Retryable(resp.status_code, reason, _retry_after(resp), api_status(resp))
+            raise _Retryable(resp.status_code, reason, retry_after_seconds(resp), api_status(resp))
         raise DubbingError(
             reason, language=language, dubbing_id=dubbing_id, status_code=resp.status_code
         )
 
     def _redact(self, text: str) -> str:
         return redact(text, self._api_key)
-
-
-def api_message(resp: httpx.Response) -> str:
-    """The API's own error text from either envelope ElevenLabs uses.
-
-    `{"detail": {"status": ..., "message": ...}}` (detail may also be a string, or FastAPI's list
-    of validation errors) and the flat `{"error": ..., "message": ...}`.
-    """
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
-    message = _message_from_body(body)
-    if message:
-        return message
-    text = resp.text.strip() if resp.headers.get("content-type", "").startswith("text/") else ""
-    return f"HTTP {resp.status_code} {resp.reason_phrase}" + (f": {text[:200]}" if text else "")
-
-
-def api_status(resp: httpx.Response) -> str | None:
-    """The API's machine-readable error code (`detail.status`), e.g. concurrent_limit_exceeded."""
-    try:
-        body = resp.json()
-    except ValueError:
-        return None
-    detail = body.get("detail") if isinstance(body, dict) else None
-    return str(detail["status"]) if isinstance(detail, dict) and detail.get("status") else None
-
-
-def _ended(state: str, error: object) -> str:
-    """Why a wait ended on a status other than dubbed or a working one."""
-    if state == FAILED:
-        return str(error or "dubbing failed without an error message")
-    said = f": {error}" if error else ""
-    if state == CANCELLED:
-        return f"the dub was cancelled at ElevenLabs{said}; the next apply dubs again"
-    return (f"ElevenLabs reports status {state or 'none'!r}{said}, which is neither dubbed nor "
-            f"one of the working statuses ({', '.join(WORKING)}); the next apply asks again, "
-            "unpaid")
-
-
-def _message_from_body(body: object) -> str | None:
-    if not isinstance(body, dict):
-        return None
-    detail = body.get("detail")
-    if isinstance(detail, dict):
-        return str(detail.get("message") or detail.get("status") or "") or None
-    if isinstance(detail, str) and detail:
-        return detail
-    if isinstance(detail, list) and detail:
-        return "; ".join(_validation_message(item) for item in detail)
-    error = body.get("error")
-    if isinstance(error, dict):  # defensive: {"error": {"message": ...}}
-        return _message_from_body({"detail": error})
-    for key in ("message", "error"):
-        if isinstance(body.get(key), str) and body[key]:
-            return body[key]
-    return None
-
-
-def _validation_message(item: object) -> str:
-    """One FastAPI validation error, e.g. `body.target_lang: Field required`."""
-    if not isinstance(item, dict):
-        return str(item)
-    loc = ".".join(str(part) for part in item.get("loc") or [])
-    msg = str(item.get("msg") or item.get("message") or item)
-    return f"{loc}: {msg}" if loc else msg
-
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    """Retry-After in seconds (delta-seconds or an HTTP date), or None if absent/garbled."""
-    raw = resp.headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _stream_to_part_file(resp: httpx.Response, dest: Path) -> Path:
-    """Copy the body chunk by chunk into a hidden temporary file next to `dest`."""
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    part = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in resp.iter_bytes():
-                out.write(chunk)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    return part
-
-
-def _media_suffix(content_type: str, written: Path) -> str:
-    """.mp3 or .mp4 from the Content-Type; falls back to sniffing the bytes for odd types."""
-    mime = content_type.split(";", 1)[0].strip().lower()
-    if mime in _DOWNLOAD_SUFFIXES:
-        return _DOWNLOAD_SUFFIXES[mime]
-    with written.open("rb") as fh:
-        head = fh.read(12)
-    if head[4:8] == b"ftyp":
-        return ".mp4"
-    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
-        return ".mp3"
-    raise DubbingError(f"dubbed file has an unexpected Content-Type {content_type!r}")
-
-
-def _with_media_suffix(dest: Path, suffix: str) -> Path:
-    if dest.suffix.lower() in (".mp3", ".mp4", ".m4a"):
-        return dest.with_suffix(suffix)
-    return dest.with_name(dest.name + suffix)
