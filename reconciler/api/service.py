@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import engine
+from .. import engine, repository
 from ..errors import BUG_REPORT, ReconcilerError
 from ..manifest import (
     MAX_MESSAGE,
@@ -375,7 +375,7 @@ class DubbingService:
             return None
         assert self.git_root is not None
         try:
-            return engine.sync_manifests(self.git_root, remote)
+            return repository.sync_manifests(self.git_root, remote)
         except engine.GitError as err:
             log.error("--git-push: cannot bring %s up to %s: %s", self.git_root, remote, err)
             raise ApiError(503, "git_unavailable",
@@ -390,9 +390,9 @@ class DubbingService:
         remote = self.config.git_push
         assert self.git_root is not None and remote is not None
         try:
-            engine.commit_manifest(self.git_root, path, _commit_message(sid, added, replaced),
+            repository.commit_manifest(self.git_root, path, _commit_message(sid, added, replaced),
                                    self.config.git_author)
-            engine.push_manifests(self.git_root, remote)
+            repository.push_manifests(self.git_root, remote)
             return None
         except engine.PushConflict as err:
             log.error("--git-push of %s to %s conflicts: %s", path, remote, err)
@@ -403,14 +403,14 @@ class DubbingService:
             reason = (f"the change to {path.name} could not be pushed to {remote}; nothing "
                       "was applied: send the request again")
         try:
-            engine.undo_manifest(self.git_root, base, path)
+            repository.undo_manifest(self.git_root, base, path)
         except engine.GitError as err:
             log.error("--git-push: cannot undo the unpublished change to %s: %s", path, err)
         return reason
 
     def _git_root(self) -> Path:
         try:
-            return engine.git_work_tree(self.manifests_dir)
+            return repository.git_work_tree(self.manifests_dir)
         except engine.GitError:
             raise ApiConfigError(f"--git-commit/--git-push: {self.manifests_dir} is not in a git "
                                  "work tree") from None
@@ -421,7 +421,7 @@ class DubbingService:
         reported: the returned line goes into the job's errors, and the log."""
         assert self.git_root is not None
         try:
-            engine.commit_manifest(self.git_root, path, _commit_message(sid, added, replaced),
+            repository.commit_manifest(self.git_root, path, _commit_message(sid, added, replaced),
                                    self.config.git_author)
         except engine.GitError as err:
             log.error("git commit of %s failed: %s", path, err)

@@ -9,7 +9,7 @@ The package, one room each:
     comment.py   the texts people read: PR plan comment, stale-plan and drift bodies, summaries
     client.py    GitHub REST (a GitHubRepo per call): sticky comment, drift issue, the reviewed
                  plan artifact
-    workflow.py  matrix balanced by work, plan scope (engine.changed_files, the last applied
+    workflow.py  matrix balanced by work, plan scope (repository.changed_files, the last applied
                  commit), which reviewed plan applies each section, running reconcile, step
                  outputs, applying a plan
     applied.py   the last applied commit, recorded in the bucket (only forwards)

@@ -146,9 +146,9 @@ def reviewed_plans_cmd(sha: str, last_applied: str, fresh: Path, scoped: bool, o
                        max_merges: int) -> None:
     """Fetch the reviewed plans of the merges since the last applied commit and write which one
     applies each section (OUT_DIR/assignment.json; outputs found, pr, reason, count)."""
-    from .. import engine  # here: the glue's other commands start in 0.4 s, not 1.3 s
+    from .. import repository  # here: the glue's other commands start in 0.4 s, not 1.3 s
 
-    merges = engine.merges_since(last_applied, sha, max_merges) if last_applied else []
+    merges = repository.merges_since(last_applied, sha, max_merges) if last_applied else []
     if sha not in merges:
         merges.insert(0, sha)
     repo = _repo()
@@ -188,11 +188,11 @@ def reviewed_plans_cmd(sha: str, last_applied: str, fresh: Path, scoped: bool, o
 def release_check_cmd(tag: str, changelog: Path, notes: Path) -> None:
     """Check that TAG, the package's version and CHANGELOG.md's newest entry agree (outputs
     version, major-tag, move-major)."""
-    from .. import __version__, engine
+    from .. import __version__, repository
 
     try:
         release = check_release(tag, __version__, changelog.read_text(encoding="utf-8"),
-                                engine.release_tags())
+                                repository.release_tags())
     except ReleaseError as err:
         raise click.ClickException(str(err)) from None
     notes.write_text(release.notes + "\n", encoding="utf-8")
@@ -209,10 +209,10 @@ def release_check_cmd(tag: str, changelog: Path, notes: Path) -> None:
 @click.option("--store", "store_url", default=None, help="Default: s3://$AWS_BUCKET_NAME.")
 def record_applied_cmd(commit: str, full: bool, store_url: str | None) -> None:
     """Record COMMIT as the last applied one in the bucket, only forwards (see docs/github.md)."""
-    from .. import engine
+    from .. import engine, repository
 
     try:
-        click.echo(engine.record_applied(commit, full=full, run_url=this_run_url(),
+        click.echo(repository.record_applied(commit, full=full, run_url=this_run_url(),
                                          store_url=store_url))
     except ValueError as err:  # no store named (Settings.from_env)
         raise click.UsageError(str(err)) from None
@@ -286,10 +286,10 @@ def scope_cmd(base: str, last_applied: bool, store_url: str | None) -> None:
     """Decide between --changed-since REF and a full plan (outputs `changed-since`, `full`,
     `last-applied`)."""
     if last_applied:
-        from .. import engine
+        from .. import engine, repository
 
         try:
-            recorded = engine.last_applied_commit(store_url)
+            recorded = repository.last_applied_commit(store_url)
         except ValueError as err:  # no store named (Settings.from_env)
             raise click.UsageError(str(err)) from None
         except engine.StoreError as err:

@@ -161,9 +161,9 @@ def changed_files(base: str, cwd: Path | None = None) -> list[str] | None:
     """Paths changed between `base` and HEAD, or None when `base` is not a usable commit."""
     if not base or base == ZERO_SHA:  # a push that created the branch: no before-commit
         return None
-    from .. import engine  # here: the glue's other commands start in 0.4 s, not 1.3 s
+    from .. import repository  # here: the glue's other commands start in 0.4 s, not 1.3 s
 
-    return engine.changed_files(base, cwd)
+    return repository.changed_files(base, cwd)
 
 
 def plan_scope(base: str, cwd: Path | None = None) -> tuple[str | None, str]:
@@ -182,15 +182,15 @@ def last_applied_scope(recorded: str | None, base: str,
     """(--changed-since ref or None for a full plan, the recorded commit the run catches up
     from or None, why): everything changed since the last applied commit, so the merges of a
     cancelled run are applied too. Without a record: what changed since `base` (the push's)."""
-    from .. import engine  # here: the glue's other commands start in 0.4 s, not 1.3 s
+    from .. import repository  # here: the glue's other commands start in 0.4 s, not 1.3 s
 
     if recorded is None:
         ref, why = plan_scope(base, cwd)
         return ref, None, f"{why} (no applied commit recorded yet)"
-    if not engine.known_commit(recorded, cwd):
+    if not repository.known_commit(recorded, cwd):
         return None, None, (f"full: the last applied commit {recorded[:12]} is not in this "
                             "checkout (force-push or shallow clone)")
-    if not engine.is_ancestor(recorded, "HEAD", cwd):
+    if not repository.is_ancestor(recorded, "HEAD", cwd):
         return None, None, (f"full: the last applied commit {recorded[:12]} is not an ancestor "
                             "of HEAD (force-push)")
     ref, why = plan_scope(recorded, cwd)
