@@ -25,6 +25,7 @@ from .dubbing_languages import AUTO, elevenlabs_code
 from .dubbing_languages import offered as offered_dubbing
 from .errors import ReconcilerError
 from .language_hints import mistaken_code
+from .language_tags import canonical_tag, english_name
 from .redaction import redact
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -132,26 +133,6 @@ def schema() -> dict:
         return json.loads(repo_copy.read_text())
     packaged = resources.files("reconciler").joinpath("schemas/section.schema.json")
     return json.loads(packaged.read_text())
-
-
-def canonical_tag(tag: str) -> str:
-    """A language tag in BCP 47's canonical case (RFC 5646 2.1.1): `EN-us` -> `en-US`,
-    `zh-hans` -> `zh-Hans`. Up to the first singleton (`x-`, `u-` ...), a later two-letter
-    subtag is a region (UPPER) and a four-letter one a script (Title); all else is lower. Only
-    case changes, so the tag means what it meant; S3 folders and LANGUAGE are keyed on it."""
-    subtags = tag.lower().split("-")
-    for i, subtag in enumerate(subtags[1:], 1):
-        if len(subtags[i - 1]) == 1:
-            break  # an extension or private use follows: lowercase to the end
-        if len(subtag) == 2:
-            subtags[i] = subtag.upper()
-        elif len(subtag) == 4 and subtag.isalpha():
-            subtags[i] = subtag.title()
-    return "-".join(subtags)
-
-
-def english_name(code: str) -> str:
-    return langcodes.Language.get(code).display_name("en")
 
 
 # -- locating YAML nodes for line numbers --------------------------------------------------
