@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .errors import UsageError
+
 FORMAT_VERSION = 2  # 2: every JSON key camelCase
 
 
@@ -166,7 +168,7 @@ REPLACE_REASON = "replace requested"
 REPLACEMENT = "replacement"  # in a dub's job record: the dub is a `--replace`'s new one
 
 
-class UnknownReplacement(ValueError):
+class UnknownReplacement(UsageError):
     """`--replace` names something the manifests do not declare (a usage error)."""
 
 

@@ -45,11 +45,12 @@ def test_a_rendition_failing_after_early_uploads_leaves_nothing_behind(tmp_path)
     class Spying(media.FfmpegPackager):
         """The real ffmpeg packager, watched: it notes each segment handed over early."""
 
-        def package_video(self, source, out_dir, on_segment=None):
+        def package_video(self, source, out_dir, on_segment=None, on_progress=None):
             def spy(path: Path) -> None:
                 handed.append(path.name)
                 on_segment(path)
-            return super().package_video(source, out_dir, spy if on_segment else None)
+            return super().package_video(source, out_dir, spy if on_segment else None,
+                                         on_progress)
 
     outcome = engine.Reconciler(engine.Settings(store_url=f"file://{store}", tmp_dir=tmp_path),
                                 packager=Spying()).apply(engine.load([root / "section.yaml"]))

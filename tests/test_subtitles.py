@@ -208,21 +208,15 @@ TRACK_JS = """async (doc) => {
 }"""
 
 
-def test_chromium_shows_the_cue_text_position_and_overlaps_as_written():
-    from playwright.sync_api import sync_playwright
-    from test_player_browser import CHROMIUM_ARGS
-
+def test_chromium_shows_the_cue_text_position_and_overlaps_as_written(browser):
     srt = ("1\n00:00:01,000 --> 00:00:03,000\n{\\an8}if a < b && c > d then <i>x</i>\n\n"
            "2\n00:00:02,000 --> 00:00:05,000\nR&D <3\n")
     docs = published_texts(srt.encode())
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                     args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            seen = [page.evaluate(TRACK_JS, doc) for doc in docs]
-        finally:
-            browser.close()
+    page = browser.new_page()
+    try:
+        seen = [page.evaluate(TRACK_JS, doc) for doc in docs]
+    finally:
+        page.close()
     assert seen == [[[1, 3, 0, "if a < b && c > d then x"], [2, 5, "auto", "R&D <3"]],
                     [[2, 5, "auto", "R&D <3"]]]
 

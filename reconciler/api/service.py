@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import engine, repository
+from .. import engine
 from ..errors import BUG_REPORT, ReconcilerError
 from ..manifest import (
     MAX_MESSAGE,
@@ -52,6 +52,7 @@ from .models import (
     SectionStatus,
     WebhookDelivery,
 )
+from .publishing import ManifestGit
 from .webhooks import Notifier
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ class DubbingService:
         self.settings = engine.Settings.from_env(
             config.store_url, workers=config.jobs, dub_concurrency=config.dub_concurrency,
             max_dub_minutes=config.max_dub_minutes, lock_ttl=config.job_lease)
-        self.git_root = self._git_root() if config.git_commit or config.git_push else None
+        self.git = (ManifestGit.open(self.manifests_dir, config.git_push, config.git_author)
+                    if config.git_commit or config.git_push else None)
         self.jobs = open_job_store(config.job_store or default_url(config.data_dir),
                                    lease=config.job_lease)
         self.notifier = (Notifier(config.webhook, self.jobs, self.webhook_payload)
@@ -172,7 +174,7 @@ class DubbingService:
             prior = self._prior(idempotency)
             if prior is not None:
                 return Submitted(job=prior)
-            base = self._sync()
+            base = self.git.sync() if self.git is not None else None
             catalogue, path, current = self.find_manifest(sid)
             edit, codes, source = self._merge(sid, current, req)
             if (current is None or edit.video is not None) and not checked:
@@ -185,13 +187,13 @@ class DubbingService:
                 _fsync_folder(path.parent)
                 notes = []
                 added = [entry["code"] for entry in edit.languages]
-                if base is not None:
-                    failure = self._publish(path, sid, added, edit.video is not None, base)
+                if self.git is not None and base is not None:
+                    failure = self.git.publish(path, sid, added, edit.video is not None, base)
                     if failure is not None:
                         return Submitted(job=self.queue.record_failed(
                             sid, req.inputVideoUrl, codes, failure, idempotency))
-                elif self.git_root is not None:
-                    problem = self._commit(path, sid, added, edit.video is not None)
+                elif self.git is not None:
+                    problem = self.git.commit(path, sid, added, edit.video is not None)
                     notes = [problem] if problem else []
                 return Submitted(job=_same_request(self.queue.submit(
                     sid, req.inputVideoUrl, codes, notes, idempotency, targets), idempotency))
@@ -367,68 +369,6 @@ class DubbingService:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _sync(self) -> str | None:
-        """With --git-push: the work tree brought up to the remote before a manifest is read
-        (the commit it is at); 503 and nothing written when it cannot be."""
-        remote = self.config.git_push
-        if remote is None:
-            return None
-        assert self.git_root is not None
-        try:
-            return repository.sync_manifests(self.git_root, remote)
-        except engine.GitError as err:
-            log.error("--git-push: cannot bring %s up to %s: %s", self.git_root, remote, err)
-            raise ApiError(503, "git_unavailable",
-                           f"the manifests repository could not be brought up to {remote}; "
-                           "nothing was written, try again") from None
-
-    def _publish(self, path: Path, sid: int, added: list[str], replaced: bool,
-                 base: str) -> str | None:
-        """With --git-push: commit the manifest and push it; None once it is on the remote.
-        Otherwise the commit and the file are undone (nothing is applied that the remote has
-        not got) and the reason is returned for the job."""
-        remote = self.config.git_push
-        assert self.git_root is not None and remote is not None
-        try:
-            repository.commit_manifest(self.git_root, path, _commit_message(sid, added, replaced),
-                                   self.config.git_author)
-            repository.push_manifests(self.git_root, remote)
-            return None
-        except engine.PushConflict as err:
-            log.error("--git-push of %s to %s conflicts: %s", path, remote, err)
-            reason = (f"{path.name} was changed on {remote} meanwhile and this change does not "
-                      "rebase onto it; nothing was applied: send the request again")
-        except engine.GitError as err:
-            log.error("--git-push of %s to %s failed: %s", path, remote, err)
-            reason = (f"the change to {path.name} could not be pushed to {remote}; nothing "
-                      "was applied: send the request again")
-        try:
-            repository.undo_manifest(self.git_root, base, path)
-        except engine.GitError as err:
-            log.error("--git-push: cannot undo the unpublished change to %s: %s", path, err)
-        return reason
-
-    def _git_root(self) -> Path:
-        try:
-            return repository.git_work_tree(self.manifests_dir)
-        except engine.GitError:
-            raise ApiConfigError(f"--git-commit/--git-push: {self.manifests_dir} is not in a git "
-                                 "work tree") from None
-
-    def _commit(self, path: Path, sid: int, added: list[str], replaced: bool) -> str | None:
-        """Commit this one file (other staged changes are left alone). A failed commit does not
-        undo the request (the manifest is valid and written; the next commit carries it) but is
-        reported: the returned line goes into the job's errors, and the log."""
-        assert self.git_root is not None
-        try:
-            repository.commit_manifest(self.git_root, path, _commit_message(sid, added, replaced),
-                                   self.config.git_author)
-        except engine.GitError as err:
-            log.error("git commit of %s failed: %s", path, err)
-            return (f"{path.name} was written but not committed to git ({err}); "
-                    "the next commit carries it")
-        return None
-
     def _ready_now(self, catalogue: Catalogue, sid: int, codes: list[str]
                    ) -> DubbingResult | None:
         """The result, when every requested language is already served for the declared video
@@ -596,15 +536,6 @@ def _same_request(job: Job, idempotency: Idempotency | None) -> Job:
                        "this Idempotency-Key was used with another request body",
                        "Idempotency-Key")
     return job
-
-
-def _commit_message(sid: int, added: list[str], replaced: bool) -> str:
-    what = []
-    if replaced:
-        what.append("replace video")
-    if added:
-        what.append("add " + ", ".join(added))
-    return f"api: section {sid}: {'; '.join(what) or 'declare section'}"
 
 
 def request_digest(req: DubbingRequest) -> str:

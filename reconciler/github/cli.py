@@ -213,7 +213,7 @@ def record_applied_cmd(commit: str, full: bool, store_url: str | None) -> None:
 
     try:
         click.echo(repository.record_applied(commit, full=full, run_url=this_run_url(),
-                                         store_url=store_url))
+                                             store_url=store_url))
     except ValueError as err:  # no store named (Settings.from_env)
         raise click.UsageError(str(err)) from None
     except engine.StoreError as err:
