@@ -69,8 +69,8 @@ class _SectionWork:
                  obs: ObservedSection, plan: SectionPlan) -> None:
         self.rt = rt
         self.uploads = uploads
-        self.s = section
-        self.o = obs
+        self.section = section
+        self.observed = obs
         self.plan = plan
         self.result = SectionResult(section.section_id)
         self.store = _store_for(rt, section.section_id)
@@ -107,7 +107,7 @@ class _SectionWork:
 
     # -- helpers ---------------------------------------------------------------------------
     def say(self, message: str) -> None:
-        self.rt.tracker.say(self.s.section_id, message)
+        self.rt.tracker.say(self.section.section_id, message)
 
     def fail(self, step: Step, language: str | None, err: Exception) -> None:
         detail = getattr(err, "detail", "")
@@ -119,7 +119,7 @@ class _SectionWork:
         """The section's video as a local file, fetched at most once."""
         with self._fetch_lock:
             if self._video_local is None:
-                self._video_local = self.rt.inputs.fetch(self.s.video, self.work / "input")
+                self._video_local = self.rt.inputs.fetch(self.section.video, self.work / "input")
             return self._video_local
 
     def speech(self) -> Path:
@@ -131,7 +131,7 @@ class _SectionWork:
             return self._speech
 
     def _submit(self, key: str, path: Path) -> Future:
-        sid, tracker = self.s.section_id, self.rt.tracker
+        sid, tracker = self.section.section_id, self.rt.tracker
         tracker.upload_queued(sid, path.stat().st_size)
 
         def put() -> None:
@@ -144,7 +144,7 @@ class _SectionWork:
     @contextmanager
     def _progress(self, task: str) -> Iterator[OnProgress]:
         """ffmpeg's progress of `task` for the tracker, until the task is over."""
-        sid, tracker = self.s.section_id, self.rt.tracker
+        sid, tracker = self.section.section_id, self.rt.tracker
         try:
             yield lambda done, total: tracker.progress(sid, task, done, total)
         finally:
@@ -155,9 +155,9 @@ class _SectionWork:
         for a new rendition: a replaced one's segments are uploaded after its encode succeeded,
         so a failed encode never mixes new segments into the rendition players still get."""
         early: dict[str, Future] = {}
-        if self.o.rendition_keys(language):
+        if self.observed.rendition_keys(language):
             return early, None
-        directory = layout.rendition_dir(self.s.section_id, language)
+        directory = layout.rendition_dir(self.section.section_id, language)
 
         def on_segment(path: Path) -> None:
             early[directory + path.name] = self._submit(directory + path.name, path)
@@ -214,17 +214,18 @@ class _SectionWork:
                            else "audio")
         playlist = replace(produced, target_duration=self._section_target(produced),
                            map_uri=layout.INIT)
-        directory = layout.rendition_dir(self.s.section_id, language)
+        directory = layout.rendition_dir(self.section.section_id, language)
         files = [layout.INIT] + [s.uri for s in playlist.segments]
         self._upload_all(((directory + f, out / f) for f in files), early)
         stamp = {STAMP_SOURCE: source_id, **extra}
         self.store.put_bytes(directory + name, render_media(playlist).encode(),
                                 layout.PLAYLIST_META, stamp)
         self.result.uploaded.append(directory + name)
-        if self.o.rendition_keys(language):  # replaced: segment names are reused under a 1-year
-            with self._lock:                 # cache, so the CDN must drop the old ones
+        # Replaced: segment names are reused under a 1-year cache, so the CDN must drop the old.
+        if self.observed.rendition_keys(language):
+            with self._lock:
                 self.result.invalidation_paths.append(layout.cdn_folder(directory))
-        stale = sorted(set(self.o.rendition_keys(language)) - {directory + f for f in files}
+        stale = sorted(set(self.observed.rendition_keys(language)) - {directory + f for f in files}
                        - {directory + name})
         if stale:
             self.store.delete(stale)
@@ -284,7 +285,7 @@ class _SectionWork:
     def _examined_input(self, action: Action) -> Examined:
         """A language's input, probed and measured: a dub of this run was so when downloaded;
         a cached dub that no longer is usable audio is set aside (never packaged)."""
-        lang = self.s.language(action.language or "")
+        lang = self.section.language(action.language or "")
         if lang.audio is None:
             if lang.code in self.dubs.files:
                 return self.dubs.files[lang.code]
@@ -320,7 +321,7 @@ class _SectionWork:
                 raise examined
             video = self.facts[None].playlist
             duration = video.duration
-            lang = self.s.language(code)
+            lang = self.section.language(code)
             fitted = check_fit(  # before anything of this language is encoded or uploaded
                 examined.info.duration, duration, may_pad=lang.may_pad, may_trim=lang.may_trim,
                 label=_audio_label(lang), language=code)
@@ -346,14 +347,14 @@ class _SectionWork:
         video = self.facts.get(None)
         if video is None:
             return  # the video failed (reported); nothing to cut to
-        lang = self.s.language(code)
+        lang = self.section.language(code)
         assert lang.subtitles is not None
-        directory = layout.subtitles_dir(self.s.section_id, code)
+        directory = layout.subtitles_dir(self.section.section_id, code)
         out = self.work / "subtitles" / code
         try:
             if lang.subtitles == DUB_TRANSCRIPT:
                 data = self.dubs.transcript(lang, action.keys[0])
-                label = f"transcript of the {self.s.transcript_of(lang)[0]} dub"
+                label = f"transcript of the {self.section.transcript_of(lang)[0]} dub"
             else:
                 data = self.rt.inputs.fetch(lang.subtitles, self.work / "input").read_bytes()
                 label = lang.subtitles.display()
@@ -378,7 +379,7 @@ class _SectionWork:
                 self.result.uploaded.append(directory + layout.SUBTITLES_PLAYLIST)
                 self.texts[code] = playlist
                 self.result.warnings.extend(f"{code}: {note}" for note in cues.dropped)
-            old = set(self.o.subtitle_keys(code))
+            old = set(self.observed.subtitle_keys(code))
             if old:
                 self.result.invalidation_paths.append(layout.cdn_folder(directory))
             stale = sorted(old - {directory + s.uri for s in segments}
@@ -410,18 +411,18 @@ class _SectionWork:
             shutil.rmtree(self.work, ignore_errors=True)
             self.say(f"{'done' if self.result.ok else 'FAILED'}: "
                      f"{len(self.result.uploaded)} object(s) uploaded")
-            self.rt.tracker.section_done(self.s.section_id)
+            self.rt.tracker.section_done(self.section.section_id)
 
     def applied(self) -> Applied:
         """What this section's apply leaves for the state index."""
-        return Applied(self.s.section_id, self.o, self.store.written, self.store.deleted,
-                       self.store.last_write, self.master_text, self.facts, self.texts,
-                       self.result.ok, self.result)
+        return Applied(self.section.section_id, self.observed, self.store.written,
+                       self.store.deleted, self.store.last_write, self.master_text,
+                       self.facts, self.texts, self.result.ok, self.result)
 
     def _fix_metadata(self) -> None:
         keys = [k for a in self.plan.actions_of(Kind.FIX_METADATA) for k in a.keys]
         def fix(key: str) -> None:
-            info = self.o.objects[key]
+            info = self.observed.objects[key]
             self.store.set_meta(key, layout.meta_for(key), info.metadata)
         for key, _ in zip(keys, self.uploads.map(fix, keys), strict=True):
             self.result.fixed.append(key)
@@ -433,7 +434,7 @@ class _SectionWork:
         would otherwise write the playlist's old metadata back."""
         for action in self.plan.actions_of(Kind.ADOPT):
             key = action.keys[0]
-            stamp = {**self.o.objects[key].metadata, STAMP_SOURCE: action.source_id or "",
+            stamp = {**self.observed.objects[key].metadata, STAMP_SOURCE: action.source_id or "",
                      **dict(action.stamp)}
             self.store.set_meta(key, layout.PLAYLIST_META, stamp)
             self.result.fixed.append(key)
@@ -443,10 +444,10 @@ class _SectionWork:
 
     def _harmonize_targets(self) -> None:
         ready = {lang: f for lang, f in self.facts.items()
-                 if lang is None or lang in {x.code for x in self.s.languages}}
+                 if lang is None or lang in {x.code for x in self.section.languages}}
         if not ready:
             return
-        sid = self.s.section_id
+        sid = self.section.section_id
         playlists = {layout.rendition_dir(sid, lang) + layout.playlist_name(lang): f.playlist
                      for lang, f in ready.items()}
         playlists.update({layout.subtitles_dir(sid, code) + layout.SUBTITLES_PLAYLIST: p
@@ -467,18 +468,18 @@ class _SectionWork:
 
     def _master(self) -> None:
         video = self.facts.get(None)
-        audio = {lang.code: self.facts[lang.code] for lang in self.s.languages
+        audio = {lang.code: self.facts[lang.code] for lang in self.section.languages
                  if lang.code in self.facts
                  and lang.code not in self.result.failed_audio}
         if video is None or not audio:
             return
-        self.result.languages_ready = [lang.code for lang in self.s.languages
+        self.result.languages_ready = [lang.code for lang in self.section.languages
                                        if lang.code in audio]
-        text = compose_master(self.s, video, audio, self.texts)
-        key = layout.master_key(self.s.section_id)
-        if text == self.o.master_text:
+        text = compose_master(self.section, video, audio, self.texts)
+        key = layout.master_key(self.section.section_id)
+        if text == self.observed.master_text:
             return
-        current = self.o.master
+        current = self.observed.master
         self.store.put_bytes(
             key, text.encode(), layout.PLAYLIST_META,
             if_match=current.etag if current else None, if_none_match=current is None,

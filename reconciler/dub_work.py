@@ -78,7 +78,7 @@ class SectionDubs:
         self.tracker.dub_status(section_id, code, "creating")
         try:
             if self.dubber is None:
-                raise DubbingError("dubbing is not configured (set ELEVENLABS_API_KEY)",
+                raise DubbingError("no dubbing service was given to this apply",
                                    language=code)
             client = self.dubber()
             dubbing_id = self._resume_or_create(client, action, job_key)
@@ -163,7 +163,7 @@ class SectionDubs:
         if not dubbing_id or self.dubber is None:
             raise DubbingError("no transcript of the dub is cached and "
                                + ("no dub id is recorded" if self.dubber else
-                                  "dubbing is not configured (set ELEVENLABS_API_KEY)"),
+                                  "no dubbing service was given to this apply"),
                                language=lang.code)
         return self._fetch_transcript(self.dubber(), dubbing_id, cache_key, spoken)
 

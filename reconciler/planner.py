@@ -160,8 +160,8 @@ def _meta_diff(info, want: layout.ObjectMeta) -> tuple[tuple[str, str], ...]:
 
 class _SectionPlanner:
     def __init__(self, section: Section, obs: ObservedSection, options: PlanOptions) -> None:
-        self.s = section
-        self.o = obs
+        self.section = section
+        self.observed = obs
         self.options = options
         self.actions: list[Action] = []
         self.errors: list[PlanError] = []
@@ -176,12 +176,12 @@ class _SectionPlanner:
         self.video_rate: str | None = None  # the frame rate an adopted video is stamped with
 
     def error(self, language: str | None, kind: Problem, message: str) -> None:
-        self.errors.append(PlanError(self.s.section_id, language, kind, message))
+        self.errors.append(PlanError(self.section.section_id, language, kind, message))
 
     def replacing(self, what: str) -> bool:
         """Whether `--replace` names this section's `what` (VIDEO, a language, or
         "subtitles/LANG")."""
-        return f"{self.s.section_id}/{what}" in self.options.replace
+        return f"{self.section.section_id}/{what}" in self.options.replace
 
     def _replaced(self, status: tuple[Change | None, str],
                   what: str) -> tuple[Change | None, str]:
@@ -197,22 +197,23 @@ class _SectionPlanner:
 
     def video(self) -> bool:
         """Plan the video rendition; False when the section cannot proceed."""
-        source_id = video_source_id(self.o)
-        change, reason = self._replaced(_status(self.o.video, source_id, VIDEO_SETTINGS),
+        source_id = video_source_id(self.observed)
+        change, reason = self._replaced(_status(self.observed.video, source_id, VIDEO_SETTINGS),
                                         VIDEO)
-        if change is None and source_id is not None and STAMP_SOURCE not in self.o.video.stamp:
-            check = check_video(self.o.video, self.o.unstamped_video)
-            change, reason = self.adopt(self.o.video, source_id, check)
+        if (change is None and source_id is not None
+                and STAMP_SOURCE not in self.observed.video.stamp):
+            check = check_video(self.observed.video, self.observed.unstamped_video)
+            change, reason = self.adopt(self.observed.video, source_id, check)
             self.video_rate = check.frame_rate
         if change is None:
-            self.video_ref = self.o.video.stamp.get(STAMP_SOURCE) or source_id
+            self.video_ref = self.observed.video.stamp.get(STAMP_SOURCE) or source_id
             if self.video_ref is None:
                 self.error(None, Problem.VIDEO, "rendition has no recorded source and the "
                            "video cannot be read")
                 return False
             return True
         if source_id is None:
-            state = self.o.video_input
+            state = self.observed.video_input
             self.error(None, Problem.VIDEO, state.error if state else "not observed")
             return False
         self.actions.append(
@@ -223,27 +224,27 @@ class _SectionPlanner:
         return True
 
     def language(self, lang: Language) -> None:
-        rend = self.o.rendition(lang.code)
+        rend = self.observed.rendition(lang.code)
         assert self.video_ref is not None
-        source_id = audio_source_id(self.s, lang, self.o, self.video_ref)
+        source_id = audio_source_id(self.section, lang, self.observed, self.video_ref)
         change, reason = self._replaced(_status(rend, source_id, AUDIO_SETTINGS), lang.code)
         if change is None and None in self.rebuilt and rend.stamp.get(STAMP_SOURCE) != source_id:
             change, reason = Change.UPDATE, "video changed"
         if change is None and source_id is not None and STAMP_SOURCE not in rend.stamp:
-            change, reason = self.adopt(rend, source_id, check_audio(rend, self.o.video))
+            change, reason = self.adopt(rend, source_id, check_audio(rend, self.observed.video))
         if change is None:
             self.ready.add(lang.code)
             return
         if source_id is None:
-            what = self.o.audio_inputs.get(lang.code)
+            what = self.observed.audio_inputs.get(lang.code)
             self.error(lang.code, Problem.AUDIO,
                        what.error if what and what.error else "not observable")
-            if rend.complete and lang.code in self.o.master_languages():
+            if rend.complete and lang.code in self.observed.master_languages():
                 self.ready.add(lang.code)  # keep serving what is there
             return
         if lang.audio is None and not self._dub(lang, source_id,
                                                  anew=self.replacing(lang.code)):
-            if rend.complete and lang.code in self.o.master_languages():
+            if rend.complete and lang.code in self.observed.master_languages():
                 self.ready.add(lang.code)  # keep serving what is there
             return
         self.actions.append(
@@ -273,27 +274,28 @@ class _SectionPlanner:
         """Plan a language's subtitle rendition, exactly as an audio one."""
         if lang.subtitles is None:
             return
-        rend = self.o.subtitle_rendition(lang.code)
+        rend = self.observed.subtitle_rendition(lang.code)
         assert self.video_ref is not None
-        source_id = subtitles_source_id(self.s, lang, self.o, self.video_ref)
+        source_id = subtitles_source_id(self.section, lang, self.observed, self.video_ref)
         change, reason = self._replaced(_status(rend, source_id, subtitles.SETTINGS),
                                         f"{SUBTITLES}/{lang.code}")
         if change is None and lang.subtitles.kind == "dub" and self.replacing(
-                dubbed := self.s.transcript_of(lang)[0]):
+                dubbed := self.section.transcript_of(lang)[0]):
             change, reason = Change.REPLACE, f"transcript of the new {dubbed} dub"
         listed = change is None
         if change is not None and source_id is None:
-            what = self.o.subtitle_inputs.get(lang.code)
+            what = self.observed.subtitle_inputs.get(lang.code)
             self.error(lang.code, Problem.SUBTITLES,
                        what.error if what and what.error else "not observable")
             # Keep serving what is there.
-            listed = rend.complete and lang.code in self.o.master_languages("SUBTITLES")
+            listed = rend.complete and lang.code in self.observed.master_languages("SUBTITLES")
         elif change is not None:
             transcript = ()
             if lang.subtitles.kind == "dub":
-                dubbed, spoken = self.s.transcript_of(lang)
-                transcript = (layout.transcript_key(self.s.section_id, dubbed,
-                                             dub_key(self.s, dubbed, self.video_ref), spoken),)
+                dubbed, spoken = self.section.transcript_of(lang)
+                key = dub_key(self.section, dubbed, self.video_ref)
+                transcript = (layout.transcript_key(self.section.section_id, dubbed, key,
+                                                    spoken),)
             self.actions.append(Action(Kind.PACKAGE_SUBTITLES, change, lang.code, reason,
                                        keys=transcript, source_id=source_id))
             self.texts_rebuilt.add(lang.code)
@@ -309,15 +311,16 @@ class _SectionPlanner:
         with a name alone is a create that may never have reached ElevenLabs: billed in full.
         `anew` (`--replace S/LANG`): the cached dub is not reused, nor a record of it; only a
         replacement dub an earlier replace started is resumed."""
-        audio_prefix, job_key = layout.dub_cache_keys(self.s.section_id, lang.code, key)
-        cached = [k for k in self.o.dub_cache if k.startswith(audio_prefix) and k != job_key]
+        audio_prefix, job_key = layout.dub_cache_keys(self.section.section_id, lang.code, key)
+        cached = [k for k in self.observed.dub_cache if k.startswith(audio_prefix) and k != job_key]
         if cached and not anew:
             self.notes.append(f"{lang.code}: dub reused from cache")
             return True
         change = Change.REPLACE if anew else Change.CREATE
-        record = self.o.dub_jobs.get(job_key, {})
+        record = self.observed.dub_jobs.get(job_key, {})
         dubbing_id = record.get("dubbing_id")
-        if job_key in self.o.dub_cache and dubbing_id and (record.get(REPLACEMENT) or not anew):
+        if (job_key in self.observed.dub_cache and dubbing_id
+                and (record.get(REPLACEMENT) or not anew)):
             self.actions.append(
                 Action(Kind.DUB, change, lang.code,
                        f"resume dub {dubbing_id} an earlier run started", source_id=key,
@@ -332,7 +335,7 @@ class _SectionPlanner:
             return False
         if anew:
             reason = f"{REPLACE_REASON}: a new dub replaces the cached one once verified"
-        elif job_key in self.o.dub_cache:
+        elif job_key in self.observed.dub_cache:
             reason = "an earlier create left no dub id: dub again"
         else:
             reason = "no audio given: dub with ElevenLabs"
@@ -343,17 +346,17 @@ class _SectionPlanner:
         return True
 
     def _video_duration(self) -> float | None:
-        playlist = self.o.video.playlist
-        if self.o.video.complete and playlist is not None:
+        playlist = self.observed.video.playlist
+        if self.observed.video.complete and playlist is not None:
             return playlist.duration
-        return self.o.video_duration
+        return self.observed.video_duration
 
     def metadata(self) -> None:
-        rebuilt_dirs = {layout.rendition_dir(self.s.section_id, r) for r in self.rebuilt} | {
-            layout.subtitles_dir(self.s.section_id, c) for c in self.texts_rebuilt}
+        rebuilt_dirs = {layout.rendition_dir(self.section.section_id, r) for r in self.rebuilt} | {
+            layout.subtitles_dir(self.section.section_id, c) for c in self.texts_rebuilt}
         stamped = {k for a in self.actions if a.type == Kind.ADOPT for k in a.keys}
-        for key in sorted(self.o.objects):
-            info = self.o.objects[key]
+        for key in sorted(self.observed.objects):
+            info = self.observed.objects[key]
             want = layout.meta_for(key)
             if (want is None or not info.headers_known or key == self.master_key
                     or key in stamped):  # adopting writes the table's headers
@@ -371,8 +374,8 @@ class _SectionPlanner:
         """All playlists of the section share one target duration (when none is rebuilt)."""
         if self.rebuilt or self.texts_rebuilt:
             return
-        rends = [self.o.video] + [self.o.audio[c] for c in sorted(self.ready)] + [
-            self.o.subtitles[c] for c in sorted(self.texts)]
+        rends = [self.observed.video] + [self.observed.audio[c] for c in sorted(self.ready)] + [
+            self.observed.subtitles[c] for c in sorted(self.texts)]
         playlists = [r.playlist for r in rends if r.playlist is not None]
         if not playlists:
             return
@@ -388,11 +391,11 @@ class _SectionPlanner:
                 )
 
     def master(self, languages: list[str]) -> None:
-        key = layout.master_key(self.s.section_id)
-        exists = self.o.master is not None
-        before = self.o.master_languages()
-        texts = [lang.code for lang in self.s.languages if lang.code in self.texts]
-        texts_before = self.o.master_languages("SUBTITLES")
+        key = layout.master_key(self.section.section_id)
+        exists = self.observed.master is not None
+        before = self.observed.master_languages()
+        texts = [lang.code for lang in self.section.languages if lang.code in self.texts]
+        texts_before = self.observed.master_languages("SUBTITLES")
         if not languages:
             return
         detail = (("languages", f"{', '.join(before) or '(none)'} -> {', '.join(languages)}"),)
@@ -410,7 +413,7 @@ class _SectionPlanner:
         else:
             reason = self._master_drift()
             if reason is None:
-                info = self.o.master
+                info = self.observed.master
                 diff = _meta_diff(info, layout.PLAYLIST_META) if (
                     info is not None and info.headers_known) else ()
                 if diff:
@@ -425,30 +428,33 @@ class _SectionPlanner:
         )
 
     def _master_drift(self) -> str | None:
-        video = observed_facts(self.o, self.o.video)
-        audio = {c: f for c in self.ready if (f := observed_facts(self.o, self.o.audio[c]))}
+        video = observed_facts(self.observed, self.observed.video)
+        audio = {c: f for c in self.ready
+                 if (f := observed_facts(self.observed, self.observed.audio[c]))}
         if video is None:
             return None
         if self.video_rate:  # adopted: master states the frame rate it is stamped with
             video = replace(video, frame_rate=float(self.video_rate))
-        if compose_master(self.s, video, audio, self.texts) != self.o.master_text:
-            return "content differs" if self.o.master_text else "missing"
+        if compose_master(self.section, video, audio, self.texts) != self.observed.master_text:
+            return "content differs" if self.observed.master_text else "missing"
         return None
 
     def removed(self) -> None:
         """Languages no longer in the manifest: dropped from master; deleted with --prune."""
-        gone = sorted(set(self.o.audio) - {lang.code for lang in self.s.languages})
-        gone = [code for code in gone if self.o.rendition_keys(code)]
+        gone = sorted(set(self.observed.audio) - {lang.code for lang in self.section.languages})
+        gone = [code for code in gone if self.observed.rendition_keys(code)]
         if not gone:
             return
         if not self.options.prune:
             for code in gone:
                 self.notes.append(
                     f"{code}: not in the manifest; dropped from master, "
-                    f"{len(self.o.rendition_keys(code))} object(s) kept (use --prune to delete)"
+                    f"{len(self.observed.rendition_keys(code))} object(s) kept "
+                    "(use --prune to delete)"
                 )
             return
-        kept = [c for c in self.ready if c not in self.rebuilt and self.o.rendition(c).complete]
+        kept = [c for c in self.ready
+                if c not in self.rebuilt and self.observed.rendition(c).complete]
         if not kept and not self.options.allow_empty:
             self.error(None, Problem.PRUNE, f"pruning {', '.join(gone)} would leave no published "
                        "language; pass --allow-mass-prune to allow it")
@@ -456,16 +462,17 @@ class _SectionPlanner:
         for code in gone:
             self.actions.append(
                 Action(Kind.DELETE_OBJECTS, Change.DELETE, code, "language removed from manifest",
-                       keys=tuple(sorted(self.o.rendition_keys(code))))
+                       keys=tuple(sorted(self.observed.rendition_keys(code))))
             )
 
     def removed_subtitles(self) -> None:
         """Subtitle renditions the manifest no longer asks for: dropped from master; deleted
         with --prune (never the last language: the audio keeps the section served)."""
-        wanted = {lang.code for lang in self.s.languages if lang.subtitles}
-        gone = [c for c in sorted(set(self.o.subtitles) - wanted) if self.o.subtitle_keys(c)]
+        wanted = {lang.code for lang in self.section.languages if lang.subtitles}
+        gone = [c for c in sorted(set(self.observed.subtitles) - wanted)
+                if self.observed.subtitle_keys(c)]
         for code in gone:
-            keys = tuple(sorted(self.o.subtitle_keys(code)))
+            keys = tuple(sorted(self.observed.subtitle_keys(code)))
             if self.options.prune:
                 self.actions.append(Action(Kind.DELETE_OBJECTS, Change.DELETE, code,
                                            "subtitles removed from manifest", keys=keys))
@@ -474,15 +481,15 @@ class _SectionPlanner:
                                   f"{len(keys)} object(s) kept (use --prune to delete)")
 
     def run(self) -> SectionPlan:
-        if self.o.error:
-            return SectionPlan(self.s.section_id, self.s.file, errors=(
-                PlanError(self.s.section_id, None, Problem.OBSERVE, self.o.error),))
+        if self.observed.error:
+            return SectionPlan(self.section.section_id, self.section.file, errors=(
+                PlanError(self.section.section_id, None, Problem.OBSERVE, self.observed.error),))
         if self.video():
-            for lang in self.s.languages:
+            for lang in self.section.languages:
                 self.language(lang)
                 self.subtitles(lang)
-        languages = [lang.code for lang in self.s.languages if lang.code in self.ready]
-        video_ok = None in self.rebuilt or self.o.video.complete
+        languages = [lang.code for lang in self.section.languages if lang.code in self.ready]
+        video_ok = None in self.rebuilt or self.observed.video.complete
         self.metadata()
         if video_ok:
             self.targets()
@@ -490,10 +497,10 @@ class _SectionPlanner:
         self.removed()
         self.removed_subtitles()
         return SectionPlan(
-            self.s.section_id,
-            self.s.file,
+            self.section.section_id,
+            self.section.file,
             tuple(self.actions),
-            tuple(self.o.master_languages()),
+            tuple(self.observed.master_languages()),
             tuple(languages) if video_ok else (),
             tuple(self.errors),
             tuple(self.notes),
