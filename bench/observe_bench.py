@@ -46,7 +46,8 @@ from reconciler.inputs import InputReader
 from reconciler.manifest import VIDEO_TRACK, Language, Section, Source
 from reconciler.master import Facts, compose_master
 from reconciler.mp4 import read_track
-from reconciler.observe import STAMP_SETTINGS, STAMP_SOURCE, ObservedSection, observe
+from reconciler.observe import observe
+from reconciler.observed import STAMP_SETTINGS, STAMP_SOURCE, ObservedSection
 from reconciler.packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
 from reconciler.planner import audio_source_id, make_plan, video_source_id
 from reconciler.store import open_store

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .observe import (
-    Rendition,
-    UnstampedVideo,
-)
+from .observed import Rendition, UnstampedVideo
 from .packaging import AUDIO_CHANNELS, AUDIO_RATE
 from .plan import (
     Action,

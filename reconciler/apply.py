@@ -27,12 +27,7 @@ from .hls import MediaPlaylist, parse_media, render_media, section_target
 from .manifest import DUB_TRANSCRIPT, Language, Section
 from .master import Facts, compose_master, observed_facts
 from .mp4 import read_track
-from .observe import (
-    STAMP_FRAME_RATE,
-    STAMP_SETTINGS,
-    STAMP_SOURCE,
-    ObservedSection,
-)
+from .observed import STAMP_FRAME_RATE, STAMP_SETTINGS, STAMP_SOURCE, ObservedSection
 from .packaging import (
     AUDIO_SETTINGS,
     MAX_SHORTFALL,

@@ -13,7 +13,7 @@ import html
 from dataclasses import dataclass
 
 from . import layout
-from .observe import ObservedSection
+from .observed import ObservedSection
 from .verify import VerifyReport
 
 YES, NO, NONE = "✓", "✗", "–"

@@ -30,7 +30,8 @@ from .lock import Lease, SectionLock
 from .lock import LockError as LockError  # the API's job store
 from .manifest import Section, load_manifests
 from .media import FfmpegPackager
-from .observe import ObservedSection, observe
+from .observe import observe
+from .observed import ObservedSection
 from .packaging import Packager
 from .pay_once import Spend
 from .plan import DESTROY, ORPHANED, Kind, PendingInvalidation, Plan, PlanOptions

@@ -17,11 +17,7 @@ from .hls import (
 )
 from .manifest import Language, Section
 from .mp4 import TrackInfo
-from .observe import (
-    STAMP_FRAME_RATE,
-    ObservedSection,
-    Rendition,
-)
+from .observed import STAMP_FRAME_RATE, ObservedSection, Rendition
 
 # -- facts that master.m3u8 states --------------------------------------------------------
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import layout
 from .errors import ReconcilerError, UsageError
 from .manifest import Section, Source
-from .observe import ObservedSection
+from .observed import ObservedSection
 from .plan import (
     FORMAT_VERSION,
     Action,

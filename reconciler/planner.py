@@ -13,7 +13,7 @@ from .adoption import Check, adopt_only, check_audio, check_video
 from .hls import section_target
 from .manifest import Language, Section
 from .master import compose_master, observed_facts
-from .observe import (
+from .observed import (
     STAMP_ADOPTED,
     STAMP_FRAME_RATE,
     STAMP_SETTINGS,

@@ -8,7 +8,7 @@ as the run first observed it, and a HEAD of each key this run wrote gives the he
 Anything else - another writer's overwrite, CopyObject or delete at any moment of the apply, a
 failed or partly failed section - and the section is read deep right then (every object HEADed)
 and that read is recorded: a plain observe of a section whose apply was disturbed must not trust
-the seal rule (observe.unvouched), since another writer's change made before the seal looks
+the seal rule (observed.unvouched), since another writer's change made before the seal looks
 like the reconciler's own write.
 """
 
@@ -23,17 +23,15 @@ from . import layout
 from .clock import Clock
 from .hls import MediaPlaylist
 from .master import Facts
-from .observe import (
+from .observe import observe
+from .observed import (
     ObservedSection,
     Rendition,
     SubtitleRendition,
-    consistent_with_listing,
     media_problems,
-    observe,
     subtitle_problems,
-    to_record,
 )
-from .state import update_index
+from .state import consistent_with_listing, to_record, update_index
 from .store import ObjectInfo, Store, StoreError
 
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import layout
-from .observe import (
-    ObservedSection,
-)
+from .observed import ObservedSection
 from .plan import (
     DESTROY,
     ORPHANED,

@@ -19,7 +19,7 @@ from enum import StrEnum
 from . import layout
 from .lock import Lease
 from .manifest import Section
-from .observe import ObservedSection
+from .observed import ObservedSection
 from .plan import FORMAT_VERSION, Action, Kind, Plan, SectionPlan
 from .store import ObjectInfo
 

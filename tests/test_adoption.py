@@ -16,7 +16,7 @@ from reconciler import layout
 from reconciler.adoption import check_audio, check_video
 from reconciler.hls import MediaPlaylist, Segment, parse_media
 from reconciler.mp4 import TrackInfo, frame_rate
-from reconciler.observe import STAMP_ADOPTED, STAMP_SOURCE, Rendition, UnstampedVideo
+from reconciler.observed import STAMP_ADOPTED, STAMP_SOURCE, Rendition, UnstampedVideo
 from reconciler.packaging import MediaInfo
 
 SID = 11

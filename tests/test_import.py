@@ -10,7 +10,7 @@ from conftest import KO_EN, master_languages
 from test_adoption import SID, actions, media_objects, old_scripts_bucket, playlist
 
 from reconciler import layout
-from reconciler.observe import STAMP_ADOPTED, STAMP_SOURCE
+from reconciler.observed import STAMP_ADOPTED, STAMP_SOURCE
 
 
 def master_etag(s3, bucket: str) -> str:

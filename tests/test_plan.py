@@ -14,7 +14,7 @@ from reconciler.inputs import InputState
 from reconciler.manifest import VIDEO_TRACK, DubbingSettings, Language, Section, Source
 from reconciler.master import compose_master, observed_facts
 from reconciler.mp4 import TrackInfo
-from reconciler.observe import (
+from reconciler.observed import (
     STAMP_FRAME_RATE,
     STAMP_SETTINGS,
     STAMP_SOURCE,

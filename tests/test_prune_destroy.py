@@ -14,7 +14,7 @@ from test_reconcile_s3 import invalidations
 
 from reconciler import layout
 from reconciler.cli import DESTROY_PROMPT
-from reconciler.observe import ObservedSection
+from reconciler.observed import ObservedSection
 from reconciler.plan import ORPHANED, PlanOptions
 from reconciler.planner import make_plan
 from reconciler.store import ObjectInfo

@@ -15,7 +15,8 @@ from conftest import KO_EN, CountingStore, Repo
 
 from reconciler import engine, layout
 from reconciler.inputs import InputReader
-from reconciler.observe import ObservedSection, observe
+from reconciler.observe import observe
+from reconciler.observed import ObservedSection
 from reconciler.plan import PlanOptions
 from reconciler.planner import make_plan
 from reconciler.state import load_index, update_index

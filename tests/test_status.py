@@ -13,7 +13,7 @@ from conftest import KO_EN
 
 from reconciler import layout
 from reconciler.lock import Lease
-from reconciler.observe import STAMP_SETTINGS, STAMP_SOURCE, ObservedSection
+from reconciler.observed import STAMP_SETTINGS, STAMP_SOURCE, ObservedSection
 from reconciler.plan import PendingInvalidation
 from reconciler.planner import make_plan
 from reconciler.status import State, board, utc
