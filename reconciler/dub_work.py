@@ -155,7 +155,7 @@ class SectionDubs:
         if got is not None:
             return got[0]
         dubbed, spoken = self.section.transcript_of(lang)
-        key = cache_key.rsplit("/", 1)[-1].split("-", 1)[0]  # dub keys are hex: no "-"
+        key = layout.dub_key_of_transcript(cache_key)
         prefix, job = layout.dub_cache_keys(self.section.section_id, dubbed, key)
         audio = sorted(k for k in self.store.list(prefix) if k != job)
         info = self.store.head(audio[0]) if audio else None

@@ -105,6 +105,23 @@ def language_root(section_id: int, folder: str) -> str:
     return f"{section_prefix(section_id)}{folder}/"
 
 
+def languages_under(section_id: int, keys: list[str], folder: str = "audio") -> set[str]:
+    """Languages with objects under a folder (`audio` or `subtitles`) of the section."""
+    prefix = language_root(section_id, folder)
+    return {k[len(prefix):].split("/", 1)[0] for k in keys if k.startswith(prefix)}
+
+
+def folder_of(key: str) -> str:
+    """The directory a key is in, with its trailing slash."""
+    return key.rsplit("/", 1)[0] + "/"
+
+
+def audio_language_of(key: str) -> str | None:
+    """The language of a key in a section's audio folder; None for any other key."""
+    parts = key.split("/")
+    return parts[4] if len(parts) > 5 and parts[3] == "audio" else None
+
+
 # -- the reconciler's own objects, outside the assets -------------------------------------
 
 LOCK_PREFIX = "locks/"
@@ -143,6 +160,11 @@ def set_aside_key(cached_key: str) -> str:
     name no longer starts with the dub's `{key}.` prefix)."""
     base, _dot, suffix = cached_key.rpartition(".")
     return f"{base}-set-aside.{suffix}"
+
+
+def dub_key_of_transcript(transcript: str) -> str:
+    """The dub key a transcript_key was made from (dub keys are hex: no `-`)."""
+    return transcript.rsplit("/", 1)[-1].split("-", 1)[0]
 
 
 def transcript_key(section_id: int, dubbed: str, key: str, spoken: str) -> str:

@@ -31,7 +31,6 @@ from .observed import (
     SubtitleRendition,
     UnstampedVideo,
     job_record,
-    language_codes,
     media_problems,
     subtitle_problems,
     unvouched,
@@ -141,7 +140,7 @@ class _SectionReader:
             if got is not None:
                 self.obs.master_text = got[0].decode("utf-8", errors="replace")
                 self._remember(got[1])
-        codes = language_codes(sid, list(self.obs.objects))
+        codes = layout.languages_under(sid, list(self.obs.objects))
         if section is not None:
             codes |= {lang.code for lang in section.languages}
         languages: list[str | None] = [None, *sorted(codes)]
@@ -152,7 +151,7 @@ class _SectionReader:
                 self.obs.video = rend
             else:
                 self.obs.audio[language] = rend
-        subtitle_codes = sorted(language_codes(sid, list(self.obs.objects), "subtitles") | {
+        subtitle_codes = sorted(layout.languages_under(sid, list(self.obs.objects), "subtitles") | {
             lang.code for lang in (section.languages if section else ()) if lang.subtitles})
         for code, sub in zip(subtitle_codes, self.pool.map(self.read_subtitles, subtitle_codes),
                              strict=True):

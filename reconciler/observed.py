@@ -123,17 +123,7 @@ def job_record(body: bytes) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def language_codes(section_id: int, keys: list[str], folder: str = "audio") -> set[str]:
-    """Languages with objects under a folder (audio/ or subtitles/) of the section."""
-    prefix = layout.language_root(section_id, folder)
-    return {k[len(prefix):].split("/", 1)[0] for k in keys if k.startswith(prefix)}
-
-
 # -- what a full read concludes from a LIST and the bodies it GETs (the index checks the same) -
-
-
-def _folder(key: str) -> str:
-    return key.rsplit("/", 1)[0] + "/"
 
 
 def _missing_segments(playlist: MediaPlaylist, directory: str, objects) -> list[str]:
@@ -172,12 +162,12 @@ def unvouched(obs: ObservedSection, deep: bool) -> list[str]:
         info = rend.playlist_info
         if (info and info.headers_known and STAMP_SETTINGS in info.metadata
                 and info.meta() == layout.meta_for(info.key)):
-            sealed[_folder(info.key)] = info
+            sealed[layout.folder_of(info.key)] = info
     todo = []
     for key, info in obs.objects.items():
         if info.headers_known or layout.meta_for(key) is None:
             continue
-        seal = sealed.get(_folder(key))
+        seal = sealed.get(layout.folder_of(key))
         if deep or seal is None or not info.last_modified < seal.last_modified:
             todo.append(key)
     return todo

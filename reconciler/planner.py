@@ -361,13 +361,13 @@ class _SectionPlanner:
             if (want is None or not info.headers_known or key == self.master_key
                     or key in stamped):  # adopting writes the table's headers
                 continue
-            if key.rsplit("/", 1)[0] + "/" in rebuilt_dirs:
+            if layout.folder_of(key) in rebuilt_dirs:
                 continue
             diff = _meta_diff(info, want)
             if diff:
                 self.actions.append(
-                    Action(Kind.FIX_METADATA, Change.UPDATE, _language_of(key), "metadata differs",
-                           keys=(key,), detail=diff)
+                    Action(Kind.FIX_METADATA, Change.UPDATE, layout.audio_language_of(key),
+                           "metadata differs", keys=(key,), detail=diff)
                 )
 
     def targets(self) -> None:
@@ -506,11 +506,6 @@ class _SectionPlanner:
             tuple(self.notes),
             tuple(self.unpriced),
         )
-
-
-def _language_of(key: str) -> str | None:
-    parts = key.split("/")
-    return parts[4] if len(parts) > 5 and parts[3] == "audio" else None
 
 
 def make_plan(

@@ -26,7 +26,6 @@ from .observed import (
     ObservedSection,
     Rendition,
     SubtitleRendition,
-    language_codes,
     media_problems,
     renditions,
     subtitle_problems,
@@ -233,9 +232,10 @@ def consistent_with_listing(obs: ObservedSection, names: set[str]) -> bool:
     if (master is None) != (obs.master_text is None) or (master and not master.headers_known):
         return False
     folders = {"video": layout.rendition_dir(sid, None)}
-    folders |= {f"audio/{c}": layout.rendition_dir(sid, c) for c in language_codes(sid, keys)}
+    folders |= {f"audio/{c}": layout.rendition_dir(sid, c)
+                for c in layout.languages_under(sid, keys)}
     folders |= {f"subtitles/{c}": layout.subtitles_dir(sid, c)
-                for c in language_codes(sid, keys, "subtitles")}
+                for c in layout.languages_under(sid, keys, "subtitles")}
     holding = {name for name, folder in folders.items() if any(k.startswith(folder) for k in keys)}
     if names != holding:
         return False
