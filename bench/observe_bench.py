@@ -42,7 +42,7 @@ import yaml
 
 from reconciler import layout, media, samples
 from reconciler.hls import MediaPlaylist, Segment, render_media
-from reconciler.inputs import InputReader
+from reconciler.inputs.reader import InputReader
 from reconciler.manifest import VIDEO_TRACK, Language, Section, Source
 from reconciler.master import Facts, compose_master
 from reconciler.mp4 import read_track

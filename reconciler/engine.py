@@ -25,7 +25,8 @@ from .dubbing.elevenlabs import ElevenLabs
 from .errors import ReconcilerError, UsageError
 from .git import GitError
 from .git import PushConflict as PushConflict  # the API's --git-push conflict
-from .inputs import InputReader, Inputs
+from .inputs import Inputs
+from .inputs.reader import InputReader
 from .lock import Lease, SectionLock
 from .lock import LockError as LockError  # the API's job store
 from .manifest import Section, load_manifests

@@ -18,7 +18,7 @@ from manual_clock import ManualClock
 from reconciler import engine, layout
 from reconciler.apply import apply_plan
 from reconciler.hls import parse_media
-from reconciler.inputs import InputReader
+from reconciler.inputs.reader import InputReader
 from reconciler.observe import observe
 from reconciler.planner import make_plan
 from reconciler.results import Step

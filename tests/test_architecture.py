@@ -168,6 +168,7 @@ def test_only_a_factory_s_import_of_its_own_implementation_is_not_a_circle():
     ("dub_work", "from .dubbing.elevenlabs import ElevenLabs", "seam-users"),
     ("observe", "from .store.s3 import S3Store", "seam-users"),
     ("apply", "from .dubbing.elevenlabs import ElevenLabs", "seam-users"),
+    ("observe", "from .inputs.reader import InputReader", "seam-users"),
 ])
 def test_a_synthetic_violation_breaks_its_contract(tmp_path: Path, module: str, line: str,
                                                    contract: str):

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from manual_clock import ManualClock
 
 from reconciler import engine, layout
-from reconciler.inputs import InputReader
+from reconciler.inputs.reader import InputReader
 from reconciler.observe import observe
 from reconciler.planner import make_plan
 from reconciler.state import load_index, update_index

@@ -10,7 +10,7 @@ import time
 from hashlib import sha256
 from pathlib import Path
 
-from reconciler.inputs import HashCache, InputReader
+from reconciler.inputs.reader import HashCache, InputReader
 from reconciler.manifest import Source
 
 

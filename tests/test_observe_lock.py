@@ -12,7 +12,7 @@ from cli_helpers import reconcile
 from conftest import KO_EN, CountingStore
 
 from reconciler import engine, layout
-from reconciler.inputs import InputReader
+from reconciler.inputs.reader import InputReader
 from reconciler.layout import lock_key
 from reconciler.lock import LockError, SectionLock, read_lease, unlock
 from reconciler.observe import observe

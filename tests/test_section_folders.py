@@ -11,7 +11,7 @@ from fake_packager import FakePackager
 
 from reconciler import engine, layout
 from reconciler.apply import apply_plan
-from reconciler.inputs import InputReader
+from reconciler.inputs.reader import InputReader
 from reconciler.observe import observe
 from reconciler.plan import Action, Change, Kind, Plan, PlanOptions, SectionPlan
 from reconciler.planner import make_plan

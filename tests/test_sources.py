@@ -16,7 +16,8 @@ import pytest
 from cli_helpers import reconcile, store_listing
 
 from reconciler import engine
-from reconciler.inputs import InputError, InputReader
+from reconciler.inputs import InputError
+from reconciler.inputs.reader import InputReader
 from reconciler.manifest import Source
 from reconciler.media import MediaError, probe
 from reconciler.sources import STRICT, FetchPolicy, SourceRefused

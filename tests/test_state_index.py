@@ -14,7 +14,7 @@ from cli_helpers import reconcile
 from conftest import KO_EN, CountingStore, Repo
 
 from reconciler import engine, layout
-from reconciler.inputs import InputReader
+from reconciler.inputs.reader import InputReader
 from reconciler.observe import observe
 from reconciler.observed import ObservedSection
 from reconciler.plan import PlanOptions

@@ -1,12 +1,6 @@
-"""The inputs seam: the manifests' inputs (videos, supplied dubs, subtitle files) read from
-s3://, https:// or the repository.
-
-Observation (`identify`) is cheap and read-only: a HEAD for remote inputs, a content hash for
-local files. It yields the identity recorded on every rendition, so a changed input is rebuilt.
-`fetch` streams an input to a local file: ffmpeg and ffprobe only ever read local files, and
-https inputs are fetched under the one address policy of sources.py. Observe and apply are
-handed an `Inputs`; `InputReader` is the production one, given its policy and S3 access.
-"""
+"""InputReader, the production Inputs (inputs/__init__.py): s3:// inputs through the store,
+https:// under the fetch policy of sources.py, repository files hashed once per content (the
+hash cache)."""
 
 from __future__ import annotations
 
@@ -18,54 +12,24 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import urlsplit
 
-from .errors import ReconcilerError
-from .manifest import Source, s3_location
-from .media import probe
-from .packaging import MediaError, MediaInfo
-from .sources import STRICT, FetchError, FetchPolicy
-from .store import Store, StoreError
+from ..manifest import Source, s3_location
+from ..media import probe
+from ..packaging import MediaError, MediaInfo
+from ..sources import STRICT, FetchError, FetchPolicy
+from ..store import Store, StoreError
+from . import InputError, InputState
 
 CHUNK = 1024 * 1024
 
 
-class InputError(ReconcilerError):
-    """An input cannot be read; the message names it without secrets."""
-
-
-@dataclass(frozen=True)
-class InputState:
-    """What observation learned of one input: its identity, or why it is unreadable."""
-
-    identity: str | None
-    error: str | None = None
-
-
 def s3_bucket(bucket: str) -> Store:
     """The production S3 access for s3:// inputs (credentials from the environment)."""
-    from .store.s3 import S3Store
+    from ..store.s3 import S3Store
 
     return S3Store(bucket)
-
-
-class Inputs(Protocol):
-    """What observe and apply know of the manifests' inputs (manifest.Source)."""
-
-    def identify(self, source: Source) -> InputState:
-        """The input's identity, or why it is unreadable (never raises for a bad input)."""
-
-    def fetch(self, source: Source, dest_dir: Path) -> Path:
-        """A local file with the input's bytes; InputError when it cannot be read."""
-
-    def duration(self, source: Source) -> float | None:
-        """The input's duration in seconds, or None when unknown."""
-
-    def media(self, source: Source) -> MediaInfo | None:
-        """The input's duration and streams, read from its bytes; None when unreadable."""
 
 
 class HashCache:
@@ -187,7 +151,7 @@ class InputReader:
     def _request(self, method: str, source: Source, consume: Callable | None = None):
         """One request under the policy. httpx is loaded here, on the first https input, so a
         run whose inputs are files and S3 objects never pays for importing it."""
-        from .transport import request
+        from ..transport import request
 
         return request(self.policy, method, source.uri, source.display(), consume=consume)
 
