@@ -66,13 +66,7 @@ class _SectionReader:
         if got is None:
             rend.problems.append(f"{layout.playlist_name(language)} missing")
             return rend
-        body, info = got
-        self._remember(info)
-        rend.playlist_info = info
-        try:
-            rend.playlist = parse_media(body.decode("utf-8", errors="replace"))
-        except PlaylistError as err:
-            rend.problems.append(f"{layout.playlist_name(language)} {err}")
+        if not self._parse(rend, *got, layout.playlist_name(language)):
             return rend
         rend.problems += media_problems(rend.playlist, directory, self.obs.objects)
         init = self.store.get(directory + layout.INIT)
@@ -97,15 +91,22 @@ class _SectionReader:
             if any(k.startswith(directory) for k in self.obs.objects):
                 rend.problems.append(f"{name} missing")
             return rend
-        body, rend.playlist_info = got
-        self._remember(rend.playlist_info)
+        if not self._parse(rend, *got, name):
+            return rend
+        rend.problems += subtitle_problems(rend.playlist, directory, self.obs.objects)
+        return rend
+
+    def _parse(self, rend: Rendition, body: bytes, info: ObjectInfo, name: str) -> bool:
+        """Read a rendition's playlist into it; False, with the problem noted, when it does
+        not parse."""
+        self._remember(info)
+        rend.playlist_info = info
         try:
             rend.playlist = parse_media(body.decode("utf-8", errors="replace"))
         except PlaylistError as err:
             rend.problems.append(f"{name} {err}")
-            return rend
-        rend.problems += subtitle_problems(rend.playlist, directory, self.obs.objects)
-        return rend
+            return False
+        return True
 
     def check_headers(self) -> None:
         """HEAD every governed object whose headers LIST cannot vouch for."""
