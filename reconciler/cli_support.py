@@ -67,6 +67,11 @@ def _leading_logging_options(args: list[str]) -> list[str]:
     return args[:taken]
 
 
+# The bar of this process's terminal while one is shown: text for stderr goes through it, so the
+# bar's redraw (cursor up N lines, clear) never lands on lines written past it.
+_live: LiveLines | None = None
+
+
 def progress_tracker() -> Heartbeat:
     """Progress on stderr: a bar redrawn in place when stderr is a terminal (log lines go
     above it), otherwise heartbeat lines (every RECONCILER_HEARTBEAT_SECONDS, default 30);
@@ -78,7 +83,8 @@ def progress_tracker() -> Heartbeat:
     write, bar = stderr_line, None
     if (sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
             and not logs.writes_json()):
-        bar = LiveLines(sys.stderr)
+        global _live
+        bar = _live = LiveLines(sys.stderr)
         logs.set_stream(bar)
         write = functools.partial(_write_line, bar)
     return Heartbeat(write,
@@ -102,6 +108,9 @@ def echo_view(text: str, fmt: str, *, err: bool = False) -> None:
     if err and logs.emit_json(text.rstrip("\n"), logging.INFO):
         return
     color = fmt == "text" and use_color(sys.stderr if err else sys.stdout)
+    if err and _live is not None:
+        click.echo(colorize(text) if color else text, file=_live, nl=False, color=color)
+        return
     click.echo(colorize(text) if color else text, err=err, nl=False, color=color)
 
 
