@@ -232,8 +232,9 @@ def test_on_a_terminal_a_bar_is_drawn_for_each_task_and_cleared(repo, tmp_path) 
     the screen after it, nor under the -v log lines written meanwhile (they go above the bar);
     the outcome is shown as without a bar."""
     repo.write(11, KO_EN)
+    # A person's terminal, also when the suite runs in CI (CI set: no step lines, see Heartbeat).
     code, shown = on_terminal(["-v", "--apply", str(repo.manifests), "--auto-approve",
-                               "--store", f"file://{tmp_path / 'store'}"], NO_COLOR="1")
+                               "--store", f"file://{tmp_path / 'store'}"], NO_COLOR="1", CI="")
     assert code == 0, shown
     assert re.search(r"section 11 packaging video [\d.]+/8\.0 s \[[#.]{20}\] +\d+%",
                      shown), shown
