@@ -80,13 +80,14 @@ def progress_tracker() -> Heartbeat:
         interval = float(os.environ.get("RECONCILER_HEARTBEAT_SECONDS") or 30)
     except ValueError:
         fail("RECONCILER_HEARTBEAT_SECONDS must be a number of seconds")
+    global _live
     write, bar = stderr_line, None
     if (sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
             and not logs.writes_json()):
-        global _live
-        bar = _live = LiveLines(sys.stderr)
+        bar = LiveLines(sys.stderr)
         logs.set_stream(bar)
         write = functools.partial(_write_line, bar)
+    _live = bar  # this tracker's bar, or none: never an earlier tracker's stream
     return Heartbeat(write,
                      live=sys.stderr.isatty() and not os.environ.get("CI"),
                      github=os.environ.get("GITHUB_ACTIONS") == "true",
