@@ -40,7 +40,7 @@ from pathlib import Path
 import boto3
 import yaml
 
-from reconciler import layout, media, samples
+from reconciler import layout, samples
 from reconciler.hls import MediaPlaylist, Segment, render_media
 from reconciler.inputs.reader import InputReader
 from reconciler.manifest import VIDEO_TRACK, Language, Section, Source
@@ -48,7 +48,7 @@ from reconciler.master import Facts, compose_master
 from reconciler.mp4 import read_track
 from reconciler.observe import observe
 from reconciler.observed import STAMP_SETTINGS, STAMP_SOURCE, ObservedSection
-from reconciler.packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
+from reconciler.packager import AUDIO_SETTINGS, VIDEO_SETTINGS, ffmpeg
 from reconciler.planner import audio_source_id, make_plan, video_source_id
 from reconciler.store import open_store
 
@@ -133,8 +133,8 @@ def section_bench(args: argparse.Namespace) -> None:
 def make_inits(tmp: Path) -> Path:
     """A 2-s clip and the init.mp4 of its video and audio renditions (real codec strings)."""
     clip = samples.make_video(tmp / "clip.mp4", seconds=2, size="320x180")
-    media.package_video(clip, tmp / "init" / "video")
-    media.package_audio(clip, tmp / "init" / "audio", duration=2, from_video=True)
+    ffmpeg.package_video(clip, tmp / "init" / "video")
+    ffmpeg.package_audio(clip, tmp / "init" / "audio", duration=2, from_video=True)
     return clip
 
 

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from faultproxy import FaultProxy  # noqa: E402
 
 from reconciler import layout, samples  # noqa: E402
-from reconciler.media import FFMPEG, MediaError  # noqa: E402
+from reconciler.packager.ffmpeg import FFMPEG, MediaError  # noqa: E402
 
 ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
        "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}

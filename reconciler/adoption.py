@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .observed import Rendition, UnstampedVideo
-from .packaging import AUDIO_CHANNELS, AUDIO_RATE
+from .packager import AUDIO_CHANNELS, AUDIO_RATE
 from .plan import (
     Action,
     Kind,

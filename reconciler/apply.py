@@ -28,7 +28,7 @@ from .manifest import DUB_TRANSCRIPT, Language, Section
 from .master import Facts, compose_master, observed_facts
 from .mp4 import read_track
 from .observed import STAMP_FRAME_RATE, STAMP_SETTINGS, STAMP_SOURCE, ObservedSection
-from .packaging import (
+from .packager import (
     AUDIO_SETTINGS,
     MAX_SHORTFALL,
     VIDEO_SETTINGS,

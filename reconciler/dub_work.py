@@ -22,7 +22,7 @@ from . import layout
 from .dubbing import Dubber, DubbingError
 from .dubbing_languages import elevenlabs_code
 from .manifest import DUB_TRANSCRIPT, Language, Section
-from .packaging import Examined, MediaError, Packager
+from .packager import Examined, MediaError, Packager
 from .pay_once import SlotHeartbeat, Spend, create_or_adopt, verify_dub
 from .plan import REPLACEMENT, Action, Change
 from .progress import Tracker

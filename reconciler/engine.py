@@ -25,15 +25,15 @@ from .dubbing.elevenlabs import ElevenLabs
 from .errors import ReconcilerError, UsageError
 from .git import GitError
 from .git import PushConflict as PushConflict  # the API's --git-push conflict
-from .inputs import Inputs
+from .inputs import Inputs, read_media
 from .inputs.reader import InputReader
 from .lock import Lease, SectionLock
 from .lock import LockError as LockError  # the API's job store
-from .manifest import Section, load_manifests
-from .media import FfmpegPackager
+from .manifest import Section, Source, load_manifests
 from .observe import observe
 from .observed import ObservedSection
-from .packaging import Packager
+from .packager import MediaInfo, Packager
+from .packager.ffmpeg import FfmpegPackager
 from .pay_once import Spend
 from .plan import DESTROY, ORPHANED, Kind, PendingInvalidation, Plan, PlanOptions
 from .planner import make_plan
@@ -231,12 +231,17 @@ class Reconciler:
                                  say=lambda message: self.tracker.say(None, message),
                                  clock=self.clock.monotonic, sleep=self.clock.sleep)
 
+    def read_media(self, source: Source) -> MediaInfo | None:
+        """What an input holds (duration and streams) as the packager reads it; None when it is
+        unreadable."""
+        return read_media(self.inputs, self.packager, source)
+
     def observe(self, sections: list[Section], removed: Mapping[int, str] | None = None,
                 previous: dict[int, ObservedSection] | None = None
                 ) -> dict[int, ObservedSection]:
         observed = observe(self.store, sections, extra_ids=list(removed or {}),
                            deep=self.settings.deep, workers=self.settings.workers,
-                           inputs=self.inputs, previous=previous)
+                           inputs=self.inputs, packager=self.packager, previous=previous)
         self.check_store(observed)
         self._find_unrecorded_dubs(observed)
         return observed

@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from . import layout
 from .hls import PlaylistError, parse_media
-from .inputs import Inputs
-from .manifest import Section
+from .inputs import Inputs, read_media
+from .manifest import Section, Source
 from .mp4 import InitSegmentError, frame_rate, read_track
 from .observed import (
     STAMP_SOURCE,
@@ -35,6 +35,7 @@ from .observed import (
     subtitle_problems,
     unvouched,
 )
+from .packager import MediaInfo, Packager
 from .state import Records, from_record, load_index
 from .store import ObjectInfo, Store, StoreError
 
@@ -43,11 +44,12 @@ class _SectionReader:
     """Reads one section; each step fills in the ObservedSection."""
 
     def __init__(self, store: Store, section_id: int, deep: bool, pool: ThreadPoolExecutor,
-                 inputs: Inputs | None = None):
+                 inputs: Inputs | None = None, packager: Packager | None = None):
         self.store = store
         self.obs = ObservedSection(section_id, {})
         self.deep = deep
         self.inputs = inputs
+        self.packager = packager
         self.pool = pool
 
     def _remember(self, info: ObjectInfo) -> None:
@@ -183,7 +185,7 @@ class _SectionReader:
         assert inputs is not None  # observe() refuses declared sections without it
         self.obs.video_input = inputs.identify(section.video)
         if self.obs.video.complete and STAMP_SOURCE not in self.obs.video.stamp:
-            self.obs.unstamped_video = UnstampedVideo(inputs.media(section.video),
+            self.obs.unstamped_video = UnstampedVideo(self.read_media(section.video),
                                                       self.rendition_frame_rate())
         remote = [lang for lang in section.languages if lang.audio and lang.audio.kind != "video"]
         states = self.pool.map(lambda lang: inputs.identify(lang.audio), remote)
@@ -200,7 +202,15 @@ class _SectionReader:
             for key, got in zip(jobs, self.pool.map(self.store.get, jobs), strict=True):
                 self.obs.dub_jobs[key] = job_record(got[0] if got else b"")
             if not self.obs.video.complete:
-                self.obs.video_duration = inputs.duration(section.video)
+                info = self.read_media(section.video)
+                self.obs.video_duration = info.duration or None if info else None
+
+    def read_media(self, source: Source) -> MediaInfo | None:
+        """What the input holds, as the packager reads it (None when unreadable)."""
+        if self.inputs is None or self.packager is None:
+            raise TypeError("observe: probing a section's video needs the Inputs and Packager "
+                            "seams")
+        return read_media(self.inputs, self.packager, source)
 
 
 def _unchanged(previous: ObservedSection | None, listing: dict[str, ObjectInfo],
@@ -250,13 +260,16 @@ def observe(
     extra_ids: list[int] | None = None,
     deep: bool = False,
     inputs: Inputs | None = None,
+    packager: Packager | None = None,
     workers: int = 8,
     previous: dict[int, ObservedSection] | None = None,
 ) -> dict[int, ObservedSection]:
     """Observe every section (and `extra_ids` with no manifest, e.g. to prune). With
     `previous` (an observation made moments ago by this run, e.g. before taking the locks), a
     section whose LIST is unchanged is not read again: observe once. `inputs` identifies the
-    sections' inputs (needed when `sections` is not empty: extra ids have none). The state index
+    sections' inputs (needed when `sections` is not empty: extra ids have none); `packager` reads
+what an input holds when the plan needs it (an unstamped video, a dubbed section's length before
+its video is packaged). The state index
     is read once (not with `deep`, nor when `previous` covers every section) and a section
     matching its record is not read at all."""
     if sections and inputs is None:
@@ -282,7 +295,7 @@ def observe(
                         for sid in wanted}
         for sid, section in wanted.items():
             try:
-                results[sid] = _SectionReader(store, sid, deep, pool, inputs).run(
+                results[sid] = _SectionReader(store, sid, deep, pool, inputs, packager).run(
                     section, previous.get(sid), listings.get(sid), index.get(sid))
             except StoreError as err:  # one section's failure must not stop the others
                 results[sid] = ObservedSection(sid, {}, error=f"observe failed: {err}")

@@ -11,7 +11,7 @@ from . import layout
 from .hls import MediaPlaylist, PlaylistError, parse_master
 from .inputs import InputState
 from .mp4 import TrackInfo
-from .packaging import MediaInfo
+from .packager import MediaInfo
 from .store import ObjectInfo
 
 STAMP_SOURCE = "reconciler-source"

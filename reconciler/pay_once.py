@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .dubbing import CreateUnknown, Dubber, DubbingError
-from .packaging import Examined, MediaError, Packager
+from .packager import Examined, MediaError, Packager
 
 MAX_CREATES = 3  # creates of one dub in one apply, the first included (each looked up first)
 HEARTBEAT = 30.0  # seconds between "still waiting for a slot" lines

@@ -21,7 +21,7 @@ from .observed import (
     ObservedSection,
     Rendition,
 )
-from .packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
+from .packager import AUDIO_SETTINGS, VIDEO_SETTINGS
 from .plan import (
     REBUILT,
     REPLACE_REASON,

@@ -14,7 +14,7 @@ from .clock import Clock, SystemClock
 from .dubbing import Dubber
 from .errors import ReconcilerError
 from .inputs import Inputs
-from .packaging import Packager
+from .packager import Packager
 from .pay_once import Spend
 from .progress import Tracker
 from .recording import Recorder

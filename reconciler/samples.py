@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from .media import FFMPEG, MediaError
+from .packager import MediaError
+from .packager.ffmpeg import FFMPEG
 
 
 def _ffmpeg(args: list[str], dest: Path) -> Path:

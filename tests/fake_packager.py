@@ -2,9 +2,9 @@
 
 It never runs a process: it writes canned renditions with the names layout.py gives them - a
 minimal init segment (read by mp4.read_track like ffmpeg's), 4-second segments and the media
-playlist - and hands finished segments over while "packaging", as media.py does. An input whose
-file name is in `fails` makes packaging fail after segments went out early (as a cut-short
-file does with ffmpeg), so tests can check what a failure leaves published.
+playlist - and hands finished segments over while "packaging", as the ffmpeg packager does. An
+input whose file name is in `fails` makes packaging fail after segments went out early (as a
+cut-short file does with ffmpeg), so tests can check what a failure leaves published.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from reconciler import layout
 from reconciler.hls import MediaPlaylist, Segment, render_media
-from reconciler.packaging import (
+from reconciler.packager import (
     Examined,
     Loudness,
     MediaError,
@@ -86,6 +86,11 @@ class FakePackager:
             raise MediaError(f"{source.name}: canned failure after {count} segment(s)")
         text = render_media(MediaPlaylist(int(SEGMENT_SECONDS), tuple(segments)))
         (out_dir / playlist).write_text(text)
+
+    def probe(self, source: Path, label: str | None = None) -> MediaInfo:
+        """Any file is a video of `duration` seconds, as the renditions written say."""
+        self.calls.append(("probe", source.name))
+        return MediaInfo(self.duration, "h264", 64, 48, 25.0, 1)
 
     def package_video(self, source: Path, out_dir: Path, on_segment: OnSegment | None = None,
                       on_progress: OnProgress | None = None) -> MediaInfo:

@@ -17,7 +17,7 @@ from reconciler.adoption import check_audio, check_video
 from reconciler.hls import MediaPlaylist, Segment, parse_media
 from reconciler.mp4 import TrackInfo, frame_rate
 from reconciler.observed import STAMP_ADOPTED, STAMP_SOURCE, Rendition, UnstampedVideo
-from reconciler.packaging import MediaInfo
+from reconciler.packager import MediaInfo
 
 SID = 11
 HLS = ["-f", "hls", "-hls_time", "4", "-hls_playlist_type", "vod", "-hls_segment_type", "fmp4",

@@ -151,3 +151,23 @@ def test_a_many_section_apply_settles_once_not_once_per_section(tmp_path, no_ffm
     assert len(results) == 4 and all(r.ok for r in results)
     assert clock.waits == [pytest.approx(store.timestamp_resolution)]
     assert not make_plan(sections, observe(store, sections, inputs=inputs)).has_changes
+
+
+def test_observe_reads_what_an_input_holds_through_the_packager_it_is_handed(tmp_path, no_ffmpeg,
+                                                                             manifest):
+    """A dubbed section whose video is not packaged yet needs the video's length before the
+    plan: observe asks the Packager it is handed (here canned: no ffprobe on PATH), never
+    ffprobe itself; without a Packager it says which seam is missing."""
+    data = yaml.safe_load(manifest.read_text())
+    data["languages"].append({"code": "ja"})  # no audio: dubbed
+    manifest.write_text(yaml.safe_dump(data))
+    sections = engine.load([manifest])
+    store = LocalStore(tmp_path / "store")
+    packager = FakePackager(duration=42.0)
+
+    observed = observe(store, sections, inputs=InputReader(), packager=packager)
+
+    assert observed[SID].video_duration == 42.0
+    assert packager.calls == [("probe", "lecture.mp4")]
+    with pytest.raises(TypeError, match="Packager"):
+        observe(store, sections, inputs=InputReader())

@@ -14,7 +14,7 @@ from conftest import master_languages as s3_master_languages
 from corpus import LECTURE_SECONDS
 
 from reconciler.hls import parse_media
-from reconciler.packaging import MediaError, check_fit
+from reconciler.packager import MediaError, check_fit
 
 PREFIX = "assets/curriculumsection"
 

@@ -22,8 +22,8 @@ from media_helpers import (
     publish,
 )
 
-from reconciler import hls, layout, media, samples
-from reconciler.packaging import AUDIO_RATE
+from reconciler import hls, layout, samples
+from reconciler.packager import AUDIO_RATE, ffmpeg
 
 SECTION = 7
 SECONDS = 12
@@ -82,9 +82,9 @@ def test_audio_follows_a_long_gop_video(tmp_path):
     is cut with it, not every 4 s on its own."""
     lecture = samples.make_video(tmp_path / "long-gop.mp4", seconds=10, size="160x90",
                                  gop_seconds=5)
-    media.package_video(lecture, tmp_path / "video")
+    ffmpeg.package_video(lecture, tmp_path / "video")
     video = hls.parse_media((tmp_path / "video" / layout.VIDEO_PLAYLIST).read_text())
-    media.encode_audio(media.examine_audio(lecture, from_video=True), tmp_path / "audio",
+    ffmpeg.encode_audio(ffmpeg.examine_audio(lecture, from_video=True), tmp_path / "audio",
                        segments=[s.duration for s in video.segments])
     audio = hls.parse_media((tmp_path / "audio" / layout.AUDIO_PLAYLIST).read_text())
     assert [s.duration for s in video.segments] == [5.0, 5.0]
@@ -141,9 +141,9 @@ def test_a_picture_that_starts_after_its_sound_keeps_its_offset(tmp_path):
     whole = make_flash_click_video(tmp_path / "whole.mp4", 6)
     late = samples._ffmpeg(["-i", str(whole), "-itsoffset", "0.5", "-i", str(whole),
                             "-map", "1:v", "-map", "0:a", "-c", "copy"], tmp_path / "late.mp4")
-    media.package_video(late, tmp_path / "video")
+    ffmpeg.package_video(late, tmp_path / "video")
     video = hls.parse_media((tmp_path / "video" / layout.VIDEO_PLAYLIST).read_text())
-    media.encode_audio(media.examine_audio(late, from_video=True), tmp_path / "audio",
+    ffmpeg.encode_audio(ffmpeg.examine_audio(late, from_video=True), tmp_path / "audio",
                        segments=[s.duration for s in video.segments])
     flashes = presented_flashes(tmp_path / "video")
     clicks = presented_clicks(tmp_path / "audio")

@@ -13,7 +13,8 @@ import pytest
 from cli_helpers import reconcile
 from conftest import expire_dead_lease, master_languages
 
-from reconciler import media
+from reconciler.packager import LOUDNESS_I, LOUDNESS_TP
+from reconciler.packager.ffmpeg import loudness
 
 PREFIX = "assets/curriculumsection"
 LANGS = [
@@ -136,9 +137,9 @@ def test_dub_answered_as_mp4_is_used_and_all_renditions_are_loudness_matched(
             for key in [k for k in objs if k.endswith("init.mp4")] + [
                     k for k in objs if k.endswith(".m4s")]:
                 fh.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        lufs, peak = media.loudness(joined)
-        assert abs(lufs - media.LOUDNESS_I) <= 0.5, (code, lufs)
-        assert peak <= media.LOUDNESS_TP, (code, peak)
+        lufs, peak = loudness(joined)
+        assert abs(lufs - LOUDNESS_I) <= 0.5, (code, lufs)
+        assert peak <= LOUDNESS_TP, (code, peak)
 
 
 def test_dubbing_without_a_key_stops_the_apply_before_anything_is_published(

@@ -82,7 +82,7 @@ def test_every_seam_s_error_and_every_usage_error_is_a_reconciler_error():
     from reconciler.lock import LockError
     from reconciler.manifest import InvalidManifests
     from reconciler.mp4 import InitSegmentError
-    from reconciler.packaging import MediaError
+    from reconciler.packager import MediaError
     from reconciler.planfile import StalePlan
     from reconciler.runtime import WorkFolderError
     from reconciler.sources import FetchError
@@ -148,7 +148,7 @@ def test_a_bug_in_a_section_s_step_is_shown_and_no_master_names_what_is_missing(
     (one line, exit 1) like a broken input; it is a bug: the apply stops with its traceback
     (exit 3) once the media steps end, before any master is written, so master.m3u8 never
     names a rendition that is not there."""
-    from reconciler.media import FfmpegPackager
+    from reconciler.packager.ffmpeg import FfmpegPackager
 
     def broken_encode(*_args, **_kwargs):
         raise OSError(22, "Invalid argument")

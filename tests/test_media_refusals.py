@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import reconcile
 
-from reconciler.media import fix_command, probe, refuse_unplayable
-from reconciler.packaging import MediaError
+from reconciler.packager import MediaError
+from reconciler.packager.ffmpeg import fix_command, probe, refuse_unplayable
 
 PREFIX = "assets/curriculumsection"
 
@@ -101,7 +101,7 @@ def test_a_constrained_baseline_upload_publishes(repo, corpus, store):
 def test_a_mirrored_display_matrix_is_read_as_mirrored_and_refused(corpus):
     """ffmpeg 5.1 cannot write one (`rotate` tags only rotate): ffprobe's dump of a horizontal
     flip, in the form it prints any display matrix, and the refusal of a video so flipped."""
-    from reconciler.media import _orientation
+    from reconciler.packager.ffmpeg import _orientation
 
     flipped = {"side_data_list": [{
         "displaymatrix": "\n00000000:       -65536           0           0\n"

@@ -13,7 +13,7 @@ from fake_packager import avc1, box, init_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler import media, samples
+from reconciler import samples
 from reconciler.hls import parse_media
 from reconciler.mp4 import (
     FragmentError,
@@ -25,6 +25,7 @@ from reconciler.mp4 import (
     split_header,
     timescale,
 )
+from reconciler.packager.ffmpeg import package_video
 
 FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 
@@ -218,7 +219,7 @@ def fragments(tmp_path_factory) -> tuple[bytes, list[bytes], list[float]]:
     root = tmp_path_factory.mktemp("fragments")
     source = samples.make_video(root / "b.mp4", seconds=3, size="160x90", fps=24,
                                 gop_seconds=1, tone_hz=None)
-    media.package_video(source, root / "v")
+    package_video(source, root / "v")
     listed = parse_media((root / "v" / "video.m3u8").read_text())
     return ((root / "v" / "init.mp4").read_bytes(),
             [(root / "v" / s.uri).read_bytes() for s in listed.segments],

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from reconciler import engine, layout, media, samples
+from reconciler import engine, layout, samples
+from reconciler.packager import ffmpeg
 from reconciler.results import Step
 from reconciler.samples import _ffmpeg
 
@@ -17,8 +18,8 @@ def test_finished_segments_are_handed_over_while_ffmpeg_writes(tmp_path):
     ffmpeg has moved on to the next one (so it is complete: its size never changes after)."""
     src = samples.make_tone(tmp_path / "tone.m4a", hz=440, seconds=20, volume=0.2)
     handed: list[tuple[str, int]] = []
-    examined = media.examine_audio(src)
-    media.encode_audio(examined, tmp_path / "out", segments=[4.0] * 5,
+    examined = ffmpeg.examine_audio(src)
+    ffmpeg.encode_audio(examined, tmp_path / "out", segments=[4.0] * 5,
                        on_segment=lambda p: handed.append((p.name, p.stat().st_size)))
     written = sorted((tmp_path / "out").glob("a_*.m4s"))
     assert len(written) >= 5
@@ -42,7 +43,7 @@ def test_a_rendition_failing_after_early_uploads_leaves_nothing_behind(tmp_path)
     store = tmp_path / "store"
     handed: list[str] = []
 
-    class Spying(media.FfmpegPackager):
+    class Spying(ffmpeg.FfmpegPackager):
         """The real ffmpeg packager, watched: it notes each segment handed over early."""
 
         def package_video(self, source, out_dir, on_segment=None, on_progress=None):

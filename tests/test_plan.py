@@ -21,7 +21,7 @@ from reconciler.observed import (
     ObservedSection,
     Rendition,
 )
-from reconciler.packaging import AUDIO_SETTINGS, VIDEO_SETTINGS
+from reconciler.packager import AUDIO_SETTINGS, VIDEO_SETTINGS
 from reconciler.plan import Change, Kind, PlanError, PlanOptions, Problem
 from reconciler.planfile import plan_dict, plan_from_dict
 from reconciler.planner import audio_source_id, make_plan, video_source_id

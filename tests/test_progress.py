@@ -17,7 +17,7 @@ from test_cli_terminal import on_terminal
 from reconciler import samples
 from reconciler.dubbing.elevenlabs import ElevenLabs
 from reconciler.layout import ObjectMeta
-from reconciler.media import encode_audio, examine_audio, follow_progress, package_video
+from reconciler.packager.ffmpeg import encode_audio, examine_audio, follow_progress, package_video
 from reconciler.progress import Heartbeat, LiveLines, eta, percent
 from reconciler.store.s3 import DEFAULT_MULTIPART_THRESHOLD, S3Store
 

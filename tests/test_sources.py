@@ -19,7 +19,7 @@ from reconciler import engine
 from reconciler.inputs import InputError
 from reconciler.inputs.reader import InputReader
 from reconciler.manifest import Source
-from reconciler.media import MediaError, probe
+from reconciler.packager.ffmpeg import MediaError, probe
 from reconciler.sources import STRICT, FetchPolicy, SourceRefused
 from reconciler.transport import request
 

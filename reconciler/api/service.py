@@ -245,12 +245,12 @@ class DubbingService:
         rule is the manifest's own validation of the staged file (ElevenLabs' language table),
         which refuses a language it does not dub before anything is written."""
         source = Source(urlsplit(url).scheme.lower(), url)
-        inputs = self.reader().inputs
-        state = inputs.identify(source)
+        reader = self.reader()
+        state = reader.inputs.identify(source)
         if state.error is not None:
             raise ApiError(422, "video_unreadable", redact(state.error)[:MAX_MESSAGE],
                            "inputVideoUrl")
-        info = inputs.media(source)
+        info = reader.read_media(source)
         if info is None or not info.video_codec:
             raise ApiError(422, "not_a_video",
                            f"{source.display()} is not a video (ffprobe finds no video stream)",

@@ -3,21 +3,23 @@ s3://, https:// or the repository.
 
 Observation (`identify`) is cheap and read-only: a HEAD for remote inputs, a content hash for
 local files. It yields the identity recorded on every rendition, so a changed input is rebuilt.
-`fetch` streams an input to a local file: ffmpeg and ffprobe only ever read local files, and
-https inputs are fetched under the one address policy of sources.py. Observe and apply are
+`fetch` streams an input to a local file: the packager only ever reads local files (`read_media`
+asks it what an input holds), and https inputs are fetched under the one address policy of
+sources.py. Observe and apply are
 handed an `Inputs`; `InputReader` (reader.py) is the production one, given its policy and S3
 access.
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from ..errors import ReconcilerError
 from ..manifest import Source
-from ..packaging import MediaInfo
+from ..packager import MediaError, MediaInfo, Packager
 
 
 class InputError(ReconcilerError):
@@ -41,8 +43,16 @@ class Inputs(Protocol):
     def fetch(self, source: Source, dest_dir: Path) -> Path:
         """A local file with the input's bytes; InputError when it cannot be read."""
 
-    def duration(self, source: Source) -> float | None:
-        """The input's duration in seconds, or None when unknown."""
 
-    def media(self, source: Source) -> MediaInfo | None:
-        """The input's duration and streams, read from its bytes; None when unreadable."""
+
+def read_media(inputs: Inputs, packager: Packager, source: Source) -> MediaInfo | None:
+    """The input's duration and streams as the packager reads them from its bytes, or None when
+    it is unreadable. The packager reads local files only: a remote input is fetched (under the
+    inputs' policy) into a temporary folder first."""
+    try:
+        if source.kind == "file":
+            return packager.probe(inputs.fetch(source, Path()), source.display())
+        with tempfile.TemporaryDirectory(prefix="reconciler-probe-") as tmp:
+            return packager.probe(inputs.fetch(source, Path(tmp)), source.display())
+    except (MediaError, InputError):
+        return None

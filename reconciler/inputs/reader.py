@@ -8,7 +8,6 @@ import atexit
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -16,8 +15,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..manifest import Source, s3_location
-from ..media import probe
-from ..packaging import MediaError, MediaInfo
 from ..sources import STRICT, FetchError, FetchPolicy
 from ..store import Store, StoreError
 from . import InputError, InputState
@@ -187,20 +184,3 @@ class InputReader:
                 raise InputError(str(err)) from None
             return dest
         raise InputError(f"cannot fetch a {source.kind} input")
-
-    def duration(self, source: Source) -> float | None:
-        """The input's duration in seconds, or None when unknown."""
-        info = self.media(source)
-        return info.duration or None if info else None
-
-    def media(self, source: Source) -> MediaInfo | None:
-        """The input's duration and streams (ffprobe), or None when unreadable. ffprobe reads
-        local files only: a remote input is downloaded (under the policy) into a temporary
-        folder first."""
-        try:
-            if source.kind == "file":
-                return probe(self.fetch(source, Path()), source.display())
-            with tempfile.TemporaryDirectory(prefix="reconciler-probe-") as tmp:
-                return probe(self.fetch(source, Path(tmp)), source.display())
-        except (MediaError, InputError, OSError):
-            return None

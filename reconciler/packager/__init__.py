@@ -1,9 +1,11 @@
-"""The packager seam: what apply asks of packaging, and what a packaged rendition is stamped with.
+"""The packager seam: what observe and apply ask of media files, and what a packaged rendition
+is stamped with.
 
 Pure (no subprocess): the plan reads the settings stamps here to tell a stale rendition, and
-apply drives a `Packager` it is handed. media.py's `FfmpegPackager` is the one production
-implementation; a test may pass a stand-in that writes canned files, so plan/apply tests that
-are not about ffmpeg run without it (the split of store/__init__.py and store/s3.py).
+observe and apply drive a `Packager` they are handed. ffmpeg.py's `FfmpegPackager` is the one
+production implementation (ffmpeg and ffprobe); a test may pass a stand-in that writes canned
+files, so plan/apply tests that are not about ffmpeg run without it (the split of
+store/__init__.py and store/s3.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .errors import ReconcilerError
+from ..errors import ReconcilerError
 
 HLS_TIME = 4
 AUDIO_BITRATE = "128k"
@@ -130,9 +132,13 @@ class Examined:
 
 class Packager(Protocol):
     """Local media files in, fMP4 HLS renditions out (`init.mp4`, segments and the playlist
-    named by layout.py, in a fresh `out_dir`). Raises MediaError when the media is unusable.
-    `on_segment` receives each finished segment while packaging runs, so uploads overlap it;
-    `on_progress` hears how far it is."""
+    named by layout.py, in a fresh `out_dir`), and what a media file holds. Raises MediaError
+    when the media is unusable. `on_segment` receives each finished segment while packaging
+    runs, so uploads overlap it; `on_progress` hears how far it is."""
+
+    def probe(self, source: Path, label: str | None = None) -> MediaInfo:
+        """Duration and streams of a local media file; `label` names it in errors (never a
+        presigned URL)."""
 
     def package_video(self, source: Path, out_dir: Path, on_segment: OnSegment | None = None,
                       on_progress: OnProgress | None = None) -> MediaInfo:

@@ -1,6 +1,6 @@
 """The packager seam's implementation: ffprobe and ffmpeg, always as argument lists (never
-through a shell). `FfmpegPackager` is what apply is handed (packaging.py holds the interface and
-the settings a rendition is stamped with).
+through a shell). `FfmpegPackager` is what observe and apply are handed (the package's
+__init__.py holds the interface and the settings a rendition is stamped with).
 
 Packaging writes into a fresh directory per rendition with `-hls_segment_filename` carrying
 that directory: ffmpeg writes init.mp4 beside the playlist but segments relative to the working
@@ -24,17 +24,17 @@ from itertools import accumulate
 from pathlib import Path
 from typing import IO
 
-from . import logs
-from .hls import MediaPlaylist, Segment, render_media, target_duration
-from .layout import (
+from .. import logs
+from ..hls import MediaPlaylist, Segment, render_media, target_duration
+from ..layout import (
     AUDIO_PLAYLIST,
     AUDIO_SEGMENT_TEMPLATE,
     INIT,
     VIDEO_PLAYLIST,
     VIDEO_SEGMENT_TEMPLATE,
 )
-from .mp4 import FragmentError, read_samples, split_header, timescale
-from .packaging import (
+from ..mp4 import FragmentError, read_samples, split_header, timescale
+from . import (
     AUDIO_BITRATE,
     AUDIO_CHANNELS,
     AUDIO_LAYOUT,
@@ -583,8 +583,9 @@ def loudness(path: Path) -> tuple[float, float]:
 
 
 class FfmpegPackager:
-    """The production Packager (packaging.py): this module's ffmpeg functions."""
+    """The production Packager (the package's interface): this module's ffmpeg functions."""
 
+    probe = staticmethod(probe)
     package_video = staticmethod(package_video)
     examine_audio = staticmethod(examine_audio)
     encode_audio = staticmethod(encode_audio)
