@@ -69,6 +69,10 @@ if [ "$have_stamp" != "$want_stamp" ] && [ "$have_stamp" != "test $inputs" ]; th
   echo "$want_stamp" >"$stamp"
 fi
 
-if $want_tests; then
+# npm ci rebuilds node_modules from the lock file (6 s): only when the lock file changed since
+# the last install into this node_modules, or it was never finished.
+npm_stamp=node_modules/.reconciler-setup
+if $want_tests && [ "$(cat "$npm_stamp" 2>/dev/null || true)" != "$(sha256sum <package-lock.json)" ]; then
   npm ci --no-audit --no-fund --loglevel=error
+  sha256sum <package-lock.json >"$npm_stamp"
 fi
