@@ -103,7 +103,7 @@ def build(store, sid: int, segments: int, tmp: Path, clip: Path) -> Section:
                           {STAMP_SOURCE: source_id, STAMP_SETTINGS: settings}))
     time.sleep(1.0)  # S3's LastModified has one-second resolution
     for key, text, stamp in playlists:
-        store.put_bytes(key, text.encode(), layout.PLAYLIST_META, stamp)
+        store.put_bytes(key, text.encode(), layout.PLAYLIST_META.stamped(stamp))
     master = compose_master(section, facts.pop(None), facts)
     store.put_bytes(layout.master_key(sid), master.encode(), layout.PLAYLIST_META)
     return section
@@ -219,7 +219,7 @@ def catalogue_bench(args: argparse.Namespace) -> None:
                     step(name, argv)
             for sid in ids[:args.changed]:  # a metadata repair: same ETag, LastModified moves
                 store.set_meta(layout.audio_dir(sid, "en") + "a_000.m4s",
-                               layout.ObjectMeta("binary/octet-stream", "no-cache"), {})
+                               layout.ObjectMeta("binary/octet-stream", "no-cache"))
             step(f"reconcile --plan, {args.changed} sections changed",
                  [*cli, "--plan", *target], codes=(2,))
 

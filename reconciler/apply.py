@@ -212,9 +212,8 @@ class _SectionWork:
         directory = layout.rendition_dir(self.section.section_id, language)
         files = [layout.INIT] + [s.uri for s in playlist.segments]
         self._upload_all(((directory + f, out / f) for f in files), early)
-        stamp = {STAMP_SOURCE: source_id, **extra}
         self.store.put_bytes(directory + name, render_media(playlist).encode(),
-                                layout.PLAYLIST_META, stamp)
+                             layout.PLAYLIST_META.stamped({STAMP_SOURCE: source_id, **extra}))
         self.result.uploaded.append(directory + name)
         # Replaced: segment names are reused under a 1-year cache, so the CDN must drop the old.
         if self.observed.rendition_keys(language):
@@ -368,8 +367,8 @@ class _SectionWork:
             self._upload_all((directory + s.uri, out / s.uri) for s in segments)
             self.store.put_bytes(
                 directory + layout.SUBTITLES_PLAYLIST, render_media(playlist).encode(),
-                layout.PLAYLIST_META,
-                {STAMP_SOURCE: action.source_id or "", STAMP_SETTINGS: subtitles.SETTINGS})
+                layout.PLAYLIST_META.stamped({STAMP_SOURCE: action.source_id or "",
+                                              STAMP_SETTINGS: subtitles.SETTINGS}))
             with self._lock:
                 self.result.uploaded.append(directory + layout.SUBTITLES_PLAYLIST)
                 self.texts[code] = playlist
@@ -417,8 +416,9 @@ class _SectionWork:
     def _fix_metadata(self) -> None:
         keys = [k for a in self.plan.actions_of(Kind.FIX_METADATA) for k in a.keys]
         def fix(key: str) -> None:
-            info = self.observed.objects[key]
-            self.store.set_meta(key, layout.meta_for(key), info.metadata)
+            have = self.observed.objects[key].meta
+            assert have is not None  # the planner fixes only headers it read
+            self.store.set_meta(key, layout.meta_for(key).stamped(have.user_metadata))
         for key, _ in zip(keys, self.uploads.map(fix, keys), strict=True):
             self.result.fixed.append(key)
 
@@ -429,11 +429,13 @@ class _SectionWork:
         would otherwise write the playlist's old metadata back."""
         for action in self.plan.actions_of(Kind.ADOPT):
             key = action.keys[0]
-            stamp = {**self.observed.objects[key].metadata, STAMP_SOURCE: action.source_id or "",
-                     **dict(action.stamp)}
-            self.store.set_meta(key, layout.PLAYLIST_META, stamp)
+            have = self.observed.objects[key].meta
+            assert have is not None  # a playlist is read (GET) with its headers
+            meta = layout.PLAYLIST_META.stamped(have.user_metadata).stamped(
+                {STAMP_SOURCE: action.source_id or "", **dict(action.stamp)})
+            self.store.set_meta(key, meta)
             self.result.fixed.append(key)
-            rate = stamp.get(STAMP_FRAME_RATE)
+            rate = meta.user_metadata.get(STAMP_FRAME_RATE)
             if action.language is None and rate and None in self.facts:  # master states it
                 self.facts[None] = replace(self.facts[None], frame_rate=float(rate))
 
@@ -452,10 +454,10 @@ class _SectionWork:
             if old.target_duration == target:
                 continue
             current = self.store.head(key)
-            stamp = current.metadata if current else {}
+            stamps = current.meta.user_metadata if current and current.meta else {}
             playlist = replace(old, target_duration=target)
-            self.store.put_bytes(key, render_media(playlist).encode(), layout.PLAYLIST_META,
-                                    stamp)
+            self.store.put_bytes(key, render_media(playlist).encode(),
+                                 layout.PLAYLIST_META.stamped(stamps))
             self.result.uploaded.append(key)
         self.texts = {code: replace(p, target_duration=target) for code, p in self.texts.items()}
         self.facts = {lang: replace(f, playlist=replace(f.playlist, target_duration=target))

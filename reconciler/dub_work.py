@@ -26,12 +26,24 @@ from .packager import Examined, MediaError, Packager
 from .pay_once import SlotHeartbeat, Spend, create_or_adopt, verify_dub
 from .plan import REPLACEMENT, Action, Change
 from .progress import Tracker
-from .store import Store, StoreError
+from .store import ObjectInfo, Store, StoreError
 
 DUB_META = {".mp3": layout.ObjectMeta("audio/mpeg", "no-store"),
             ".mp4": layout.ObjectMeta("audio/mp4", "no-store")}
 JOB_META = layout.ObjectMeta("application/json", "no-store")
 TRANSCRIPT_META = layout.ObjectMeta("text/vtt; charset=utf-8", "no-store")
+DUBBING_ID = "dubbing-id"  # the user metadata naming the dub a cached object came from
+
+
+def _dub_meta(audio: Path, dubbing_id: str | None) -> layout.ObjectMeta:
+    """A cached dub's metadata: its type by its suffix, stamped with its dub's id when known."""
+    meta = DUB_META.get(audio.suffix, DUB_META[".mp3"])
+    return meta.stamped({DUBBING_ID: dubbing_id} if dubbing_id else {})
+
+
+def _dubbing_id(info: ObjectInfo | None) -> str | None:
+    """The dub a cached object (HEADed) came from, when its metadata names one."""
+    return info.meta.user_metadata.get(DUBBING_ID) if info and info.meta else None
 
 
 def elevenlabs(tag: str) -> str:
@@ -97,8 +109,7 @@ class SectionDubs:
             examined = self._download_checked(client, dubbing_id, code)
             path = examined.source
             cached = audio_prefix + path.suffix.lstrip(".")
-            self.store.put_file(cached, path, DUB_META.get(path.suffix, DUB_META[".mp3"]),
-                                {"dubbing-id": dubbing_id})
+            self.store.put_file(cached, path, _dub_meta(path, dubbing_id))
             # A replacement (verified above) takes the old dub's place in the cache.
             self.store.delete([k for k in self.dub_cache
                                if k.startswith(audio_prefix) and k not in (cached, job_key)]
@@ -140,7 +151,7 @@ class SectionDubs:
                           spoken: str) -> bytes:
         """Fetch a dub's transcript (free with the paid dub) and keep it in the dub cache."""
         text = client.transcript(dubbing_id, spoken if spoken == "source" else elevenlabs(spoken))
-        self.store.put_bytes(cache_key, text, TRANSCRIPT_META, {"dubbing-id": dubbing_id})
+        self.store.put_bytes(cache_key, text, TRANSCRIPT_META.stamped({DUBBING_ID: dubbing_id}))
         with self._lock:
             self.transcripts[cache_key] = text
         return text
@@ -159,7 +170,7 @@ class SectionDubs:
         prefix, job = layout.dub_cache_keys(self.section.section_id, dubbed, key)
         audio = sorted(k for k in self.store.list(prefix) if k != job)
         info = self.store.head(audio[0]) if audio else None
-        dubbing_id = info.metadata.get("dubbing-id") if info else None
+        dubbing_id = _dubbing_id(info)
         if not dubbing_id or self.dubber is None:
             raise DubbingError("no transcript of the dub is cached and "
                                + ("no dub id is recorded" if self.dubber else
@@ -229,7 +240,7 @@ class SectionDubs:
                 return verify_dub(self.packager, dest, self.video_duration())
         except MediaError as err:
             raise DubbingError(self._set_aside(cached[0], dest, job, code,
-                                               info.metadata.get("dubbing-id")) + f" ({err})",
+                                               _dubbing_id(info)) + f" ({err})",
                                language=code) from err
 
     def _set_aside(self, key: str, local: Path, job_key: str, code: str,
@@ -238,8 +249,7 @@ class SectionDubs:
         look) and say how it gets dubbed again; with its dub id on record, the next apply
         downloads that dub again, unpaid."""
         aside = layout.set_aside_key(key)
-        self.store.put_file(aside, local, DUB_META.get(local.suffix, DUB_META[".mp3"]),
-                            {"dubbing-id": dubbing_id} if dubbing_id else {})
+        self.store.put_file(aside, local, _dub_meta(local, dubbing_id))
         if dubbing_id:
             record = {"name": None, "language": code, "created": time.time(),
                       "dubbing_id": dubbing_id}

@@ -7,7 +7,9 @@ key or a Content-Type.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
 
 ASSETS_ROOT = "assets/curriculumsection"
 VIDEO_PLAYLIST = "video.m3u8"
@@ -24,11 +26,41 @@ IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
 
 @dataclass(frozen=True)
 class ObjectMeta:
-    """Headers an object must carry in the store (and CloudFront passes through)."""
+    """Everything an object carries beside its bytes: its headers (for a key the table governs,
+    the table's) and its user metadata (x-amz-meta-*: the reconciler's stamps, a dub's id, or
+    another tool's). One value, so a header added here reaches every write and read.
 
-    content_type: str
-    cache_control: str
-    sse: str = SSE
+    A header absent from the object is "". Equal when headers and user metadata are equal;
+    hashed by the headers (the user metadata is a read-only mapping)."""
+
+    # Each header's field names it in a plan's detail ("header") and says whether a viewer gets
+    # it through the CDN ("served"); the stores map the fields to their own names.
+    content_type: str = field(metadata={"header": "Content-Type", "served": True})
+    cache_control: str = field(metadata={"header": "Cache-Control", "served": True})
+    sse: str = field(default=SSE, metadata={"header": "SSE", "served": False})
+    user_metadata: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "user_metadata", MappingProxyType(dict(self.user_metadata)))
+
+    @classmethod
+    def header_fields(cls) -> tuple[str, ...]:
+        """The headers' field names, in a fixed order (what a store writes besides the user
+        metadata)."""
+        return tuple(f.name for f in fields(cls) if "header" in f.metadata)
+
+    def headers(self, *, served: bool = False) -> dict[str, str]:
+        """The headers by name, the user metadata aside; `served`: only those a viewer gets."""
+        return {f.metadata["header"]: getattr(self, f.name) for f in fields(self)
+                if "header" in f.metadata and (f.metadata["served"] or not served)}
+
+    def same_headers(self, other: ObjectMeta) -> bool:
+        """Whether the two carry the same headers, whatever their user metadata."""
+        return self.headers() == other.headers()
+
+    def stamped(self, stamps: Mapping[str, str]) -> ObjectMeta:
+        """These headers with `stamps` added to (or replacing keys of) the user metadata."""
+        return replace(self, user_metadata={**self.user_metadata, **stamps})
 
 
 PLAYLIST_META = ObjectMeta("application/vnd.apple.mpegurl", PLAYLIST_CACHE)

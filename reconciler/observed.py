@@ -5,6 +5,7 @@ no seal vouches for. observe.py reads the store into it; state.py records it in 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import layout
@@ -40,8 +41,10 @@ class Rendition:
         return self.playlist is not None and self.track is not None and not self.problems
 
     @property
-    def stamp(self) -> dict[str, str]:
-        return self.playlist_info.metadata if self.playlist_info else {}
+    def stamp(self) -> Mapping[str, str]:
+        """The playlist's user metadata (the reconciler's stamps); empty when there is none."""
+        info = self.playlist_info
+        return info.meta.user_metadata if info and info.meta else {}
 
 
 @dataclass
@@ -160,12 +163,12 @@ def unvouched(obs: ObservedSection, deep: bool) -> list[str]:
     sealed: dict[str, ObjectInfo] = {}
     for _, rend in renditions(obs):
         info = rend.playlist_info
-        if (info and info.headers_known and STAMP_SETTINGS in info.metadata
-                and info.meta() == layout.meta_for(info.key)):
+        if (info and info.meta and STAMP_SETTINGS in info.meta.user_metadata
+                and info.meta.same_headers(layout.PLAYLIST_META)):
             sealed[layout.folder_of(info.key)] = info
     todo = []
     for key, info in obs.objects.items():
-        if info.headers_known or layout.meta_for(key) is None:
+        if info.meta is not None or layout.meta_for(key) is None:
             continue
         seal = sealed.get(layout.folder_of(key))
         if deep or seal is None or not info.last_modified < seal.last_modified:

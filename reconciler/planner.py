@@ -145,17 +145,11 @@ def _status(rend: Rendition, source_id: str | None,
     return None, ""
 
 
-def _meta_diff(info, want: layout.ObjectMeta) -> tuple[tuple[str, str], ...]:
-    have = info.meta()
-    out = []
-    for label, a, b in (
-        ("Content-Type", have.content_type, want.content_type),
-        ("Cache-Control", have.cache_control, want.cache_control),
-        ("SSE", have.sse, want.sse),
-    ):
-        if a != b:
-            out.append((label, f"{a or '(none)'} -> {b}"))
-    return tuple(out)
+def _meta_diff(have: layout.ObjectMeta, want: layout.ObjectMeta) -> tuple[tuple[str, str], ...]:
+    """Each header `have` lacks of `want`, as a plan's detail ("Content-Type", "a -> b")."""
+    wanted = want.headers()
+    return tuple((name, f"{value or '(none)'} -> {wanted[name]}")
+                 for name, value in have.headers().items() if value != wanted[name])
 
 
 class _SectionPlanner:
@@ -358,12 +352,12 @@ class _SectionPlanner:
         for key in sorted(self.observed.objects):
             info = self.observed.objects[key]
             want = layout.meta_for(key)
-            if (want is None or not info.headers_known or key == self.master_key
+            if (want is None or info.meta is None or key == self.master_key
                     or key in stamped):  # adopting writes the table's headers
                 continue
             if layout.folder_of(key) in rebuilt_dirs:
                 continue
-            diff = _meta_diff(info, want)
+            diff = _meta_diff(info.meta, want)
             if diff:
                 self.actions.append(
                     Action(Kind.FIX_METADATA, Change.UPDATE, layout.audio_language_of(key),
@@ -414,8 +408,8 @@ class _SectionPlanner:
             reason = self._master_drift()
             if reason is None:
                 info = self.observed.master
-                diff = _meta_diff(info, layout.PLAYLIST_META) if (
-                    info is not None and info.headers_known) else ()
+                diff = _meta_diff(info.meta, layout.PLAYLIST_META) if (
+                    info is not None and info.meta is not None) else ()
                 if diff:
                     self.actions.append(
                         Action(Kind.FIX_METADATA, Change.UPDATE, None, "metadata differs",

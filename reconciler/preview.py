@@ -267,9 +267,11 @@ class PreviewHandler(BaseHTTPRequestHandler):
             self.wfile.write(body[first : last + 1])
 
     def _object_headers(self, info: ObjectInfo, etag: str) -> None:
-        self.send_header("Content-Type", info.content_type or DEFAULT_CONTENT_TYPE)
-        if info.cache_control:
-            self.send_header("Cache-Control", info.cache_control)
+        served = info.meta.headers(served=True) if info.meta else {}
+        self.send_header("Content-Type", served.pop("Content-Type", "") or DEFAULT_CONTENT_TYPE)
+        for name, value in served.items():  # Cache-Control, ...: only those it was stored with
+            if value:
+                self.send_header(name, value)
         self.send_header("ETag", etag)
         self.send_header("Last-Modified",
                          formatdate(info.last_modified.timestamp(), usegmt=True))

@@ -41,21 +41,18 @@ class SectionStore:
         self.last_write = self._clock.monotonic()
         return etag
 
-    def put_file(self, key: str, path: Path, meta: layout.ObjectMeta,
-                 metadata: dict[str, str] | None = None, *,
+    def put_file(self, key: str, path: Path, meta: layout.ObjectMeta, *,
                  on_bytes: Callable[[int], None] | None = None) -> str:
         self._guard()
-        return self._wrote(key, self._store.put_file(key, path, meta, metadata,
-                                                     on_bytes=on_bytes))
+        return self._wrote(key, self._store.put_file(key, path, meta, on_bytes=on_bytes))
 
-    def put_bytes(self, key: str, body: bytes, meta: layout.ObjectMeta,
-                  metadata: dict[str, str] | None = None, **conditions) -> str:
+    def put_bytes(self, key: str, body: bytes, meta: layout.ObjectMeta, **conditions) -> str:
         self._guard()
-        return self._wrote(key, self._store.put_bytes(key, body, meta, metadata, **conditions))
+        return self._wrote(key, self._store.put_bytes(key, body, meta, **conditions))
 
-    def set_meta(self, key: str, meta: layout.ObjectMeta, metadata: dict[str, str]) -> str:
+    def set_meta(self, key: str, meta: layout.ObjectMeta) -> str:
         self._guard()
-        return self._wrote(key, self._store.set_meta(key, meta, metadata))
+        return self._wrote(key, self._store.set_meta(key, meta))
 
     def check_own(self, keys: list[str]) -> None:
         """ForeignKeys unless every key is the section's (its folder or its dub cache)."""

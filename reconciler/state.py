@@ -124,8 +124,8 @@ def to_record(obs: ObservedSection) -> dict | None:
     return {
         "objects": {k[cut:]: [i.etag, i.size, i.last_modified.timestamp()]
                     for k, i in obs.objects.items()},
-        "headers": {k[cut:]: [i.content_type, i.cache_control, i.sse, i.metadata]
-                    for k, i in obs.objects.items() if i.headers_known},
+        "headers": {k[cut:]: _meta_record(i.meta)
+                    for k, i in obs.objects.items() if i.meta is not None},
         "master": obs.master_text,
         "renditions": {name: {
             "info": rend.playlist_info.key[cut:] if rend.playlist_info else None,
@@ -153,10 +153,9 @@ def from_record(section_id: int, record: dict,
         master = record["master"]
         obs = ObservedSection(section_id, dict(listing), indexed=True,
                               master_text=master if isinstance(master, str) else None)
-        for rel, (ctype, cache, sse, metadata) in record["headers"].items():
-            obs.objects[prefix + rel] = replace(
-                obs.objects[prefix + rel], content_type=ctype, cache_control=cache, sse=sse,
-                metadata=dict(metadata), headers_known=True)
+        for rel, meta in record["headers"].items():
+            obs.objects[prefix + rel] = replace(obs.objects[prefix + rel],
+                                                meta=_meta_from(meta))
         for name, rec in record["renditions"].items():
             folder, _, code = name.partition("/")
             kind = SubtitleRendition if folder == "subtitles" else Rendition
@@ -176,6 +175,25 @@ def from_record(section_id: int, record: dict,
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     return obs if consistent_with_listing(obs, set(record["renditions"])) else None
+
+
+def _meta_record(meta: layout.ObjectMeta) -> list:
+    """An object's metadata as the record keeps it: its headers in ObjectMeta's order, then its
+    user metadata."""
+    return [*(getattr(meta, name) for name in layout.ObjectMeta.header_fields()),
+            dict(meta.user_metadata)]
+
+
+def _meta_from(rec: list) -> layout.ObjectMeta:
+    """A recorded object's metadata: its headers in ObjectMeta's order (null, as older records
+    have it, for an absent one), then its user metadata. A record with another number of
+    headers (from before one was added, or after) raises ValueError: its section is read."""
+    *headers, user_metadata = rec
+    names = layout.ObjectMeta.header_fields()
+    if len(headers) != len(names) or not all(h is None or isinstance(h, str) for h in headers):
+        raise ValueError("not an object's metadata record")
+    return layout.ObjectMeta(**dict(zip(names, (h or "" for h in headers), strict=True)),
+                             user_metadata=dict(user_metadata))
 
 
 def _playlist_from(rec: list | None) -> MediaPlaylist | None:
@@ -200,7 +218,7 @@ def _expected_problems(obs: ObservedSection, directory: str, rend: Rendition) ->
     if info is None:  # a folder without its playlist
         return (directory + name not in objects and rend.playlist is None and rend.track is None
                 and rend.problems == [f"{name} missing"])
-    if info.key != directory + name or not info.headers_known:
+    if info.key != directory + name or info.meta is None:
         return False
     if rend.playlist is None:  # it did not parse
         return (rend.track is None and len(rend.problems) == 1
@@ -212,7 +230,7 @@ def _expected_problems(obs: ObservedSection, directory: str, rend: Rendition) ->
     init = objects.get(directory + layout.INIT)
     if init is None:
         return rend.track is None and rend.problems == [*expected, f"{layout.INIT} missing"]
-    if not init.headers_known:  # a read GETs it
+    if init.meta is None:  # a read GETs it
         return False
     if rend.track is not None:
         return rend.problems == expected
@@ -229,7 +247,7 @@ def consistent_with_listing(obs: ObservedSection, names: set[str]) -> bool:
     sid = obs.section_id
     keys = list(obs.objects)
     master = obs.master
-    if (master is None) != (obs.master_text is None) or (master and not master.headers_known):
+    if (master is None) != (obs.master_text is None) or (master and master.meta is None):
         return False
     folders = {"video": layout.rendition_dir(sid, None)}
     folders |= {f"audio/{c}": layout.rendition_dir(sid, c)

@@ -104,11 +104,10 @@ def _header_checks(url: str, response: httpx.Response, origin: str,
         failures.append(CheckFailure(url, "object-type", "a playlist (.m3u8), segment (.m4s, .vtt) "
                                      "or init.mp4", urlsplit(url).path.rsplit("/", 1)[-1]))
     else:
-        for check, expected in (("content-type", meta.content_type),
-                                ("cache-control", meta.cache_control)):
-            actual = headers.get(check)
+        for name, expected in meta.headers(served=True).items():
+            actual = headers.get(name)
             if actual != expected:
-                failures.append(CheckFailure(url, check, expected, actual or "(missing)"))
+                failures.append(CheckFailure(url, name.lower(), expected, actual or "(missing)"))
     acao = headers.get("access-control-allow-origin")
     if acao not in (origin, "*"):
         failures.append(CheckFailure(url, "cors", f"Access-Control-Allow-Origin: {origin} or *",

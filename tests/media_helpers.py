@@ -98,7 +98,7 @@ def make_section(store, section_id: int, langs: dict[str, int], seconds: int = 8
     for key in keys:
         body, info = template.get(key)
         store.put_bytes(target_prefix + key[len(source_prefix):], body,
-                        layout.meta_for(key), info.metadata)
+                        layout.meta_for(key).stamped(info.meta.user_metadata))
 
 
 @contextmanager

@@ -54,17 +54,17 @@ class OtherWriter:
             self.acted = True
             self.act()
 
-    def put_file(self, key, path, meta, metadata=None, **progress):
+    def put_file(self, key, path, meta, **progress):
         self._before(key)
-        return self.inner.put_file(key, path, meta, metadata, **progress)
+        return self.inner.put_file(key, path, meta, **progress)
 
-    def put_bytes(self, key, body, meta, metadata=None, **conditions):
+    def put_bytes(self, key, body, meta, **conditions):
         self._before(key)
-        return self.inner.put_bytes(key, body, meta, metadata, **conditions)
+        return self.inner.put_bytes(key, body, meta, **conditions)
 
-    def set_meta(self, key, meta, metadata):
+    def set_meta(self, key, meta):
         self._before(key)
-        return self.inner.set_meta(key, meta, metadata)
+        return self.inner.set_meta(key, meta)
 
     def delete(self, keys):
         self._before(keys[0] if keys else "")
@@ -73,7 +73,7 @@ class OtherWriter:
 
 def copy(store: Store, key: str) -> None:
     """A metadata repair by another tool: CopyObject onto itself, new headers, same bytes."""
-    store.set_meta(key, OTHER_META, {"by": "another-tool"})
+    store.set_meta(key, OTHER_META.stamped({"by": "another-tool"}))
 
 
 def overwrite(store: Store, key: str) -> None:
@@ -82,7 +82,7 @@ def overwrite(store: Store, key: str) -> None:
     got = store.get(key)
     if key.endswith(".m3u8") and got is not None:
         body = got[0].replace(b"#EXT-X-ENDLIST", b"#EXTINF:4.0,\nx_999.m4s\n#EXT-X-ENDLIST")
-        store.put_bytes(key, body, layout.meta_for(key) or OTHER_META, got[1].metadata)
+        store.put_bytes(key, body, layout.PLAYLIST_META.stamped(got[1].meta.user_metadata))
     else:
         store.put_bytes(key, b"another tool's bytes", OTHER_META)
 
@@ -276,8 +276,12 @@ def _spoil_types(record: dict) -> None:
     record["renditions"]["video"]["playlist"][0] = "four"  # a target duration that is text
 
 
+def _spoil_headers(record: dict) -> None:
+    record["headers"]["video/video.m3u8"].insert(0, "text/plain")  # one header too many
+
+
 @pytest.mark.parametrize("spoil", [_spoil_playlist, _spoil_folders, _spoil_master,
-                                   _spoil_track, _spoil_types])
+                                   _spoil_track, _spoil_types, _spoil_headers])
 def test_a_record_that_disagrees_with_itself_is_ignored_not_a_crash(tmp_path, spoil):
     world = local_world(tmp_path)
     sections = world.declare(KO_EN)
@@ -289,6 +293,38 @@ def test_a_record_that_disagrees_with_itself_is_ignored_not_a_crash(tmp_path, sp
     plan, _ = world.reconciler().plan(sections)  # was a KeyError in hls.bitrates
     assert not plan.has_changes
     assert not observe(store, sections, inputs=InputReader())[SID].indexed  # read in full
+
+
+def test_a_record_of_headers_as_older_versions_wrote_it_is_used_and_equals_a_full_read(
+        tmp_path):
+    """An object's headers are recorded as [Content-Type, Cache-Control, SSE, user metadata],
+    null for a header the object lacks, as older versions wrote them: such a record is used,
+    and what it rebuilds is what a full read finds (here: a segment stored without headers,
+    which both plans fix)."""
+    world = local_world(tmp_path)
+    sections = world.declare(KO_EN)
+    assert world.reconciler().apply(sections).ok
+    store = open_store(world.url)
+    record = load_index(store)[SID]
+    cut = len(layout.section_prefix(SID))
+    playlist = layout.audio_dir(SID, "en") + layout.AUDIO_PLAYLIST
+    meta = store.head(playlist).meta
+    assert record["headers"][playlist[cut:]] == [meta.content_type, meta.cache_control,
+                                                 meta.sse, dict(meta.user_metadata)]
+
+    segment = layout.audio_dir(SID, "en") + "a_000.m4s"
+    Path(world.url.removeprefix("file://"), ".meta", segment + ".json").unlink()
+    info = store.list(segment)[segment]
+    record["objects"][segment[cut:]] = [info.etag, info.size, info.last_modified.timestamp()]
+    record["headers"][segment[cut:]] = [None, None, None, {}]
+    update_index(store, {SID: record})
+
+    indexed = observe(store, sections, inputs=InputReader())[SID]
+    read = observe(store, sections, inputs=InputReader(), deep=True)[SID]
+    assert indexed.indexed and not read.indexed
+    assert indexed.objects[segment] == read.objects[segment]
+    plain, deep = world.plans(sections)
+    assert actions(plain) == actions(deep) == {("fix_metadata", "en", (segment,))}
 
 
 # -- from_record applies a full read's checks: the seal rule --------------------------------
@@ -361,10 +397,10 @@ class IndexWrites:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def put_bytes(self, key, body, meta, metadata=None, **conditions):
+    def put_bytes(self, key, body, meta, **conditions):
         if key == layout.STATE_INDEX_KEY:
             self.events.append("index")
-        return self.inner.put_bytes(key, body, meta, metadata, **conditions)
+        return self.inner.put_bytes(key, body, meta, **conditions)
 
 
 def test_against_s3_the_settle_wait_overlaps_the_invalidation(tmp_path, bucket, distribution):
@@ -416,5 +452,5 @@ def test_every_write_returns_the_etag_a_list_then_shows(world, monkeypatch, tmp_
              prefix + "bytes": store.put_bytes(prefix + "bytes", b"small", OTHER_META)}
     assert {key: info.etag for key, info in store.list(prefix).items()} == etags
     assert ("-" in etags[prefix + "file"]) == (size > 5 * 1024 * 1024 and "s3" in world.url)
-    copied = store.set_meta(prefix + "file", layout.SEGMENT_META, {})
+    copied = store.set_meta(prefix + "file", layout.SEGMENT_META)
     assert copied == store.list(prefix + "file")[prefix + "file"].etag

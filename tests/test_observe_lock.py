@@ -46,7 +46,7 @@ def test_an_object_touched_after_its_playlist_is_headed_and_deep_heads_all(conve
     root = Path(url[len("file://"):])
     store = LocalStore(root)
     seg = layout.audio_dir(11, "en") + "a_001.m4s"
-    store.set_meta(seg, layout.ObjectMeta("text/plain", "no-cache"), {})
+    store.set_meta(seg, layout.ObjectMeta("text/plain", "no-cache"))
     counting = CountingStore(store)
     plan = make_plan(sections, observe(counting, sections, inputs=InputReader()))
     assert counting.calls["head"] == 1
@@ -115,7 +115,7 @@ def test_an_unchanged_listing_reuses_this_runs_observation_and_a_changed_one_is_
     assert dict(again.calls) == {"list": 1}
     seg = layout.audio_dir(11, "en") + "a_001.m4s"
     time.sleep(0.01)
-    store.set_meta(seg, layout.ObjectMeta("text/plain", "no-cache"), {})
+    store.set_meta(seg, layout.ObjectMeta("text/plain", "no-cache"))
     moved = CountingStore(store)
     fresh = observe(moved, sections, previous=first, inputs=InputReader())[11]
     assert fresh is not first[11] and moved.calls["get"] == 7 and moved.calls["head"] == 1
@@ -125,10 +125,10 @@ class FailingRenewals(LocalStore):
     """A local store whose lease renewals (conditional writes of a lock) fail, as when the
     network to the bucket goes away mid-run; everything else works."""
 
-    def put_bytes(self, key, body, meta, metadata=None, *, if_match=None, if_none_match=False):
+    def put_bytes(self, key, body, meta, *, if_match=None, if_none_match=False):
         if key.startswith("locks/") and if_match:
             raise StoreError(f"PUT {self.url}/{key}: EndpointConnectionError")
-        return super().put_bytes(key, body, meta, metadata, if_match=if_match,
+        return super().put_bytes(key, body, meta, if_match=if_match,
                                  if_none_match=if_none_match)
 
 

@@ -46,9 +46,8 @@ JA_DUB = Language("ja", "Japanese", False, None)
 def info(key: str, *, size: int = 40_000, lm: datetime = T0, meta=None, metadata=None,
          headers: bool = True):
     m = meta or layout.meta_for(key) or layout.ObjectMeta("application/json", "no-store")
-    return ObjectInfo(key, size, f"etag-{len(key)}", lm, m.content_type if headers else None,
-                      m.cache_control if headers else None, m.sse if headers else None,
-                      metadata or {}, headers)
+    return ObjectInfo(key, size, f"etag-{len(key)}", lm,
+                      m.stamped(metadata or {}) if headers else None)
 
 
 def add_rendition(obs: ObservedSection, language: str | None, source_id: str,
@@ -162,7 +161,7 @@ def test_objects_whose_headers_are_unknown_are_not_guessed_at():
     sec = section(KO)
     obs = converged(sec)
     seg = layout.video_dir(11) + "v_000.m4s"
-    assert not obs.objects[seg].headers_known
+    assert obs.objects[seg].meta is None
     assert not make_plan([sec], {11: obs}).has_changes
 
 
@@ -209,7 +208,9 @@ def test_changed_video_rebuilds_video_and_every_language():
 def test_settings_change_rebuilds():
     sec = section(KO)
     obs = converged(sec)
-    obs.audio["ko"].playlist_info.metadata[STAMP_SETTINGS] = "audio:old"
+    p_info = obs.audio["ko"].playlist_info
+    p_info = replace(p_info, meta=p_info.meta.stamped({STAMP_SETTINGS: "audio:old"}))
+    obs.audio["ko"].playlist_info = obs.objects[p_info.key] = p_info
     plan = make_plan([sec], {11: obs})
     assert kinds(plan)[0] == ("package_audio", "update", "ko")
     assert "packaging settings changed" in plan.sections[0].actions[0].reason

@@ -183,7 +183,7 @@ def test_other_methods_are_405(cdn: str, store: LocalStore, method: str) -> None
 
 def test_headers_come_from_stored_metadata(cdn: str, store: LocalStore) -> None:
     key = PREFIX + "video/v_001.m4s"
-    store.set_meta(key, ObjectMeta("application/octet-stream", PLAYLIST_CACHE), {})
+    store.set_meta(key, ObjectMeta("application/octet-stream", PLAYLIST_CACHE))
     response = httpx.head(f"{cdn}/{key}")
     assert response.headers["content-type"] == "application/octet-stream"
     assert response.headers["cache-control"] == PLAYLIST_CACHE
@@ -245,8 +245,8 @@ def test_verify_names_the_missing_init(cdn: str, store: LocalStore) -> None:
 def test_verify_catches_wrong_metadata_on_one_segment(cdn: str, store: LocalStore) -> None:
     wrong_type = PREFIX + "audio/ko/a_001.m4s"
     wrong_cache = PREFIX + "video/v_000.m4s"
-    store.set_meta(wrong_type, ObjectMeta("application/octet-stream", IMMUTABLE_CACHE), {})
-    store.set_meta(wrong_cache, ObjectMeta("video/iso.segment", PLAYLIST_CACHE), {})
+    store.set_meta(wrong_type, ObjectMeta("application/octet-stream", IMMUTABLE_CACHE))
+    store.set_meta(wrong_cache, ObjectMeta("video/iso.segment", PLAYLIST_CACHE))
 
     report = verify(cdn, [SECTION], origin=ORIGIN)
     found = {(f.url, f.check, f.expected, f.actual) for f in report.failures}

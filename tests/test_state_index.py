@@ -124,11 +124,11 @@ def _mutate(how: str, store, sid: int) -> tuple[str, str] | None:
         body, info = store.get(playlist)
         store.put_bytes(playlist, body.replace(b"#EXT-X-ENDLIST", b"#EXTINF:4.0,\na_999.m4s\n"
                                                b"#EXT-X-ENDLIST"),
-                        layout.PLAYLIST_META, info.metadata)
+                        layout.PLAYLIST_META.stamped(info.meta.user_metadata))
         return ("package_audio", "en")
     if how == "copy":  # a metadata repair by CopyObject: same ETag, LastModified moves
         time.sleep(1.1)  # S3's LastModified has one-second resolution
-        store.set_meta(en + "a_001.m4s", layout.ObjectMeta("text/plain", "no-cache"), {})
+        store.set_meta(en + "a_001.m4s", layout.ObjectMeta("text/plain", "no-cache"))
         return ("fix_metadata", "en")
     if how == "extra":
         store.put_bytes(en + "stray.txt", b"x", layout.ObjectMeta("text/plain", "no-cache"))
@@ -193,12 +193,12 @@ class RacingStore:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def put_bytes(self, key, body, meta, metadata=None, **conditions):
+    def put_bytes(self, key, body, meta, **conditions):
         if key == layout.STATE_INDEX_KEY and self.times:
             self.times -= 1
             update_index(self.inner, {self.rival: {"objects": {}, "by": self.times}})
         self.puts += 1
-        return self.inner.put_bytes(key, body, meta, metadata, **conditions)
+        return self.inner.put_bytes(key, body, meta, **conditions)
 
 
 def test_concurrent_index_writers_merge_their_sections(scratch_catalogue):
@@ -226,11 +226,11 @@ class FailingIndex:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def put_bytes(self, key, body, meta, metadata=None, **conditions):
+    def put_bytes(self, key, body, meta, **conditions):
         if key == layout.STATE_INDEX_KEY:
             raise PreconditionFailed("PUT index: denied") if conditions.get(
                 "if_match") == "never" else StoreError(f"PUT {key}: AccessDenied")
-        return self.inner.put_bytes(key, body, meta, metadata, **conditions)
+        return self.inner.put_bytes(key, body, meta, **conditions)
 
 
 def test_an_index_that_cannot_be_written_never_fails_the_apply(repo, tmp_path):

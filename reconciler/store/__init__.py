@@ -1,15 +1,16 @@
 """The object-store seam: one small interface, two implementations (S3 and a local directory).
 
 The reconciler never knows which one it has. Both keep the same key layout and the same
-per-object metadata (Content-Type, Cache-Control, SSE, user metadata), so the local directory
-is a faithful stand-in for S3 in the demo and in `reconcile preview`.
+per-object metadata (one `layout.ObjectMeta`: Content-Type, Cache-Control, SSE, user
+metadata), so the local directory is a faithful stand-in for S3 in the demo and in `reconcile
+preview`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -30,30 +31,20 @@ class PreconditionFailed(StoreError):
 class ObjectInfo:
     """What the store says about one object.
 
-    LIST fills key, size, etag and last_modified only; HEAD/GET fill the headers too
-    (`headers_known` tells which).
-    """
+    LIST fills key, size, etag and last_modified only (`meta` None: its headers unknown);
+    HEAD/GET fill `meta` too."""
 
     key: str
     size: int
     etag: str
     last_modified: datetime
-    content_type: str | None = None
-    cache_control: str | None = None
-    sse: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    headers_known: bool = False
+    meta: ObjectMeta | None = None
 
     @property
     def listed(self) -> tuple[str, int, datetime]:
         """What a LIST says of the object: equal for two observations of one unchanged
         object (a CopyObject keeps the ETag but moves LastModified)."""
         return self.etag, self.size, self.last_modified
-
-    def meta(self) -> ObjectMeta | None:
-        if not self.headers_known:
-            return None
-        return ObjectMeta(self.content_type or "", self.cache_control or "", self.sse or "")
 
 
 class Store(Protocol):
@@ -82,8 +73,8 @@ class Store(Protocol):
         """Stream an object to a local file without holding it in memory."""
 
     def put_file(
-        self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None,
-        *, on_bytes: Callable[[int], None] | None = None,
+        self, key: str, path: Path, meta: ObjectMeta, *,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> str:
         """Upload a file (multipart when large), streaming it from disk; returns its ETag.
         `on_bytes` hears the bytes sent, in increments adding up to the file's size (one
@@ -94,7 +85,6 @@ class Store(Protocol):
         key: str,
         body: bytes,
         meta: ObjectMeta,
-        metadata: dict[str, str] | None = None,
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
@@ -102,9 +92,9 @@ class Store(Protocol):
         """Write a small object, optionally conditional; raises PreconditionFailed on 412.
         Returns its ETag."""
 
-    def set_meta(self, key: str, meta: ObjectMeta, metadata: dict[str, str]) -> str:
-        """Replace an object's headers in place (S3 CopyObject onto itself, no re-upload);
-        returns the ETag of the copy."""
+    def set_meta(self, key: str, meta: ObjectMeta) -> str:
+        """Replace an object's headers and user metadata in place (S3 CopyObject onto itself,
+        no re-upload); returns the ETag of the copy."""
 
     def delete(self, keys: list[str]) -> None:
         """Delete objects; absent keys are not an error."""

@@ -17,6 +17,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -51,6 +52,13 @@ def _md5_file(path: Path) -> str:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _meta_of(side: dict) -> ObjectMeta:
+    """The metadata a sidecar holds: each header under its field's name, the user metadata
+    under "metadata"; what it lacks (no sidecar, one from before a header was added) is ""."""
+    return ObjectMeta(**{name: side.get(name) or "" for name in ObjectMeta.header_fields()},
+                      user_metadata=side.get("metadata") or {})
 
 
 class LocalStore:
@@ -128,20 +136,7 @@ class LocalStore:
             etag=etag or _md5_file(path),
             last_modified=datetime.fromtimestamp(max(mtimes), UTC),
         )
-        if not with_headers:
-            return info
-        side = side or {}
-        return ObjectInfo(
-            key=key,
-            size=info.size,
-            etag=info.etag,
-            last_modified=info.last_modified,
-            content_type=side.get("content_type"),
-            cache_control=side.get("cache_control"),
-            sse=side.get("sse"),
-            metadata=dict(side.get("metadata") or {}),
-            headers_known=True,
-        )
+        return replace(info, meta=_meta_of(side or {})) if with_headers else info
 
     @_disk_errors
     def head(self, key: str) -> ObjectInfo | None:
@@ -166,25 +161,18 @@ class LocalStore:
         return info
 
     # -- writes ------------------------------------------------------------------------------
-    def _write_sidecar(self, key: str, meta: ObjectMeta, metadata: dict | None, etag: str,
-                       size: int) -> None:
+    def _write_sidecar(self, key: str, meta: ObjectMeta, etag: str, size: int) -> None:
         side = self._meta_path(key)
         side.parent.mkdir(parents=True, exist_ok=True)
-        doc = {
-            "content_type": meta.content_type,
-            "cache_control": meta.cache_control,
-            "sse": meta.sse,
-            "metadata": dict(metadata or {}),
-            "etag": etag,
-            "size": size,
-        }
+        doc = {**{name: getattr(meta, name) for name in ObjectMeta.header_fields()},
+               "metadata": dict(meta.user_metadata), "etag": etag, "size": size}
         tmp = side.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{side.name}")
         tmp.write_text(json.dumps(doc, sort_keys=True))
         os.replace(tmp, side)
 
-    def _install(self, key: str, tmp: Path, meta: ObjectMeta, metadata: dict | None) -> str:
+    def _install(self, key: str, tmp: Path, meta: ObjectMeta) -> str:
         etag = _md5_file(tmp)
-        self._write_sidecar(key, meta, metadata, etag, tmp.stat().st_size)
+        self._write_sidecar(key, meta, etag, tmp.stat().st_size)
         os.replace(tmp, self._path(key))
         return etag
 
@@ -197,15 +185,15 @@ class LocalStore:
 
     @_disk_errors
     def put_file(
-        self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None,
-        *, on_bytes: Callable[[int], None] | None = None,
+        self, key: str, path: Path, meta: ObjectMeta, *,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> str:
         tmp = self._temp_beside(key)
         try:
             shutil.copyfile(path, tmp)
             if on_bytes is not None:
                 on_bytes(tmp.stat().st_size)
-            return self._install(key, tmp, meta, metadata)
+            return self._install(key, tmp, meta)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -227,7 +215,6 @@ class LocalStore:
         key: str,
         body: bytes,
         meta: ObjectMeta,
-        metadata: dict[str, str] | None = None,
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
@@ -236,23 +223,23 @@ class LocalStore:
         try:
             tmp.write_bytes(body)
             if not (if_match or if_none_match):
-                return self._install(key, tmp, meta, metadata)
+                return self._install(key, tmp, meta)
             with self._exclusive():
                 current = self._info(key, with_headers=False)
                 if if_none_match and current is not None:
                     raise PreconditionFailed(f"PUT {self.url}/{key}: object exists")
                 if if_match and (current is None or current.etag != if_match):
                     raise PreconditionFailed(f"PUT {self.url}/{key}: ETag changed")
-                return self._install(key, tmp, meta, metadata)
+                return self._install(key, tmp, meta)
         finally:
             tmp.unlink(missing_ok=True)
 
     @_disk_errors
-    def set_meta(self, key: str, meta: ObjectMeta, metadata: dict[str, str]) -> str:
+    def set_meta(self, key: str, meta: ObjectMeta) -> str:
         info = self._info(key, with_headers=False)
         if info is None:
             raise StoreError(f"COPY {self.url}/{key}: no such object")
-        self._write_sidecar(key, meta, metadata, info.etag, info.size)
+        self._write_sidecar(key, meta, info.etag, info.size)
         return info.etag
 
     @_disk_errors

@@ -23,6 +23,10 @@ DEFAULT_MULTIPART_THRESHOLD = 8 * 1024 * 1024
 # on throttling, 5xx and connection errors).
 RETRIES = {"total_max_attempts": 3, "mode": "standard"}
 T = TypeVar("T")
+# Each of ObjectMeta's headers as boto3 names it, the same in a write's arguments and in a
+# HEAD/GET's answer.
+_S3_HEADERS = {"content_type": "ContentType", "cache_control": "CacheControl",
+               "sse": "ServerSideEncryption"}
 
 
 @lru_cache(maxsize=8)
@@ -110,11 +114,9 @@ class S3Store:
             size=resp["ContentLength"],
             etag=_etag(resp["ETag"]),
             last_modified=last,
-            content_type=resp.get("ContentType"),
-            cache_control=resp.get("CacheControl"),
-            sse=resp.get("ServerSideEncryption"),
-            metadata=dict(resp.get("Metadata") or {}),
-            headers_known=True,
+            meta=ObjectMeta(**{name: resp.get(_S3_HEADERS[name]) or ""
+                               for name in ObjectMeta.header_fields()},
+                            user_metadata=resp.get("Metadata") or {}),
         )
 
     def _read(self, verb: str, key: str, call: Callable[[], T]) -> T | None:
@@ -153,17 +155,15 @@ class S3Store:
         return info
 
     @staticmethod
-    def _headers(meta: ObjectMeta, metadata: dict[str, str] | None) -> dict:
-        return {
-            "ContentType": meta.content_type,
-            "CacheControl": meta.cache_control,
-            "ServerSideEncryption": meta.sse,
-            "Metadata": dict(metadata or {}),
-        }
+    def _headers(meta: ObjectMeta) -> dict:
+        """A write's arguments for `meta`; an empty header is left out (absent reads as "")."""
+        args: dict = {_S3_HEADERS[name]: getattr(meta, name)
+                      for name in ObjectMeta.header_fields() if getattr(meta, name)}
+        return {**args, "Metadata": dict(meta.user_metadata)}
 
     def put_file(
-        self, key: str, path: Path, meta: ObjectMeta, metadata: dict[str, str] | None = None,
-        *, on_bytes: Callable[[int], None] | None = None,
+        self, key: str, path: Path, meta: ObjectMeta, *,
+        on_bytes: Callable[[int], None] | None = None,
     ) -> str:
         try:
             size = path.stat().st_size
@@ -172,14 +172,14 @@ class S3Store:
                 # much CPU again per small object (segments are small and many).
                 with path.open("rb") as body:
                     resp = self.client.put_object(Bucket=self.bucket, Key=self.prefix + key,
-                                                  Body=body, **self._headers(meta, metadata))
+                                                  Body=body, **self._headers(meta))
                 if on_bytes is not None:
                     on_bytes(size)
                 return _etag(resp["ETag"])
             # s3transfer calls Callback with each chunk's bytes as they are sent.
             self.client.upload_file(
                 str(path), self.bucket, self.prefix + key,
-                ExtraArgs=self._headers(meta, metadata), Config=self.transfer,
+                ExtraArgs=self._headers(meta), Config=self.transfer,
                 Callback=on_bytes,
             )
         except (ClientError, BotoCoreError) as err:
@@ -200,12 +200,11 @@ class S3Store:
         key: str,
         body: bytes,
         meta: ObjectMeta,
-        metadata: dict[str, str] | None = None,
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str:
-        args = self._headers(meta, metadata)
+        args = self._headers(meta)
         if if_match:
             args["IfMatch"] = f'"{if_match}"'
         if if_none_match:
@@ -221,14 +220,14 @@ class S3Store:
             raise self._fail("PUT", key, err) from err
         return _etag(resp["ETag"])
 
-    def set_meta(self, key: str, meta: ObjectMeta, metadata: dict[str, str]) -> str:
+    def set_meta(self, key: str, meta: ObjectMeta) -> str:
         try:
             resp = self.client.copy_object(
                 Bucket=self.bucket,
                 Key=self.prefix + key,
                 CopySource={"Bucket": self.bucket, "Key": self.prefix + key},
                 MetadataDirective="REPLACE",
-                **self._headers(meta, metadata),
+                **self._headers(meta),
             )
         except (ClientError, BotoCoreError) as err:
             raise self._fail("COPY", key, err) from err
