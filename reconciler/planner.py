@@ -148,7 +148,7 @@ def _status(rend: Rendition, source_id: str | None,
 def _meta_diff(have: layout.ObjectMeta, want: layout.ObjectMeta) -> tuple[tuple[str, str], ...]:
     """Each header `have` lacks of `want`, as a plan's detail ("Content-Type", "a -> b")."""
     wanted = want.headers()
-    return tuple((name, f"{value or '(none)'} -> {wanted[name]}")
+    return tuple((name, f"{value or '(none)'} -> {wanted[name] or '(none)'}")
                  for name, value in have.headers().items() if value != wanted[name])
 
 
