@@ -16,21 +16,10 @@ from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 
 from . import layout
+from . import plan as plans  # the plan's data; `plan` names a Plan in this module
 from .errors import ReconcilerError, UsageError
 from .manifest import Section, Source
 from .observed import ObservedSection
-from .plan import (
-    FORMAT_VERSION,
-    Action,
-    Change,
-    Kind,
-    PendingInvalidation,
-    Plan,
-    PlanError,
-    PlanOptions,
-    Problem,
-    SectionPlan,
-)
 
 KIND = "reconciler-saved-plan"
 # Section fields that name where a manifest is, not what it declares.
@@ -53,7 +42,7 @@ def snake(key: str) -> str:
     return re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), key)
 
 
-def _action_dict(a: Action) -> dict:
+def _action_dict(a: plans.Action) -> dict:
     return {
         "type": str(a.type),
         "change": str(a.change),
@@ -67,10 +56,10 @@ def _action_dict(a: Action) -> dict:
     }
 
 
-def plan_dict(plan: Plan) -> dict:
+def plan_dict(plan: plans.Plan) -> dict:
     counts = plan.counts()
     return {
-        "formatVersion": FORMAT_VERSION,
+        "formatVersion": plans.FORMAT_VERSION,
         "sections": [
             {
                 "sectionId": sp.section_id,
@@ -96,43 +85,43 @@ def plan_dict(plan: Plan) -> dict:
     }
 
 
-def plan_from_dict(data: dict) -> Plan:
+def plan_from_dict(data: dict) -> plans.Plan:
     version = data.get("formatVersion", data.get("format_version"))
-    if version != FORMAT_VERSION:
-        raise ValueError(f"plan formatVersion {version!r} is not {FORMAT_VERSION}, the one this "
-                         "reconciler reads: plan again")
+    if version != plans.FORMAT_VERSION:
+        raise ValueError(f"plan formatVersion {version!r} is not {plans.FORMAT_VERSION}, the one "
+                         "this reconciler reads: plan again")
     sections = tuple(
-        SectionPlan(
+        plans.SectionPlan(
             section_id=s["sectionId"],
             file=s.get("manifest"),
             actions=tuple(
-                Action(Kind(a["type"]), Change(a["change"]), a.get("language"),
-                       a.get("reason", ""),
-                       tuple(a.get("keys", ())), a.get("sourceId"), a.get("minutes"),
-                       tuple(a.get("detail", {}).items()), tuple(a.get("stamp", {}).items()))
+                plans.Action(plans.Kind(a["type"]), plans.Change(a["change"]), a.get("language"),
+                             a.get("reason", ""),
+                             tuple(a.get("keys", ())), a.get("sourceId"), a.get("minutes"),
+                             tuple(a.get("detail", {}).items()), tuple(a.get("stamp", {}).items()))
                 for a in s["actions"]
             ),
             languages_before=tuple(s["languages"]["before"]),
             languages_after=tuple(s["languages"]["after"]),
-            errors=tuple(PlanError(s["sectionId"], e["language"], Problem(e["kind"]),
-                                   e["message"]) for e in s.get("problems", ())),
+            errors=tuple(plans.PlanError(s["sectionId"], e["language"], plans.Problem(e["kind"]),
+                                         e["message"]) for e in s.get("problems", ())),
             notes=tuple(s.get("notes", ())),
             unpriced=tuple(s.get("unpriced", ())),
         )
         for s in data["sections"]
     )
     pending = data.get("pendingInvalidation")
-    return Plan(sections, tuple(data["invalidationPaths"]), _options(data.get("options", {})),
-                PendingInvalidation(tuple(pending["paths"]), pending["since"],
-                                    pending.get("error", "")) if pending else None)
+    return plans.Plan(sections, tuple(data["invalidationPaths"]), _options(data.get("options", {})),
+                      plans.PendingInvalidation(tuple(pending["paths"]), pending["since"],
+                                                pending.get("error", "")) if pending else None)
 
 
-def _options(data: dict) -> PlanOptions:
+def _options(data: dict) -> plans.PlanOptions:
     """The plan's options, typed; a flag that is not a JSON boolean (an older plan wrote the
     strings "True"/"False") or a `replace` that is not a list of strings is refused rather than
     guessed."""
     given = {snake(k): v for k, v in data.items()}
-    unknown = set(given) - set(vars(PlanOptions()))
+    unknown = set(given) - set(vars(plans.PlanOptions()))
     replace = given.pop("replace", [])
     wrong = [k for k, v in given.items() if not isinstance(v, bool)]
     if unknown or wrong:
@@ -140,7 +129,7 @@ def _options(data: dict) -> PlanOptions:
         raise ValueError(f"plan options: {name} is not a known true/false option; plan again")
     if not (isinstance(replace, list) and all(isinstance(r, str) for r in replace)):
         raise ValueError("plan options: replace is not a list of renditions; plan again")
-    return PlanOptions(**given, replace=tuple(replace))
+    return plans.PlanOptions(**given, replace=tuple(replace))
 
 
 
@@ -204,7 +193,7 @@ class SavedPlan:
     """A saved plan; `section_ids` are the sections it covers (what `--section` or
     `--changed-since` selected when it was made), `removed` the deleted manifests it covers."""
 
-    plan: Plan
+    plan: plans.Plan
     store_url: str
     paths: list[str]
     section_ids: list[int]
@@ -231,8 +220,9 @@ class SavedPlan:
                        observed={k: v for k, v in self.observed.items() if int(k) in keep})
 
 
-def save(path: Path, plan: Plan, sections: list[Section], observed: dict[int, ObservedSection],
-         *, store_url: str, paths: list[Path], removed: dict[int, str]) -> None:
+def save(path: Path, plan: plans.Plan, sections: list[Section],
+         observed: dict[int, ObservedSection], *, store_url: str, paths: list[Path],
+         removed: dict[int, str]) -> None:
     """Write the plan with what it covers: exactly `sections` (the ones planned, however they
     were selected) and `removed`, so applying it never widens to other manifests."""
     doc = {
@@ -285,7 +275,7 @@ def covered(saved: SavedPlan, declared: list[Section]) -> list[Section]:
 
 
 def check(saved: SavedPlan, sections: list[Section], observed: dict[int, ObservedSection],
-          replanned: Plan) -> None:
+          replanned: plans.Plan) -> None:
     """Raise StalePlan naming what moved; silent when the saved plan is still exactly right."""
     problems = [f"section {s.section_id}: its manifest changed" for s in sections
                 if manifests_digest([s]) != saved.digests.get(str(s.section_id))]

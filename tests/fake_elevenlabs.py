@@ -65,9 +65,12 @@ from datetime import UTC, datetime
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Self
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
+
+from local_server import LocalServer
 
 CONTRACT = json.loads((Path(__file__).parent / "elevenlabs_contract.json").read_text())
 LANGUAGES = frozenset(CONTRACT["languages"])
@@ -173,7 +176,7 @@ class _Dub:
     polls: int = 0
 
 
-class FakeElevenLabs:
+class FakeElevenLabs(LocalServer):
     """The fake server. Knobs and observations are plain attributes; see the module docstring."""
 
     def __init__(
@@ -187,8 +190,8 @@ class FakeElevenLabs:
     ) -> None:
         if audio_format not in AUDIO_TYPES:
             raise ValueError(f"audio_format must be one of {sorted(AUDIO_TYPES)}")
+        super().__init__(_Handler, "fake-elevenlabs")
         self.api_key = "sk_fake_" + secrets.token_hex(16)
-        self.base_url = ""
         # knobs
         self.steps_to_dub = steps_to_dub  # GETs of the metadata until the dub is terminal
         self.audio_format = audio_format  # "mp3" -> audio/mpeg, "mp4" -> video/mp4 (AAC)
@@ -222,39 +225,24 @@ class FakeElevenLabs:
         self._tone_lock = threading.Lock()
         self._tones: dict[tuple[str, float, str, int], Path] = {}
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> FakeElevenLabs:
+    @property
+    def base_url(self) -> str:
+        """What the client's `base_url` (ELEVENLABS_BASE_URL) is set to."""
+        return self.url
+
+    def start(self) -> Self:
         self._tmp = tempfile.TemporaryDirectory(prefix="fake-elevenlabs-")
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.fake = self  # type: ignore[attr-defined]
-        host, port = self._server.server_address[:2]
-        self.base_url = f"http://{host}:{port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="fake-elevenlabs", daemon=True
-        )
-        self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().stop()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
         self._tones.clear()
-
-    def __enter__(self) -> FakeElevenLabs:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def reset(self) -> None:
         """Forget dubs, observations and one-shot knobs (the tone cache is kept: it is pure)."""
@@ -633,7 +621,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
-        self.server.fake.handle(self)  # type: ignore[attr-defined]
+        self.server.owner.handle(self)  # type: ignore[attr-defined]
 
     do_POST = do_GET  # noqa: N815
     do_DELETE = do_GET  # noqa: N815

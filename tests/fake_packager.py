@@ -14,16 +14,8 @@ import struct
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler import layout
+from reconciler import layout, packager
 from reconciler.hls import MediaPlaylist, Segment, render_media
-from reconciler.packager import (
-    Examined,
-    Loudness,
-    MediaError,
-    MediaInfo,
-    OnProgress,
-    OnSegment,
-)
 
 SEGMENT_SECONDS = 4.0
 
@@ -67,8 +59,8 @@ class FakePackager:
         self.handed: list[str] = []  # segments handed over while "packaging"
 
     def _write(self, out_dir: Path, init: bytes, playlist: str, template: str, seconds: float,
-               source: Path, on_segment: OnSegment | None,
-               on_progress: OnProgress | None) -> None:
+               source: Path, on_segment: packager.OnSegment | None,
+               on_progress: packager.OnProgress | None) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / layout.INIT).write_bytes(init)
         count = max(1, round(seconds / SEGMENT_SECONDS))
@@ -83,35 +75,36 @@ class FakePackager:
                 self.handed.append(template % (i - 1))
                 on_segment(out_dir / (template % (i - 1)))
         if source.name in self.fails:
-            raise MediaError(f"{source.name}: canned failure after {count} segment(s)")
+            raise packager.MediaError(f"{source.name}: canned failure after {count} segment(s)")
         text = render_media(MediaPlaylist(int(SEGMENT_SECONDS), tuple(segments)))
         (out_dir / playlist).write_text(text)
 
-    def probe(self, source: Path, label: str | None = None) -> MediaInfo:
+    def probe(self, source: Path, label: str | None = None) -> packager.MediaInfo:
         """Any file is a video of `duration` seconds, as the renditions written say."""
         self.calls.append(("probe", source.name))
-        return MediaInfo(self.duration, "h264", 64, 48, 25.0, 1)
+        return packager.MediaInfo(self.duration, "h264", 64, 48, 25.0, 1)
 
-    def package_video(self, source: Path, out_dir: Path, on_segment: OnSegment | None = None,
-                      on_progress: OnProgress | None = None) -> MediaInfo:
+    def package_video(self, source: Path, out_dir: Path,
+                      on_segment: packager.OnSegment | None = None,
+                      on_progress: packager.OnProgress | None = None) -> packager.MediaInfo:
         self.calls.append(("package_video", source.name))
         self._write(out_dir, VIDEO_INIT, layout.VIDEO_PLAYLIST, layout.VIDEO_SEGMENT_TEMPLATE,
                     self.duration, source, on_segment, on_progress)
-        return MediaInfo(self.duration, "h264", 64, 48, 25.0, 1)
+        return packager.MediaInfo(self.duration, "h264", 64, 48, 25.0, 1)
 
-    def examine_audio(self, source: Path, *, from_video: bool = False) -> Examined:
+    def examine_audio(self, source: Path, *, from_video: bool = False) -> packager.Examined:
         self.calls.append(("examine_audio", source.name))
-        return Examined(source, MediaInfo(self.duration, None, None, None, None, 1),
-                        Loudness(-20.0, -12.0))
+        info = packager.MediaInfo(self.duration, None, None, None, None, 1)
+        return packager.Examined(source, info, packager.Loudness(-20.0, -12.0))
 
-    def encode_audio(self, examined: Examined, out_dir: Path, *, segments: Sequence[float],
-                     on_segment: OnSegment | None = None,
-                     on_progress: OnProgress | None = None) -> MediaInfo:
+    def encode_audio(self, examined: packager.Examined, out_dir: Path, *,
+                     segments: Sequence[float], on_segment: packager.OnSegment | None = None,
+                     on_progress: packager.OnProgress | None = None) -> packager.MediaInfo:
         self.calls.append(("encode_audio", examined.source.name))
         duration = sum(segments)
         self._write(out_dir, AUDIO_INIT, layout.AUDIO_PLAYLIST, layout.AUDIO_SEGMENT_TEMPLATE,
                     duration, examined.source, on_segment, on_progress)
-        return MediaInfo(duration, None, None, None, None, 1)
+        return packager.MediaInfo(duration, None, None, None, None, 1)
 
     def extract_audio(self, source: Path, dest: Path) -> Path:
         self.calls.append(("extract_audio", source.name))

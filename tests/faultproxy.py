@@ -68,7 +68,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+from local_server import LocalServer
 
 HEALTH_PATH = "/__faultproxy__/health"
 INVALIDATION = re.compile(r"^/20\d\d-\d\d-\d\d/distribution/(?P<id>[^/]+)/invalidation$")
@@ -142,7 +145,7 @@ class Fault:
     kind: str  # "500", "503", "reset", "drop", "TooManyInvalidationsInProgress", or a status
 
 
-class FaultProxy:
+class FaultProxy(LocalServer):
     def __init__(self, upstream: str, *, rate: float = 0.0, seed: int = 0,
                  kinds: tuple[str, ...] = FAULT_KINDS, rules: list[Rule] | None = None,
                  too_many_invalidations: int = 0, hold_invalidations: bool = False,
@@ -152,8 +155,8 @@ class FaultProxy:
             raise ValueError(f"upstream must be http://HOST:PORT, got {upstream!r}")
         if not 0 <= rate <= 1:
             raise ValueError("rate must be within 0..1")
+        super().__init__(_Handler, "faultproxy", _Server)
         self.upstream = (parts.hostname, parts.port or 80)
-        self.url = ""
         # knobs (may be changed between requests)
         self.rate = rate
         self.seed = seed
@@ -174,24 +177,16 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> FaultProxy:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.proxy = self  # type: ignore[attr-defined]
-        host, port = self._server.server_address[:2]
-        self.url = f"http://{host}:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        name="faultproxy", daemon=True)
-        self._thread.start()
+    def start(self) -> Self:
+        super().start()
+        address = urlsplit(self.url)
         deadline = time.monotonic() + 10
         while True:  # the health check: the proxy answers, never faulted
             try:
-                conn = http.client.HTTPConnection(host, port, timeout=2)
+                conn = http.client.HTTPConnection(address.hostname, address.port, timeout=2)
                 conn.request("GET", HEALTH_PATH)
                 if conn.getresponse().status == 200:
                     conn.close()
@@ -206,24 +201,12 @@ class FaultProxy:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        super().stop()
         with self._lock:
             open_now = list(self._connections)
         for sock in open_now:  # keep-alive connections would otherwise outlive the test
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def reset_observations(self) -> None:
         """Forget what was seen (knobs, rule counters and the seeded sequence are kept)."""
@@ -528,19 +511,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        proxy: FaultProxy = self.server.proxy  # type: ignore[attr-defined]
+        proxy: FaultProxy = self.server.owner  # type: ignore[attr-defined]
         with proxy._lock:
             proxy._connections.add(self.connection)
 
     def finish(self) -> None:
-        proxy: FaultProxy = self.server.proxy  # type: ignore[attr-defined]
+        proxy: FaultProxy = self.server.owner  # type: ignore[attr-defined]
         with proxy._lock:
             proxy._connections.discard(self.connection)
         with contextlib.suppress(OSError):
             super().finish()
 
     def _serve(self) -> None:
-        self.server.proxy.handle(self)  # type: ignore[attr-defined]
+        self.server.owner.handle(self)  # type: ignore[attr-defined]
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _serve
 

@@ -6,6 +6,7 @@ Against moto, with the spec's own ffmpeg commands and upload headers."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,22 @@ def media_objects(s3, bucket: str) -> dict[str, tuple[str, object]]:
             if o["Key"].endswith((".m4s", ".mp4"))}
 
 
+# What KO_EN declares: the video, ko spoken in it, en from its own file.
+AS_DECLARED = {"video": "lecture.mp4", "ko": "lecture.mp4", "en": "en.mp3"}
+
+
+def old_scripts_section(
+        repo, s3, bucket: str, media: Path, scratch: Path,
+        made_from: Mapping[str, str] = AS_DECLARED) -> dict[str, tuple[str, object]]:
+    """Section 11 declared by KO_EN and published by the old scripts from `made_from` (video,
+    ko, en: files in `media`; their work folder in `scratch`). Returns its init and segments as
+    published (media_objects), to tell a re-encode by."""
+    old_scripts_bucket(s3, bucket, scratch / "old", media / made_from["video"],
+                       {code: media / made_from[code] for code in ("ko", "en")})
+    repo.write(SID, KO_EN)
+    return media_objects(s3, bucket)
+
+
 def playlist(s3, bucket: str, language: str | None) -> tuple[float, dict[str, str]]:
     """A rendition's duration (its EXTINFs) and its playlist's user metadata."""
     key = layout.rendition_dir(SID, language) + layout.playlist_name(language)
@@ -79,10 +96,7 @@ def actions(result) -> list[tuple[str, str | None]]:
 
 def test_an_old_scripts_bucket_is_adopted_then_fully_rebuilt_when_the_video_changes(
         repo, bucket, s3, media, tmp_path):
-    old_scripts_bucket(s3, bucket, tmp_path / "old", media / "lecture.mp4",
-                       {"ko": media / "lecture.mp4", "en": media / "en.mp3"})
-    repo.write(SID, KO_EN)
-    encoded = media_objects(s3, bucket)
+    encoded = old_scripts_section(repo, s3, bucket, media, tmp_path)
 
     saved = tmp_path / "plan.json"  # the adoption goes through a saved plan, as in CI
     first = reconcile("--plan", repo.manifests, "--format", "json", "--out", saved)
@@ -122,9 +136,7 @@ def test_an_old_scripts_bucket_is_adopted_then_fully_rebuilt_when_the_video_chan
 ])
 def test_an_unstamped_rendition_that_does_not_match_is_rebuilt_not_adopted(
         repo, bucket, s3, media, tmp_path, made_from, rebuilt):
-    old_scripts_bucket(s3, bucket, tmp_path / "old", media / made_from["video"],
-                       {code: media / made_from[code] for code in ("ko", "en")})
-    repo.write(SID, KO_EN)
+    old_scripts_section(repo, s3, bucket, media, tmp_path, made_from)
     plan = reconcile("--plan", repo.manifests, "--format", "json")
     packaged = {a for a in actions(plan) if a[0].startswith("package")}
     assert packaged == rebuilt

@@ -40,7 +40,7 @@ from reconciler.api import (
 )
 from reconciler.api.http import Limits, server_config
 from reconciler.api.jobs import JobQueue
-from reconciler.api.jobstore import FAILED, QUEUED, RUNNING, SUCCEEDED, JobStoreBusy
+from reconciler.api.jobstore import JobStoreBusy, Status
 from reconciler.api.jobstore.sqlite import SqliteJobStore
 from reconciler.api.webhooks import Webhook
 from reconciler.redaction import one_line
@@ -143,7 +143,7 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         doc = client.get(f"/api/dubbing/jobs/{job_id}").json()
-        if doc["status"] in (SUCCEEDED, FAILED):
+        if doc["status"] in (Status.SUCCEEDED, Status.FAILED):
             return doc
         assert time.monotonic() < deadline, f"job {job_id} still {doc['status']}"
         time.sleep(0.1)
@@ -179,7 +179,7 @@ def test_spec_request_end_to_end_then_identical_request_answers_at_once(
         assert {c["source_lang"] for c in eleven.creates} == {"ko"}
 
         job = client.get(f"/api/dubbing/jobs/{body['jobId']}").json()
-        assert job["status"] == SUCCEEDED and job["ok"] is True
+        assert job["status"] == Status.SUCCEEDED and job["ok"] is True
         assert job["languagesRequested"] == SPEC_LANGS
         assert job["startedAt"] <= job["finishedAt"]
 
@@ -226,7 +226,7 @@ def test_twenty_concurrent_posts_for_one_section_serialize_in_arrival_order(
                    for a in answers if a.status_code == 202)
         assert len(job_ids) >= 5  # every language's first request needed a job
         docs = [wait_job(client, j, timeout=75) for j in job_ids]
-    assert [d["status"] for d in docs] == [SUCCEEDED] * len(docs), docs
+    assert [d["status"] for d in docs] == [Status.SUCCEEDED] * len(docs), docs
     assert sorted(master_languages(s3, bucket, 21)) == sorted(langs)
     declared = [d["code"] for d in yaml.safe_load(
         (api.manifests / "section-21.yaml").read_text())["languages"]]
@@ -249,13 +249,13 @@ def test_a_job_accepted_by_a_stopped_server_is_run_by_the_next_one(api, s3, buck
         res = client.post("/api/dubbing", json=spec_body(source, 31, ["en"], "lectures/clip.mp4"))
         assert res.status_code == 202, res.text
         job_id = res.json()["jobId"]
-        assert client.get(f"/api/dubbing/jobs/{job_id}").json()["status"] == QUEUED
+        assert client.get(f"/api/dubbing/jobs/{job_id}").json()["status"] == Status.QUEUED
     first.stop()
 
     second = api(workers=1)
     with second.client() as client:
         doc = wait_job(client, job_id)
-    assert doc["status"] == SUCCEEDED and doc["languagesReady"] == ["en"]
+    assert doc["status"] == Status.SUCCEEDED and doc["languagesReady"] == ["en"]
     assert master_languages(s3, bucket, 31) == ["en"]
     assert [c["target_lang"] for c in eleven.creates] == ["en"]  # paid once, by the second
 
@@ -308,7 +308,7 @@ def test_a_failing_job_reports_why_per_language(api, source, s3, clip):
         assert body["ok"] is False and body["languagesReady"] == []
         assert [f["code"] for f in body["languagesFailed"]] == ["en", "ja"]
         assert all("no such object" in f["reason"] for f in body["languagesFailed"])
-        assert body["status"] == FAILED and body["ok"] is False
+        assert body["status"] == Status.FAILED and body["ok"] is False
 
 
 def test_a_video_that_cannot_be_read_is_refused_and_nothing_is_written(api, source, s3, media):
@@ -364,12 +364,12 @@ def test_a_job_left_running_by_a_dead_server_runs_again_before_later_ones(tmp_pa
     assert store.claim().id == first.id  # ...and then the process died
     assert store.claim().id == other.id  # another section may run meanwhile
     assert store.claim() is None  # section 5 is busy: `later` must wait
-    store.finish(other.id, SUCCEEDED, {})
+    store.finish(other.id, Status.SUCCEEDED, {})
     store.close()
 
     ran: list[str] = []
     store = SqliteJobStore(tmp_path / "jobs.sqlite3")
-    queue = JobQueue(store, lambda job: (ran.append(job.id), (SUCCEEDED, {"ok": True}))[1],
+    queue = JobQueue(store, lambda job: (ran.append(job.id), (Status.SUCCEEDED, {"ok": True}))[1],
                      workers=2)
     queue.start()
     deadline = time.monotonic() + 10
@@ -379,11 +379,12 @@ def test_a_job_left_running_by_a_dead_server_runs_again_before_later_ones(tmp_pa
     queue.stop()
     assert ran == [first.id, later.id]
     assert store.get(first.id).attempts == 2
-    assert store.get(first.id).status == SUCCEEDED and store.get(first.id).status != RUNNING
-    owner = JobQueue(store, lambda job: (SUCCEEDED, {}), workers=0)
+    assert (store.get(first.id).status == Status.SUCCEEDED
+            and store.get(first.id).status != Status.RUNNING)
+    owner = JobQueue(store, lambda job: (Status.SUCCEEDED, {}), workers=0)
     owner.start()
     with pytest.raises(JobStoreBusy):  # one server per data directory
-        JobQueue(store, lambda job: (SUCCEEDED, {}), workers=0).start()
+        JobQueue(store, lambda job: (Status.SUCCEEDED, {}), workers=0).start()
     owner.stop()
 
 
@@ -414,7 +415,7 @@ def test_a_crashing_job_keeps_the_note_it_was_accepted_with(tmp_path):
         time.sleep(0.02)
     queue.stop()
     done = store.get(job.id)
-    assert done.status == FAILED
+    assert done.status == Status.FAILED
     assert done.result == {"errors": [
         "section-7.yaml was written but not committed to git (git commit: failed)",
         "internal error (see the server log)"]}
@@ -697,7 +698,7 @@ git -c user.name=p -c user.email=p@p commit -qm 'a person' && git push -q origin
     with server.client() as client:
         res = client.post("/api/dubbing", json=spec_body(source, 11, ["en", "ja", "fr"]))
         assert res.status_code == 202, res.text
-        assert client.get(res.json()["statusUrl"]).json()["status"] == QUEUED
+        assert client.get(res.json()["statusUrl"]).json()["status"] == Status.QUEUED
     assert (tmp_path / "raced").exists()  # the first push met the person's
     log = _git(remote, "log", "--format=%s", "main").splitlines()
     assert log == ["api: section 11: add ja, fr", "a person", "section 11"]
@@ -720,7 +721,7 @@ cd "{person}" && git push -q origin HEAD:main
         res = client.post("/api/dubbing", json=spec_body(source, 11, ["de"]))
         assert res.status_code == 202, res.text
         job = client.get(res.json()["statusUrl"]).json()
-    assert job["status"] == FAILED and job["ok"] is False
+    assert job["status"] == Status.FAILED and job["ok"] is False
     assert job["languagesFailed"] == [{"code": "de", "reason": job["errors"][0]}]
     assert "section-11.yaml was changed on origin meanwhile" in job["errors"][0]
     assert "nothing was applied" in job["errors"][0] and str(tmp_path) not in str(job)
@@ -744,7 +745,7 @@ def test_a_failed_git_commit_is_reported_in_the_job_not_only_logged(tmp_path, ap
         assert res.status_code == 202, res.text
         job = client.get(res.json()["statusUrl"]).json()
     assert (api.manifests / "section-11.yaml").exists()
-    assert job["status"] == QUEUED and job["ok"] is False
+    assert job["status"] == Status.QUEUED and job["ok"] is False
     assert len(job["errors"]) == 1, job
     assert "section-11.yaml was written but not committed to git" in job["errors"][0]
     server.stop()
@@ -944,7 +945,7 @@ def test_a_retried_post_makes_one_job_one_dub_and_one_signed_callback(api, sourc
                 **key, "Content-Type": "application/json"})
             assert retry.status_code == 202 and retry.json()["jobId"] == job_id, retry.text
             done = wait_job(client, job_id)
-            assert done["status"] == SUCCEEDED and done["languagesReady"] == ["en"]
+            assert done["status"] == Status.SUCCEEDED and done["languagesReady"] == ["en"]
             late = client.post("/api/dubbing", json=body, headers=key)
             assert late.json()["jobId"] == job_id  # after the job ended, still that job
             other = client.post("/api/dubbing", json={**body, "targetLanguages": ["ja"]},
@@ -967,7 +968,7 @@ def test_a_retried_post_makes_one_job_one_dub_and_one_signed_callback(api, sourc
     expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
     assert headers["X-Reconciler-Signature"] == f"sha256={expected}"
     assert json.loads(raw) == {
-        "jobId": job_id, "status": SUCCEEDED, "sectionId": 34, "languagesReady": ["en"],
+        "jobId": job_id, "status": Status.SUCCEEDED, "sectionId": 34, "languagesReady": ["en"],
         "languagesFailed": [], "masterUrl": f"{CDN}/{PREFIX}/34/master.m3u8"}
 
 

@@ -68,15 +68,24 @@ def test_three_languages_converge_in_one_apply_and_the_next_apply_calls_nothing(
     assert len(eleven.requests) == seen  # no API call at all
 
 
+def apply_refused(repo, s3, bucket, refusals: dict[str, str], language: str,
+                  message: str) -> None:
+    """Apply the three languages while ElevenLabs refuses `language` with `message` (put in
+    `refusals`, one of the fake's tables): the apply names it, exits 1, publishes the others."""
+    repo.write(11, LANGS)
+    refusals[language] = message
+    res = reconcile("--apply", repo.manifests)
+    assert res.code == 1
+    assert f"{language}: dub: {message}" in res.stdout
+    assert master_languages(s3, bucket) == [lang["code"] for lang in LANGS
+                                            if lang["code"] != language]
+
+
 def test_failing_language_is_reported_others_publish_and_next_apply_dubs_only_it(
     repo, bucket, eleven, s3
 ):
-    repo.write(11, LANGS)
-    eleven.fail_languages["ja"] = "The voice could not be cloned (quota exceeded)"
-    res = reconcile("--apply", repo.manifests)
-    assert res.code == 1
-    assert "ja: dub: The voice could not be cloned (quota exceeded)" in res.stdout
-    assert master_languages(s3, bucket) == ["ko", "en"]
+    apply_refused(repo, s3, bucket, eleven.fail_languages, "ja",
+                  "The voice could not be cloned (quota exceeded)")
 
     eleven.fail_languages.clear()
     before = [c["target_lang"] for c in eleven.creates]
@@ -87,12 +96,8 @@ def test_failing_language_is_reported_others_publish_and_next_apply_dubs_only_it
 
 
 def test_rejected_language_gives_the_apis_message(repo, bucket, eleven, s3):
-    repo.write(11, LANGS)
-    eleven.reject_languages["en"] = "Language en is not supported for this source"
-    res = reconcile("--apply", repo.manifests)
-    assert res.code == 1
-    assert "en: dub: Language en is not supported for this source" in res.stdout
-    assert master_languages(s3, bucket) == ["ko", "ja"]
+    apply_refused(repo, s3, bucket, eleven.reject_languages, "en",
+                  "Language en is not supported for this source")
     assert [c["target_lang"] for c in eleven.creates] == ["ja"]  # a rejected create is not paid
 
 

@@ -6,8 +6,8 @@ named with why, left as it is, and the exit code says so."""
 from __future__ import annotations
 
 from cli_helpers import reconcile
-from conftest import KO_EN, master_languages
-from test_adoption import SID, actions, media_objects, old_scripts_bucket, playlist
+from conftest import master_languages
+from test_adoption import AS_DECLARED, SID, actions, media_objects, old_scripts_section, playlist
 
 from reconciler import layout
 from reconciler.observed import STAMP_ADOPTED, STAMP_SOURCE
@@ -19,10 +19,7 @@ def master_etag(s3, bucket: str) -> str:
 
 def test_import_adopts_an_old_scripts_section_without_re_encoding(
         repo, bucket, s3, media, tmp_path):
-    old_scripts_bucket(s3, bucket, tmp_path / "old", media / "lecture.mp4",
-                       {"ko": media / "lecture.mp4", "en": media / "en.mp3"})
-    repo.write(SID, KO_EN)
-    encoded = media_objects(s3, bucket)
+    encoded = old_scripts_section(repo, s3, bucket, media, tmp_path)
     old_master = master_etag(s3, bucket)
 
     imported = reconcile("import", repo.manifests)
@@ -40,10 +37,8 @@ def test_import_adopts_an_old_scripts_section_without_re_encoding(
 
 def test_import_names_what_it_cannot_adopt_and_leaves_it_to_apply(
         repo, bucket, s3, media, tmp_path):
-    old_scripts_bucket(s3, bucket, tmp_path / "old", media / "lecture.mp4",
-                       {"ko": media / "lecture.mp4", "en": media / "long.mp3"})  # en 11 s
-    repo.write(SID, KO_EN)
-    encoded = media_objects(s3, bucket)
+    encoded = old_scripts_section(repo, s3, bucket, media, tmp_path,
+                                  {**AS_DECLARED, "en": "long.mp3"})  # en 11 s
 
     imported = reconcile("import", repo.manifests, "--section", str(SID))
     assert imported.code == 1, imported.stdout + imported.stderr

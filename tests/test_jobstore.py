@@ -13,16 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.api.jobstore import (
-    CANCELLED,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    SUCCEEDED,
-    JobStore,
-    JobStoreError,
-    open_job_store,
-)
+from reconciler.api.jobstore import JobStore, JobStoreError, Status, open_job_store
 from reconciler.api.jobstore.objects import JOBS, ObjectJobStore, decode, job_key, lease_key
 from reconciler.store import open_store
 
@@ -47,7 +38,7 @@ def opener(request, tmp_path) -> Iterator[Opener]:
 def test_a_job_is_stored_read_listed_and_finished(opener):
     store = opener()
     first = store.add(5, "s3://b/v.mp4", ["en", "ja"], notes=["a note"])
-    assert first.status == QUEUED and first.languages == ("en", "ja")
+    assert first.status == Status.QUEUED and first.languages == ("en", "ja")
     assert first.result == {"errors": ["a note"]} and first.attempts == 0
     other = opener()  # another handle (process, replica) sees it at once
     assert other.get(first.id) == first
@@ -60,13 +51,13 @@ def test_a_job_is_stored_read_listed_and_finished(opener):
 
     claimed = other.claim()
     assert claimed is not None and claimed.id == first.id
-    assert claimed.status == RUNNING and claimed.attempts == 1 and claimed.started_at
-    other.finish(first.id, SUCCEEDED, {"ok": True})
+    assert claimed.status == Status.RUNNING and claimed.attempts == 1 and claimed.started_at
+    other.finish(first.id, Status.SUCCEEDED, {"ok": True})
     done = store.get(first.id)
-    assert done.status == SUCCEEDED and done.result == {"ok": True} and done.finished_at
-    assert [j.id for j in store.recent(status=QUEUED)] == [third.id, second.id]
+    assert done.status == Status.SUCCEEDED and done.result == {"ok": True} and done.finished_at
+    assert [j.id for j in store.recent(status=Status.QUEUED)] == [third.id, second.id]
     with pytest.raises(ValueError, match="finishes"):
-        other.finish(second.id, CANCELLED, {})
+        other.finish(second.id, Status.CANCELLED, {})
 
 
 def test_a_sections_jobs_are_claimed_one_at_a_time_oldest_first(opener):
@@ -77,7 +68,7 @@ def test_a_sections_jobs_are_claimed_one_at_a_time_oldest_first(opener):
     assert store.claim().id == first.id
     assert store.claim().id == other.id  # another section may run meanwhile
     assert store.claim() is None  # section 5 is busy: `later` waits
-    store.finish(first.id, FAILED, {"ok": False})
+    store.finish(first.id, Status.FAILED, {"ok": False})
     assert store.claim().id == later.id
 
 
@@ -94,7 +85,7 @@ def test_an_idempotency_key_names_one_job(opener):
 def test_a_request_that_failed_on_acceptance_is_stored_finished(opener):
     store = opener()
     failed = store.add(5, "v", ["en"], failure={"ok": False, "errors": ["push rejected"]})
-    assert failed.status == FAILED and failed.finished_at
+    assert failed.status == Status.FAILED and failed.finished_at
     assert store.get(failed.id).result == {"ok": False, "errors": ["push rejected"]}
     assert store.claim() is None
 
@@ -107,8 +98,8 @@ def test_only_a_queued_job_is_cancelled_and_never_claimed(opener):
     assert not store.cancel(job.id)  # running: too late
     assert store.cancel(running.id)
     assert not store.cancel(running.id) and not store.cancel("nope")
-    assert store.get(running.id).status == CANCELLED
-    store.finish(job.id, SUCCEEDED, {})
+    assert store.get(running.id).status == Status.CANCELLED
+    store.finish(job.id, Status.SUCCEEDED, {})
     assert store.claim() is None
 
 
@@ -116,7 +107,7 @@ def test_deliveries_are_recorded_and_pending_ones_found_again(opener):
     store = opener()
     job = store.add(5, "v", ["en"])
     store.claim()
-    store.finish(job.id, SUCCEEDED, {})
+    store.finish(job.id, Status.SUCCEEDED, {})
     store.record_delivery(job.id, {"state": "pending", "attempts": 0})
     assert [j.id for j in opener().undelivered()] == [job.id]
     store.record_delivery(job.id, {"state": "delivered", "attempts": 1})
@@ -152,7 +143,7 @@ def test_claims_racing_from_many_replicas_run_each_job_once(opener):
                 running[job.section_id] = job.id
             with guard:
                 del running[job.section_id]
-            handle.finish(job.id, SUCCEEDED, {})
+            handle.finish(job.id, Status.SUCCEEDED, {})
 
     threads = [threading.Thread(target=worker, args=(h,)) for h in handles]
     for thread in threads:
@@ -161,7 +152,7 @@ def test_claims_racing_from_many_replicas_run_each_job_once(opener):
         thread.join(120)
     assert not any(t.is_alive() for t in threads)
     assert sorted(claims) == sorted(ids) and not overlaps
-    assert all(store.get(i).attempts == 1 and store.get(i).status == SUCCEEDED for i in ids)
+    assert all(store.get(i).attempts == 1 and store.get(i).status == Status.SUCCEEDED for i in ids)
     order_1 = [i for i in claims if store.get(i).section_id == 1]
     assert order_1 == [ids[0], ids[1], ids[5]]  # a section's jobs in arrival order
 
@@ -232,10 +223,10 @@ def test_a_dead_replicas_job_runs_again_once_its_lease_lapsed_and_only_then(shar
     assert alive.claim() is None  # the lease stands: the section is busy
     clock.now += 2
     resumed = alive.claim()
-    assert resumed.id == job.id and resumed.attempts == 2 and resumed.status == RUNNING
-    dead.finish(job.id, FAILED, {"late": True})  # the old run's result does not count
-    assert alive.get(job.id).status == RUNNING
-    alive.finish(job.id, SUCCEEDED, {"ok": True})
+    assert resumed.id == job.id and resumed.attempts == 2 and resumed.status == Status.RUNNING
+    dead.finish(job.id, Status.FAILED, {"late": True})  # the old run's result does not count
+    assert alive.get(job.id).status == Status.RUNNING
+    alive.finish(job.id, Status.SUCCEEDED, {"ok": True})
     assert alive.get(job.id).result == {"ok": True}
     assert alive.claim().id == later.id
 
@@ -283,7 +274,7 @@ def test_the_job_list_equals_a_full_read_of_the_objects(shared, ops):
         elif op == "finish":
             mine = list(replica._runs)
             if mine:
-                replica.finish(mine[0], SUCCEEDED, {})
+                replica.finish(mine[0], Status.SUCCEEDED, {})
         elif op == "cancel" and jobs:
             replica.cancel(jobs[section % len(jobs)].id)
         elif op == "deliver" and jobs:
@@ -298,7 +289,7 @@ def test_the_job_list_equals_a_full_read_of_the_objects(shared, ops):
             assert listed == _full_read(bucket_url)
     for replica in replicas:  # leases still held stop renewing
         for job_id in list(replica._runs):
-            replica.finish(job_id, SUCCEEDED, {})
+            replica.finish(job_id, Status.SUCCEEDED, {})
 
 
 def test_the_objects_a_job_leaves_are_where_the_readme_says(shared):
@@ -309,6 +300,6 @@ def test_the_objects_a_job_leaves_are_where_the_readme_says(shared):
     keys = set(open_store(url).list(""))
     assert job_key(job.id) in keys and lease_key(5) in keys
     assert any(k.startswith("idempotency/") for k in keys)
-    store.finish(job.id, SUCCEEDED, {})
+    store.finish(job.id, Status.SUCCEEDED, {})
     assert lease_key(5) not in set(open_store(url).list(""))  # released with the job
     assert Path(job_key(job.id)).name == f"{job.id}.json"

@@ -346,22 +346,34 @@ def test_document_that_is_not_a_mapping(tree, text):
     assert "expected a mapping" in err.message
 
 
-def test_missing_required_top_level_field(tree):
-    path = tree.write("s.yaml", "sectionId: 1\nlanguages:\n  - code: en\n")
-    err = only_error(path)
-    assert (err.line, err.field) == (1, "")
-    assert "'video' is a required property" in err.message
-
-
-def test_missing_required_language_code(tree):
-    path = tree.write("s.yaml", manifest("""
+@pytest.mark.parametrize(("text", "line", "field", "words"), [
+    pytest.param("sectionId: 1\nlanguages:\n  - code: en\n", 1, "",
+                 ["'video' is a required property"], id="missing required top-level field"),
+    pytest.param(manifest("""
         - code: en
         - name: Korean
           audio: source
-    """))
-    err = only_error(path)
-    assert (err.line, err.field) == (6, "languages[1]")
-    assert "'code' is a required property" in err.message
+    """), 6, "languages[1]", ["'code' is a required property"], id="missing language code"),
+    pytest.param(manifest("""
+        - code: en
+          default: true
+        - code: ko
+        - code: ja
+          default: true
+    """), 9, "languages[2].default", ["only one"], id="two defaults"),
+    pytest.param(manifest("""
+        - code: en
+          name: Lecture audio
+        - code: ko
+          name: Lecture audio
+    """), 8, "languages[1].name", ["Lecture audio", "languages[0]"], id="duplicate explicit name"),
+    pytest.param(manifest("- code: en\n- code: en-US\n  name: English"), 7, "languages[1].name",
+                 ["'English'", "languages[0]"], id="explicit name colliding with a default name"),
+])
+def test_a_mistake_is_named_by_its_line_field_and_what_is_wrong(tree, text, line, field, words):
+    err = only_error(tree.write("s.yaml", text))
+    assert (err.line, err.field) == (line, field)
+    assert all(word in err.message for word in words), err.message
 
 
 @pytest.mark.parametrize(("text", "line", "fields"), [
@@ -437,19 +449,6 @@ def test_two_tags_equal_but_for_case_are_one_language_named_in_the_error(tree):
     assert err.message == "duplicate language 'EN-us' (also languages[0]: both are en-US)"
 
 
-def test_two_defaults(tree):
-    path = tree.write("s.yaml", manifest("""
-        - code: en
-          default: true
-        - code: ko
-        - code: ja
-          default: true
-    """))
-    err = only_error(path)
-    assert (err.line, err.field) == (9, "languages[2].default")
-    assert "only one" in err.message
-
-
 @pytest.mark.parametrize("code", ["en_US", "xx-Latn-XX-x", "toolongtag1", "../en", "", "1",
                                   "en-", "en--US", "zz"])
 def test_invalid_bcp47_tags(tree, code):
@@ -457,24 +456,6 @@ def test_invalid_bcp47_tags(tree, code):
     err = only_error(path)
     assert (err.line, err.field) == (6, "languages[1].code")
     assert "BCP 47" in err.message
-
-
-def test_duplicate_explicit_name(tree):
-    path = tree.write("s.yaml", manifest("""
-        - code: en
-          name: Lecture audio
-        - code: ko
-          name: Lecture audio
-    """))
-    err = only_error(path)
-    assert (err.line, err.field) == (8, "languages[1].name")
-    assert "Lecture audio" in err.message and "languages[0]" in err.message
-
-
-def test_explicit_name_colliding_with_a_default_name(tree):
-    path = tree.write("s.yaml", manifest("- code: en\n- code: en-US\n  name: English"))
-    err = only_error(path)
-    assert (err.line, err.field) == (7, "languages[1].name")
 
 
 @pytest.mark.parametrize("uri", ["ftp://host/x.mp3", "http://host/x.mp3", "file:///etc/passwd"])

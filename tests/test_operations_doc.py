@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import Result, reconcile
 from conftest import KO_EN, master_languages
-from test_adoption import media_objects, old_scripts_bucket
+from test_adoption import media_objects, old_scripts_section
 from test_invalidation import moto_invalidations
 
 from reconciler import layout
@@ -175,10 +175,7 @@ def test_resend_a_failed_invalidation(repo, workdir, bucket, distribution, moto_
 
 
 def test_adopt_an_old_bucket(repo, workdir, bucket, s3, media, tmp_path):
-    old_scripts_bucket(s3, bucket, tmp_path / "old", media / "lecture.mp4",
-                       {"ko": media / "lecture.mp4", "en": media / "en.mp3"})
-    repo.write(11, KO_EN)
-    encoded = media_objects(s3, bucket)
+    encoded = old_scripts_section(repo, s3, bucket, media, tmp_path)
 
     results = run_recipe("Adopt an old bucket", workdir)
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import io
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from cli_helpers import reconcile
 from conftest import KO_EN
 from manual_clock import ManualClock
@@ -30,6 +32,19 @@ def heartbeat(clock: ManualClock, bar: LiveLines | None = None) -> Heartbeat:
                      bar=bar, redraw_every=3600, width=lambda: 80)
 
 
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def beat(clock: ManualClock) -> Iterator[Heartbeat]:
+    """A heartbeat on the test's clock, closed when the test ends."""
+    beat = heartbeat(clock)
+    yield beat
+    beat.close()
+
+
 def test_percent_and_eta_follow_the_pace_so_far() -> None:
     assert percent(3, 8) == 37 and percent(8, 8) == 100 and percent(9, 8) == 100
     assert percent(1, None) is None and percent(1, 0) is None
@@ -38,9 +53,8 @@ def test_percent_and_eta_follow_the_pace_so_far() -> None:
     assert eta(0, 8, 4.0) is None and eta(2, None, 4.0) is None and eta(2, 8, 0.0) is None
 
 
-def test_an_encode_reports_percent_and_eta_on_the_tests_clock() -> None:
-    clock = ManualClock()
-    beat = heartbeat(clock)
+def test_an_encode_reports_percent_and_eta_on_the_tests_clock(
+        clock: ManualClock, beat: Heartbeat) -> None:
     beat.progress(11, "packaging audio ja", 0.0, 120.0)  # ffmpeg started
     clock.advance(10)
     beat.progress(11, "packaging audio ja", 30.0, 120.0)
@@ -52,12 +66,10 @@ def test_an_encode_reports_percent_and_eta_on_the_tests_clock() -> None:
         "section 11: packaging audio ja 120.0/120.0 s — 100%, 0m30s elapsed, ETA 0m00s"]
     beat.task_done(11, "packaging audio ja")
     assert beat.beat() == []
-    beat.close()
 
 
-def test_a_dub_counts_against_elevenlabs_expected_duration_and_never_claims_done() -> None:
-    clock = ManualClock()
-    beat = heartbeat(clock)
+def test_a_dub_counts_against_elevenlabs_expected_duration_and_never_claims_done(
+        clock: ManualClock, beat: Heartbeat) -> None:
     beat.dub_status(11, "ja", "creating")
     clock.advance(40)  # the upload to ElevenLabs: not part of its expected duration
     assert beat.beat() == ["section 11: dubbing ja — 0m40s elapsed, status creating"]
@@ -70,12 +82,10 @@ def test_a_dub_counts_against_elevenlabs_expected_duration_and_never_claims_done
     assert beat.beat() == ["section 11: dubbing ja — 99%, 10m50s elapsed, status dubbing"]
     beat.dub_done(11, "ja")
     assert beat.beat() == []
-    beat.close()
 
 
-def test_uploads_count_bytes_sent_against_bytes_queued() -> None:
-    clock = ManualClock()
-    beat = heartbeat(clock)
+def test_uploads_count_bytes_sent_against_bytes_queued(
+        clock: ManualClock, beat: Heartbeat) -> None:
     beat.upload_queued(12, 3 * MiB)
     beat.upload_queued(12, 3 * MiB)
     clock.advance(3)
@@ -91,11 +101,10 @@ def test_uploads_count_bytes_sent_against_bytes_queued() -> None:
                            "0m03s elapsed"]
     beat.section_done(12)
     assert beat.beat() == []
-    beat.close()
 
 
-def test_the_bar_is_redrawn_in_place_with_log_lines_above_it_and_cleared_at_the_end() -> None:
-    clock = ManualClock()
+def test_the_bar_is_redrawn_in_place_with_log_lines_above_it_and_cleared_at_the_end(
+        clock: ManualClock) -> None:
     screen = io.StringIO()
     lines = LiveLines(screen)
     beat = heartbeat(clock, lines)
@@ -120,8 +129,7 @@ def test_the_bar_is_redrawn_in_place_with_log_lines_above_it_and_cleared_at_the_
     assert lines.lines == []
 
 
-def test_bar_lines_fit_the_terminal_width() -> None:
-    clock = ManualClock()
+def test_bar_lines_fit_the_terminal_width(clock: ManualClock) -> None:
     lines = LiveLines(io.StringIO())
     beat = Heartbeat(lambda line: None, live=False, github=False, clock=clock, bar=lines,
                      redraw_every=3600, width=lambda: 30)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .jobstore import FAILED, Idempotency, Job, JobStore
+from .jobstore import Idempotency, Job, JobStore, Status
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class JobQueue:
             except Exception:  # a bug must fail the job, not kill the worker
                 log.exception("job %s crashed", job.id)
                 notes = (job.result or {}).get("errors", [])  # met on acceptance: kept
-                status, result = FAILED, {
+                status, result = Status.FAILED, {
                     "errors": [*notes, "internal error (see the server log)"]}
             self.store.finish(job.id, status, result)
             log.info("job %s: section %d %s", job.id, job.section_id, status)

@@ -35,7 +35,7 @@ from .catalogue import BrokenReport, Catalogue, scan
 from .config import ApiConfig
 from .errors import ApiError
 from .jobs import JobQueue
-from .jobstore import FAILED, SUCCEEDED, Idempotency, Job, default_url, open_job_store
+from .jobstore import Idempotency, Job, Status, default_url, open_job_store
 from .manifest_edit import ManifestEdit, edited, new_manifest
 from .models import (
     DeclaredLanguage,
@@ -445,7 +445,7 @@ class DubbingService:
         ok = not failed
         result = {"languagesReady": ready, "languagesFailed": failed, "ok": ok,
                   "errors": notes + errors + [e for e in section_wide if e not in errors]}
-        return (SUCCEEDED if ok else FAILED), result
+        return (Status.SUCCEEDED if ok else Status.FAILED), result
 
     def webhook_payload(self, job: Job) -> dict[str, Any]:
         """The job-finished callback's body."""

@@ -19,15 +19,25 @@ running by a process that died runs again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 from ...errors import ReconcilerError
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
-    "queued", "running", "succeeded", "failed", "cancelled")
-FINISHED = (SUCCEEDED, FAILED, CANCELLED)
-STATUSES = (QUEUED, RUNNING, *FINISHED)
+
+class Status(StrEnum):
+    """Where a job is: queued, running, then finished (one of FINISHED). A Job's `status` is
+    the stored text, which equals its member."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 # Seconds a replica's hold on a running job lasts without renewal: the section lock's default.
 DEFAULT_LEASE = 300.0
 JOB_STORE_FORMS = "sqlite:///ABSOLUTE/FILE or s3://BUCKET/PREFIX"
@@ -123,8 +133,8 @@ class JobStore(Protocol):
 
 def check_finish(status: str) -> None:
     """A job finishes succeeded or failed (cancelling is `cancel`'s)."""
-    if status not in (SUCCEEDED, FAILED):
-        raise ValueError(f"a job finishes {SUCCEEDED} or {FAILED}, not {status}")
+    if status not in (Status.SUCCEEDED, Status.FAILED):
+        raise ValueError(f"a job finishes {Status.SUCCEEDED} or {Status.FAILED}, not {status}")
 
 
 def default_url(data_dir: Path) -> str:

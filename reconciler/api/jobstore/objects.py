@@ -43,16 +43,7 @@ from ...engine import (
 )
 from ...errors import UsageError
 from ...layout import ObjectMeta
-from . import (
-    CANCELLED,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    Idempotency,
-    Job,
-    JobStoreError,
-    check_finish,
-)
+from . import Idempotency, Job, JobStoreError, Status, check_finish
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +192,7 @@ class ObjectJobStore:
             job_id = new_id(self._last_ns)
         key, digest = idempotency or (None, None)
         job = Job(id=job_id, seq=int(job_id[:16], 16), section_id=section_id, video=video,
-                  languages=tuple(languages), status=FAILED if failure else QUEUED,
+                  languages=tuple(languages), status=Status.FAILED if failure else Status.QUEUED,
                   created_at=now, started_at=None, finished_at=now if failure else None,
                   attempts=0, result=failure or ({"errors": list(notes)} if notes else None),
                   idempotency_key=key, request_digest=digest, replace=tuple(replace))
@@ -251,10 +242,10 @@ class ObjectJobStore:
 
     def cancel(self, job_id: str) -> bool:
         def cancelled(stored: Stored) -> Stored | None:
-            if stored.job.status != QUEUED:
+            if stored.job.status != Status.QUEUED:
                 return None
             return dataclasses.replace(stored, job=dataclasses.replace(
-                stored.job, status=CANCELLED, finished_at=self.clock()))
+                stored.job, status=Status.CANCELLED, finished_at=self.clock()))
 
         return self._change(job_id, cancelled) is not None
 
@@ -295,14 +286,14 @@ class ObjectJobStore:
                            if s.job.section_id == section_id and not s.job.finished), None)
             if oldest is None:
                 return None
-            if oldest.job.status == RUNNING:
+            if oldest.job.status == Status.RUNNING:
                 log.warning("job %s: its replica's lease lapsed; running it again", oldest.job.id)
 
             def started(stored: Stored, oldest: Stored = oldest) -> Stored | None:
                 if stored.etag != oldest.etag:
                     return None  # changed since the scan (cancelled, say): look again
                 return Stored(dataclasses.replace(
-                    stored.job, status=RUNNING, started_at=self.clock(),
+                    stored.job, status=Status.RUNNING, started_at=self.clock(),
                     attempts=stored.job.attempts + 1), run, stored.etag)
 
             claimed = self._change(oldest.job.id, started)
@@ -322,7 +313,7 @@ class ObjectJobStore:
         run = lease.lease.lock_id
 
         def finished(stored: Stored) -> Stored | None:
-            if stored.run != run or stored.job.status != RUNNING:
+            if stored.run != run or stored.job.status != Status.RUNNING:
                 return None
             return Stored(dataclasses.replace(stored.job, status=status,
                                               finished_at=self.clock(), result=result),

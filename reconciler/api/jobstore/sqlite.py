@@ -27,17 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import (
-    CANCELLED,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    Idempotency,
-    Job,
-    JobStoreBusy,
-    JobStoreError,
-    check_finish,
-)
+from . import Idempotency, Job, JobStoreBusy, JobStoreError, Status, check_finish
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +151,10 @@ class SqliteJobStore:
         job_id = uuid.uuid4().hex
         now = time.time()
         if failure is not None:
-            status, result, finished = FAILED, json.dumps(failure), now
+            status, result, finished = Status.FAILED, json.dumps(failure), now
         else:
             status, result, finished = (
-                QUEUED, json.dumps({"errors": list(notes)}) if notes else None, None)
+                Status.QUEUED, json.dumps({"errors": list(notes)}) if notes else None, None)
         key, digest = idempotency or (None, None)
         with self._tx() as db:
             prior = (db.execute("SELECT id FROM jobs WHERE idempotency_key = ?",
@@ -217,7 +207,7 @@ class SqliteJobStore:
         with self._tx() as db:
             changed = db.execute(
                 "UPDATE jobs SET status = ?, finished_at = ? WHERE id = ? AND status = ?",
-                (CANCELLED, time.time(), job_id, QUEUED)).rowcount
+                (Status.CANCELLED, time.time(), job_id, Status.QUEUED)).rowcount
         return changed == 1
 
     def record_delivery(self, job_id: str, delivery: dict[str, Any]) -> None:
@@ -240,14 +230,14 @@ class SqliteJobStore:
             row = db.execute(
                 "SELECT * FROM jobs WHERE status = ? AND section_id NOT IN "
                 "(SELECT section_id FROM jobs WHERE status = ?) ORDER BY seq LIMIT 1",
-                (QUEUED, RUNNING),
+                (Status.QUEUED, Status.RUNNING),
             ).fetchone()
             if row is None:
                 return None
             db.execute(
                 "UPDATE jobs SET status = ?, started_at = ?, attempts = attempts + 1 "
                 "WHERE id = ?",
-                (RUNNING, time.time(), row["id"]),
+                (Status.RUNNING, time.time(), row["id"]),
             )
         return self.get(row["id"])
 
@@ -257,7 +247,7 @@ class SqliteJobStore:
             db.execute(
                 "UPDATE jobs SET status = ?, finished_at = ?, result = ? "
                 "WHERE id = ? AND status = ?",
-                (status, time.time(), json.dumps(result), job_id, RUNNING),
+                (status, time.time(), json.dumps(result), job_id, Status.RUNNING),
             )
 
     def _requeue_interrupted(self) -> list[str]:
@@ -265,7 +255,7 @@ class SqliteJobStore:
         seq, hence arrival order, is unchanged)."""
         with self._tx() as db:
             ids = [r["id"] for r in db.execute(
-                "SELECT id FROM jobs WHERE status = ? ORDER BY seq", (RUNNING,))]
+                "SELECT id FROM jobs WHERE status = ? ORDER BY seq", (Status.RUNNING,))]
             db.execute("UPDATE jobs SET status = ?, started_at = NULL WHERE status = ?",
-                       (QUEUED, RUNNING))
+                       (Status.QUEUED, Status.RUNNING))
         return ids
