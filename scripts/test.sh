@@ -11,6 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 export PATH="$PWD/.venv/bin:$PATH"
+# Python keeps compiled modules (__pycache__/, git-ignored) between runs, pytest the test
+# modules it rewrote for assertions: with PYTHONDONTWRITEBYTECODE set, every worker rewrote
+# ~320 modules at each start (~3 s of CPU each) and every `reconcile` the tests start compiled
+# the package again.
+unset PYTHONDONTWRITEBYTECODE
 .venv/bin/python -m ruff check reconciler tests bench scripts
 workers=${RECONCILER_TEST_WORKERS:-$((2 * $(nproc)))}
 exec .venv/bin/python -m pytest -q -n "$workers" --dist loadfile --no-loadscope-reorder --durations=15 "$@"
