@@ -24,7 +24,8 @@ from reconciler import samples
 # Under `--dist loadfile` (scripts/test.sh) a file is one worker's unit, and xdist hands the
 # units out in the order the workers collected them. Longest files go first, so the last to start
 # are short ones and no worker is left alone with a long file while the others idle (xdist's own
-# reorder, by number of tests, started the 5-test install file, about a minute, last). A file's
+# reorder, by number of tests, started the 5-test install file, about a minute, last; it fixed
+# the files' order as this does, while the tests inside each file stay in random order). A file's
 # length is the sum of its tests' seconds in the last run that ran them, kept in pytest's cache.
 TEST_SECONDS = "reconciler/test-seconds"
 UNTIMED_SECONDS = 1.0  # a test never run here counts as about the suite's mean
