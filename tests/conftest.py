@@ -21,6 +21,45 @@ import pytest
 
 from reconciler import samples
 
+# Under `--dist loadfile` (scripts/test.sh) a file is one worker's unit, and xdist hands the
+# units out in the order the workers collected them. Longest files go first, so the last to start
+# are short ones and no worker is left alone with a long file while the others idle (xdist's own
+# reorder, by number of tests, started the 5-test install file, about a minute, last; it fixed
+# the files' order as this does, while the tests inside each file stay in random order). A file's
+# length is the sum of its tests' seconds in the last run that ran them, kept in pytest's cache.
+TEST_SECONDS = "reconciler/test-seconds"
+UNTIMED_SECONDS = 1.0  # a test never run here counts as about the suite's mean
+_seconds_this_run: collections.Counter[str] = collections.Counter()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On xdist workers, files longest first; the sort is stable, so pytest-randomly's order
+    (it shuffles before any other implementation of this hook runs) stays within each file
+    and among files of equal length."""
+    cache = getattr(config, "cache", None)
+    if cache is None or not hasattr(config, "workerinput"):
+        return
+    recorded = cache.get(TEST_SECONDS, {})
+    per_file: collections.Counter[Path] = collections.Counter()
+    for item in items:
+        per_file[item.path] += recorded.get(item.nodeid, UNTIMED_SECONDS)
+    items.sort(key=lambda item: -per_file[item.path])
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Each test's seconds (setup, call and teardown), on the process that reports the run."""
+    _seconds_this_run[report.nodeid] += report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Keep this run's seconds per test for the next run's order (the controller writes them
+    for all workers; a run of a few tests updates only theirs)."""
+    cache = getattr(session.config, "cache", None)
+    if cache is None or hasattr(session.config, "workerinput") or not _seconds_this_run:
+        return
+    cache.set(TEST_SECONDS, cache.get(TEST_SECONDS, {}) | {
+        nodeid: round(seconds, 2) for nodeid, seconds in _seconds_this_run.items()})
+
 
 def free_port() -> int:
     with socket.socket() as sock:
