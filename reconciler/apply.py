@@ -34,6 +34,7 @@ from .packager import (
     VIDEO_SETTINGS,
     Examined,
     MediaError,
+    MediaInfo,
     OnProgress,
     OnSegment,
     check_fit,
@@ -76,6 +77,7 @@ class _SectionWork:
         self.video_failed = False
         self.video_ready = threading.Event()  # the video phase is over (done, failed or none)
         self._video_local: Path | None = None
+        self._video_info: MediaInfo | None = None
         self._speech: Path | None = None
         self._lock = threading.Lock()  # results and facts, written by several phase threads
         self._fetch_lock = threading.Lock()  # inputs fetched or extracted once per section
@@ -117,12 +119,22 @@ class _SectionWork:
                 self._video_local = self.rt.inputs.fetch(self.section.video, self.work / "input")
             return self._video_local
 
-    def speech(self) -> Path:
-        """The video's audio track, extracted once, to send for dubbing."""
+    def video_info(self) -> MediaInfo:
+        """What that local file holds, probed once for every step that reads it (the file is
+        this apply's own copy: nothing else writes it)."""
         video = self.video_local()
         with self._fetch_lock:
+            if self._video_info is None:
+                self._video_info = self.rt.packager.probe(video, self.section.video.display())
+            return self._video_info
+
+    def speech(self) -> Path:
+        """The video's audio track, extracted once, to send for dubbing."""
+        video, info = self.video_local(), self.video_info()
+        with self._fetch_lock:
             if self._speech is None:
-                self._speech = self.rt.packager.extract_audio(video, self.work / "speech.mp3")
+                self._speech = self.rt.packager.extract_audio(video, self.work / "speech.mp3",
+                                                              info=info)
             return self._speech
 
     def _submit(self, key: str, path: Path) -> Future:
@@ -245,7 +257,7 @@ class _SectionWork:
             out = self.work / "video"
             with self.rt.cpu, self._progress("packaging video") as on_progress:
                 info = self.rt.packager.package_video(self.video_local(), out, on_segment,
-                                                      on_progress)
+                                                      on_progress, info=self.video_info())
             extra = {STAMP_SETTINGS: VIDEO_SETTINGS}
             if info.frame_rate:
                 extra[STAMP_FRAME_RATE] = f"{info.frame_rate:g}"
@@ -286,11 +298,13 @@ class _SectionWork:
             if any(a.language == lang.code for a in self.plan.actions_of(Kind.DUB)):
                 raise DubbingError("dub did not complete", language=lang.code)
             return self.dubs.cached(lang.code, action.source_id or "")
-        from_video = lang.audio.kind == "video"
-        source = (self.video_local() if from_video
-                  else self.rt.inputs.fetch(lang.audio, self.work / "input"))
+        if lang.audio.kind == "video":
+            source, info = self.video_local(), self.video_info()
+            with self.rt.cpu:
+                return self.rt.packager.examine_audio(source, from_video=True, info=info)
+        source = self.rt.inputs.fetch(lang.audio, self.work / "input")
         with self.rt.cpu:
-            return self.rt.packager.examine_audio(source, from_video=from_video)
+            return self.rt.packager.examine_audio(source)
 
     def audio(self, action: Action) -> None:
         """Examine the input (needs nothing from the video, so it overlaps the video's

@@ -86,15 +86,17 @@ class FakePackager:
 
     def package_video(self, source: Path, out_dir: Path,
                       on_segment: packager.OnSegment | None = None,
-                      on_progress: packager.OnProgress | None = None) -> packager.MediaInfo:
+                      on_progress: packager.OnProgress | None = None, *,
+                      info: packager.MediaInfo | None = None) -> packager.MediaInfo:
         self.calls.append(("package_video", source.name))
         self._write(out_dir, VIDEO_INIT, layout.VIDEO_PLAYLIST, layout.VIDEO_SEGMENT_TEMPLATE,
                     self.duration, source, on_segment, on_progress)
         return packager.MediaInfo(self.duration, "h264", 64, 48, 25.0, 1)
 
-    def examine_audio(self, source: Path, *, from_video: bool = False) -> packager.Examined:
+    def examine_audio(self, source: Path, *, from_video: bool = False,
+                      info: packager.MediaInfo | None = None) -> packager.Examined:
         self.calls.append(("examine_audio", source.name))
-        info = packager.MediaInfo(self.duration, None, None, None, None, 1)
+        info = info or packager.MediaInfo(self.duration, None, None, None, None, 1)
         return packager.Examined(source, info, packager.Loudness(-20.0, -12.0))
 
     def encode_audio(self, examined: packager.Examined, out_dir: Path, *,
@@ -106,7 +108,8 @@ class FakePackager:
                     duration, examined.source, on_segment, on_progress)
         return packager.MediaInfo(duration, None, None, None, None, 1)
 
-    def extract_audio(self, source: Path, dest: Path) -> Path:
+    def extract_audio(self, source: Path, dest: Path, *,
+                      info: packager.MediaInfo | None = None) -> Path:
         self.calls.append(("extract_audio", source.name))
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, dest)

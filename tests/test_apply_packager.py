@@ -86,7 +86,8 @@ def test_plan_apply_plan_converges_with_a_canned_packager(tmp_path, no_ffmpeg, m
                                       ("encode_audio", "lecture.mp4"),
                                       ("examine_audio", "en.m4a"),
                                       ("examine_audio", "lecture.mp4"),
-                                      ("package_video", "lecture.mp4")]
+                                      ("package_video", "lecture.mp4"),
+                                      ("probe", "lecture.mp4")]  # once, for all its steps
     named = named_by_master(store)
     assert len(named) == 3 + 3 * 3  # 3 playlists; each an init and two segments
     assert [k for k in named if store.head(k) is None] == []

@@ -46,7 +46,8 @@ def test_a_rendition_failing_after_early_uploads_leaves_nothing_behind(tmp_path)
     class Spying(ffmpeg.FfmpegPackager):
         """The real ffmpeg packager, watched: it notes each segment handed over early."""
 
-        def package_video(self, source, out_dir, on_segment=None, on_progress=None):
+        def package_video(self, source, out_dir, on_segment=None, on_progress=None, *,
+                          info=None):
             def spy(path: Path) -> None:
                 handed.append(path.name)
                 on_segment(path)

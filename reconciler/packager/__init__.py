@@ -98,6 +98,9 @@ class MediaInfo:
     pixel_format: str | None = None
     rotation: int = 0
     mirrored: bool = False
+    # How long the file's audio runs before its first picture (ffmpeg starts every stream's
+    # timeline at the file's earliest stream, the packaged video at its own first picture).
+    picture_lead: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -134,17 +137,21 @@ class Packager(Protocol):
     """Local media files in, fMP4 HLS renditions out (`init.mp4`, segments and the playlist
     named by layout.py, in a fresh `out_dir`), and what a media file holds. Raises MediaError
     when the media is unusable. `on_segment` receives each finished segment while packaging
-    runs, so uploads overlap it; `on_progress` hears how far it is."""
+    runs, so uploads overlap it; `on_progress` hears how far it is. `info`, where a method
+    takes it, is what `probe` read of that very file when the caller has it already: the file
+    is then not probed again (an apply probes its video once for all the steps that read it)."""
 
     def probe(self, source: Path, label: str | None = None) -> MediaInfo:
         """Duration and streams of a local media file; `label` names it in errors (never a
         presigned URL)."""
 
     def package_video(self, source: Path, out_dir: Path, on_segment: OnSegment | None = None,
-                      on_progress: OnProgress | None = None) -> MediaInfo:
+                      on_progress: OnProgress | None = None, *,
+                      info: MediaInfo | None = None) -> MediaInfo:
         """The video stream as a rendition (copied, never re-encoded)."""
 
-    def examine_audio(self, source: Path, *, from_video: bool = False) -> Examined:
+    def examine_audio(self, source: Path, *, from_video: bool = False,
+                      info: MediaInfo | None = None) -> Examined:
         """Probe and measure one language's input (runs while the video is packaged)."""
 
     def encode_audio(self, examined: Examined, out_dir: Path, *, segments: Sequence[float],
@@ -153,5 +160,6 @@ class Packager(Protocol):
         """One language's rendition at the target loudness on the video's timeline: its
         segments follow the video's (`segments`: their durations) and it ends with the video."""
 
-    def extract_audio(self, source: Path, dest: Path) -> Path:
+    def extract_audio(self, source: Path, dest: Path, *,
+                      info: MediaInfo | None = None) -> Path:
         """The video's audio track as a small file to send for dubbing."""

@@ -127,8 +127,8 @@ def probe(path: Path, label: str | None = None) -> MediaInfo:
     `label` names it in errors (never put a presigned URL in a message)."""
     out = _run(
         [FFPROBE, "-v", "error", "-show_entries",
-         "format=duration:stream=codec_type,codec_name,width,height,avg_frame_rate,duration,"
-         "profile,pix_fmt:stream_side_data=rotation,displaymatrix",
+         "format=duration,start_time:stream=codec_type,codec_name,width,height,avg_frame_rate,"
+         "duration,start_time,profile,pix_fmt:stream_side_data=rotation,displaymatrix",
          "-of", "json", *input_args(path)],
         f"probe {label or Path(path).name}",
     )
@@ -154,7 +154,17 @@ def probe(path: Path, label: str | None = None) -> MediaInfo:
         pixel_format=video.get("pix_fmt") if video else None,
         rotation=rotation,
         mirrored=mirrored,
+        picture_lead=_picture_lead(data, video),
     )
+
+
+def _picture_lead(data: dict, video: dict | None) -> float:
+    """Seconds from the file's start (its earliest stream) to its first picture; 0 when either
+    start time is unknown (the streams start together)."""
+    try:
+        return max(0.0, float(video["start_time"]) - float(data["format"]["start_time"]))
+    except (TypeError, KeyError, ValueError):
+        return 0.0
 
 
 # What every target player decodes (iOS/Safari and Firefox lack High 10, 4:2:2 and 4:4:4, though
@@ -286,11 +296,12 @@ def _hls_args(out_dir: Path, playlist: str, segment_template: str) -> list[str]:
 
 
 def package_video(source: Path, out_dir: Path, on_segment: OnSegment | None = None,
-                  on_progress: OnProgress | None = None) -> MediaInfo:
+                  on_progress: OnProgress | None = None, *,
+                  info: MediaInfo | None = None) -> MediaInfo:
     """Copy the first video stream (H.264, never re-encoded) into fMP4 HLS in out_dir;
     `on_segment` receives finished segments while ffmpeg runs, `on_progress` how far the copy
-    is against the input's duration."""
-    info = probe(source)
+    is against the input's duration; `info` is the source's probe when the caller has it."""
+    info = info or probe(source)
     if info.video_codec is None:
         raise MediaError(f"{source.name} has no video stream")
     if info.video_codec != "h264":
@@ -454,10 +465,12 @@ def _summary_i(text: str) -> float | None:
     return float(found.group(1)) if "Summary:" in text and found else None
 
 
-def examine_audio(source: Path, *, from_video: bool = False) -> Examined:
-    """Probe and measure one language's input (needs nothing from the video, so it can run
-    while the video is packaged). Inputs without audio, empty or silent are refused."""
-    info = probe(source)
+def examine_audio(source: Path, *, from_video: bool = False,
+                  info: MediaInfo | None = None) -> Examined:
+    """Probe (unless `info` is the source's probe) and measure one language's input (needs
+    nothing from the video, so it can run while the video is packaged). Inputs without audio,
+    empty or silent are refused."""
+    info = info or probe(source)
     if info.audio_streams == 0:
         what = "the video has no audio track" if from_video else f"{source.name} has no audio"
         raise MediaError(what)
@@ -467,23 +480,7 @@ def examine_audio(source: Path, *, from_video: bool = False) -> Examined:
     if measured.i < SILENCE_LUFS:
         raise MediaError(f"{source.name}: audio is silent (integrated loudness "
                          f"{measured.i:.1f} LUFS)")
-    return Examined(source, info, measured, _picture_lead(source) if from_video else 0.0)
-
-
-def _picture_lead(source: Path) -> float:
-    """How long the file's audio runs before its first picture: ffmpeg starts every stream's
-    timeline at the file's earliest stream, but the packaged video starts at its own first
-    picture."""
-    out = _run([FFPROBE, "-v", "error", "-select_streams", "v:0", "-show_entries",
-                "format=start_time:stream=start_time", "-of", "json", *input_args(source)],
-               f"probe {source.name}")
-    data = json.loads(out or "{}")
-    try:
-        video = float(data["streams"][0]["start_time"])
-        start = float(data["format"]["start_time"])
-    except (KeyError, IndexError, ValueError):
-        return 0.0  # no start times known: the streams start together
-    return max(0.0, video - start)
+    return Examined(source, info, measured, info.picture_lead if from_video else 0.0)
 
 
 def encode_audio(examined: Examined, out_dir: Path, *, segments: Sequence[float],
@@ -553,9 +550,10 @@ def package_audio(source: Path, out_dir: Path, *, duration: float,
                         segments=_even_segments(duration))
 
 
-def extract_audio(source: Path, dest: Path) -> Path:
-    """The video's first audio track as a small file to send for dubbing (never the video)."""
-    if probe(source).audio_streams == 0:
+def extract_audio(source: Path, dest: Path, *, info: MediaInfo | None = None) -> Path:
+    """The video's first audio track as a small file to send for dubbing (never the video);
+    `info` is the source's probe when the caller has it."""
+    if (info or probe(source)).audio_streams == 0:
         raise MediaError("the video has no audio track to dub")
     dest.parent.mkdir(parents=True, exist_ok=True)
     _run(
