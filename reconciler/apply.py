@@ -468,7 +468,7 @@ class _SectionWork:
             if old.target_duration == target:
                 continue
             current = self.store.head(key)
-            stamps = current.meta.user_metadata if current and current.meta else {}
+            stamps = current.user_metadata if current else {}
             playlist = replace(old, target_duration=target)
             self.store.put_bytes(key, render_media(playlist).encode(),
                                  layout.PLAYLIST_META.stamped(stamps))

@@ -32,18 +32,17 @@ DUB_META = {".mp3": layout.ObjectMeta("audio/mpeg", "no-store"),
             ".mp4": layout.ObjectMeta("audio/mp4", "no-store")}
 JOB_META = layout.ObjectMeta("application/json", "no-store")
 TRANSCRIPT_META = layout.ObjectMeta("text/vtt; charset=utf-8", "no-store")
-DUBBING_ID = "dubbing-id"  # the user metadata naming the dub a cached object came from
 
 
 def _dub_meta(audio: Path, dubbing_id: str | None) -> layout.ObjectMeta:
     """A cached dub's metadata: its type by its suffix, stamped with its dub's id when known."""
     meta = DUB_META.get(audio.suffix, DUB_META[".mp3"])
-    return meta.stamped({DUBBING_ID: dubbing_id} if dubbing_id else {})
+    return meta.stamped({layout.DUBBING_ID: dubbing_id} if dubbing_id else {})
 
 
 def _dubbing_id(info: ObjectInfo | None) -> str | None:
     """The dub a cached object (HEADed) came from, when its metadata names one."""
-    return info.meta.user_metadata.get(DUBBING_ID) if info and info.meta else None
+    return info.user_metadata.get(layout.DUBBING_ID) if info else None
 
 
 def elevenlabs(tag: str) -> str:
@@ -151,7 +150,8 @@ class SectionDubs:
                           spoken: str) -> bytes:
         """Fetch a dub's transcript (free with the paid dub) and keep it in the dub cache."""
         text = client.transcript(dubbing_id, spoken if spoken == "source" else elevenlabs(spoken))
-        self.store.put_bytes(cache_key, text, TRANSCRIPT_META.stamped({DUBBING_ID: dubbing_id}))
+        self.store.put_bytes(cache_key, text,
+                             TRANSCRIPT_META.stamped({layout.DUBBING_ID: dubbing_id}))
         with self._lock:
             self.transcripts[cache_key] = text
         return text

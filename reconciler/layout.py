@@ -63,6 +63,9 @@ class ObjectMeta:
         return replace(self, user_metadata={**self.user_metadata, **stamps})
 
 
+# The user metadata naming the ElevenLabs dub a dub-cache object came from.
+DUBBING_ID = "dubbing-id"
+
 PLAYLIST_META = ObjectMeta("application/vnd.apple.mpegurl", PLAYLIST_CACHE)
 SEGMENT_META = ObjectMeta("video/iso.segment", IMMUTABLE_CACHE)
 INIT_META = ObjectMeta("video/mp4", IMMUTABLE_CACHE)

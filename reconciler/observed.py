@@ -43,8 +43,7 @@ class Rendition:
     @property
     def stamp(self) -> Mapping[str, str]:
         """The playlist's user metadata (the reconciler's stamps); empty when there is none."""
-        info = self.playlist_info
-        return info.meta.user_metadata if info and info.meta else {}
+        return self.playlist_info.user_metadata if self.playlist_info else {}
 
 
 @dataclass

@@ -12,7 +12,6 @@ apply's invalidation of it), published.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -200,11 +199,6 @@ class SectionState:
     lease: Lease | None
 
 
-def _user_metadata(info: ObjectInfo) -> Mapping[str, str]:
-    """An object's user metadata as shown; none when only its LIST entry was read."""
-    return info.meta.user_metadata if info.meta else {}
-
-
 def section_state_text(state: SectionState, now: float) -> str:
     sid = state.section_id
     prefix = layout.section_prefix(sid)
@@ -214,19 +208,19 @@ def section_state_text(state: SectionState, now: float) -> str:
              "", f"objects ({len(state.objects)}):"]
     for key, info in sorted(state.objects.items()):
         lines.append(f"  {key[len(prefix):]}  {info.size} B  etag {info.etag.strip(chr(34))}")
-        lines += [f"      {k}: {v}" for k, v in sorted(_user_metadata(info).items())]
+        lines += [f"      {k}: {v}" for k, v in sorted(info.user_metadata.items())]
     lines += ["", f"dub cache ({len(state.dub_cache)}):"]
     for key, info in sorted(state.dub_cache.items()):
         record = state.dub_jobs.get(key)
         said = (f"job record {json.dumps(record, sort_keys=True)}" if record is not None
-                else f"dubbing-id {_user_metadata(info).get('dubbing-id', '?')}")
+                else f"dubbing-id {info.user_metadata.get(layout.DUBBING_ID, '?')}")
         lines.append(f"  {key}  {said}")
     return "\n".join(lines) + "\n"
 
 
 def section_state_json(state: SectionState, now: float) -> str:
     def obj(info: ObjectInfo) -> dict:
-        return {"size": info.size, "etag": info.etag, "metadata": dict(_user_metadata(info))}
+        return {"size": info.size, "etag": info.etag, "metadata": dict(info.user_metadata)}
 
     doc = {
         "formatVersion": FORMAT_VERSION,

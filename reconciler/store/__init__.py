@@ -9,7 +9,7 @@ preview`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +39,11 @@ class ObjectInfo:
     etag: str
     last_modified: datetime
     meta: ObjectMeta | None = None
+
+    @property
+    def user_metadata(self) -> Mapping[str, str]:
+        """Its user metadata (x-amz-meta-*); none when only its LIST entry was read."""
+        return self.meta.user_metadata if self.meta else {}
 
     @property
     def listed(self) -> tuple[str, int, datetime]:
