@@ -298,13 +298,12 @@ class _SectionWork:
             if any(a.language == lang.code for a in self.plan.actions_of(Kind.DUB)):
                 raise DubbingError("dub did not complete", language=lang.code)
             return self.dubs.cached(lang.code, action.source_id or "")
-        if lang.audio.kind == "video":
-            source, info = self.video_local(), self.video_info()
-            with self.rt.cpu:
-                return self.rt.packager.examine_audio(source, from_video=True, info=info)
-        source = self.rt.inputs.fetch(lang.audio, self.work / "input")
+        from_video = lang.audio.kind == "video"
+        source = (self.video_local() if from_video
+                  else self.rt.inputs.fetch(lang.audio, self.work / "input"))
+        info = self.video_info() if from_video else None
         with self.rt.cpu:
-            return self.rt.packager.examine_audio(source)
+            return self.rt.packager.examine_audio(source, from_video=from_video, info=info)
 
     def audio(self, action: Action) -> None:
         """Examine the input (needs nothing from the video, so it overlaps the video's
