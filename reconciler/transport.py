@@ -13,6 +13,7 @@ import httpcore
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from . import tls
 from .sources import STRICT, FetchError, FetchPolicy, SourceRefused
 
 ATTEMPTS = 3  # per remote request, first try included (as S3 requests)
@@ -40,10 +41,10 @@ class _CheckedBackend(httpcore.SyncBackend):
 
 class _CheckedTransport(httpx.HTTPTransport):
     def __init__(self, policy: FetchPolicy) -> None:
-        super().__init__(trust_env=False)
+        verify = policy.ssl_context or tls.context()
+        super().__init__(verify=verify, trust_env=False)
         # httpx offers no public hook for the network backend; its connection pool takes one.
-        self._pool = httpcore.ConnectionPool(ssl_context=policy.ssl_context
-                                             or httpx.create_ssl_context(),
+        self._pool = httpcore.ConnectionPool(ssl_context=verify,
                                              network_backend=_CheckedBackend(policy))
 
 

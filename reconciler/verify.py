@@ -34,7 +34,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from . import layout
+from . import layout, tls
 from .hls import MasterPlaylist, MediaPlaylist, PlaylistError, parse_master, parse_media
 from .redaction import redact
 
@@ -310,7 +310,7 @@ def verify(
     ]
     own_client = client is None
     if client is None:
-        client = httpx.Client(timeout=TIMEOUT, limits=httpx.Limits(
+        client = httpx.Client(timeout=TIMEOUT, verify=tls.context(), limits=httpx.Limits(
             max_connections=concurrency, max_keepalive_connections=concurrency))
 
     def playlist(url: str) -> _Fetched:

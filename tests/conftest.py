@@ -73,20 +73,22 @@ def moto_server():
     port = free_port()
     log = open(os.devnull, "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, str(Path(__file__).with_name("moto_server.py")), "-H", "127.0.0.1",
+         "-p", str(port)],
         stdout=log, stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/moto-api/", timeout=1).status_code < 500:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("moto server did not start")
-        time.sleep(0.1)
+    with httpx.Client(timeout=1) as http:  # one client: each new one builds a TLS context
+        while True:
+            try:
+                if http.get(f"{url}/moto-api/").status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("moto server did not start")
+            time.sleep(0.1)
     saved = {k: os.environ.get(k) for k in ENV}
     os.environ.update(ENV | {"AWS_ENDPOINT_URL": url})
     yield url

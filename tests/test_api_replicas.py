@@ -44,15 +44,16 @@ class Replica:
 
     def wait_ready(self, timeout: float = 60) -> Replica:
         deadline = time.monotonic() + timeout
-        while True:
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "replica did not start"
-            time.sleep(0.1)
+        with httpx.Client(timeout=1) as http:  # one client: each new one builds a TLS context
+            while True:
+                assert self.proc.poll() is None, self.log.read_text()
+                try:
+                    if http.get(f"{self.url}/healthz").status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "replica did not start"
+                time.sleep(0.1)
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60,

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .. import aws
 from ..logs import watch_aws
 from . import CdnBusy, CdnError, Invalidation, Usage
 
@@ -32,7 +32,7 @@ class CloudFront:
         # Made in the background (botocore loads the service model: a few hundred ms that
         # overlap observing and packaging instead of delaying them); needed only at the end.
         maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudfront-client")
-        self._client = maker.submit(lambda: watch_aws(boto3.session.Session().client(
+        self._client = maker.submit(lambda: watch_aws(aws.session().client(
             "cloudfront",
             region_name="us-east-1",  # CloudFront is global; its API lives in us-east-1
             config=Config(retries={"total_max_attempts": 3, "mode": "standard"}),

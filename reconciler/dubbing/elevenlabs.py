@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from .. import tls
 from ..redaction import redact
 from . import DUBBED, WORKING, CreateUnknown, DubbingError
 from .answers import (
@@ -151,6 +152,7 @@ class ElevenLabs:
             headers={"xi-api-key": api_key},
             timeout=timeout,
             follow_redirects=False,
+            verify=tls.context(),
         )
 
     @classmethod

@@ -9,11 +9,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
 
-import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .. import aws
 from ..layout import ObjectMeta
 from ..logs import watch_aws
 from . import ObjectInfo, PreconditionFailed, StoreError
@@ -36,7 +36,7 @@ def s3_client(workers: int = 8):
     The region is boto3's own chain (AWS_DEFAULT_REGION, the profile in ~/.aws/config, ...),
     with AWS_REGION first as the other AWS SDKs read it; none is forced, so a bucket in Seoul
     is addressed in Seoul without a redirect."""
-    session = boto3.session.Session()
+    session = aws.session()
     return watch_aws(session.client(
         "s3",
         region_name=os.environ.get("AWS_REGION") or session.region_name,
