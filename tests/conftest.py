@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import fcntl
+import functools
 import os
 import shutil
 import socket
@@ -67,6 +68,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def input_hash_cache(tmp_path_factory):
+    """The input-hash cache of every run the tests start, in-process or not, in this test
+    process's temporary folder: the suite's thousands of throw-away inputs stay out of the
+    user's ~/.cache/reconciler (its file is read and written by every run)."""
+    where = tmp_path_factory.getbasetemp() / "input-cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECONCILER_CACHE_DIR", str(where))
+        yield where
+
+
 @pytest.fixture(scope="session")
 def moto_server():
     """moto in server mode on a free loopback port; boto3 finds it through AWS_ENDPOINT_URL."""
@@ -112,7 +124,15 @@ ENV = {
 
 @pytest.fixture
 def s3(moto_server):
-    return boto3.client("s3", region_name="us-east-1")
+    """The tests' own S3 client, at whatever AWS_ENDPOINT_URL names now (moto, or a test's
+    fault proxy)."""
+    return _s3_at(os.environ["AWS_ENDPOINT_URL"])
+
+
+@functools.cache
+def _s3_at(endpoint: str):
+    """One client per endpoint for the test process (each costs ~20 ms of CPU to make)."""
+    return boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
 
 
 @pytest.fixture

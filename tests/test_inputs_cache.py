@@ -77,3 +77,37 @@ def test_many_new_inputs_rewrite_the_cache_file_once_per_interval_not_once_each(
     cache.flush()
     saved = json.loads(where.read_text())
     assert len(saved) == 52 and HashCache(where).entries == saved
+
+
+def test_the_cache_file_keeps_this_runs_files_and_the_newest_others(tmp_path, monkeypatch):
+    """Bounded at MAX_ENTRIES: a run's own inputs always stay (so a catalogue larger than the
+    bound is not hashed again every run), then the most recently hashed of the rest; every
+    entry kept is still the file's true digest."""
+    monkeypatch.setattr(HashCache, "MAX_ENTRIES", 4)
+    where = tmp_path / "hashes.json"
+    old = [_file(tmp_path / f"old{i}.mp3", bytes([i]) * 10, age=60) for i in range(5)]
+    first = HashCache(where)
+    for path in old:
+        first.digest(path)
+    first.flush()
+    assert len(json.loads(where.read_text())) == 5  # this run asked about all five
+
+    second = HashCache(where)
+    mine = [_file(tmp_path / f"new{i}.mp3", bytes([100 + i]) * 10, age=60) for i in range(2)]
+    for path in mine:
+        second.digest(path)
+    second.digest(old[0])  # asked about again (a hit): stays though hashed first
+    second.flush()
+    saved = json.loads(where.read_text())
+    expected = {str(p.resolve()) for p in [*mine, old[0], old[4]]}
+    assert set(saved) == expected
+    for name, entry in saved.items():
+        assert entry[2] == f"sha256:{sha256(Path(name).read_bytes()).hexdigest()}"
+
+    (tmp_path / "odd.json").write_text(json.dumps({"x": "not an entry", "y": [1, 2, 3, "z"]}))
+    monkeypatch.setattr(HashCache, "MAX_ENTRIES", 2)
+    odd = HashCache(tmp_path / "odd.json")
+    odd.digest(mine[0])
+    odd.flush()  # entries of other shapes count as the oldest, and nothing breaks
+    kept = json.loads((tmp_path / "odd.json").read_text())
+    assert len(kept) == 2 and str(mine[0].resolve()) in kept

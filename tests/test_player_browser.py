@@ -121,7 +121,11 @@ def test_buttons_switch_the_audible_language_without_interrupting_video(
     assert buttons.evaluate_all("bs => bs.map(b => [b.dataset.lang, b.textContent])") == [
         [lang, NAMES[lang]] for lang in TONES
     ]
-    assert page.get_attribute("button[data-lang=ko]", "aria-pressed") == "true"
+    # Marked when hls.js reports the default track switched to, which may come just after
+    # playback starts.
+    page.wait_for_function(
+        "document.querySelector('button[data-lang=ko]').getAttribute('aria-pressed') === 'true'",
+        timeout=5_000)
     assert page.get_attribute("#error", "hidden") is not None
     page.evaluate(PROBE_JS)
 

@@ -35,16 +35,21 @@ class HashCache:
     mtime_ns match, and not for a file modified within RACY_NS of being hashed (a write in the
     same clock tick could keep both); an unreadable file is an empty cache. The file is written
     at most every SAVE_EVERY seconds while new inputs are hashed, and by flush() (at exit), so
-    a first plan over thousands of inputs does not rewrite a growing file once per input."""
+    a first plan over thousands of inputs does not rewrite a growing file once per input. It
+    keeps every file this process asked about and, up to MAX_ENTRIES, the most recently
+    hashed others: inputs come and go (a checkout moved, a lecture replaced), and a file every
+    run reads and rewrites must not grow without end."""
 
     RACY_NS = 2_000_000_000
     SAVE_EVERY = 5.0
+    MAX_ENTRIES = 5_000  # ~0.7 MB
 
     def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
         self.clock = clock
         self.saved_at: float | None = None
         self.dirty = False
+        self.used: set[str] = set()  # the files this process asked about
         self.lock = threading.Lock()
         try:
             loaded = json.loads(path.read_text())
@@ -57,6 +62,7 @@ class HashCache:
         name = str(path.resolve())
         with self.lock:
             entry = self.entries.get(name)
+            self.used.add(name)
         if (isinstance(entry, list) and len(entry) == 4 and entry[:2] == [stat.st_size,
                 stat.st_mtime_ns] and entry[3] - stat.st_mtime_ns > self.RACY_NS):
             return str(entry[2])
@@ -81,6 +87,11 @@ class HashCache:
     def _save(self) -> None:
         """Best effort (a read-only home only costs the next run a hash): atomic replace."""
         self.saved_at, self.dirty = self.clock(), False
+        if len(self.entries) > self.MAX_ENTRIES:
+            others = sorted((name for name in self.entries if name not in self.used),
+                            key=lambda name: _hashed_at(self.entries[name]), reverse=True)
+            keep = self.used | set(others[:max(0, self.MAX_ENTRIES - len(self.used))])
+            self.entries = {name: self.entries[name] for name in keep if name in self.entries}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -88,6 +99,12 @@ class HashCache:
             os.replace(tmp, self.path)
         except OSError:
             pass
+
+
+def _hashed_at(entry: object) -> int:
+    """When an entry's file was hashed (time_ns), 0 for an entry of another shape."""
+    ok = isinstance(entry, list) and len(entry) == 4 and isinstance(entry[3], int)
+    return entry[3] if ok else 0  # type: ignore[index]
 
 
 def cache_dir() -> Path:
