@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import fcntl
 import functools
+import json
 import os
 import shutil
 import socket
@@ -27,8 +28,11 @@ from reconciler import samples
 # are short ones and no worker is left alone with a long file while the others idle (xdist's own
 # reorder, by number of tests, started the 5-test install file, about a minute, last; it fixed
 # the files' order as this does, while the tests inside each file stay in random order). A file's
-# length is the sum of its tests' seconds in the last run that ran them, kept in pytest's cache.
+# length is the sum of its tests' seconds in the last run that ran them, kept in pytest's cache;
+# a fresh clone (CI) has no cache and takes each file's seconds from FILE_SECONDS, a committed
+# copy of a run's (scripts/file-seconds.py writes it; a stale one only orders less well).
 TEST_SECONDS = "reconciler/test-seconds"
+FILE_SECONDS = Path(__file__).with_name("file-seconds.json")
 UNTIMED_SECONDS = 1.0  # a test never run here counts as about the suite's mean
 _seconds_this_run: collections.Counter[str] = collections.Counter()
 
@@ -44,6 +48,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     per_file: collections.Counter[Path] = collections.Counter()
     for item in items:
         per_file[item.path] += recorded.get(item.nodeid, UNTIMED_SECONDS)
+    if not recorded:
+        committed = json.loads(FILE_SECONDS.read_text())
+        for path in per_file:
+            per_file[path] = committed.get(path.name, per_file[path])
     items.sort(key=lambda item: -per_file[item.path])
 
 
