@@ -154,6 +154,25 @@ def test_buttons_switch_the_audible_language_without_interrupting_video(
     assert page.is_hidden("#error")
 
 
+def test_tracks_listed_again_with_none_selected_keep_the_playing_language_pressed(
+    page: Page, cdn: str
+) -> None:
+    """hls.js may list the audio tracks again while its audioTrack is -1 (between two
+    selections): the buttons are made anew and the language playing stays marked."""
+    open_player(page, cdn, GOOD)
+    page.wait_for_function(
+        "document.querySelector('button[data-lang=ko]').getAttribute('aria-pressed') === 'true'",
+        timeout=5_000)
+    page.evaluate("""() => {
+      const hls = window.player.hls;
+      Object.defineProperty(hls, "audioTrack", {get: () => -1, configurable: true});
+      hls.trigger(Hls.Events.AUDIO_TRACKS_UPDATED, {audioTracks: hls.audioTracks});
+    }""")
+    pressed = page.locator("#languages button").evaluate_all(
+        "bs => bs.map(b => [b.dataset.lang, b.getAttribute('aria-pressed')])")
+    assert pressed == [[lang, str(lang == "ko").lower()] for lang in TONES]
+
+
 def test_missing_init_segment_shows_an_error(page: Page, cdn: str) -> None:
     open_player(page, cdn, BROKEN)
     assert page.is_hidden("#error")
