@@ -3,8 +3,8 @@
 Each client still gets a session of its own (credentials, profile, region and endpoint are read
 afresh, as boto3.session.Session() reads them), but botocore's model loader, which parses the
 service's JSON description and the endpoint rules on first use, is made once per process: a
-fresh session parsed them again for every client (~65 ms of CPU for S3 or CloudFront, against
-~15 ms with the models already read), and the API's jobs and the engine's runs make a
+fresh session parsed them again for every client (~80 ms of CPU for S3 or CloudFront, against
+~16 ms with the models already read), and the API's jobs and the engine's runs make a
 CloudFront client each.
 """
 
