@@ -89,15 +89,15 @@ def test_a_create_lost_before_acceptance_is_counted_against_the_cap(repo, bucket
     first, and refused over --max-dub-minutes; the name is looked up again next time."""
     repo.write(11, KO_EN)
     eleven.flaky_languages["en"] = [502]
-    capped = reconcile("--apply", repo.manifests, "--max-dub-minutes", "0.2")  # plan: 0.13
+    capped = reconcile("--apply", repo.manifests, "--max-dub-minutes", "0.15")  # plan: 0.10
     assert capped.code == 1
-    assert "over --max-dub-minutes 0.2" in capped.stdout
+    assert "over --max-dub-minutes 0.15" in capped.stdout
     assert eleven.creates == []
     [record] = [json.loads(s3.get_object(Bucket=bucket, Key=k)["Body"].read())
                 for k in listing(s3, bucket, "dubbing-cache/") if k.endswith(".job.json")]
     assert record["name"] and "dubbing_id" not in record
 
-    assert reconcile("--apply", repo.manifests, "--max-dub-minutes", "0.2").code == 0
+    assert reconcile("--apply", repo.manifests, "--max-dub-minutes", "0.15").code == 0
     assert len(eleven.creates) == 1
     assert eleven.creates[0]["name"] == record["name"]
 

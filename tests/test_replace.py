@@ -44,9 +44,9 @@ def test_replace_of_a_dubbed_language_pays_exactly_one_new_dub_and_republishes_i
     plan = reconcile("plan", repo.manifests, "--replace", "11/ja")
     assert plan.code == 2, plan.stdout + plan.stderr
     assert f"-/+ dub ja  ({REPLACE_REASON}: a new dub replaces the cached one once verified; " \
-           "0.13 billable min)" in plan.stdout
+           "0.10 billable min)" in plan.stdout
     assert f"-/+ package audio ja  ({REPLACE_REASON})" in plan.stdout
-    assert "to replace. Dubbing: 0.13 billable minutes." in plan.stdout
+    assert "to replace. Dubbing: 0.10 billable minutes." in plan.stdout
     doc = reconcile("plan", repo.manifests, "--replace", "11/ja", "--format", "json").json()
     actions = by_type(doc)
     assert actions["dub ja"]["change"] == "replace" and actions["dub ja"]["minutes"] > 0
@@ -57,8 +57,8 @@ def test_replace_of_a_dubbed_language_pays_exactly_one_new_dub_and_republishes_i
 
     # Counted under the cap; without a terminal only with --auto-approve (as destroy).
     capped = reconcile("apply", repo.manifests, "--replace", "11/ja", "--auto-approve",
-                       "--max-dub-minutes", "0.1")
-    assert capped.code == 1 and "over --max-dub-minutes 0.1" in capped.stderr
+                       "--max-dub-minutes", "0.05")
+    assert capped.code == 1 and "over --max-dub-minutes 0.05" in capped.stderr
     unasked = reconcile("apply", repo.manifests, "--replace", "11/ja")
     assert unasked.code == 1 and "--auto-approve" in unasked.stderr
     assert len(eleven.creates) == 1 and etags(s3, bucket, f"{PREFIX}/audio/ja/") == ja_before
