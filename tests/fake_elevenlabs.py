@@ -67,7 +67,6 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Self
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 
 from local_server import LocalServer
@@ -111,6 +110,15 @@ def transcript(lang: str, duration: float, fmt: str) -> str:
 def default_tone_hz(lang: str) -> int:
     """A stable, per-language tone (220..1000 Hz) so each dubbed track is recognisably different."""
     return 220 + (zlib.crc32(lang.encode()) % 40) * 20
+
+
+# What every fake in this process shares: the same upload (the lecture's audio, extracted the
+# same way each time) is probed once, and a tone of given length, format and pitch is made once
+# (its bytes depend on nothing else). A fresh fake per test answers exactly as before.
+_SHARED = tempfile.TemporaryDirectory(prefix="fake-elevenlabs-")
+_shared_lock = threading.Lock()
+_durations: dict[tuple[str, str], float] = {}  # (sha256 of the upload, its suffix) -> seconds
+_tones: dict[tuple[float, str, int], Path] = {}  # (seconds, format, Hz; 0 = silence) -> file
 
 
 def probe_duration(path: Path) -> float:
@@ -222,9 +230,6 @@ class FakeElevenLabs(LocalServer):
         self.responses: list[tuple[str, str, int]] = []  # (method, path, status) answered
         self._dubs: dict[str, _Dub] = {}
         self._lock = threading.Lock()  # guards knobs popped by handlers, observations, _dubs
-        self._tone_lock = threading.Lock()
-        self._tones: dict[tuple[str, float, str, int], Path] = {}
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -233,16 +238,6 @@ class FakeElevenLabs(LocalServer):
         """What the client's `base_url` (ELEVENLABS_BASE_URL) is set to."""
         return self.url
 
-    def start(self) -> Self:
-        self._tmp = tempfile.TemporaryDirectory(prefix="fake-elevenlabs-")
-        return super().start()
-
-    def stop(self) -> None:
-        super().stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-        self._tones.clear()
 
     def reset(self) -> None:
         """Forget dubs, observations and one-shot knobs (the tone cache is kept: it is pure)."""
@@ -575,26 +570,31 @@ class FakeElevenLabs(LocalServer):
     # -- media -----------------------------------------------------------------------------
 
     def _probe_upload(self, upload: _Part) -> float:
-        assert self._tmp is not None
-        fd, name = tempfile.mkstemp(dir=self._tmp.name, suffix=Path(upload.filename or "").suffix)
+        suffix = Path(upload.filename or "").suffix
+        key = (hashlib.sha256(upload.data).hexdigest(), suffix)
+        if key in _durations:
+            return _durations[key]
+        fd, name = tempfile.mkstemp(dir=_SHARED.name, suffix=suffix)
         path = Path(name)
         try:
             with open(fd, "wb") as out:
                 out.write(upload.data)
-            return probe_duration(path)
+            seconds = probe_duration(path)
         finally:
             path.unlink(missing_ok=True)
+        with _shared_lock:
+            _durations[key] = seconds
+        return seconds
 
     def _tone(self, lang: str, duration: float, fmt: str, hz: int | None = None) -> Path:
-        """The dubbed track for (lang, duration), generated once and cached (hz=0: silence)."""
-        assert self._tmp is not None
+        """The dubbed track for (lang, duration), generated once per process (hz=0: silence)."""
         if hz is None:
             hz = self.tone_hz_by_lang.get(lang, default_tone_hz(lang))
         seconds = round(self.tone_seconds if self.tone_seconds is not None else duration, 3)
-        key = (lang, seconds, fmt, hz)
-        with self._tone_lock:
-            if key not in self._tones:
-                out = Path(self._tmp.name) / f"tone-{lang}-{hz}hz-{seconds}s.{fmt}"
+        key = (seconds, fmt, hz)
+        with _shared_lock:
+            if key not in _tones:
+                out = Path(_SHARED.name) / f"tone-{hz}hz-{seconds}s.{fmt}"
                 source = (f"sine=frequency={hz}:sample_rate=44100:duration={seconds}" if hz else
                           f"anullsrc=r=44100:cl=stereo:d={seconds}")
                 codec = ["-c:a", "libmp3lame", "-b:a", "64k"] if fmt == "mp3" else [
@@ -604,8 +604,8 @@ class FakeElevenLabs(LocalServer):
                      "-f", "lavfi", "-i", source, "-ac", "2", *codec, str(out)],
                     check=True, capture_output=True,
                 )
-                self._tones[key] = out
-            return self._tones[key]
+                _tones[key] = out
+            return _tones[key]
 
 
 # -- HTTP plumbing -------------------------------------------------------------------------
