@@ -198,19 +198,19 @@ def shared_folder(tmp_path_factory, name: str, make: Callable[[Path], None]) -> 
 
 @pytest.fixture(scope="session")
 def media(tmp_path_factory) -> Path:
-    """Small real media, made once per run (shared_folder): a 6 s H.264 lecture with a 440 Hz
+    """Small real media, made once per run (shared_folder): a 5 s H.264 lecture with a 440 Hz
     track, and dubs."""
     return shared_folder(tmp_path_factory, "media", _make_media)
 
 
 def _make_media(root: Path) -> None:
-    samples.make_video(root / "lecture.mp4", seconds=6, size="320x180", tone_hz=440)
-    samples.make_video(root / "lecture-b.mp4", seconds=4, size="320x180", tone_hz=660)
-    samples.make_video(root / "silent.mp4", seconds=6, size="320x180", tone_hz=None)
-    samples.make_tone(root / "en.mp3", hz=880, seconds=6)
-    samples.make_tone(root / "ja.m4a", hz=1320, seconds=5.5)
-    samples.make_tone(root / "zh.mp3", hz=990, seconds=6)
-    samples.make_tone(root / "long.mp3", hz=500, seconds=9)
+    samples.make_video(root / "lecture.mp4", seconds=5, size="320x180", tone_hz=440)
+    samples.make_video(root / "lecture-b.mp4", seconds=3, size="320x180", tone_hz=660)
+    samples.make_video(root / "silent.mp4", seconds=5, size="320x180", tone_hz=None)
+    samples.make_tone(root / "en.mp3", hz=880, seconds=5)
+    samples.make_tone(root / "ja.m4a", hz=1320, seconds=4.5)
+    samples.make_tone(root / "zh.mp3", hz=990, seconds=5)
+    samples.make_tone(root / "long.mp3", hz=500, seconds=8)
     data = (root / "lecture.mp4").read_bytes()
     (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
 

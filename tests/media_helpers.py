@@ -85,7 +85,7 @@ def publish(root: Path, manifest: dict) -> Path:
     return root / "store"
 
 
-def make_section(store, section_id: int, langs: dict[str, int], seconds: int = 6,
+def make_section(store, section_id: int, langs: dict[str, int], seconds: int = 5,
                  texts: dict[str, str] | None = None) -> None:
     """Publish a complete section: video plus one tone rendition per language (the first is
     DEFAULT=YES) and a subtitle rendition per WebVTT text in `texts` (language -> file), with

@@ -61,4 +61,4 @@ def test_misaligned_audio_is_reported(repo, tmp_path):
                     {"code": "en", "audio": "../media/long.mp3", "fit": "trim"}])
     res = reconcile("--apply", repo.manifests, "--store", f"file://{tmp_path / 'store'}")
     assert res.code == 0
-    assert "warning: en: audio is 9.0s, video 6.0s: trimmed at its end" in res.stdout
+    assert "warning: en: audio is 8.0s, video 5.0s: trimmed at its end" in res.stdout

@@ -113,7 +113,7 @@ def test_an_old_scripts_bucket_is_adopted_then_fully_rebuilt_when_the_video_chan
     assert reconcile("--plan", repo.manifests).code == 0
     assert reconcile("--plan", repo.manifests, "--deep").code == 0
 
-    # 4 s instead of 6 s; the 6 s en.mp3 then needs the opt-in to be trimmed to it
+    # 3 s instead of 5 s; the 5 s en.mp3 then needs the opt-in to be trimmed to it
     repo.write(SID, [KO_EN[0], {**KO_EN[1], "fit": "trim"}], video="../media/lecture-b.mp4")
     changed = reconcile("--plan", repo.manifests, "--format", "json")
     assert changed.code == 2
@@ -122,16 +122,16 @@ def test_an_old_scripts_bucket_is_adopted_then_fully_rebuilt_when_the_video_chan
     assert reconcile("--apply", repo.manifests).code == 0
     for language in (None, "ko", "en"):
         seconds, stamp = playlist(s3, bucket, language)
-        assert seconds == pytest.approx(4.0, abs=0.1), language  # audio re-aligned to it
+        assert seconds == pytest.approx(3.0, abs=0.1), language  # audio re-aligned to it
         assert STAMP_ADOPTED not in stamp  # rebuilt, not adopted again
     assert not set(media_objects(s3, bucket).values()) & set(encoded.values())
     assert reconcile("--plan", repo.manifests, "--deep").code == 0
 
 
 @pytest.mark.parametrize("made_from, rebuilt", [
-    ({"video": "lecture-b.mp4", "ko": "lecture-b.mp4", "en": "en.mp3"},  # 4 s video, not 6 s
+    ({"video": "lecture-b.mp4", "ko": "lecture-b.mp4", "en": "en.mp3"},  # 3 s video, not 5 s
      {("package_video", None), ("package_audio", "ko"), ("package_audio", "en")}),
-    ({"video": "lecture.mp4", "ko": "lecture.mp4", "en": "long.mp3"},  # en 9 s, video 6 s
+    ({"video": "lecture.mp4", "ko": "lecture.mp4", "en": "long.mp3"},  # en 8 s, video 5 s
      {("package_audio", "en")}),
 ])
 def test_an_unstamped_rendition_that_does_not_match_is_rebuilt_not_adopted(
@@ -144,7 +144,7 @@ def test_an_unstamped_rendition_that_does_not_match_is_rebuilt_not_adopted(
     assert adopted == {None, "ko", "en"} - {a[1] for a in rebuilt}
     assert reconcile("--apply", repo.manifests).code == 0
     for language in (None, "ko", "en"):
-        assert playlist(s3, bucket, language)[0] == pytest.approx(6.0, abs=0.1)
+        assert playlist(s3, bucket, language)[0] == pytest.approx(5.0, abs=0.1)
     assert reconcile("--plan", repo.manifests).code == 0
 
 

@@ -287,7 +287,7 @@ def test_job_over_the_spend_cap_fails_with_the_figure_and_pays_nothing(api, sour
         assert body["ok"] is False and body["languagesReady"] == []
         reasons = {f["code"]: f["reason"] for f in body["languagesFailed"]}
         assert set(reasons) == {"en", "ja"}
-        assert all("new dubbing would bill 0.20 minutes, over --max-dub-minutes 0.1" in r
+        assert all("new dubbing would bill 0.17 minutes, over --max-dub-minutes 0.1" in r
                    for r in reasons.values()), reasons
         assert eleven.creates == [] and eleven.requests == []
 

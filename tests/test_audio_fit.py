@@ -110,16 +110,16 @@ def test_an_unknown_fit_is_a_manifest_error(repo, corpus):
 
 def test_a_dub_longer_than_the_video_fails_and_the_opt_in_reuses_it_unpaid(
         repo, s3, bucket, eleven):
-    """ElevenLabs returns a dub 3 s longer than the 6 s lecture (plausible enough to be cached,
+    """ElevenLabs returns a dub 3 s longer than the 5 s lecture (plausible enough to be cached,
     beyond the fit tolerance): refused after it was paid (its length is known only then), kept
     in the dub cache, and `fit: trim` publishes that
     cached dub without paying again."""
-    eleven.tone_seconds = 9
+    eleven.tone_seconds = 8
     languages = [{"code": "ko", "audio": "source", "default": True}, {"code": "en"}]
     repo.write(11, languages)
     res = reconcile("--apply", repo.manifests)
     assert res.code == 1
-    assert ("en: package audio: the ElevenLabs dub: audio is 9.0s but the video is 6.0s "
+    assert ("en: package audio: the ElevenLabs dub: audio is 8.0s but the video is 5.0s "
             "(3.0s longer") in res.stdout, res.stdout
     assert s3_master_languages(s3, bucket) == ["ko"]
     assert len(eleven.creates) == 1

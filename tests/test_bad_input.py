@@ -21,12 +21,12 @@ PREFIX = "assets/curriculumsection"
 @pytest.fixture(scope="module")
 def bad_media(tmp_path_factory, media) -> Path:
     root = tmp_path_factory.mktemp("bad")
-    samples.make_tone(root / "audio-only.m4a", hz=440, seconds=6)
+    samples.make_tone(root / "audio-only.m4a", hz=440, seconds=5)
     (root / "empty.mp3").write_bytes(b"")
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
-                    "anullsrc=r=48000:cl=stereo", "-t", "6", "-y", str(root / "silent.wav")],
+                    "anullsrc=r=48000:cl=stereo", "-t", "5", "-y", str(root / "silent.wav")],
                    check=True)
-    samples.make_tone(root / "long.mp3", hz=500, seconds=60)  # ten times the video
+    samples.make_tone(root / "long.mp3", hz=500, seconds=50)  # ten times the video
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
                     "testsrc2=size=160x90:rate=24:duration=4", "-c:v", "mpeg4", "-y",
                     str(root / "mpeg4.mp4")], check=True)
@@ -189,7 +189,7 @@ def test_video_cut_short_with_its_index_intact_is_refused_not_published(repo, ba
     repo.write(11, [{"code": "ko", "audio": "source"}], video="../media/half.mp4")
     res = reconcile("--apply", repo.manifests, "--store", store)
     assert res.code == 1
-    assert re.search(r"package video: packaged \d\.\ds but the input lasts 6\.0s", res.stdout), \
+    assert re.search(r"package video: packaged \d\.\ds but the input lasts 5\.0s", res.stdout), \
         res.stdout
     assert store_listing(store) == {}
 

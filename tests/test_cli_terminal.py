@@ -87,7 +87,7 @@ def test_dubbing_is_confirmed_even_with_auto_approve(repo, tmp_path: Path, eleve
     code, shown = on_terminal(["--apply", str(repo.manifests), "--store", store,
                                "--auto-approve"], answer="no")
     assert code == 1 and APPROVE_PROMPT in shown, shown
-    assert "Dubbing: 0.10 billable minutes." in re.sub(r"\x1b\[[0-9;]*m", "", shown)
+    assert "Dubbing: 0.08 billable minutes." in re.sub(r"\x1b\[[0-9;]*m", "", shown)
     assert eleven.count("POST", "/v1/dubbing") == 0
 
 

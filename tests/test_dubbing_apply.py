@@ -35,10 +35,10 @@ def test_plan_shows_billable_minutes_and_max_dub_minutes_refuses_before_any_requ
     repo.write(11, LANGS)
     plan = reconcile("--plan", repo.manifests)
     assert plan.code == 2
-    assert "+ dub en  (no audio given: dub with ElevenLabs; 0.10 billable min)" in plan.stdout
-    assert "Dubbing: 0.20 billable minutes." in plan.stdout
+    assert "+ dub en  (no audio given: dub with ElevenLabs; 0.08 billable min)" in plan.stdout
+    assert "Dubbing: 0.17 billable minutes." in plan.stdout
     doc = reconcile("--plan", repo.manifests, "--format", "json").json()
-    assert doc["summary"]["dubMinutes"] == pytest.approx(0.20, abs=0.01)
+    assert doc["summary"]["dubMinutes"] == pytest.approx(0.17, abs=0.01)
 
     refused = reconcile("--apply", repo.manifests, "--max-dub-minutes", "0.15")
     assert refused.code == 1
@@ -242,9 +242,9 @@ def test_failed_create_is_billed_in_full_and_capped_not_resumed_for_free(
     assert record["name"] and "dubbing_id" not in record
 
     plan = reconcile("--plan", repo.manifests)
-    assert "+ dub en  (an earlier create left no dub id: dub again; 0.10 billable min)" \
+    assert "+ dub en  (an earlier create left no dub id: dub again; 0.08 billable min)" \
         in plan.stdout
-    assert "Dubbing: 0.10 billable minutes." in plan.stdout
+    assert "Dubbing: 0.08 billable minutes." in plan.stdout
     refused = reconcile("--apply", repo.manifests, "--max-dub-minutes", "0")
     assert refused.code == 1 and "over --max-dub-minutes 0" in refused.stderr
     assert eleven.creates == []

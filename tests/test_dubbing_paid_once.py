@@ -89,7 +89,7 @@ def test_a_create_lost_before_acceptance_is_counted_against_the_cap(repo, bucket
     first, and refused over --max-dub-minutes; the name is looked up again next time."""
     repo.write(11, KO_EN)
     eleven.flaky_languages["en"] = [502]
-    capped = reconcile("--apply", repo.manifests, "--max-dub-minutes", "0.15")  # plan: 0.10
+    capped = reconcile("--apply", repo.manifests, "--max-dub-minutes", "0.15")  # plan: 0.08
     assert capped.code == 1
     assert "over --max-dub-minutes 0.15" in capped.stdout
     assert eleven.creates == []

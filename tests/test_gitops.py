@@ -160,7 +160,7 @@ def test_markdown_plan_is_a_reviewable_comment(repo, bucket):
     md = res.stdout
     assert md.startswith("**Plan: ")  # no heading: the comment has one
     assert "| Section | Video | Languages added / rebuilt | Metadata fixes | Dub minutes" in md
-    assert "| 11 | create | ko, en, ja | — | 0.10 |" in md
+    assert "| 11 | create | ko, en, ja | — | 0.08 |" in md
     assert "<details><summary>Section 11: 6 change(s)</summary>" in md
     assert "```diff\n+ package video  (missing)" in md
     assert "`/assets/curriculumsection/11/master.m3u8`" in md

@@ -38,12 +38,12 @@ def test_import_adopts_an_old_scripts_section_without_re_encoding(
 def test_import_names_what_it_cannot_adopt_and_leaves_it_to_apply(
         repo, bucket, s3, media, tmp_path):
     encoded = old_scripts_section(repo, s3, bucket, media, tmp_path,
-                                  {**AS_DECLARED, "en": "long.mp3"})  # en 9 s
+                                  {**AS_DECLARED, "en": "long.mp3"})  # en 8 s
 
     imported = reconcile("import", repo.manifests, "--section", str(SID))
     assert imported.code == 1, imported.stdout + imported.stderr
     assert ("could not import section 11: en: audio not adopted: written by another tool and "
-            "it lasts 9.0s, the video 6.0s; `reconcile apply` rebuilds it") in imported.stdout
+            "it lasts 8.0s, the video 5.0s; `reconcile apply` rebuilds it") in imported.stdout
     assert media_objects(s3, bucket) == encoded  # en kept as it is, not re-encoded
     assert master_languages(s3, bucket) == ["ko", "en"]  # still lists what it listed
     assert STAMP_ADOPTED in playlist(s3, bucket, None)[1]  # the rest is adopted

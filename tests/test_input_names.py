@@ -78,7 +78,7 @@ def test_s3_keys_are_taken_verbatim_so_hash_question_mark_and_percent_name_that_
     assert applied.code == 0, applied.stdout + applied.stderr
     video = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/video/video.m3u8")["Body"].read()
     durations = [float(d) for d in re.findall(rb"#EXTINF:([0-9.]+),", video)]
-    assert abs(sum(durations) - 6.0) < 0.1, durations  # the 6 s lecture, not the 4 s decoy
+    assert abs(sum(durations) - 5.0) < 0.1, durations  # the 5 s lecture, not the 3 s decoy
     master = s3.get_object(Bucket=bucket, Key=f"{PREFIX}/11/master.m3u8")["Body"].read().decode()
     assert re.findall(r'LANGUAGE="([^"]+)"', master) == ["ko", "en"]
     assert reconcile("--plan", repo.manifests).code == 0

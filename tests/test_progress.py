@@ -244,7 +244,7 @@ def test_on_a_terminal_a_bar_is_drawn_for_each_task_and_cleared(repo, tmp_path) 
     code, shown = on_terminal(["-v", "--apply", str(repo.manifests), "--auto-approve",
                                "--store", f"file://{tmp_path / 'store'}"], NO_COLOR="1", CI="")
     assert code == 0, shown
-    assert re.search(r"section 11 packaging video [\d.]+/6\.0 s \[[#.]{20}\] +\d+%",
+    assert re.search(r"section 11 packaging video [\d.]+/5\.0 s \[[#.]{20}\] +\d+%",
                      shown), shown
     assert re.search(r"section 11 uploaded \S+ objects, \S+ MiB \[[#.]{20}\]", shown), shown
     screen = final_screen(shown)

@@ -40,7 +40,7 @@ def invalidations(dist: str) -> list[list[str]]:
 @pytest.fixture
 def two_sections(repo):
     repo.write(11, KO_EN + [{"code": "ja", "name": "Japanese", "audio": "../media/ja.m4a"}])
-    repo.write(12, [{"code": "en", "audio": "../media/en.mp3", "fit": "trim"},  # 6 s for 4 s
+    repo.write(12, [{"code": "en", "audio": "../media/en.mp3", "fit": "trim"},  # 5 s for 3 s
                     {"code": "ko", "audio": "source", "default": True}],
                video="../media/lecture-b.mp4")
     return repo
@@ -128,7 +128,7 @@ def test_master_playlist_follows_the_spec(two_sections, bucket, s3):
         assert segs and all("/" not in s for s in segs)
         targets.add(re.search(r"#EXT-X-TARGETDURATION:(\d+)", text).group(1))
         durations = [float(x) for x in re.findall(r"#EXTINF:([\d.]+)", text)]
-        assert abs(sum(durations) - 6.0) < 0.1, (d, sum(durations))  # aligned to the video
+        assert abs(sum(durations) - 5.0) < 0.1, (d, sum(durations))  # aligned to the video
     assert len(targets) == 1
 
 

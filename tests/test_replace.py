@@ -44,9 +44,9 @@ def test_replace_of_a_dubbed_language_pays_exactly_one_new_dub_and_republishes_i
     plan = reconcile("plan", repo.manifests, "--replace", "11/ja")
     assert plan.code == 2, plan.stdout + plan.stderr
     assert f"-/+ dub ja  ({REPLACE_REASON}: a new dub replaces the cached one once verified; " \
-           "0.10 billable min)" in plan.stdout
+           "0.08 billable min)" in plan.stdout
     assert f"-/+ package audio ja  ({REPLACE_REASON})" in plan.stdout
-    assert "to replace. Dubbing: 0.10 billable minutes." in plan.stdout
+    assert "to replace. Dubbing: 0.08 billable minutes." in plan.stdout
     doc = reconcile("plan", repo.manifests, "--replace", "11/ja", "--format", "json").json()
     actions = by_type(doc)
     assert actions["dub ja"]["change"] == "replace" and actions["dub ja"]["minutes"] > 0
