@@ -238,7 +238,6 @@ class FakeElevenLabs(LocalServer):
         """What the client's `base_url` (ELEVENLABS_BASE_URL) is set to."""
         return self.url
 
-
     def reset(self) -> None:
         """Forget dubs, observations and one-shot knobs (the tone cache is kept: it is pure)."""
         with self._lock:

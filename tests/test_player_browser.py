@@ -113,6 +113,14 @@ def open_player(page: Page, cdn: str, section: int) -> None:
     page.wait_for_function("document.body.dataset.state === 'playing'", timeout=10_000)
 
 
+def wait_pressed(page: Page, lang: str) -> None:
+    """Wait for `lang`'s button to be marked: the player marks it when hls.js reports the track
+    switched to, which may come just after playback starts."""
+    page.wait_for_function(
+        f"document.querySelector('button[data-lang={lang}]').getAttribute('aria-pressed')"
+        " === 'true'", timeout=5_000)
+
+
 def test_buttons_switch_the_audible_language_without_interrupting_video(
     page: Page, cdn: str
 ) -> None:
@@ -121,11 +129,7 @@ def test_buttons_switch_the_audible_language_without_interrupting_video(
     assert buttons.evaluate_all("bs => bs.map(b => [b.dataset.lang, b.textContent])") == [
         [lang, NAMES[lang]] for lang in TONES
     ]
-    # Marked when hls.js reports the default track switched to, which may come just after
-    # playback starts.
-    page.wait_for_function(
-        "document.querySelector('button[data-lang=ko]').getAttribute('aria-pressed') === 'true'",
-        timeout=5_000)
+    wait_pressed(page, "ko")
     assert page.get_attribute("#error", "hidden") is not None
     page.evaluate(PROBE_JS)
 
@@ -160,9 +164,7 @@ def test_tracks_listed_again_with_none_selected_keep_the_playing_language_presse
     """hls.js may list the audio tracks again while its audioTrack is -1 (between two
     selections): the buttons are made anew and the language playing stays marked."""
     open_player(page, cdn, GOOD)
-    page.wait_for_function(
-        "document.querySelector('button[data-lang=ko]').getAttribute('aria-pressed') === 'true'",
-        timeout=5_000)
+    wait_pressed(page, "ko")
     page.evaluate("""() => {
       const hls = window.player.hls;
       Object.defineProperty(hls, "audioTrack", {get: () => -1, configurable: true});
