@@ -135,7 +135,7 @@ class _SectionReader:
                 if lang.subtitles:
                     self.obs.subtitles.setdefault(lang.code, SubtitleRendition(lang.code))
             if section is not None:
-                self.observe_inputs(section)
+                self.observe_inputs(section, previous)
             return self.obs
         master = layout.master_key(sid)
         if master in self.obs.objects:
@@ -161,7 +161,7 @@ class _SectionReader:
             self.obs.subtitles[code] = sub
         self.check_headers()
         if section is not None:
-            self.observe_inputs(section)
+            self.observe_inputs(section, previous)
         return self.obs
 
     def rendition_frame_rate(self) -> float | None:
@@ -179,8 +179,11 @@ class _SectionReader:
         except InitSegmentError:
             return None
 
-    def observe_inputs(self, section: Section) -> None:
-        """Identities of the inputs, so changed ones are rebuilt; the dub cache listing."""
+    def observe_inputs(self, section: Section, previous: ObservedSection | None) -> None:
+        """Identities of the inputs, so changed ones are rebuilt; the dub cache listing; the
+        video's length for a dubbed section not packaged yet (`previous`: this run's earlier
+        observation, whose read of the same video is not repeated: a remote video is
+        downloaded for it)."""
         inputs = self.inputs
         assert inputs is not None  # observe() refuses declared sections without it
         self.obs.video_input = inputs.identify(section.video)
@@ -202,8 +205,17 @@ class _SectionReader:
             for key, got in zip(jobs, self.pool.map(self.store.get, jobs), strict=True):
                 self.obs.dub_jobs[key] = job_record(got[0] if got else b"")
             if not self.obs.video.complete:
-                info = self.read_media(section.video)
-                self.obs.video_duration = info.duration or None if info else None
+                self.obs.video_duration = self.video_duration(section.video, previous)
+
+    def video_duration(self, video: Source, previous: ObservedSection | None) -> float | None:
+        """The video's length, as `previous` read it when the video's identity is the same
+        now, else read from its bytes (None when unreadable)."""
+        now = self.obs.video_input
+        if (previous is not None and previous.video_duration is not None and now is not None
+                and now.identity is not None and previous.video_input == now):
+            return previous.video_duration
+        info = self.read_media(video)
+        return info.duration or None if info else None
 
     def read_media(self, source: Source) -> MediaInfo | None:
         """What the input holds, as the packager reads it (None when unreadable)."""

@@ -172,3 +172,30 @@ def test_observe_reads_what_an_input_holds_through_the_packager_it_is_handed(tmp
     assert packager.calls == [("probe", "lecture.mp4")]
     with pytest.raises(TypeError, match="Packager"):
         observe(store, sections, inputs=InputReader())
+
+
+def test_the_runs_second_observe_reads_the_video_again_only_when_its_bytes_changed(
+        tmp_path, no_ffmpeg, manifest):
+    """An apply observes twice (before and under its locks). The second reuses the first's
+    read of the video while the video's identity, read again, is the same (a remote video is
+    not downloaded again), and equals what a fresh read finds; a changed video is read again."""
+    data = yaml.safe_load(manifest.read_text())
+    data["languages"].append({"code": "ja"})  # no audio: dubbed, so the plan needs the length
+    manifest.write_text(yaml.safe_dump(data))
+    sections = engine.load([manifest])
+    store, inputs = LocalStore(tmp_path / "store"), InputReader()
+    packager = FakePackager(duration=42.0)
+    first = observe(store, sections, inputs=inputs, packager=packager)
+
+    again = observe(store, sections, inputs=inputs, packager=packager, previous=first)
+    assert packager.calls == [("probe", "lecture.mp4")]
+    fresh = observe(store, sections, inputs=inputs, packager=packager)
+    assert again[SID].video_duration == fresh[SID].video_duration == 42.0
+
+    video = manifest.parent / "lecture.mp4"
+    video.write_bytes(video.read_bytes() + b", second cut")
+    packager.duration, packager.calls = 43.0, []
+    changed = observe(store, sections, inputs=inputs, packager=packager, previous=first)
+    assert changed[SID].video_input != first[SID].video_input
+    assert changed[SID].video_duration == 43.0
+    assert packager.calls == [("probe", "lecture.mp4")]
