@@ -26,7 +26,7 @@ from .errors import ReconcilerError, UsageError
 from .git import GitError
 from .git import PushConflict as PushConflict  # the API's --git-push conflict
 from .inputs import Inputs, read_media
-from .inputs.reader import InputReader
+from .inputs.reader import InputReader, known_digest
 from .lock import Lease, SectionLock
 from .lock import LockError as LockError  # the API's job store
 from .manifest import Section, Source, load_manifests
@@ -34,6 +34,7 @@ from .observe import observe
 from .observed import ObservedSection
 from .packager import MediaInfo, Packager
 from .packager.ffmpeg import FfmpegPackager
+from .packager.remembered import RememberedPackager
 from .pay_once import Spend
 from .plan import DESTROY, ORPHANED, Kind, PendingInvalidation, Plan, PlanOptions
 from .planner import make_plan
@@ -220,7 +221,7 @@ class Reconciler:
         self.settings = settings
         self.store = store or open_store(settings.store_url, workers=settings.workers)
         self.cdn = cdn or open_cdn(self.store.url, settings.distribution_id)
-        self.packager = packager or FfmpegPackager()
+        self.packager = packager or RememberedPackager(FfmpegPackager(), known_digest)
         self.inputs = inputs or InputReader(settings.fetch_policy)
         self.dubber = dubber or _default_dubber()
         self.tracker = tracker or Tracker()

@@ -57,8 +57,12 @@ class HashCache:
         except (OSError, ValueError):
             self.entries = {}
 
-    def digest(self, path: Path) -> str:
-        stat = path.stat()
+    def known(self, path: Path) -> str | None:
+        """The file's digest when its record holds for the file as it is now; None when there
+        is none to trust. Never reads the file."""
+        return self._trusted(path, path.stat())
+
+    def _trusted(self, path: Path, stat: os.stat_result) -> str | None:
         name = str(path.resolve())
         with self.lock:
             entry = self.entries.get(name)
@@ -66,6 +70,14 @@ class HashCache:
         if (isinstance(entry, list) and len(entry) == 4 and entry[:2] == [stat.st_size,
                 stat.st_mtime_ns] and entry[3] - stat.st_mtime_ns > self.RACY_NS):
             return str(entry[2])
+        return None
+
+    def digest(self, path: Path) -> str:
+        stat = path.stat()
+        known = self._trusted(path, stat)
+        if known is not None:
+            return known
+        name = str(path.resolve())
         digest = hashlib.sha256()
         with path.open("rb") as fh:
             while chunk := fh.read(CHUNK):
@@ -118,14 +130,19 @@ _caches: dict[Path, HashCache] = {}
 _caches_lock = threading.Lock()
 
 
-def _sha256(path: Path) -> str:
+def _cache() -> HashCache:
     where = cache_dir() / "input-hashes.json"
     with _caches_lock:
         if where not in _caches:
             _caches[where] = HashCache(where)
             atexit.register(_caches[where].flush)
-        cache = _caches[where]
-    return cache.digest(path)
+        return _caches[where]
+
+
+def known_digest(path: Path) -> str | None:
+    """A local file's sha256 identity when the hash cache knows and trusts it, without reading
+    the file (what packager/remembered.py keys its reads by)."""
+    return _cache().known(path)
 
 
 class InputReader:
@@ -144,7 +161,7 @@ class InputReader:
                 assert source.path is not None
                 if not source.path.is_file():
                     return InputState(None, f"{source.display()}: no such file")
-                return InputState(_sha256(source.path))
+                return InputState(_cache().digest(source.path))
             if source.kind == "s3":
                 bucket, key = s3_location(source.uri)
                 info = self.s3(bucket).head(key)
