@@ -3,9 +3,10 @@ is stamped with.
 
 Pure (no subprocess): the plan reads the settings stamps here to tell a stale rendition, and
 observe and apply drive a `Packager` they are handed. ffmpeg.py's `FfmpegPackager` is the one
-production implementation (ffmpeg and ffprobe); a test may pass a stand-in that writes canned
-files, so plan/apply tests that are not about ffmpeg run without it (the split of
-store/__init__.py and store/s3.py).
+production implementation (ffmpeg and ffprobe), which the engine wraps in remembered.py's
+`RememberedPackager` (a file's probe and loudness are read once per process); a test may pass
+a stand-in that writes canned files, so plan/apply tests that are not about ffmpeg run without
+it (the split of store/__init__.py and store/s3.py).
 """
 
 from __future__ import annotations
