@@ -60,10 +60,9 @@ class HashCache:
     def known(self, path: Path) -> str | None:
         """The file's digest when its record holds for the file as it is now; None when there
         is none to trust. Never reads the file."""
-        return self._trusted(path, path.stat())
+        return self._trusted(str(path.resolve()), path.stat())
 
-    def _trusted(self, path: Path, stat: os.stat_result) -> str | None:
-        name = str(path.resolve())
+    def _trusted(self, name: str, stat: os.stat_result) -> str | None:
         with self.lock:
             entry = self.entries.get(name)
             self.used.add(name)
@@ -74,10 +73,10 @@ class HashCache:
 
     def digest(self, path: Path) -> str:
         stat = path.stat()
-        known = self._trusted(path, stat)
+        name = str(path.resolve())
+        known = self._trusted(name, stat)
         if known is not None:
             return known
-        name = str(path.resolve())
         digest = hashlib.sha256()
         with path.open("rb") as fh:
             while chunk := fh.read(CHUNK):

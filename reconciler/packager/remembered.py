@@ -17,11 +17,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
+from typing import TypeVar, cast
 
 from . import Examined, MediaInfo, OnProgress, OnSegment, Packager
 
 Digest = Callable[[Path], str | None]
+T = TypeVar("T")
 
 
 class Reads:
@@ -63,32 +66,29 @@ class RememberedPackager:
         except OSError:  # gone or unreadable: the packager's own read says why
             return None
 
-    def _keep(self, key: tuple, source: Path, found: object) -> None:
-        """Keep what was read only when the file still has the digest it was looked up by (a
-        file rewritten while it was read no longer does)."""
-        if self._known(source) == key[1]:
-            self.reads.put(key, found)
-
-    def probe(self, source: Path, label: str | None = None) -> MediaInfo:
+    def _read(self, what: tuple, source: Path, read: Callable[[], T]) -> T:
+        """`read()`'s answer for `source`, remembered by (what, digest). It is kept only when
+        the file still has the digest it was looked up by: a file rewritten while it was read
+        no longer does."""
         known = self._known(source)
         if known is None:
-            return self.packager.probe(source, label)
-        found = self.reads.get(("probe", known))
-        if not isinstance(found, MediaInfo):
-            found = self.packager.probe(source, label)
-            self._keep(("probe", known), source, found)
-        return found
+            return read()
+        key = (*what, known)
+        found = self.reads.get(key)
+        if found is None:
+            found = read()
+            if self._known(source) == known:
+                self.reads.put(key, found)
+        return cast(T, found)
+
+    def probe(self, source: Path, label: str | None = None) -> MediaInfo:
+        return self._read(("probe",), source, partial(self.packager.probe, source, label))
 
     def examine_audio(self, source: Path, *, from_video: bool = False,
                       info: MediaInfo | None = None) -> Examined:
-        known = self._known(source)
-        if known is None:
-            return self.packager.examine_audio(source, from_video=from_video, info=info)
-        found = self.reads.get(("examine", known, from_video))
-        if not isinstance(found, Examined):
-            found = self.packager.examine_audio(source, from_video=from_video, info=info)
-            self._keep(("examine", known, from_video), source, found)
-        return replace(found, source=source)
+        examined = self._read(("examine", from_video), source, partial(
+            self.packager.examine_audio, source, from_video=from_video, info=info))
+        return replace(examined, source=source)
 
     def package_video(self, source: Path, out_dir: Path, on_segment: OnSegment | None = None,
                       on_progress: OnProgress | None = None, *,
